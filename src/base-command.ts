@@ -1,0 +1,104 @@
+import {Command, Flags, type Interfaces} from '@oclif/core'
+import {userInfo} from 'node:os'
+import {resolve} from 'node:path'
+import {EXIT, TfaError, usageError} from './core/errors.js'
+import {checkUsername} from './core/validate.js'
+import {defaultStorePath} from './store/paths.js'
+import {Store} from './store/store.js'
+
+export type FlagsOf<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type ArgsOf<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+/** oclif's own parse errors carry their exit code here (2 for usage). */
+const oclifExit = (error: unknown): number | undefined => (error as {oclif?: {exit?: number}}).oclif?.exit
+
+/**
+ * Shared by every command: `--store`, `--json`, the exit-code contract and one-line errors.
+ * Commands parse, call core/store, and return a result that is printed as-is under `--json`.
+ */
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static override enableJsonFlag = true
+  static override baseFlags = {
+    store: Flags.string({
+      description: 'store file [default: /var/lib/tfactl/store.json as root, else $XDG_STATE_HOME/tfactl/store.json]',
+      env: 'TFACTL_STORE',
+      helpGroup: 'GLOBAL',
+    }),
+  }
+
+  protected flags!: FlagsOf<T>
+  protected args!: ArgsOf<T>
+  private storeInstance?: Store
+
+  public override async init(): Promise<void> {
+    await super.init()
+    const {args, flags} = await this.parse({
+      args: this.ctor.args,
+      baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      flags: this.ctor.flags,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as FlagsOf<T>
+    this.args = args as ArgsOf<T>
+  }
+
+  /** Opened on first use, so that usage errors are reported before the store is touched. */
+  protected get store(): Store {
+    return (this.storeInstance ??= new Store(resolve(this.flags.store || defaultStorePath())))
+  }
+
+  /** Human output on stdout (muted under --json). */
+  protected say(message: string): void {
+    this.log(message)
+  }
+
+  /** A warning on stderr; it never changes the outcome. */
+  protected warning(message: string): void {
+    process.stderr.write(`tfactl: warning: ${message}\n`)
+  }
+
+  /** True when a person can answer a prompt: both ends are terminals and JSON is off. */
+  protected interactive(): boolean {
+    return Boolean(process.stdin.isTTY && process.stdout.isTTY) && !this.jsonEnabled()
+  }
+
+  /** The user a command acts on: the argument, else the invoking user (SUDO_USER under sudo). */
+  protected targetUser(name: string | undefined): string {
+    if (name !== undefined) return checkUsername(name)
+    const invoking = process.env.SUDO_USER || userInfo().username
+    return checkUsername(invoking)
+  }
+
+  /** Asks on a terminal; elsewhere a confirmation must come from `flag`. */
+  protected async confirm(question: string, given: boolean | undefined, flag = '--yes'): Promise<void> {
+    if (given) return
+    if (!this.interactive()) throw usageError(`confirmation needed: add ${flag} (no terminal to ask on)`)
+    const {confirm} = await import('@inquirer/prompts')
+    if (!(await confirm({message: question, default: false}))) throw new TfaError('cancelled, nothing changed', EXIT.denied, 'cancelled')
+  }
+
+  /** Maps every failure to its documented exit code and prints it on one line, never a stack. */
+  public override async catch(error: Error & {exitCode?: number}): Promise<void> {
+    const known = error instanceof TfaError
+    const exit = known ? error.exit : (oclifExit(error) ?? (isSystemError(error) ? EXIT.store : 1))
+    process.exitCode = exit
+    const message = oneLine(error.message || String(error))
+    if (this.jsonEnabled()) {
+      this.logJson({error: {message, code: known ? error.code : exit === EXIT.usage ? 'usage' : 'error', exit}})
+    } else {
+      process.stderr.write(`tfactl: ${message}\n`)
+    }
+  }
+}
+
+const isSystemError = (error: unknown): boolean => typeof (error as NodeJS.ErrnoException).errno === 'number'
+
+function oneLine(message: string): string {
+  return message
+    .replace(/\x1b\[[0-9;]*m/g, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join('; ')
+}

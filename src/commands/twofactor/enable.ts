@@ -1,0 +1,47 @@
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../../base-command.js'
+import {enableSettings, sameSettings} from '../../core/settings.js'
+import {checkIssuer} from '../../core/validate.js'
+import {clockSynced} from '../../store/system.js'
+import {publicSettings, settingsLines} from '../../ui/output.js'
+
+export default class Enable extends BaseCommand<typeof Enable> {
+  static override description = 'turn 2FA on globally; only the settings given change'
+  static override examples = [
+    '<%= config.bin %> twofactor:enable',
+    '<%= config.bin %> twofactor:enable --window 1 --ssh --issuer "NAS office"',
+    '<%= config.bin %> twofactor:enable --stig',
+    '<%= config.bin %> twofactor:enable --max-failures 5 --lockout 300 --fail-delay 1000',
+  ]
+  static override flags = {
+    window: Flags.integer({description: 'codes from this many 30 s steps before and after now count (0-10) [default: 1]', min: 0, max: 10}),
+    ssh: Flags.boolean({description: 'require codes for password-based SSH logins', allowNo: true}),
+    stig: Flags.boolean({description: 'STIG mode: 2FA mandatory for every web/API login; 2FA and SSH 2FA cannot be turned off', allowNo: true}),
+    issuer: Flags.string({description: 'name shown in authenticator apps (1-64 characters, no ":") [default: tfactl]'}),
+    'max-failures': Flags.integer({description: 'consecutive failed checks that lock a user, 0 = never (0-100) [default: 5]', min: 0, max: 100}),
+    lockout: Flags.integer({description: 'seconds a lockout lasts (1-86400) [default: 300]', min: 1, max: 86_400}),
+    'fail-delay': Flags.integer({description: 'milliseconds a failed check waits before answering (0-10000) [default: 1000]', min: 0, max: 10_000}),
+  }
+
+  async run() {
+    const f = this.flags
+    const change = {
+      window: f.window,
+      ssh: f.ssh,
+      stig: f.stig,
+      issuer: f.issuer === undefined ? undefined : checkIssuer(f.issuer),
+      maxFailures: f['max-failures'],
+      lockout: f.lockout,
+      failDelay: f['fail-delay'],
+    }
+    const {settings, changed} = await this.store.update((doc) => {
+      const before = doc.settings
+      doc.settings = enableSettings(before, change)
+      return {settings: doc.settings, changed: !sameSettings(before, doc.settings)}
+    })
+    if (clockSynced() !== true) this.warning('the system clock is not known to be NTP-synchronised; codes depend on the time (check timedatectl)')
+    this.say(changed ? '2FA enabled' : '2FA already enabled with these settings')
+    for (const line of settingsLines(settings)) this.say(`  ${line}`)
+    return {...publicSettings(settings), changed}
+  }
+}

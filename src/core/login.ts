@@ -1,0 +1,122 @@
+import {findCode} from './codes.js'
+import type {Settings, UserRecord} from './model.js'
+import {matchStep, timeStep} from './totp.js'
+import {normalizeCode} from './validate.js'
+import {secretKey} from './codes.js'
+
+export type Service = 'ui' | 'ssh'
+export type Method = 'password' | 'key'
+
+export type Reason =
+  | 'twofactor_disabled'
+  | 'key_auth'
+  | 'ssh_2fa_off'
+  | 'no_secret'
+  | 'code_accepted'
+  | 'recovery_code_accepted'
+  | 'bypass_accepted'
+  | 'code_required'
+  | 'code_invalid'
+  | 'code_replayed'
+  | 'locked_out'
+  | 'stig_requires_2fa'
+
+export interface LoginRequest {
+  service: Service
+  method: Method
+  code?: string
+  now: number
+}
+
+/** What the check changes in the user's record; applied under the store lock. */
+export type Effect =
+  | {kind: 'none'}
+  | {kind: 'accepted'; step: number}
+  | {kind: 'recovery_used'; index: number}
+  | {kind: 'bypass_used'}
+  | {kind: 'failed'}
+
+export interface Decision {
+  allowed: boolean
+  reason: Reason
+  setupPrompt: boolean
+  /** The accepted code's step minus the current step, when it was not the current one. */
+  skewSteps?: number
+  effect: Effect
+}
+
+const allow = (reason: Reason, extra: Partial<Decision> = {}): Decision =>
+  ({allowed: true, reason, setupPrompt: false, effect: {kind: 'none'}, ...extra})
+const deny = (reason: Reason, effect: Effect = {kind: 'none'}): Decision =>
+  ({allowed: false, reason, setupPrompt: false, effect})
+
+const isLocked = (user: UserRecord | undefined, now: number): boolean =>
+  Boolean(user?.lockedUntil && Date.parse(user.lockedUntil) > now)
+
+function bypassMatches(user: UserRecord | undefined, code: string, now: number): boolean {
+  const bypass = user?.bypass
+  if (!bypass || Date.parse(bypass.expiresAt) <= now) return false
+  return findCode({salt: bypass.salt, hashes: [bypass.hash]}, code) === 0
+}
+
+/**
+ * The 2FA step of a login, decided from the global settings and the user's record alone.
+ * Each line is one rule of the documentation; the test table mirrors them.
+ */
+export function decideLogin(cfg: Settings, user: UserRecord | undefined, req: LoginRequest): Decision {
+  const {service: svc, method, now} = req
+  const code = req.code === undefined ? undefined : normalizeCode(req.code)
+  if (!cfg.enabled)                          return allow('twofactor_disabled')
+  if (svc === 'ssh' && method === 'key')     return allow('key_auth')
+  if (svc === 'ssh' && !cfg.ssh)             return allow('ssh_2fa_off')
+  if (code && bypassMatches(user, code, now)) return allow('bypass_accepted', {effect: {kind: 'bypass_used'}})
+  if (isLocked(user, now))                   return deny('locked_out')
+  if (!user?.secret)                         return svc === 'ui' && cfg.stig
+                                               ? deny('stig_requires_2fa')
+                                               : allow('no_secret', {setupPrompt: svc === 'ui'})
+  if (!code)                                 return deny('code_required')
+  return checkCode(cfg, user, code, now)
+}
+
+function checkCode(cfg: Settings, user: UserRecord, code: string, now: number): Decision {
+  const key = secretKey(user.secret ?? '')
+  if (key && /^\d+$/.test(code) && code.length === user.digits) {
+    const params = {key, interval: user.interval, digits: user.digits, algorithm: user.algorithm}
+    const step = matchStep(params, code, now, cfg.window)
+    if (step !== undefined) {
+      if (user.lastUsedStep !== null && step <= user.lastUsedStep) return deny('code_replayed')
+      const skew = step - timeStep(now, user.interval)
+      return allow('code_accepted', {effect: {kind: 'accepted', step}, ...(skew ? {skewSteps: skew} : {})})
+    }
+  }
+  const index = user.recovery ? findCode(user.recovery, code) : -1
+  if (index >= 0) return allow('recovery_code_accepted', {effect: {kind: 'recovery_used', index}})
+  return deny('code_invalid', {kind: 'failed'})
+}
+
+/** Records the outcome of a check in the user's record (counts, lockout, replay state). */
+export function applyEffect(cfg: Settings, user: UserRecord, effect: Effect, now: number): void {
+  const at = new Date(now).toISOString()
+  switch (effect.kind) {
+    case 'none': return
+    case 'accepted':
+      user.lastUsedStep = effect.step
+      user.lastUsedAt = at
+      break
+    case 'recovery_used':
+      user.recovery!.hashes.splice(effect.index, 1)
+      user.lastUsedAt = at
+      break
+    case 'bypass_used':
+      user.bypass = null
+      user.lastUsedAt = at
+      break
+    case 'failed':
+      user.failures += 1
+      if (cfg.maxFailures > 0 && user.failures >= cfg.maxFailures)
+        user.lockedUntil = new Date(now + cfg.lockout * 1000).toISOString()
+      return
+  }
+  user.failures = 0
+  user.lockedUntil = null
+}

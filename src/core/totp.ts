@@ -1,0 +1,40 @@
+import {createHmac, timingSafeEqual} from 'node:crypto'
+
+export type Algorithm = 'SHA1' | 'SHA256' | 'SHA512'
+export const ALGORITHMS: readonly Algorithm[] = ['SHA1', 'SHA256', 'SHA512']
+
+/** RFC 4226 HOTP value for one counter, as a zero-padded decimal string. */
+export function hotp(key: Uint8Array, counter: number, digits: number, algorithm: Algorithm = 'SHA1'): string {
+  const msg = Buffer.alloc(8)
+  msg.writeBigUInt64BE(BigInt(counter))
+  const mac = createHmac(algorithm.toLowerCase(), key).update(msg).digest()
+  const offset = mac[mac.length - 1] & 0x0f
+  const binary = mac.readUInt32BE(offset) & 0x7fffffff
+  return String(binary % 10 ** digits).padStart(digits, '0')
+}
+
+/** The RFC 6238 time step that contains `nowMs`. */
+export const timeStep = (nowMs: number, interval: number): number => Math.floor(nowMs / 1000 / interval)
+
+export interface TotpParams {
+  key: Uint8Array
+  interval: number
+  digits: number
+  algorithm: Algorithm
+}
+
+/**
+ * Finds the time step whose code equals `code`, looking `window` steps before and after the
+ * current one. Every candidate is compared in constant time and all are always compared, so
+ * the answer's timing does not say which step (if any) matched. Returns the newest matching step.
+ */
+export function matchStep(params: TotpParams, code: string, nowMs: number, window: number): number | undefined {
+  const current = timeStep(nowMs, params.interval)
+  const given = Buffer.from(code.padEnd(params.digits, ' ').slice(0, params.digits))
+  let found: number | undefined
+  for (let step = current - window; step <= current + window; step++) {
+    const expected = Buffer.from(hotp(params.key, step, params.digits, params.algorithm))
+    if (timingSafeEqual(expected, given) && code.length === params.digits) found = step
+  }
+  return found
+}

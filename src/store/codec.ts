@@ -1,0 +1,146 @@
+import {storeError} from '../core/errors.js'
+import {DEFAULT_SETTINGS, DIGITS, type Doc, type Enrolment, type HashedCodes, INTERVALS, STORE_VERSION, type Settings, type UserRecord} from '../core/model.js'
+import {ALGORITHMS} from '../core/totp.js'
+import {checkIssuer, checkUsername} from '../core/validate.js'
+import {decryptSecret, encryptSecret} from './secrets.js'
+
+/** Encryption key access: `undefined` when no key file exists yet. */
+export interface KeyRing {
+  get(): Buffer | undefined
+  getOrCreate(): Buffer
+}
+
+type Json = Record<string, unknown>
+
+/** Reads and checks one value; `path` names the field in error messages. */
+class Reader {
+  constructor(readonly where: string) {}
+  fail(path: string, problem: string): never {
+    throw storeError(`${this.where}: ${path}: ${problem}`)
+  }
+  object(v: unknown, path: string): Json {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(path, 'expected an object')
+    return v as Json
+  }
+  bool(v: unknown, path: string): boolean {
+    return typeof v === 'boolean' ? v : this.fail(path, 'expected true or false')
+  }
+  int(v: unknown, path: string, min: number, max: number): number {
+    return Number.isInteger(v) && (v as number) >= min && (v as number) <= max ? (v as number) : this.fail(path, `expected a whole number from ${min} to ${max}`)
+  }
+  string(v: unknown, path: string): string {
+    return typeof v === 'string' ? v : this.fail(path, 'expected a string')
+  }
+  nullable<T>(v: unknown, read: (v: unknown) => T): T | null {
+    return v === null || v === undefined ? null : read(v)
+  }
+  date(v: unknown, path: string): string {
+    const s = this.string(v, path)
+    return Number.isNaN(Date.parse(s)) ? this.fail(path, 'expected an ISO date') : s
+  }
+  oneOf<T>(v: unknown, path: string, allowed: readonly T[]): T {
+    return allowed.includes(v as T) ? (v as T) : this.fail(path, `expected one of ${allowed.join(', ')}`)
+  }
+}
+
+function readSettings(r: Reader, v: unknown): Settings {
+  const o = r.object(v, 'settings')
+  const d = DEFAULT_SETTINGS
+  const issuer = r.string(o.issuer ?? d.issuer, 'settings.issuer')
+  try {
+    checkIssuer(issuer)
+  } catch {
+    r.fail('settings.issuer', 'expected 1-64 printable characters without ":"')
+  }
+  return {
+    enabled: r.bool(o.enabled ?? d.enabled, 'settings.enabled'),
+    window: r.int(o.window ?? d.window, 'settings.window', 0, 10),
+    ssh: r.bool(o.ssh ?? d.ssh, 'settings.ssh'),
+    stig: r.bool(o.stig ?? d.stig, 'settings.stig'),
+    issuer,
+    maxFailures: r.int(o.maxFailures ?? d.maxFailures, 'settings.maxFailures', 0, 100),
+    lockout: r.int(o.lockout ?? d.lockout, 'settings.lockout', 1, 86_400),
+    failDelay: r.int(o.failDelay ?? d.failDelay, 'settings.failDelay', 0, 10_000),
+    oathFile: r.nullable(o.oathFile, (x) => r.string(x, 'settings.oathFile')),
+  }
+}
+
+function readCodes(r: Reader, v: unknown, path: string): HashedCodes {
+  const o = r.object(v, path)
+  const hashes = o.hashes
+  if (!Array.isArray(hashes)) r.fail(`${path}.hashes`, 'expected a list')
+  return {salt: r.string(o.salt, `${path}.salt`), hashes: hashes.map((h, i) => r.string(h, `${path}.hashes[${i}]`))}
+}
+
+function readEnrolment(r: Reader, o: Json, path: string, open: (sealed: string) => string): Omit<Enrolment, 'secret'> & {secret: string | null} {
+  return {
+    secret: r.nullable(o.secret, (x) => open(r.string(x, `${path}.secret`))),
+    interval: r.oneOf(o.interval, `${path}.interval`, INTERVALS),
+    digits: r.oneOf(o.digits, `${path}.digits`, DIGITS),
+    algorithm: r.oneOf(o.algorithm, `${path}.algorithm`, ALGORITHMS),
+    createdAt: r.nullable(o.createdAt, (x) => r.date(x, `${path}.createdAt`)) as string,
+  }
+}
+
+function readUser(r: Reader, name: string, v: unknown, keys: KeyRing): UserRecord {
+  const path = `users.${name}`
+  try {
+    checkUsername(name)
+  } catch {
+    r.fail(path, 'invalid username')
+  }
+  const o = r.object(v, path)
+  const open = (tag: string) => (sealed: string) => {
+    const key = keys.get() ?? r.fail(path, 'holds an encrypted secret but the key file tfactl.key is missing')
+    return decryptSecret(key, tag, sealed, r.where)
+  }
+  const pending = r.nullable(o.pending, (p) => {
+    const e = readEnrolment(r, r.object(p, `${path}.pending`), `${path}.pending`, open(`${name}:pending`))
+    return e.secret ? (e as Enrolment) : r.fail(`${path}.pending.secret`, 'expected a secret')
+  })
+  return {
+    ...readEnrolment(r, o, path, open(name)),
+    lastUsedStep: r.nullable(o.lastUsedStep, (x) => r.int(x, `${path}.lastUsedStep`, 0, Number.MAX_SAFE_INTEGER)),
+    lastUsedAt: r.nullable(o.lastUsedAt, (x) => r.date(x, `${path}.lastUsedAt`)),
+    failures: r.int(o.failures ?? 0, `${path}.failures`, 0, 1_000_000),
+    lockedUntil: r.nullable(o.lockedUntil, (x) => r.date(x, `${path}.lockedUntil`)),
+    recovery: r.nullable(o.recovery, (x) => readCodes(r, x, `${path}.recovery`)),
+    bypass: r.nullable(o.bypass, (x) => {
+      const b = r.object(x, `${path}.bypass`)
+      return {salt: r.string(b.salt, `${path}.bypass.salt`), hash: r.string(b.hash, `${path}.bypass.hash`), expiresAt: r.date(b.expiresAt, `${path}.bypass.expiresAt`)}
+    }),
+    pending,
+  }
+}
+
+/** Parses and validates a whole store document; any problem → exit 3 naming the field. */
+export function decodeStore(text: string, where: string, keys: KeyRing): Doc {
+  const r = new Reader(where)
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (error) {
+    r.fail('file', `not valid JSON (${(error as Error).message})`)
+  }
+  const o = r.object(raw, 'document')
+  const version = r.int(o.version, 'version', 1, Number.MAX_SAFE_INTEGER)
+  if (version > STORE_VERSION) r.fail('version', `version ${version} was written by a newer tfactl (this one reads up to ${STORE_VERSION})`)
+  const users = new Map<string, UserRecord>()
+  for (const [name, value] of Object.entries(r.object(o.users ?? {}, 'users'))) users.set(name, readUser(r, name, value, keys))
+  return {version: STORE_VERSION, settings: readSettings(r, o.settings ?? {}), users}
+}
+
+/** One user per line: compact, yet diffable and cheap to scan. Secrets are sealed. */
+export function encodeStore(doc: Doc, keys: KeyRing): string {
+  const seal = (tag: string, secret: string | null) => (secret === null ? null : encryptSecret(keys.getOrCreate(), tag, secret))
+  const lines = [...doc.users].map(([name, u]) => {
+    const record = {
+      ...u,
+      secret: seal(name, u.secret),
+      pending: u.pending && {...u.pending, secret: seal(`${name}:pending`, u.pending.secret)},
+    }
+    return `${JSON.stringify(name)}:${JSON.stringify(record)}`
+  })
+  const head = `{"version":${STORE_VERSION},"settings":${JSON.stringify(doc.settings)},"users":{`
+  return lines.length === 0 ? `${head}}}\n` : `${head}\n${lines.join(',\n')}\n}}\n`
+}

@@ -1,0 +1,88 @@
+import {randomBytes} from 'node:crypto'
+import * as fs from 'node:fs'
+import {basename, dirname, join} from 'node:path'
+import {forbidden, storeError} from '../core/errors.js'
+
+const errno = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code
+
+/**
+ * Refuses files that others could read or swap, as sshd's StrictModes does. Returns false when
+ * the file does not exist.
+ */
+export function checkPrivateFile(path: string): boolean {
+  let st: fs.Stats
+  try {
+    st = fs.lstatSync(path)
+  } catch (error) {
+    if (errno(error) === 'ENOENT') return false
+    throw accessError(path, error)
+  }
+  if (st.isSymbolicLink()) throw storeError(`${path} is a symbolic link; tfactl only uses regular files: replace the link with the file itself`)
+  if (!st.isFile()) throw storeError(`${path} is not a regular file`)
+  const me = process.getuid?.() ?? 0
+  if (st.uid !== me && st.uid !== 0) throw forbidden(`${path} belongs to uid ${st.uid}, not to you (uid ${me}): use your own --store, or run as root`)
+  if (st.mode & 0o077)
+    throw storeError(`${path} can be read or written by group or others (mode ${(st.mode & 0o777).toString(8)}): run chmod 600 ${path}`)
+  return true
+}
+
+export function accessError(path: string, error: unknown) {
+  if (errno(error) === 'EACCES' || errno(error) === 'EPERM') return forbidden(`permission denied: ${path} (run as its owner or with sudo)`)
+  return storeError(`cannot read ${path}: ${(error as Error).message}`)
+}
+
+/** Reads a private file, or undefined when it does not exist. */
+export function readPrivateFile(path: string): Buffer | undefined {
+  if (!checkPrivateFile(path)) return undefined
+  try {
+    return fs.readFileSync(path)
+  } catch (error) {
+    throw accessError(path, error)
+  }
+}
+
+export const ensureDir = (dir: string): void => {
+  fs.mkdirSync(dir, {recursive: true, mode: 0o700})
+}
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r')
+  try {
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+const tempPrefix = (path: string) => `${basename(path)}.tmp-`
+
+/** Removes temp files a crashed writer left. Call only while holding the store lock. */
+export function removeStaleTemps(path: string): void {
+  const prefix = tempPrefix(path)
+  for (const name of fs.readdirSync(dirname(path))) if (name.startsWith(prefix)) fs.rmSync(join(dirname(path), name), {force: true})
+}
+
+/**
+ * Replaces `path` with `data` so that a crash at any moment leaves either the old or the new
+ * content: write a temp file (0600), fsync it, keep the old file as `backup` (a hard link, so
+ * it costs no copy), rename over, fsync the directory.
+ */
+export function atomicWrite(path: string, data: string | Buffer, backup?: string): void {
+  const dir = dirname(path)
+  const temp = join(dir, `${tempPrefix(path)}${process.pid}-${randomBytes(4).toString('hex')}`)
+  const fd = fs.openSync(temp, 'wx', 0o600)
+  try {
+    fs.writeFileSync(fd, data)
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+  if (backup && fs.existsSync(path)) {
+    const backupTemp = `${temp}.bak`
+    fs.linkSync(path, backupTemp)
+    fs.renameSync(backupTemp, backup)
+  }
+  fsyncDir(dir)
+  fs.renameSync(temp, path)
+  fsyncDir(dir)
+}

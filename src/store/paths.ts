@@ -1,0 +1,21 @@
+import {homedir} from 'node:os'
+import {dirname, join} from 'node:path'
+
+/**
+ * Where the store lives: `--store`/`TFACTL_STORE` first, then root's system path, then the
+ * user's XDG state directory.
+ */
+export function defaultStorePath(env: NodeJS.ProcessEnv = process.env, uid = process.getuid?.() ?? -1): string {
+  if (env.TFACTL_STORE) return env.TFACTL_STORE
+  if (uid === 0) return '/var/lib/tfactl/store.json'
+  const state = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state')
+  return join(state, 'tfactl', 'store.json')
+}
+
+/** The files that live beside a store. */
+export const sidecars = (store: string) => ({
+  lock: `${store}.lock`,
+  backup: `${store}.bak`,
+  key: join(dirname(store), 'tfactl.key'),
+  audit: join(dirname(store), 'audit.log'),
+})
