@@ -1,8 +1,7 @@
-import {findCode} from './codes.js'
+import {findCode, secretKey} from './codes.js'
 import type {Settings, UserRecord} from './model.js'
 import {matchStep, timeStep} from './totp.js'
 import {normalizeCode} from './validate.js'
-import {secretKey} from './codes.js'
 
 export type Service = 'ui' | 'ssh'
 export type Method = 'password' | 'key'
@@ -78,6 +77,12 @@ export function decideLogin(cfg: Settings, user: UserRecord | undefined, req: Lo
   return checkCode(cfg, user, code, now)
 }
 
+/** Checks a code outside a login (self-service proof): lockout applies, bypass codes do not. */
+export function verifyCode(cfg: Settings, user: UserRecord, code: string, now: number): Decision {
+  if (isLocked(user, now)) return deny('locked_out')
+  return checkCode(cfg, user, normalizeCode(code), now)
+}
+
 function checkCode(cfg: Settings, user: UserRecord, code: string, now: number): Decision {
   const key = secretKey(user.secret ?? '')
   if (key && /^\d+$/.test(code) && code.length === user.digits) {
@@ -112,6 +117,7 @@ export function applyEffect(cfg: Settings, user: UserRecord, effect: Effect, now
       user.lastUsedAt = at
       break
     case 'failed':
+      if (user.lockedUntil && Date.parse(user.lockedUntil) <= now) [user.failures, user.lockedUntil] = [0, null]
       user.failures += 1
       if (cfg.maxFailures > 0 && user.failures >= cfg.maxFailures)
         user.lockedUntil = new Date(now + cfg.lockout * 1000).toISOString()

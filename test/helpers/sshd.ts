@@ -215,16 +215,24 @@ export async function startSshd(opts: SshdOptions): Promise<SshdHandle> {
   const dir = opts.workDir ?? mkdtempSync(join(tmpdir(), 'tfactl-sshd-'));
   mkdirSync(dir, {recursive: true, mode: 0o700});
 
-  const hostKey = join(dir, 'ssh_host_ed25519_key');
-  if (!existsSync(hostKey)) {
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'tfactl-test-host', '-f', hostKey], {
-      stdio: 'ignore',
-    });
+  try {
+    const hostKey = join(dir, 'ssh_host_ed25519_key');
+    if (!existsSync(hostKey)) {
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'tfactl-test-host', '-f', hostKey], {
+        stdio: 'ignore',
+      });
+    }
+    const pamFile = join(dir, 'pam.d-sshd');
+    writeFileSync(pamFile, opts.pamConfig, {mode: 0o644});
+    chmodSync(pamFile, 0o644);
+    return await launch(dir, ownDir, hostKey, pamFile, opts);
+  } catch (err) {
+    if (ownDir) rmSync(dir, {recursive: true, force: true});
+    throw err;
   }
-  const pamFile = join(dir, 'pam.d-sshd');
-  writeFileSync(pamFile, opts.pamConfig, {mode: 0o644});
-  chmodSync(pamFile, 0o644);
+}
 
+async function launch(dir: string, ownDir: boolean, hostKey: string, pamFile: string, opts: SshdOptions): Promise<SshdHandle> {
   const startTimeout = opts.startTimeoutMs ?? 20_000;
   let lastError = '';
   // Retry a couple of times in case another process grabs the port between
@@ -303,7 +311,6 @@ export async function startSshd(opts: SshdOptions): Promise<SshdHandle> {
     lastError = spawnError ? spawnError.message : `sshd exited (code ${child.exitCode}, signal ${child.signalCode})\n${log}`;
     if (!/Address already in use|Bind to port/.test(log)) break;
   }
-  if (ownDir) rmSync(dir, {recursive: true, force: true});
   throw new Error(`sshd did not start: ${lastError || 'timeout'}`);
 }
 
@@ -485,7 +492,8 @@ export function sshLogin(opts: SshLoginOptions): Promise<SshLoginResult> {
       readyTimeout: timeoutMs,
       privateKey: opts.privateKey,
       authHandler: (_methodsLeft, _partial, cb) => {
-        if (next >= authMethods.length) return cb(false);
+        // ssh2 accepts false ("no more methods"); @types/ssh2 omits it from NextAuthHandler.
+        if (next >= authMethods.length) return (cb as unknown as (v: false) => void)(false);
         const type = authMethods[next++];
         methods.push(type);
         if (type === 'publickey') return cb({type, username: opts.user, key: opts.privateKey!});

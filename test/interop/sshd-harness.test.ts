@@ -6,7 +6,7 @@ import {createHash, randomBytes} from 'node:crypto';
 import {existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
-import {afterAll, beforeAll, describe, expect, it} from 'vitest';
+import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest';
 import {
   buildSshdPamConfig, canRunSshd, createUser, generateKeyPair, HOST_PAM_SSHD, installAuthorizedKey,
   oathtoolTotp, randomUserName, removeUser, sshLogin, startSshd, writeUsersFile, type KeyPair, type SshdHandle,
@@ -49,12 +49,16 @@ describe.skipIf(reason !== null)('sshd + pam_oath harness', {timeout: 30_000}, (
     for (const u of [alice, bob, carol]) createUser(u, pw[u]);
     carolKey = generateKeyPair();
     installAuthorizedKey(carol, carolKey.publicKey);
-    sshd = await startSshd({pamConfig: buildSshdPamConfig({usersfile, window: WINDOW, extraArgs: ["debug"]})});
+    sshd = await startSshd({pamConfig: buildSshdPamConfig({usersfile, window: WINDOW})});
   }, 30_000);
+
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail' && sshd) console.log(`[sshd-harness] sshd log:\n${sshd.logs()}`);
+  });
 
   afterAll(async () => {
     try {
-      console.log(sshd?.logs()); await sshd?.stop();
+      await sshd?.stop();
     } finally {
       for (const u of [alice, bob, carol]) removeUser(u);
       if (dir) rmSync(dir, {recursive: true, force: true});
@@ -157,15 +161,21 @@ describe.skipIf(reason !== null)('sshd + pam_oath harness', {timeout: 30_000}, (
   });
 
   it('(6) a stale <usersfile>.lock makes a correct code fail (Debian opens it O_EXCL)', async () => {
+    const code = oathtoolTotp(aliceSecret, {at: goodAt + 60}); // newer than the last accepted step
     writeFileSync(`${usersfile}.lock`, '', {mode: 0o600});
     try {
       const lineBefore = aliceLine();
-      const r = await login(alice, {code: oathtoolTotp(aliceSecret, {at: goodAt + 60})});
+      const r = await login(alice, {code});
       expect(r.ok).toBe(false);
       expect(aliceLine()).toBe(lineBefore);
+      expect(existsSync(`${usersfile}.lock`)).toBe(true); // not pam_oath's lock, so it leaves it alone
     } finally {
       rmSync(`${usersfile}.lock`, {force: true});
     }
+    // The very same code works once the lock file is gone: the lock was the only reason.
+    const r2 = await login(alice, {code});
+    expect(r2, JSON.stringify(r2)).toMatchObject({ok: true});
+    expect(aliceLine().split('\t')[5]).toBe(code);
   });
 
   it('(7) a missing usersfile denies everyone, even users that would be "unknown"', async () => {

@@ -1,0 +1,27 @@
+import {BaseCommand} from '../../base-command.js'
+
+export default class List extends BaseCommand<typeof List> {
+  static override description = 'list every user the store knows, with their 2FA state'
+  static override examples = ['<%= config.bin %> user:list', '<%= config.bin %> user:list --json']
+
+  async run() {
+    const doc = await this.store.read()
+    const now = Date.now()
+    const users = [...doc.users].map(([user, r]) => ({
+      user,
+      configured: Boolean(r.secret),
+      interval: r.interval,
+      digits: r.digits,
+      lastUsedAt: r.lastUsedAt,
+      recoveryCodesLeft: r.recovery?.hashes.length ?? 0,
+      pending: Boolean(r.pending),
+      lockedOut: Boolean(r.lockedUntil && Date.parse(r.lockedUntil) > now),
+    }))
+    if (users.length === 0) this.say('no users with 2FA state')
+    for (const u of users) {
+      const state = [u.configured ? `${u.digits} digits / ${u.interval} s` : 'no secret', u.pending && 'pending', u.lockedOut && 'LOCKED OUT']
+      this.say(`${u.user.padEnd(20)} ${state.filter(Boolean).join(', ')}  last used: ${u.lastUsedAt ?? 'never'}  recovery codes: ${u.recoveryCodesLeft}`)
+    }
+    return {users}
+  }
+}

@@ -1,0 +1,33 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../../../base-command.js'
+import {EXIT, TfaError, usageError} from '../../../core/errors.js'
+import {secretKey} from '../../../core/codes.js'
+import {matchStep} from '../../../core/totp.js'
+import {activate} from '../../../core/users.js'
+import {normalizeCode} from '../../../core/validate.js'
+
+export default class Confirm extends BaseCommand<typeof Confirm> {
+  static override description = 'activate a pending secret (from user:secret:renew --pending) with its first code'
+  static override examples = ['<%= config.bin %> user:secret:confirm alice --code 123456']
+  static override args = {username: Args.string({description: 'user [default: the invoking user, SUDO_USER under sudo]'})}
+  static override flags = {code: Flags.string({description: 'the current code from the app', required: true})}
+
+  async run() {
+    const user = this.targetUser(this.args.username)
+    const code = normalizeCode(this.flags.code)
+    const outcome = await this.store.update((doc) => {
+      const pending = doc.users.get(user)?.pending
+      if (!pending) return 'none' as const
+      const params = {key: secretKey(pending.secret)!, interval: pending.interval, digits: pending.digits, algorithm: pending.algorithm}
+      const step = matchStep(params, code, Date.now(), doc.settings.window)
+      if (step === undefined) return 'wrong' as const
+      activate(doc, user, pending)
+      doc.users.get(user)!.lastUsedStep = step
+      return 'activated' as const
+    })
+    if (outcome === 'none') throw usageError(`${user} has no pending secret: create one with user:secret:renew ${user} --pending`)
+    if (outcome === 'wrong') throw new TfaError(`the code does not match ${user}'s pending secret; it stays pending`, EXIT.denied, 'code_invalid')
+    this.say(`${user}: pending secret is now active`)
+    return {user, changed: true}
+  }
+}

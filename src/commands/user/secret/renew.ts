@@ -1,0 +1,145 @@
+import {Args, Flags} from '@oclif/core'
+import {mkdirSync, readFileSync} from 'node:fs'
+import {hostname} from 'node:os'
+import {join} from 'node:path'
+import {BaseCommand} from '../../../base-command.js'
+import {newEnrolment, enrolmentView, type EnrolmentView} from '../../../core/enrol.js'
+import {EXIT, forbidden, TfaError, usageError} from '../../../core/errors.js'
+import type {Digits, Enrolment, Interval} from '../../../core/model.js'
+import {checkSelfService, proofNeeded} from '../../../core/selfservice.js'
+import {matchStep} from '../../../core/totp.js'
+import {secretKey} from '../../../core/codes.js'
+import {parseUserList, unique} from '../../../core/userlist.js'
+import {activate, getOrCreate} from '../../../core/users.js'
+import {normalizeCode} from '../../../core/validate.js'
+import {INTERVAL_WARNING, type QrChoice, renderEnrolment} from '../../../ui/enrolment.js'
+
+export default class Renew extends BaseCommand<typeof Renew> {
+  static override description = `create a new random secret for one or more users and show it as a QR code, key and URI
+
+On a terminal (one user) the new secret replaces the old one only after you type the first code
+from your app; an empty answer cancels and keeps the old state. Without a terminal the new secret
+is active at once, unless --pending: then user:secret:confirm activates it.`
+  static override examples = [
+    '<%= config.bin %> user:secret:renew',
+    'sudo <%= config.bin %> user:secret:renew alice --interval 60 --digits 8 --qr small',
+    '<%= config.bin %> user:secret:renew --users-file users.txt --if-missing --qr-dir ./qr --json',
+    '<%= config.bin %> user:secret:renew alice --pending --json',
+  ]
+  static override strict = false
+  static override args = {username: Args.string({description: 'user(s) to enrol [default: the invoking user, SUDO_USER under sudo]'})}
+  static override flags = {
+    interval: Flags.string({description: 'seconds per code (Google Authenticator needs 30)', options: ['30', '60'], default: '30'}),
+    digits: Flags.string({description: 'digits per code', options: ['6', '7', '8'], default: '6'}),
+    qr: Flags.string({description: 'how to draw the QR code [default: terminal; none for several users]', options: ['terminal', 'small', 'none']}),
+    'qr-dir': Flags.string({description: 'also write <user>.png and <user>.svg (0600) into this directory'}),
+    'users-file': Flags.string({description: 'file with one username per line (# comments; - = stdin)'}),
+    'if-missing': Flags.boolean({description: 'only enrol users who have no secret yet (idempotent provisioning)'}),
+    pending: Flags.boolean({description: 'store the new secret as pending until user:secret:confirm gets a right code'}),
+    verify: Flags.boolean({description: 'on a terminal, ask for the first code before replacing the secret', allowNo: true, default: true}),
+    code: Flags.string({description: 'a current code or recovery code, to renew your own secret under sudo'}),
+  }
+
+  async run() {
+    const f = this.flags
+    const users = this.users()
+    const interval = Number(f.interval) as Interval
+    const digits = Number(f.digits) as Digits
+    if (interval !== 30) this.warning(INTERVAL_WARNING)
+    const now = Date.now()
+    const fresh = new Map(users.map((u) => [u, newEnrolment(interval, digits, now)]))
+    const askFirst = users.length === 1 && f.verify && !f.pending && this.interactive()
+    const host = hostname()
+
+    const before = await this.store.read()
+    let issuer = before.settings.issuer
+    let confirmedStep: number | undefined
+    if (askFirst) {
+      const [user] = users
+      // Fail before the QR is scanned, not after, when the user must first prove who they are.
+      if (process.env.SUDO_USER === user && before.users.get(user)?.secret && f.code === undefined)
+        throw forbidden(proofNeeded(user))
+      this.say(await renderEnrolment(enrolmentView(user, fresh.get(user)!, issuer, host), (f.qr as QrChoice) ?? 'terminal'))
+      confirmedStep = await this.askFirstCode(fresh.get(user)!, before.settings.window)
+    }
+
+    const changed = await this.store.update((doc) => {
+      issuer = doc.settings.issuer
+      const done: string[] = []
+      for (const user of users) {
+        const record = doc.users.get(user)
+        if (f['if-missing'] && (record?.secret || (f.pending && record?.pending))) continue
+        const refusal = checkSelfService(doc, user, process.env.SUDO_USER, f.code, now)
+        if (refusal) return {refusal}
+        const enrolment = fresh.get(user)!
+        if (f.pending) getOrCreate(doc, user).pending = enrolment
+        else activate(doc, user, enrolment)
+        if (confirmedStep !== undefined) getOrCreate(doc, user).lastUsedStep = confirmedStep
+        done.push(user)
+      }
+      return {done: new Set(done)}
+    })
+    if ('refusal' in changed) throw forbidden(changed.refusal!)
+
+    const results = users.map((user) => {
+      const isNew = changed.done!.has(user)
+      return isNew ? {...enrolmentView(user, fresh.get(user)!, issuer, host), changed: true, pending: Boolean(f.pending)} : {user, changed: false}
+    })
+    await this.report(results, askFirst)
+    return {users: results}
+  }
+
+  /** Usernames from the arguments and --users-file, all validated before anything is written. */
+  private users(): string[] {
+    const file = this.flags['users-file']
+    const fromFile = file === undefined ? [] : parseUserList(readList(file), file)
+    const names = [...this.argList, ...fromFile]
+    if (names.length === 0) return [this.targetUser(undefined)]
+    return unique(names.map((n) => this.targetUser(n)))
+  }
+
+  /** Asks for the app's first code until it matches; an empty answer abandons the enrolment. */
+  private async askFirstCode(enrolment: Enrolment, window: number): Promise<number> {
+    const {input} = await import('@inquirer/prompts')
+    const params = {key: secretKey(enrolment.secret)!, interval: enrolment.interval, digits: enrolment.digits, algorithm: enrolment.algorithm}
+    for (;;) {
+      const answer = normalizeCode(await input({message: `code from your app (${enrolment.digits} digits, empty to cancel):`}))
+      if (answer === '') throw new TfaError('enrolment cancelled: the previous secret (if any) still works', EXIT.denied, 'cancelled')
+      const step = matchStep(params, answer, Date.now(), window)
+      if (step !== undefined) return step
+      this.say('that code does not match; check the app and the clock, then try again')
+    }
+  }
+
+  private async report(results: Array<Partial<EnrolmentView> & {user: string; changed: boolean; pending?: boolean}>, shown: boolean) {
+    const dir = this.flags['qr-dir']
+    const enrolled = results.filter((r): r is EnrolmentView & {user: string; changed: boolean; pending: boolean} => r.changed)
+    if (dir !== undefined) {
+      mkdirSync(dir, {recursive: true, mode: 0o700})
+      const {writeQrPng, writeQrSvg} = await import('../../../ui/qr.js')
+      for (const r of enrolled) {
+        await writeQrPng(r.uri, join(dir, `${r.user}.png`))
+        await writeQrSvg(r.uri, join(dir, `${r.user}.svg`))
+      }
+    }
+    if (this.jsonEnabled()) return
+    const single = results.length === 1
+    const qr = (this.flags.qr as QrChoice | undefined) ?? (single ? 'terminal' : 'none')
+    for (const r of results) {
+      if (!r.changed) {
+        this.say(`${r.user}: already has a secret, left unchanged`)
+        continue
+      }
+      if (!shown) this.say(await renderEnrolment(r as EnrolmentView, qr))
+      this.say(r.pending ? `${r.user}: new secret pending; activate it with user:secret:confirm ${r.user} --code CODE` : `${r.user}: new secret active`)
+    }
+  }
+}
+
+function readList(file: string): string {
+  try {
+    return readFileSync(file === '-' ? 0 : file, 'utf8')
+  } catch (error) {
+    throw usageError(`cannot read --users-file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+  }
+}

@@ -1,0 +1,27 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../../../base-command.js'
+import {forbidden} from '../../../core/errors.js'
+import {checkSelfService} from '../../../core/selfservice.js'
+import {removeSecret} from '../../../core/users.js'
+
+export default class Unset extends BaseCommand<typeof Unset> {
+  static override description = "remove a user's 2FA secret (they log in with the password alone; recovery codes are voided)"
+  static override examples = ['<%= config.bin %> user:secret:unset alice --yes', 'sudo <%= config.bin %> user:secret:unset --code 123456 --yes']
+  static override args = {username: Args.string({description: 'user [default: the invoking user, SUDO_USER under sudo]'})}
+  static override flags = {
+    yes: Flags.boolean({description: 'do not ask for confirmation'}),
+    code: Flags.string({description: 'a current code or recovery code, to remove your own secret under sudo'}),
+  }
+
+  async run() {
+    const user = this.targetUser(this.args.username)
+    await this.confirm(`remove ${user}'s 2FA secret?`, this.flags.yes)
+    const outcome = await this.store.update((doc) => {
+      const refusal = checkSelfService(doc, user, process.env.SUDO_USER, this.flags.code, Date.now())
+      return refusal ? {refusal} : {changed: removeSecret(doc, user)}
+    })
+    if (outcome.refusal) throw forbidden(outcome.refusal)
+    this.say(outcome.changed ? `${user}: 2FA secret removed` : `${user}: had no 2FA secret`)
+    return {user, changed: outcome.changed!}
+  }
+}

@@ -1,0 +1,19 @@
+import {applyEffect, verifyCode} from './login.js'
+import type {Doc} from './model.js'
+
+export const proofNeeded = (user: string): string =>
+  `${user} already has a 2FA secret: prove it is you with --code (a current code or a recovery code)`
+
+/**
+ * A user renewing or removing their own secret under sudo must prove they hold it: a current
+ * code or a recovery code. Root acting directly, and a first enrolment, need no proof.
+ * Returns why the proof failed (the attempt is recorded like a failed login), or undefined.
+ */
+export function checkSelfService(doc: Doc, target: string, invoker: string | undefined, code: string | undefined, now: number): string | undefined {
+  const record = doc.users.get(target)
+  if (invoker !== target || !record?.secret) return undefined
+  if (code === undefined) return proofNeeded(target)
+  const decision = verifyCode(doc.settings, record, code, now)
+  applyEffect(doc.settings, record, decision.effect, now)
+  return decision.allowed ? undefined : `the code given with --code was refused (${decision.reason}); ${target}'s secret is unchanged`
+}
