@@ -1,8 +1,9 @@
 import {Command, Flags, type Interfaces} from '@oclif/core'
 import {userInfo} from 'node:os'
 import {resolve} from 'node:path'
-import {EXIT, TfaError, usageError} from './core/errors.js'
+import {EXIT, forbidden, TfaError, usageError} from './core/errors.js'
 import {checkUsername} from './core/validate.js'
+import {appendAudit} from './store/audit.js'
 import {defaultStorePath} from './store/paths.js'
 import {Store} from './store/store.js'
 
@@ -26,7 +27,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }),
   }
 
+  /** Read-only commands set this to false: they leave no line in audit.log. */
+  static audited = true
+
   protected flags!: FlagsOf<T>
+  /** What the audit line says about this run; commands fill in the user and the outcome. */
+  protected auditUser: string | null = null
+  protected auditOutcome: {outcome: string; reason: string | null} = {outcome: 'ok', reason: null}
   protected args!: ArgsOf<T>
   /** Every positional argument, for commands that take several (`strict = false`). */
   protected argList: string[] = []
@@ -68,9 +75,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** The user a command acts on: the argument, else the invoking user (SUDO_USER under sudo). */
   protected targetUser(name: string | undefined): string {
-    if (name !== undefined) return checkUsername(name)
-    const invoking = process.env.SUDO_USER || userInfo().username
-    return checkUsername(invoking)
+    const user = checkUsername(name ?? (process.env.SUDO_USER || userInfo().username))
+    this.auditUser = user
+    return user
+  }
+
+  /** Commands that only root may run (bypass, unlock). */
+  protected requireRoot(what: string): void {
+    if ((process.getuid?.() ?? 0) !== 0) throw forbidden(`${what} is for root only: run it with sudo`)
   }
 
   /** Asks on a terminal; elsewhere a confirmation must come from `flag`. */
@@ -79,6 +91,23 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (!this.interactive()) throw usageError(`confirmation needed: add ${flag} (no terminal to ask on)`)
     const {confirm} = await import('@inquirer/prompts')
     if (!(await confirm({message: question, default: false}))) throw new TfaError('cancelled, nothing changed', EXIT.denied, 'cancelled')
+  }
+
+  /** Every run that reached the store is recorded, refusals and errors included. */
+  public override async finally(error: Error | undefined): Promise<void> {
+    if (!(this.ctor as unknown as typeof BaseCommand).audited || !this.storeInstance) return
+    const outcome = error ? {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'} : this.auditOutcome
+    try {
+      appendAudit(this.storeInstance.files.audit, {
+        time: new Date().toISOString(),
+        actor: {uid: process.getuid?.() ?? -1, sudoUser: process.env.SUDO_USER || null},
+        command: this.id ?? 'unknown',
+        user: this.auditUser,
+        ...outcome,
+      })
+    } catch (auditError) {
+      this.warning(`could not write the audit log: ${(auditError as Error).message}`)
+    }
   }
 
   /** Maps every failure to its documented exit code and prints it on one line, never a stack. */

@@ -2,13 +2,9 @@ import {storeError} from '../core/errors.js'
 import {DEFAULT_SETTINGS, DIGITS, type Doc, type Enrolment, type HashedCodes, INTERVALS, STORE_VERSION, type Settings, type UserRecord} from '../core/model.js'
 import {ALGORITHMS} from '../core/totp.js'
 import {checkIssuer, checkUsername} from '../core/validate.js'
+import type {KeyRing} from './keys.js'
 import {decryptSecret, encryptSecret} from './secrets.js'
 
-/** Encryption key access: `undefined` when no key file exists yet. */
-export interface KeyRing {
-  get(): Buffer | undefined
-  getOrCreate(): Buffer
-}
 
 type Json = Record<string, unknown>
 
@@ -82,7 +78,7 @@ function readEnrolment(r: Reader, o: Json, path: string, open: (sealed: string) 
   }
 }
 
-function readUser(r: Reader, name: string, v: unknown, keys: KeyRing): UserRecord {
+function readUser(r: Reader, name: string, v: unknown, key: () => Buffer): UserRecord {
   const path = `users.${name}`
   try {
     checkUsername(name)
@@ -91,8 +87,7 @@ function readUser(r: Reader, name: string, v: unknown, keys: KeyRing): UserRecor
   }
   const o = r.object(v, path)
   const open = (tag: string) => (sealed: string) => {
-    const key = keys.get() ?? r.fail(path, 'holds an encrypted secret but the key file tfactl.key is missing')
-    return decryptSecret(key, tag, sealed, r.where)
+    return decryptSecret(key(), tag, sealed, r.where)
   }
   const pending = r.nullable(o.pending, (p) => {
     const e = readEnrolment(r, r.object(p, `${path}.pending`), `${path}.pending`, open(`${name}:pending`))
@@ -114,7 +109,7 @@ function readUser(r: Reader, name: string, v: unknown, keys: KeyRing): UserRecor
 }
 
 /** Parses and validates a whole store document; any problem → exit 3 naming the field. */
-export function decodeStore(text: string, where: string, keys: KeyRing): Doc {
+export function decodeStore(text: string, where: string, keys: KeyRing): {doc: Doc; keyId: string | null} {
   const r = new Reader(where)
   let raw: unknown
   try {
@@ -125,14 +120,21 @@ export function decodeStore(text: string, where: string, keys: KeyRing): Doc {
   const o = r.object(raw, 'document')
   const version = r.int(o.version, 'version', 1, Number.MAX_SAFE_INTEGER)
   if (version > STORE_VERSION) r.fail('version', `version ${version} was written by a newer tfactl (this one reads up to ${STORE_VERSION})`)
+  const keyId = r.nullable(o.keyId, (x) => r.string(x, 'keyId'))
+  const key = (): Buffer => {
+    if (keyId === null) return r.fail('keyId', 'missing, but the store holds encrypted secrets')
+    return keys.byId(keyId) ?? r.fail('keyId', `the key file tfactl.key is missing or is not the key (id ${keyId}) that sealed these secrets`)
+  }
   const users = new Map<string, UserRecord>()
-  for (const [name, value] of Object.entries(r.object(o.users ?? {}, 'users'))) users.set(name, readUser(r, name, value, keys))
-  return {version: STORE_VERSION, settings: readSettings(r, o.settings ?? {}), users}
+  for (const [name, value] of Object.entries(r.object(o.users ?? {}, 'users'))) users.set(name, readUser(r, name, value, key))
+  return {doc: {version: STORE_VERSION, settings: readSettings(r, o.settings ?? {}), users}, keyId}
 }
 
 /** One user per line: compact, yet diffable and cheap to scan. Secrets are sealed. */
-export function encodeStore(doc: Doc, keys: KeyRing): string {
-  const seal = (tag: string, secret: string | null) => (secret === null ? null : encryptSecret(keys.getOrCreate(), tag, secret))
+export function encodeStore(doc: Doc, keys: KeyRing): {text: string; keyId: string | null} {
+  const sealed = [...doc.users.values()].some((u) => u.secret || u.pending)
+  const current = sealed ? keys.current() : undefined
+  const seal = (tag: string, secret: string | null) => (secret === null ? null : encryptSecret(current!.key, tag, secret))
   const lines = [...doc.users].map(([name, u]) => {
     const record = {
       ...u,
@@ -141,6 +143,7 @@ export function encodeStore(doc: Doc, keys: KeyRing): string {
     }
     return `${JSON.stringify(name)}:${JSON.stringify(record)}`
   })
-  const head = `{"version":${STORE_VERSION},"settings":${JSON.stringify(doc.settings)},"users":{`
-  return lines.length === 0 ? `${head}}}\n` : `${head}\n${lines.join(',\n')}\n}}\n`
+  const keyId = current?.id ?? null
+  const head = `{"version":${STORE_VERSION},"keyId":${JSON.stringify(keyId)},"settings":${JSON.stringify(doc.settings)},"users":{`
+  return {text: lines.length === 0 ? `${head}}}\n` : `${head}\n${lines.join(',\n')}\n}}\n`, keyId}
 }

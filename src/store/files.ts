@@ -45,7 +45,7 @@ export const ensureDir = (dir: string): void => {
   fs.mkdirSync(dir, {recursive: true, mode: 0o700})
 }
 
-function fsyncDir(dir: string): void {
+export function fsyncDir(dir: string): void {
   const fd = fs.openSync(dir, 'r')
   try {
     fs.fsyncSync(fd)

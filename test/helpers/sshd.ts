@@ -163,15 +163,13 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
   });
 }
 
-function killGroup(pid: number, signal: NodeJS.Signals): void {
+/** Signal the process group led by `pid` (a child we spawned detached). Never our own group. */
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (!pid || pid <= 1) return; // -0 would be *our* process group
   try {
-    process.kill(-pid, signal); // our own process group (spawned detached)
+    process.kill(-pid, signal);
   } catch {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      /* already gone */
-    }
+    /* group already gone */
   }
 }
 
@@ -306,7 +304,7 @@ async function launch(dir: string, ownDir: boolean, hostKey: string, pamFile: st
       };
     }
     // Failed: clean up this attempt.
-    killGroup(child.pid ?? 0, 'SIGKILL');
+    killGroup(child.pid, 'SIGKILL');
     await waitExit(child, 5000);
     lastError = spawnError ? spawnError.message : `sshd exited (code ${child.exitCode}, signal ${child.signalCode})\n${log}`;
     if (!/Address already in use|Bind to port/.test(log)) break;

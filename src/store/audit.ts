@@ -1,0 +1,41 @@
+import * as fs from 'node:fs'
+import {checkPrivateFile, ensureDir} from './files.js'
+import {dirname} from 'node:path'
+
+/** One line of `audit.log`. Never a secret or a code: only who, what, whom and the outcome. */
+export interface AuditEvent {
+  time: string
+  actor: {uid: number; sudoUser: string | null}
+  command: string
+  user: string | null
+  outcome: string
+  reason: string | null
+}
+
+/** Appends one JSON line (O_APPEND: concurrent writers never interleave within a line). */
+export function appendAudit(path: string, event: AuditEvent): void {
+  ensureDir(dirname(path))
+  checkPrivateFile(path)
+  const fd = fs.openSync(path, 'a', 0o600)
+  try {
+    fs.writeSync(fd, `${JSON.stringify(event)}\n`)
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+export function readAudit(path: string): AuditEvent[] {
+  if (!checkPrivateFile(path)) return []
+  return fs
+    .readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .flatMap((line) => {
+      try {
+        return [JSON.parse(line) as AuditEvent]
+      } catch {
+        return [] // a line cut short by a crash
+      }
+    })
+}

@@ -1,0 +1,79 @@
+import {createHash} from 'node:crypto'
+import {renameSync, rmSync} from 'node:fs'
+import {storeError} from '../core/errors.js'
+import {atomicWrite, fsyncDir, readPrivateFile} from './files.js'
+import {newKey} from './secrets.js'
+import {dirname} from 'node:path'
+
+/** Which key sealed the secrets, without revealing the key. */
+export const keyId = (key: Buffer): string => createHash('sha256').update(key).digest('hex').slice(0, 16)
+
+/** Access to the keys that seal secrets: the one a store names, and the one new writes use. */
+export interface KeyRing {
+  byId(id: string): Buffer | undefined
+  current(): {id: string; key: Buffer}
+}
+
+/**
+ * `tfactl.key` (32 random bytes, 0600), created with the first secret. During a rotation the new
+ * key waits in `tfactl.key.next` until the store sealed with it is in place, so a crash at any
+ * point leaves a store whose key is on disk.
+ */
+export class KeyFiles implements KeyRing {
+  readonly next: string
+  private cache = new Map<string, Buffer | undefined>()
+  private override: Buffer | undefined
+
+  constructor(readonly path: string) {
+    this.next = `${path}.next`
+  }
+
+  private load(path: string): Buffer | undefined {
+    if (!this.cache.has(path)) {
+      const raw = readPrivateFile(path)
+      if (raw && raw.length !== 32) throw storeError(`${path}: expected a 32-byte key, found ${raw.length} bytes`)
+      this.cache.set(path, raw)
+    }
+    return this.cache.get(path)
+  }
+
+  byId(id: string): Buffer | undefined {
+    return [this.path, this.next].map((p) => this.load(p)).find((k) => k && keyId(k) === id)
+  }
+
+  current(): {id: string; key: Buffer} {
+    let key = this.override ?? this.load(this.path)
+    if (!key) {
+      key = newKey()
+      atomicWrite(this.path, key)
+      this.cache.set(this.path, key)
+    }
+    return {id: keyId(key), key}
+  }
+
+  /** Rotation, step 1: the new key on disk beside the old one; new writes use it. */
+  prepareNext(): void {
+    const key = newKey()
+    atomicWrite(this.next, key)
+    this.cache.set(this.next, key)
+    this.override = key
+  }
+
+  /**
+   * Rotation, last step (and recovery after a crash): once the store names the next key, it
+   * becomes the key; a next key the store does not use is an abandoned rotation and goes.
+   */
+  settle(storeKeyId: string | null): void {
+    const next = this.load(this.next)
+    if (!next) return
+    if (storeKeyId === keyId(next)) {
+      renameSync(this.next, this.path)
+      fsyncDir(dirname(this.path))
+      this.cache.set(this.path, next)
+    } else {
+      rmSync(this.next, {force: true})
+    }
+    this.cache.delete(this.next)
+    this.override = undefined
+  }
+}

@@ -1,0 +1,94 @@
+// Shared by the CLI and interop tests: small wrappers over test/helpers/cli.ts that
+// speak the JSON contract, plus care for TOTP step boundaries.
+import {cpSync, mkdirSync, writeFileSync} from 'node:fs'
+import {dirname} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {expect} from 'vitest'
+import {type Run, type RunOptions, tempStore} from '../helpers/cli.js'
+
+export type TempStore = ReturnType<typeof tempStore>
+
+/** Turns 2FA on (failed checks answer at once) with extra settings; asserts success. */
+export async function enable(store: TempStore, ...flags: string[]): Promise<any> {
+  const r = await store.run(['twofactor:enable', '--fail-delay', '0', ...flags, '--json'])
+  expect(r.code, r.stderr).toBe(0)
+  return r.json
+}
+
+/** Enrols one user non-interactively; returns its entry from `users`. */
+export async function renew(store: TempStore, user: string, ...flags: string[]): Promise<any> {
+  const r = await store.run(['user:secret:renew', user, '--qr', 'none', ...flags, '--json'])
+  expect(r.code, r.stderr).toBe(0)
+  expect(r.json.users).toHaveLength(1)
+  return r.json.users[0]
+}
+
+export interface CheckOptions {
+  code?: string
+  service?: 'ui' | 'ssh'
+  method?: 'password' | 'key'
+}
+
+/** `login:check --json`; the exit code is checked against `allowed` by the caller via `expectDecision`. */
+export function check(store: TempStore, user: string, opts: CheckOptions = {}, run: RunOptions = {}): Promise<Run> {
+  const args = ['login:check', user, '--json']
+  if (opts.service) args.push('--service', opts.service)
+  if (opts.method) args.push('--method', opts.method)
+  if (opts.code !== undefined) args.push('--code', opts.code)
+  return store.run(args, run)
+}
+
+/** Asserts the documented exit code (0 allowed, 1 denied) goes with the JSON decision. */
+export function expectDecision(r: Run, allowed: boolean, reason: string, setupPrompt = false): void {
+  expect(r.json, `stdout: ${r.stdout} stderr: ${r.stderr}`).toMatchObject({allowed, reason, setupPrompt})
+  expect(r.code).toBe(allowed ? 0 : 1)
+}
+
+/** Asserts a failure: documented exit code, one JSON document with `error.message`. */
+export function expectJsonError(r: Run, exit: number): string {
+  expect(r.code, `stdout: ${r.stdout} stderr: ${r.stderr}`).toBe(exit)
+  expect(r.json, `stdout is not one JSON document: ${r.stdout}`).toBeTypeOf('object')
+  expect(r.json.error?.message).toBeTypeOf('string')
+  expect(r.json.error.message.length).toBeGreaterThan(0)
+  return r.json.error.message
+}
+
+/** The TOTP step (RFC 6238 counter) at `ms` for `interval` seconds. */
+export const stepAt = (interval: number, ms = Date.now()): number => Math.floor(ms / 1000 / interval)
+
+/** Waits, if needed, until at least `margin` seconds of the current step remain. */
+export async function awayFromBoundary(interval: number, margin = 5): Promise<void> {
+  const left = interval - ((Date.now() / 1000) % interval)
+  if (left < margin) await sleep(left * 1000 + 200)
+}
+
+/**
+ * Runs `attempt` so that it starts and ends inside one TOTP step; when a step boundary was
+ * crossed anyway (a slow machine), it is run again, up to three times.
+ */
+export async function withinOneStep<T>(interval: number, attempt: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    await awayFromBoundary(interval, Math.min(10, interval / 3))
+    const before = stepAt(interval)
+    const result = await attempt()
+    if (stepAt(interval) === before || tries === 3) return result
+  }
+}
+
+/** Writes `content` as the store file, private like a real one (dir 0700, file 0600). */
+export function writeStore(store: TempStore, content: string | Buffer): void {
+  mkdirSync(dirname(store.path), {recursive: true, mode: 0o700})
+  writeFileSync(store.path, content, {mode: 0o600})
+}
+
+/** Copies another store's directory (store and key file) into `store`, modes included. */
+export function copyStore(from: TempStore, store: TempStore): void {
+  cpSync(dirname(from.path), dirname(store.path), {recursive: true})
+}
+
+/** True when a stderr holds a JavaScript stack trace. */
+export const hasStack = (stderr: string): boolean => /^\s{4}at /m.test(stderr)
+
+/** stderr lines that are not `tfactl: warning:` notes. */
+export const errorLines = (stderr: string): string[] =>
+  stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('tfactl: warning:'))
