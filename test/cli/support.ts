@@ -68,7 +68,7 @@ export async function awayFromBoundary(interval: number, margin = 5): Promise<vo
  */
 export async function withinOneStep<T>(interval: number, attempt: () => Promise<T>): Promise<T> {
   for (let tries = 1; ; tries++) {
-    await awayFromBoundary(interval, Math.min(10, interval / 3))
+    await awayFromBoundary(interval)
     const before = stepAt(interval)
     const result = await attempt()
     if (stepAt(interval) === before || tries === 3) return result

@@ -40,6 +40,7 @@ that was not given is asked for (hidden).`
     })
     if (!decision.allowed && code !== undefined) await sleep(decision.failDelay)
     process.exitCode = decision.allowed ? EXIT.ok : EXIT.denied
+    this.auditOutcome = {outcome: decision.allowed ? 'allowed' : 'denied', reason: decision.reason}
 
     this.say(`${user}: ${decision.allowed ? 'allowed' : 'denied'} (${decision.reason})`)
     if (decision.skewSteps) this.say(`note: the clock on one side is off by about ${Math.abs(decision.skewSteps) * 30} seconds`)

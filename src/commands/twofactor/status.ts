@@ -4,6 +4,7 @@ import {publicSettings, settingsLines} from '../../ui/output.js'
 
 export default class Status extends BaseCommand<typeof Status> {
   static override description = 'show the global 2FA settings and how many users have a secret'
+  static override audited = false
   static override examples = ['<%= config.bin %> twofactor:status', '<%= config.bin %> twofactor:status --json']
 
   async run() {

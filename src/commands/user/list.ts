@@ -2,6 +2,7 @@ import {BaseCommand} from '../../base-command.js'
 
 export default class List extends BaseCommand<typeof List> {
   static override description = 'list every user the store knows, with their 2FA state'
+  static override audited = false
   static override examples = ['<%= config.bin %> user:list', '<%= config.bin %> user:list --json']
 
   async run() {

@@ -8,6 +8,7 @@ import {type QrChoice, renderEnrolment} from '../../../ui/enrolment.js'
 
 export default class Show extends BaseCommand<typeof Show> {
   static override description = "show a user's existing secret again as a QR code, key and URI"
+  static override audited = false
   static override examples = ['<%= config.bin %> user:secret:show', 'sudo <%= config.bin %> user:secret:show alice --qr small']
   static override args = {username: Args.string({description: 'user [default: the invoking user, SUDO_USER under sudo]'})}
   static override flags = {

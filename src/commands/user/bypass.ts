@@ -1,0 +1,30 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../../base-command.js'
+import {hashCodes, oneTimeCode} from '../../core/codes.js'
+import {getOrCreate} from '../../core/users.js'
+
+export default class Bypass extends BaseCommand<typeof Bypass> {
+  static override description = `print a one-time code that lets a locked-out user in once (root only)
+
+The code is accepted by login:check for that user once, before it expires, even while the user is
+locked out (it clears the lockout). Give it to the user by a trusted channel. Only its hash is stored.`
+  static override examples = ['sudo <%= config.bin %> user:bypass alice', 'sudo <%= config.bin %> user:bypass alice --ttl 300 --json']
+  static override args = {username: Args.string({description: 'user to let in', required: true})}
+  static override flags = {
+    ttl: Flags.integer({description: 'seconds the code stays valid (1-86400)', min: 1, max: 86_400, default: 900}),
+  }
+
+  async run() {
+    const user = this.targetUser(this.args.username)
+    this.requireRoot('user:bypass')
+    const code = oneTimeCode(3)
+    const expiresAt = new Date(Date.now() + this.flags.ttl * 1000).toISOString()
+    await this.store.update((doc) => {
+      const {salt, hashes} = hashCodes([code])
+      getOrCreate(doc, user).bypass = {salt, hash: hashes[0], expiresAt}
+    })
+    this.say(`one-time bypass code for ${user}: ${code}`)
+    this.say(`valid once, until ${expiresAt}`)
+    return {user, code, expiresAt}
+  }
+}

@@ -1,0 +1,36 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../../../base-command.js'
+import {hashCodes, oneTimeCode} from '../../../core/codes.js'
+import {forbidden, usageError} from '../../../core/errors.js'
+import {checkSelfService} from '../../../core/selfservice.js'
+
+export default class Generate extends BaseCommand<typeof Generate> {
+  static override description = `make one-time recovery codes for a user (replaces earlier ones)
+
+Each code logs the user in once in place of an app code. They are printed now and never again:
+only salted hashes are kept. Renewing or removing the secret voids them.`
+  static override examples = ['<%= config.bin %> user:recovery:generate', 'sudo <%= config.bin %> user:recovery:generate alice --count 5 --json']
+  static override args = {username: Args.string({description: 'user [default: the invoking user, SUDO_USER under sudo]'})}
+  static override flags = {
+    count: Flags.integer({description: 'how many codes (1-20)', min: 1, max: 20, default: 10}),
+    code: Flags.string({description: 'a current code or recovery code, to make your own codes under sudo'}),
+  }
+
+  async run() {
+    const user = this.targetUser(this.args.username)
+    const codes = Array.from({length: this.flags.count}, () => oneTimeCode(2))
+    const outcome = await this.store.update((doc) => {
+      const record = doc.users.get(user)
+      if (!record?.secret) return {missing: true}
+      const refusal = checkSelfService(doc, user, process.env.SUDO_USER, this.flags.code, Date.now())
+      if (refusal) return {refusal}
+      record.recovery = hashCodes(codes)
+      return {}
+    })
+    if (outcome.missing) throw usageError(`${user} has no 2FA secret: recovery codes go with a secret (user:secret:renew ${user})`)
+    if (outcome.refusal) throw forbidden(outcome.refusal)
+    this.say(`recovery codes for ${user} (each works once; store them somewhere safe, they are not shown again):`)
+    for (const c of codes) this.say(`  ${c}`)
+    return {user, codes}
+  }
+}

@@ -1,0 +1,24 @@
+import {Args} from '@oclif/core'
+import {BaseCommand} from '../../base-command.js'
+import {tidy} from '../../core/users.js'
+
+export default class Unlock extends BaseCommand<typeof Unlock> {
+  static override description = 'clear a lockout after too many failed codes (root only)'
+  static override examples = ['sudo <%= config.bin %> user:unlock alice']
+  static override args = {username: Args.string({description: 'user to unlock', required: true})}
+
+  async run() {
+    const user = this.targetUser(this.args.username)
+    this.requireRoot('user:unlock')
+    const changed = await this.store.update((doc) => {
+      const record = doc.users.get(user)
+      if (!record || (record.failures === 0 && !record.lockedUntil)) return false
+      record.failures = 0
+      record.lockedUntil = null
+      tidy(doc, user)
+      return true
+    })
+    this.say(changed ? `${user}: unlocked, failure count reset` : `${user}: was not locked`)
+    return {user, changed}
+  }
+}
