@@ -22,7 +22,7 @@ export function base32Encode(bytes: Uint8Array): string {
  * Returns undefined when a character is outside the alphabet.
  */
 export function base32Decode(text: string): Buffer | undefined {
-  const clean = text.replace(/[\s=-]/g, '').toUpperCase()
+  const clean = text.replace(/[\s=-]/g, '').replace(/[a-z]/g, (c) => c.toUpperCase())
   const out: number[] = []
   let bits = 0
   let value = 0

@@ -29,12 +29,12 @@ export interface TotpParams {
  * the answer's timing does not say which step (if any) matched. Returns the newest matching step.
  */
 export function matchStep(params: TotpParams, code: string, nowMs: number, window: number): number | undefined {
+  if (code.length !== params.digits || !/^[0-9]+$/.test(code)) return undefined
   const current = timeStep(nowMs, params.interval)
-  const given = Buffer.from(code.padEnd(params.digits, ' ').slice(0, params.digits))
+  const given = Buffer.from(code)
   let found: number | undefined
   for (let step = current - window; step <= current + window; step++) {
-    const expected = Buffer.from(hotp(params.key, step, params.digits, params.algorithm))
-    if (timingSafeEqual(expected, given) && code.length === params.digits) found = step
+    if (timingSafeEqual(Buffer.from(hotp(params.key, step, params.digits, params.algorithm)), given)) found = step
   }
   return found
 }

@@ -2,14 +2,14 @@ import {usageError} from './errors.js'
 
 const USERNAME = /^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}$/
 // Printable: no control/format characters; no ':' (the Key Uri Format separates issuer:account).
-const ISSUER = /^[^\p{C}:]{1,64}$/u
+const ISSUER = /^[^\p{C}\p{Zl}\p{Zp}:]{1,64}$/u
 
 /** Quotes user input for an error message so that control characters cannot reach the terminal. */
 export const quote = (text: string): string => JSON.stringify(text)
 
 /** Usernames end up in PAM users files: only a safe, portable subset passes. */
 export function checkUsername(name: string, where = ''): string {
-  if (!USERNAME.test(name))
+  if (!USERNAME.test(name) || name === '.' || name === '..')
     throw usageError(`${where}invalid username ${quote(name)}: use 1-32 characters of A-Z a-z 0-9 . _ - not starting with -`)
   return name
 }
