@@ -12,6 +12,7 @@ import {secretKey} from '../../../core/codes.js'
 import {parseUserList, unique} from '../../../core/userlist.js'
 import {activate, getOrCreate} from '../../../core/users.js'
 import {normalizeCode} from '../../../core/validate.js'
+import {progress} from '../../../ui/progress.js'
 import {INTERVAL_WARNING, type QrChoice, renderEnrolment} from '../../../ui/enrolment.js'
 
 export default class Renew extends BaseCommand<typeof Renew> {
@@ -117,10 +118,13 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
     if (dir !== undefined) {
       mkdirSync(dir, {recursive: true, mode: 0o700})
       const {writeQrPng, writeQrSvg} = await import('../../../ui/qr.js')
+      const bar = progress('writing QR codes', enrolled.length)
       for (const r of enrolled) {
         await writeQrPng(r.uri, join(dir, `${r.user}.png`))
         await writeQrSvg(r.uri, join(dir, `${r.user}.svg`))
+        bar.tick()
       }
+      bar.done()
     }
     if (this.jsonEnabled()) return
     const single = results.length === 1
