@@ -80,6 +80,17 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return user
   }
 
+  /**
+   * The `--code` proof for self-service under sudo. On a terminal it is asked for (hidden) when
+   * needed, so the sudoers rule can allow the commands without arguments only.
+   */
+  protected async selfServiceCode(user: string, given: string | undefined): Promise<string | undefined> {
+    if (given !== undefined || process.env.SUDO_USER !== user || !this.interactive()) return given
+    if (!(await this.store.read()).users.get(user)?.secret) return given
+    const {password} = await import('@inquirer/prompts')
+    return password({message: `current 2FA code (or a recovery code) for ${user}:`, mask: '*'})
+  }
+
   /** Commands that only root may run (bypass, unlock). */
   protected requireRoot(what: string): void {
     if ((process.getuid?.() ?? 0) !== 0) throw forbidden(`${what} is for root only: run it with sudo`)

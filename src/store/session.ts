@@ -11,15 +11,23 @@ const readOr = (path: string, fallback: string): string => {
   }
 }
 
+/** The fields of /proc/PID/stat after the command name: state, ppid, pgrp, session, … */
+const statFields = (pid: number): string[] => {
+  const stat = readOr(`/proc/${pid}/stat`, '')
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+}
+const commandName = (pid: number): string => readOr(`/proc/${pid}/comm`, '')
+
 /**
  * The login session a shell belongs to: systemd-logind's XDG_SESSION_ID when set, else the
- * kernel session id (field 6 of /proc/PID/stat) of the shell that runs us.
+ * kernel session id of the nearest ancestor that is not sudo (sudo may start a session of its
+ * own for the command it runs).
  */
 export function loginSession(): string {
   if (process.env.XDG_SESSION_ID) return `logind-${process.env.XDG_SESSION_ID}`
-  const stat = readOr(`/proc/${process.ppid}/stat`, '')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ') // state ppid pgrp session …
-  return `sid-${fields[3] ?? process.ppid}`
+  let pid = process.ppid
+  for (let hops = 0; hops < 8 && commandName(pid) === 'sudo'; hops++) pid = Number(statFields(pid)[1]) || 1
+  return `sid-${statFields(pid)[3] ?? pid}`
 }
 
 /**

@@ -18,11 +18,12 @@ only salted hashes are kept. Renewing or removing the secret voids them.`
 
   async run() {
     const user = this.targetUser(this.args.username)
+    const proof = await this.selfServiceCode(user, this.flags.code)
     const codes = Array.from({length: this.flags.count}, () => oneTimeCode(2))
     const outcome = await this.store.update((doc) => {
       const record = doc.users.get(user)
       if (!record?.secret) return {missing: true}
-      const refusal = checkSelfService(doc, user, process.env.SUDO_USER, this.flags.code, Date.now())
+      const refusal = checkSelfService(doc, user, process.env.SUDO_USER, proof, Date.now())
       if (refusal) return {refusal}
       record.recovery = hashCodes(codes)
       return {}

@@ -6,7 +6,7 @@ import {BaseCommand} from '../../../base-command.js'
 import {newEnrolment, enrolmentView, type EnrolmentView} from '../../../core/enrol.js'
 import {EXIT, forbidden, TfaError, usageError} from '../../../core/errors.js'
 import type {Digits, Enrolment, Interval} from '../../../core/model.js'
-import {checkSelfService, proofNeeded} from '../../../core/selfservice.js'
+import {checkSelfService} from '../../../core/selfservice.js'
 import {matchStep} from '../../../core/totp.js'
 import {secretKey} from '../../../core/codes.js'
 import {parseUserList, unique} from '../../../core/userlist.js'
@@ -55,11 +55,11 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
     const before = await this.store.read()
     let issuer = before.settings.issuer
     let confirmedStep: number | undefined
+    let proof = f.code
     if (askFirst) {
       const [user] = users
-      // Fail before the QR is scanned, not after, when the user must first prove who they are.
-      if (process.env.SUDO_USER === user && before.users.get(user)?.secret && f.code === undefined)
-        throw forbidden(proofNeeded(user))
+      // Ask for the proof before the QR is scanned, not after.
+      proof = await this.selfServiceCode(user, proof)
       this.say(await renderEnrolment(enrolmentView(user, fresh.get(user)!, issuer, host), (f.qr as QrChoice) ?? 'terminal'))
       confirmedStep = await this.askFirstCode(fresh.get(user)!, before.settings.window)
     }
@@ -70,7 +70,7 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
       for (const user of users) {
         const record = doc.users.get(user)
         if (f['if-missing'] && (record?.secret || (f.pending && record?.pending))) continue
-        const refusal = checkSelfService(doc, user, process.env.SUDO_USER, f.code, now)
+        const refusal = checkSelfService(doc, user, process.env.SUDO_USER, proof, now)
         if (refusal) return {refusal}
         const enrolment = fresh.get(user)!
         if (f.pending) getOrCreate(doc, user).pending = enrolment

@@ -16,8 +16,9 @@ export default class Unset extends BaseCommand<typeof Unset> {
   async run() {
     const user = this.targetUser(this.args.username)
     await this.confirm(`remove ${user}'s 2FA secret?`, this.flags.yes)
+    const proof = await this.selfServiceCode(user, this.flags.code)
     const outcome = await this.store.update((doc) => {
-      const refusal = checkSelfService(doc, user, process.env.SUDO_USER, this.flags.code, Date.now())
+      const refusal = checkSelfService(doc, user, process.env.SUDO_USER, proof, Date.now())
       return refusal ? {refusal} : {changed: removeSecret(doc, user)}
     })
     if (outcome.refusal) throw forbidden(outcome.refusal)
