@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// Benchmarks (`npm run bench`): each case runs several times after a warm-up, side by side with
+// `node -e 0` in the same run, and prints the median wall time, the ratio to `node -e 0`, and
+// the peak RSS. Never part of `npm test`: timings depend on the machine.
+import {spawnSync} from 'node:child_process'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync} from 'node:fs'
+import {cpus, tmpdir} from 'node:os'
+import {dirname, join, resolve} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {hotp, timeStep} from '../dist/core/totp.js'
+import {base32Decode} from '../dist/core/base32.js'
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const BIN = join(ROOT, 'bin', 'run.js')
+const RSS_PROBE = join(ROOT, 'bench', 'rss-probe.cjs')
+const RUNS = Number(process.env.BENCH_RUNS ?? 15)
+const WARMUP = 2
+const work = mkdtempSync(join(tmpdir(), 'tfactl-bench-'))
+const env = {...process.env, NO_COLOR: '1'}
+delete env.TFACTL_STORE
+
+function run(args, {input, extraEnv} = {}) {
+  const started = process.hrtime.bigint()
+  const r = spawnSync(process.execPath, args, {input, env: {...env, ...extraEnv}, maxBuffer: 256 << 20})
+  const ms = Number(process.hrtime.bigint() - started) / 1e6
+  return {ms, status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString()}
+}
+
+const tfactl = (args, opts) => run([BIN, ...args], opts)
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+/** Peak RSS (MB) of one run, measured in a separate run with a preloaded probe. */
+function peakRss(args, prepare) {
+  const out = join(work, `rss-${Math.random().toString(36).slice(2)}`)
+  const a = prepare ? prepare() : args
+  run(['--require', RSS_PROBE, ...a], {extraEnv: {TFACTL_BENCH_RSS_FILE: out}})
+  try {
+    return Number(readFileSync(out, 'utf8')) / 1024
+  } catch {
+    return NaN
+  }
+}
+
+function must(r, what) {
+  if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status}): ${r.stderr.trim()}`)
+  return r
+}
+
+/** Runs `argsFor(i)` RUNS times after WARMUP; `check` validates each run's outcome. */
+function bench(name, argsFor, {check = (r) => must(r, name), setup} = {}) {
+  const times = []
+  for (let i = 0; i < WARMUP + RUNS; i++) {
+    setup?.(i)
+    const r = run(argsFor(i))
+    check(r)
+    if (i >= WARMUP) times.push(r.ms)
+  }
+  setup?.(WARMUP + RUNS)
+  return {name, median: median(times), rss: peakRss(argsFor(WARMUP + RUNS))}
+}
+
+/** The current code of a base32 secret, as an app shows it. */
+const codeFor = (secret) => hotp(base32Decode(secret), timeStep(Date.now(), 30), 6, 'SHA1')
+
+function enrolStore(dir, users) {
+  const store = join(dir, 'store.json')
+  const list = join(dir, 'users.txt')
+  writeFileSync(list, users.join('\n'))
+  must(tfactl(['twofactor:enable', '--fail-delay', '0', '--window', '1', '--store', store]), 'enable')
+  const r = must(tfactl(['user:secret:renew', '--users-file', list, '--qr', 'none', '--json', '--store', store]), 'enrol')
+  const secrets = new Map(JSON.parse(r.stdout).users.map((u) => [u.user, u.secret]))
+  return {store, secrets}
+}
+
+console.log(`tfactl benchmarks — ${new Date().toISOString()} — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`)
+console.log(`${RUNS} runs per case after ${WARMUP} warm-up runs; medians\n`)
+
+try {
+  const small = enrolStore(mkdtempSync(join(work, 'small-')), Array.from({length: WARMUP + RUNS + 1}, (_, i) => `user${i}`))
+  const big = enrolStore(mkdtempSync(join(work, 'big-')), Array.from({length: 100_000}, (_, i) => `u${String(i).padStart(6, '0')}`))
+  const bigUsers = [...big.secrets.keys()].filter((_, i) => i % 4999 === 0)
+
+  const bulkDir = mkdtempSync(join(work, 'bulk-'))
+  const bulkList = join(bulkDir, 'users.txt')
+  writeFileSync(bulkList, Array.from({length: 10_000}, (_, i) => `bulk${i}`).join('\n'))
+  const bulkStore = join(bulkDir, 'store.json')
+  const freshBulk = () => rmSync(join(bulkDir, 'state'), {recursive: true, force: true})
+
+  const baseline = bench('node -e 0', () => ['-e', '0'])
+  const results = [
+    bench('login:check (valid code)', (i) => {
+      const user = `user${i}`
+      return [BIN, 'login:check', user, '--code', codeFor(small.secrets.get(user)), '--store', small.store]
+    }),
+    bench('--help', () => [BIN, '--help']),
+    bench('user:secret:renew --json (one user)', (i) => [BIN, 'user:secret:renew', `new${i}`, '--json', '--store', small.store]),
+    bench('bulk enrolment, 10 000 users', () => [BIN, 'user:secret:renew', '--users-file', bulkList, '--qr', 'none', '--json', '--store', join(bulkDir, 'state', 'store.json')], {setup: freshBulk}),
+    bench('login:check, 100 000-user store', (i) => {
+      const user = bigUsers[i % bigUsers.length]
+      // each user's code once: a second use would be a replay
+      return [BIN, 'login:check', user, '--code', codeFor(big.secrets.get(user)), '--store', big.store, '--json']
+    }, {check: (r) => { if (r.status !== 0 && !r.stdout.includes('code_replayed')) must(r, 'login:check 100k') }}),
+  ]
+  void bulkStore
+  const rows = [baseline, ...results]
+  const pad = (s, n) => String(s).padEnd(n)
+  console.log(`${pad('case', 38)} ${pad('median', 10)} ${pad('ratio', 7)} peak RSS`)
+  for (const r of rows)
+    console.log(`${pad(r.name, 38)} ${pad(`${r.median.toFixed(0)} ms`, 10)} ${pad(`${(r.median / baseline.median).toFixed(2)}×`, 7)} ${r.rss.toFixed(0)} MB`)
+} finally {
+  rmSync(work, {recursive: true, force: true})
+}
