@@ -5,6 +5,7 @@ import {decodeStore, encodeStore} from './codec.js'
 import {atomicWrite, checkPrivateFile, ensureDir, readPrivateFile, removeStaleTemps} from './files.js'
 import {KeyFiles} from './keys.js'
 import {withLock} from './lock.js'
+import {type SyncReport, syncUsersFile} from './oathfile.js'
 import {sidecars} from './paths.js'
 
 /** lowdb adapter: validated reads, atomic 0600 writes that keep the previous store as `.bak`. */
@@ -40,6 +41,8 @@ const fingerprint = (doc: Doc): string => JSON.stringify([doc.settings, [...doc.
 export class Store {
   readonly files: ReturnType<typeof sidecars>
   private readonly keys: KeyFiles
+  /** What the last update did to the pam_oath users file (undefined: none is configured). */
+  oathSync: SyncReport | undefined
   constructor(readonly path: string) {
     this.files = sidecars(path)
     this.keys = new KeyFiles(this.files.key)
@@ -55,12 +58,16 @@ export class Store {
   /**
    * Read-modify-write under the store lock. `fn` mutates the document; it is written (once,
    * atomically) only when something changed. An error thrown by `fn` writes nothing.
+   * Every update also re-syncs the pam_oath users file, once one is configured (oathfile.ts).
    */
   async update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
     return this.locked(async (db) => {
       const before = fingerprint(db.data)
-      const result = await fn(db.data)
-      if (fingerprint(db.data) !== before) await db.write()
+      const save = async () => {
+        if (fingerprint(db.data) !== before) await db.write()
+      }
+      const {result, report} = await syncUsersFile(db.data, async () => fn(db.data), save)
+      this.oathSync = report
       return result
     })
   }

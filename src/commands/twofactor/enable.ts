@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
+import {checkOathPath} from '../../core/oath.js'
 import {enableSettings, sameSettings} from '../../core/settings.js'
 import {checkIssuer} from '../../core/validate.js'
 import {clockSynced} from '../../store/system.js'
@@ -12,6 +13,7 @@ export default class Enable extends BaseCommand<typeof Enable> {
     '<%= config.bin %> twofactor:enable --window 1 --ssh --issuer "NAS office"',
     '<%= config.bin %> twofactor:enable --stig',
     '<%= config.bin %> twofactor:enable --max-failures 5 --lockout 300 --fail-delay 1000',
+    'sudo <%= config.bin %> twofactor:enable --ssh --oath-file /etc/users.oath',
   ]
   static override flags = {
     window: Flags.integer({description: 'codes from this many 30 s steps before and after now count (0-10) [default: 1]', min: 0, max: 10}),
@@ -21,6 +23,7 @@ export default class Enable extends BaseCommand<typeof Enable> {
     'max-failures': Flags.integer({description: 'consecutive failed checks that lock a user, 0 = never (0-100) [default: 5]', min: 0, max: 100}),
     lockout: Flags.integer({description: 'seconds a lockout lasts (1-86400) [default: 300]', min: 1, max: 86_400}),
     'fail-delay': Flags.integer({description: 'milliseconds a failed check waits before answering (0-10000) [default: 1000]', min: 0, max: 10_000}),
+    'oath-file': Flags.string({description: 'pam_oath users file for sshd, kept in sync from now on (see ssh:sync)'}),
   }
 
   async run() {
@@ -33,6 +36,7 @@ export default class Enable extends BaseCommand<typeof Enable> {
       maxFailures: f['max-failures'],
       lockout: f.lockout,
       failDelay: f['fail-delay'],
+      oathFile: f['oath-file'] === undefined ? undefined : checkOathPath(f['oath-file']),
     }
     const {settings, changed} = await this.store.update((doc) => {
       const before = doc.settings
@@ -42,6 +46,8 @@ export default class Enable extends BaseCommand<typeof Enable> {
     if (clockSynced() !== true) this.warning('the system clock is not known to be NTP-synchronised; codes depend on the time (check timedatectl)')
     this.say(changed ? '2FA enabled' : '2FA already enabled with these settings')
     for (const line of settingsLines(settings)) this.say(`  ${line}`)
-    return {...publicSettings(settings), changed}
+    const oath = this.store.oathSync
+    if (oath) this.say(`  users file:   ${oath.path} (${oath.users.length} user(s)${oath.changed ? ', written' : ''})`)
+    return {...publicSettings(settings), oathFile: settings.oathFile, changed: changed || Boolean(oath?.changed)}
   }
 }

@@ -1,0 +1,184 @@
+import {Flags} from '@oclif/core'
+import {execFileSync} from 'node:child_process'
+import {readFileSync, statSync} from 'node:fs'
+import {dirname} from 'node:path'
+import {BaseCommand} from '../base-command.js'
+import {EXIT} from '../core/errors.js'
+import type {Doc} from '../core/model.js'
+import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, pamOathLine} from '../core/oath.js'
+import {checkPrivateFile} from '../store/files.js'
+import {leftovers, readUsersFile} from '../store/oathfile.js'
+import {clockSynced} from '../store/system.js'
+
+type Status = 'ok' | 'finding' | 'unknown' | 'skipped'
+interface Check {
+  check: string
+  status: Status
+  message: string
+}
+
+const SIGNS: Record<Status, string> = {ok: 'ok     ', finding: 'FINDING', unknown: '?      ', skipped: '-      '}
+
+export default class Doctor extends BaseCommand<typeof Doctor> {
+  static override description = `check what 2FA depends on: clock, store and key permissions, the pam_oath users file, sshd's PAM and settings
+
+Exit 0 when all is well, 1 with findings (each says what to do). Checks that cannot be made here
+(no timedatectl, no sshd) are reported as unknown and do not count as findings.`
+  static override audited = false
+  static override examples = ['sudo <%= config.bin %> doctor', 'sudo <%= config.bin %> doctor --json']
+  static override flags = {
+    'pam-file': Flags.string({description: "sshd's PAM file", default: '/etc/pam.d/sshd'}),
+    'sshd-config': Flags.string({description: "sshd's configuration", default: '/etc/ssh/sshd_config'}),
+  }
+
+  async run() {
+    const checks: Check[] = []
+    const add = (check: string, status: Status, message: string) => checks.push({check, status, message})
+
+    const synced = clockSynced()
+    if (synced === true) add('clock', 'ok', 'NTP-synchronised')
+    else if (synced === false) add('clock', 'finding', 'not NTP-synchronised: codes depend on the time (timedatectl set-ntp true)')
+    else add('clock', 'unknown', 'cannot tell whether the clock is NTP-synchronised (no timedatectl or chronyc answer)')
+
+    const doc = await this.checkStore(add)
+    if (doc) {
+      this.checkUsersFile(doc, add)
+      this.checkPam(doc, add)
+      this.checkSshd(doc, add)
+    }
+
+    const findings = checks.filter((c) => c.status === 'finding').length
+    for (const c of checks) this.say(`${SIGNS[c.status]}  ${c.check}: ${c.message}`)
+    this.say(findings === 0 ? 'no findings' : `${findings} finding(s)`)
+    process.exitCode = findings === 0 ? EXIT.ok : EXIT.denied
+    return {ok: findings === 0, findings, checks}
+  }
+
+  private async checkStore(add: (c: string, s: Status, m: string) => void): Promise<Doc | undefined> {
+    const {path, files} = this.store
+    try {
+      const st = statSync(dirname(path))
+      if (st.mode & 0o022) add('store', 'finding', `${dirname(path)} can be written by group or others: run chmod 700 ${dirname(path)}`)
+    } catch {
+      // no directory yet: the store does not exist, reported below
+    }
+    let doc: Doc
+    try {
+      doc = await this.store.read()
+    } catch (error) {
+      add('store', 'finding', (error as Error).message)
+      return undefined
+    }
+    const problems: string[] = []
+    const present: string[] = []
+    for (const [name, file] of [['store', path], ['key', files.key], ['backup', files.backup], ['audit log', files.audit]] as const) {
+      try {
+        if (checkPrivateFile(file)) present.push(name)
+      } catch (error) {
+        problems.push((error as Error).message)
+      }
+    }
+    if (problems.length > 0) for (const p of problems) add('store', 'finding', p)
+    else add('store', 'ok', present.includes('store') ? `${path} and its key are private (0600)` : `${path} does not exist yet (defaults apply)`)
+    return doc
+  }
+
+  private checkUsersFile(doc: Doc, add: (c: string, s: Status, m: string) => void): void {
+    const s = doc.settings
+    const path = s.oathFile
+    if (!path) {
+      if (s.enabled && s.ssh) add('users file', 'finding', `SSH 2FA is on but no pam_oath users file is configured: run tfactl ssh:sync (writes ${DEFAULT_OATH_FILE})`)
+      else add('users file', 'skipped', 'none configured (SSH 2FA is off)')
+      return
+    }
+    let users
+    try {
+      users = oathUsers(doc)
+    } catch (error) {
+      add('users file', 'finding', (error as Error).message)
+      return
+    }
+    let file
+    try {
+      file = readUsersFile(path)
+    } catch (error) {
+      add('users file', 'finding', (error as Error).message)
+      return
+    }
+    const left = leftovers(path)
+    if (left.lock) add('users file', 'finding', `${path}.lock exists: pam_oath refuses every code while it does; if no login or tfactl is running, remove it`)
+    if (left.pamNew) add('users file', 'finding', `${path}.new exists (left by an interrupted pam_oath): pam_oath fails every login until it is removed`)
+    if (left.temps.length > 0) add('users file', 'finding', `temp files of an interrupted tfactl: ${left.temps.join(', ')} (the next ssh:sync removes them)`)
+    if (!file) {
+      add('users file', 'finding', `${path} is missing: pam_oath refuses every password login; run tfactl ssh:sync`)
+      return
+    }
+    if (file.mode !== 0o600 || file.uid !== 0)
+      add('users file', 'finding', `${path} holds secrets in clear and must be root's, mode 600 (it is uid ${file.uid}, mode ${file.mode.toString(8)}): run tfactl ssh:sync`)
+    const f = compareUsersFile(users, file.entries)
+    if (f.fresh) add('users file', 'ok', `${path} matches the store (${users.length} user(s))`)
+    else {
+      const what = [...f.missing.map((u) => `${u} missing`), ...f.extra.map((u) => `${u} should not be listed`), ...f.different.map((u) => `${u}'s line differs`)]
+      add('users file', 'finding', `${path} is stale (${what.join(', ')}): run tfactl ssh:sync`)
+    }
+  }
+
+  private checkPam(doc: Doc, add: (c: string, s: Status, m: string) => void): void {
+    const s = doc.settings
+    if (!s.enabled || !s.ssh) return add('sshd PAM', 'skipped', 'SSH 2FA is off')
+    const pamFile = this.flags['pam-file']
+    const wanted = pamOathLine(s.oathFile ?? DEFAULT_OATH_FILE, s.window)
+    let text: string
+    try {
+      text = readFileSync(pamFile, 'utf8')
+    } catch (error) {
+      return add('sshd PAM', 'unknown', `cannot read ${pamFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+    }
+    const pam = findPamOath(text)
+    if (!pam) return add('sshd PAM', 'finding', `${pamFile} does not use pam_oath, so SSH logins ask for no code: add "${wanted}" after the password module (tfactl ssh:config)`)
+    const problems: string[] = []
+    if (pam.usersFile !== (s.oathFile ?? DEFAULT_OATH_FILE)) problems.push(`it reads usersfile=${pam.usersFile ?? '(none)'}, tfactl writes ${s.oathFile ?? '(nothing yet)'}`)
+    if (pam.window !== s.window) problems.push(`its window is ${pam.window ?? '5 (pam_oath default)'}, the store's is ${s.window}`)
+    if (!pam.afterPassword) problems.push('it does not come after the password module (@include common-auth / pam_unix)')
+    if (problems.length > 0) add('sshd PAM', 'finding', `${pamFile}: ${problems.join('; ')}: use "${wanted}" (tfactl ssh:config)`)
+    else add('sshd PAM', 'ok', `${pamFile} checks codes with pam_oath against ${pam.usersFile}`)
+  }
+
+  private checkSshd(doc: Doc, add: (c: string, s: Status, m: string) => void): void {
+    const s = doc.settings
+    if (!s.enabled || !s.ssh) return add('sshd settings', 'skipped', 'SSH 2FA is off')
+    const config = this.flags['sshd-config']
+    const settings = effectiveSshd(config)
+    if (!settings) return add('sshd settings', 'unknown', `cannot read sshd's settings from ${config}`)
+    const wrong = (['usepam', 'kbdinteractiveauthentication'] as const).filter((k) => settings.get(k) !== 'yes')
+    if (wrong.length === 0) add('sshd settings', 'ok', 'UsePAM yes, KbdInteractiveAuthentication yes')
+    else if (wrong.every((k) => !settings.has(k))) add('sshd settings', 'unknown', `${config} does not say ${wrong.join(', ')} (check Include files)`)
+    else add('sshd settings', 'finding', `sshd needs UsePAM yes and KbdInteractiveAuthentication yes in ${config} (tfactl ssh:config)`)
+  }
+}
+
+/** sshd's effective settings (`sshd -T`), else the first value of each keyword in the file. */
+function effectiveSshd(config: string): Map<string, string> | undefined {
+  const parse = (text: string) => {
+    const map = new Map<string, string>()
+    for (const raw of text.split('\n')) {
+      const line = raw.replace(/#.*/, '').trim()
+      if (/^match\s/i.test(line)) break // Match blocks only apply to some connections
+      const m = /^(\S+)\s+(\S+)/.exec(line)
+      if (!m) continue
+      const key = m[1].toLowerCase() === 'challengeresponseauthentication' ? 'kbdinteractiveauthentication' : m[1].toLowerCase()
+      if (!map.has(key)) map.set(key, m[2].toLowerCase())
+    }
+    return map
+  }
+  try {
+    const out = execFileSync('/usr/sbin/sshd', ['-T', '-f', config], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000})
+    return parse(out)
+  } catch {
+    try {
+      return parse(readFileSync(config, 'utf8'))
+    } catch {
+      return undefined
+    }
+  }
+}
