@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto'
 import {storeError} from '../core/errors.js'
 import {DEFAULT_SETTINGS, DIGITS, type Doc, type Enrolment, type HashedCodes, INTERVALS, STORE_VERSION, type Settings, type UserRecord} from '../core/model.js'
 import {ALGORITHMS} from '../core/totp.js'
@@ -9,7 +10,7 @@ import {decryptSecret, encryptSecret} from './secrets.js'
 type Json = Record<string, unknown>
 
 /** Reads and checks one value; `path` names the field in error messages. */
-class Reader {
+export class Reader {
   constructor(readonly where: string) {}
   fail(path: string, problem: string): never {
     throw storeError(`${this.where}: ${path}: ${problem}`)
@@ -93,8 +94,23 @@ function readUser(r: Reader, name: string, v: unknown, key: () => Buffer): UserR
     const e = readEnrolment(r, r.object(p, `${path}.pending`), `${path}.pending`, open(`${name}:pending`))
     return e.secret ? (e as Enrolment) : r.fail(`${path}.pending.secret`, 'expected a secret')
   })
+  return {...readEnrolment(r, o, path, open(name)), ...readHotState(r, o, path), pending}
+}
+
+/** The part of a record a login changes (see journal.ts). */
+export type HotState = Pick<UserRecord, 'lastUsedStep' | 'lastUsedAt' | 'failures' | 'lockedUntil' | 'recovery' | 'bypass'>
+
+export const hotStateOf = (u: UserRecord): HotState => ({
+  lastUsedStep: u.lastUsedStep,
+  lastUsedAt: u.lastUsedAt,
+  failures: u.failures,
+  lockedUntil: u.lockedUntil,
+  recovery: u.recovery,
+  bypass: u.bypass,
+})
+
+export function readHotState(r: Reader, o: Json, path: string): HotState {
   return {
-    ...readEnrolment(r, o, path, open(name)),
     lastUsedStep: r.nullable(o.lastUsedStep, (x) => r.int(x, `${path}.lastUsedStep`, 0, Number.MAX_SAFE_INTEGER)),
     lastUsedAt: r.nullable(o.lastUsedAt, (x) => r.date(x, `${path}.lastUsedAt`)),
     failures: r.int(o.failures ?? 0, `${path}.failures`, 0, 1_000_000),
@@ -104,12 +120,19 @@ function readUser(r: Reader, name: string, v: unknown, key: () => Buffer): UserR
       const b = r.object(x, `${path}.bypass`)
       return {salt: r.string(b.salt, `${path}.bypass.salt`), hash: r.string(b.hash, `${path}.bypass.hash`), expiresAt: r.date(b.expiresAt, `${path}.bypass.expiresAt`)}
     }),
-    pending,
   }
 }
 
 /** Parses and validates a whole store document; any problem → exit 3 naming the field. */
-export function decodeStore(text: string, where: string, keys: KeyRing): {doc: Doc; keyId: string | null} {
+export interface Decoded {
+  doc: Doc
+  /** The key that sealed the secrets (null: none sealed). */
+  keyId: string | null
+  /** Which hot-state journal belongs to this file (journal.ts); null: none yet. */
+  epoch: string | null
+}
+
+export function decodeStore(text: string, where: string, keys: KeyRing): Decoded {
   const r = new Reader(where)
   let raw: unknown
   try {
@@ -127,11 +150,45 @@ export function decodeStore(text: string, where: string, keys: KeyRing): {doc: D
   }
   const users = new Map<string, UserRecord>()
   for (const [name, value] of Object.entries(r.object(o.users ?? {}, 'users'))) users.set(name, readUser(r, name, value, key))
-  return {doc: {version: STORE_VERSION, settings: readSettings(r, o.settings ?? {}), users}, keyId}
+  const epoch = r.nullable(o.journal, (x) => r.string(x, 'journal'))
+  return {doc: {version: STORE_VERSION, settings: readSettings(r, o.settings ?? {}), users}, keyId, epoch}
 }
 
+const USERS_OPEN = Buffer.from('"users":{')
+const CLOSE = Buffer.from('\n}}\n')
+
+/**
+ * Reads one user's record without parsing the others: the store is written one user per line,
+ * so the header line and that user's line form a small store of their own, validated by the same
+ * decoder. Returns undefined when the file does not have that layout (a hand-edited store);
+ * callers then decode the whole document.
+ */
+export function decodeOneUser(buf: Buffer, name: string, where: string, keys: KeyRing): Decoded | undefined {
+  const headEnd = buf.indexOf(0x0a)
+  if (headEnd < 0) return undefined
+  const head = buf.subarray(0, headEnd)
+  if (head.subarray(head.length - USERS_OPEN.length).equals(USERS_OPEN)) {
+    if (!buf.subarray(buf.length - CLOSE.length).equals(CLOSE)) return undefined // cut short
+  } else if (headEnd !== buf.length - 1 || !head.toString('latin1').endsWith('"users":{}}')) {
+    return undefined
+  }
+  const needle = Buffer.from(`\n${JSON.stringify(name)}:`)
+  const at = buf.indexOf(needle, headEnd)
+  let line = ''
+  if (at >= 0) {
+    const end = buf.indexOf(0x0a, at + 1)
+    line = buf.subarray(at + 1, end < 0 ? buf.length : end).toString('utf8').replace(/,$/, '')
+  }
+  const headText = head.toString('utf8')
+  const text = headText.endsWith('"users":{') ? `${headText}${line}}}` : headText
+  return decodeStore(text, where, keys)
+}
+
+/** A fresh journal epoch: every full write of the store starts a new journal. */
+export const newEpoch = (): string => randomBytes(8).toString('hex')
+
 /** One user per line: compact, yet diffable and cheap to scan. Secrets are sealed. */
-export function encodeStore(doc: Doc, keys: KeyRing): {text: string; keyId: string | null} {
+export function encodeStore(doc: Doc, keys: KeyRing, epoch: string = newEpoch()): {text: string; keyId: string | null} {
   const sealed = [...doc.users.values()].some((u) => u.secret || u.pending)
   const current = sealed ? keys.current() : undefined
   const seal = (tag: string, secret: string | null) => (secret === null ? null : encryptSecret(current!.key, tag, secret))
@@ -144,6 +201,6 @@ export function encodeStore(doc: Doc, keys: KeyRing): {text: string; keyId: stri
     return `${JSON.stringify(name)}:${JSON.stringify(record)}`
   })
   const keyId = current?.id ?? null
-  const head = `{"version":${STORE_VERSION},"keyId":${JSON.stringify(keyId)},"settings":${JSON.stringify(doc.settings)},"users":{`
+  const head = `{"version":${STORE_VERSION},"keyId":${JSON.stringify(keyId)},"journal":${JSON.stringify(epoch)},"settings":${JSON.stringify(doc.settings)},"users":{`
   return {text: lines.length === 0 ? `${head}}}\n` : `${head}\n${lines.join(',\n')}\n}}\n`, keyId}
 }

@@ -1,4 +1,5 @@
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
+import {requiredUsernameArg} from '../../args.js'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {BaseCommand} from '../../base-command.js'
 import {EXIT, usageError} from '../../core/errors.js'
@@ -15,7 +16,7 @@ that was not given is asked for (hidden).`
     '<%= config.bin %> login:check alice --service ssh --method key --json',
     '<%= config.bin %> login:check alice --code K3JQ7-MX2PA',
   ]
-  static override args = {username: Args.string({description: 'user logging in', required: true})}
+  static override args = {username: requiredUsernameArg('user logging in')}
   static override flags = {
     service: Flags.string({description: 'where the login happens', options: ['ui', 'ssh'], default: 'ui'}),
     method: Flags.string({description: 'how the first factor was given (key: SSH public key)', options: ['password', 'key'], default: 'password'}),

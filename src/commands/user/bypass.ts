@@ -1,4 +1,5 @@
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
+import {requiredUsernameArg} from '../../args.js'
 import {BaseCommand} from '../../base-command.js'
 import {hashCodes, oneTimeCode} from '../../core/codes.js'
 import {getOrCreate} from '../../core/users.js'
@@ -9,7 +10,7 @@ export default class Bypass extends BaseCommand<typeof Bypass> {
 The code is accepted by login:check for that user once, before it expires, even while the user is
 locked out (it clears the lockout). Give it to the user by a trusted channel. Only its hash is stored.`
   static override examples = ['sudo <%= config.bin %> user:bypass alice', 'sudo <%= config.bin %> user:bypass alice --ttl 300 --json']
-  static override args = {username: Args.string({description: 'user to let in', required: true})}
+  static override args = {username: requiredUsernameArg('user to let in')}
   static override flags = {
     ttl: Flags.integer({description: 'seconds the code stays valid (1-86400)', min: 1, max: 86_400, default: 900}),
   }

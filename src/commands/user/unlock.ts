@@ -1,11 +1,11 @@
-import {Args} from '@oclif/core'
+import {requiredUsernameArg} from '../../args.js'
 import {BaseCommand} from '../../base-command.js'
 import {tidy} from '../../core/users.js'
 
 export default class Unlock extends BaseCommand<typeof Unlock> {
   static override description = 'clear a lockout after too many failed codes (root only)'
   static override examples = ['sudo <%= config.bin %> user:unlock alice']
-  static override args = {username: Args.string({description: 'user to unlock', required: true})}
+  static override args = {username: requiredUsernameArg('user to unlock')}
 
   async run() {
     const user = this.targetUser(this.args.username)

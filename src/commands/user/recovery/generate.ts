@@ -1,4 +1,5 @@
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
+import {usernameArg} from '../../../args.js'
 import {BaseCommand} from '../../../base-command.js'
 import {hashCodes, oneTimeCode} from '../../../core/codes.js'
 import {forbidden, usageError} from '../../../core/errors.js'
@@ -10,7 +11,7 @@ export default class Generate extends BaseCommand<typeof Generate> {
 Each code logs the user in once in place of an app code. They are printed now and never again:
 only salted hashes are kept. Renewing or removing the secret voids them.`
   static override examples = ['<%= config.bin %> user:recovery:generate', 'sudo <%= config.bin %> user:recovery:generate alice --count 5 --json']
-  static override args = {username: Args.string({description: 'user [default: the invoking user, SUDO_USER under sudo]'})}
+  static override args = {username: usernameArg()}
   static override flags = {
     count: Flags.integer({description: 'how many codes (1-20)', min: 1, max: 20, default: 10}),
     code: Flags.string({description: 'a current code or recovery code, to make your own codes under sudo'}),

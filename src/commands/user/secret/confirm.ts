@@ -1,4 +1,5 @@
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
+import {usernameArg} from '../../../args.js'
 import {BaseCommand} from '../../../base-command.js'
 import {EXIT, TfaError, usageError} from '../../../core/errors.js'
 import {secretKey} from '../../../core/codes.js'
@@ -9,7 +10,7 @@ import {normalizeCode} from '../../../core/validate.js'
 export default class Confirm extends BaseCommand<typeof Confirm> {
   static override description = 'activate a pending secret (from user:secret:renew --pending) with its first code'
   static override examples = ['<%= config.bin %> user:secret:confirm alice --code 123456']
-  static override args = {username: Args.string({description: 'user [default: the invoking user, SUDO_USER under sudo]'})}
+  static override args = {username: usernameArg()}
   static override flags = {code: Flags.string({description: 'the current code from the app', required: true})}
 
   async run() {

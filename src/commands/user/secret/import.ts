@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {readFileSync} from 'node:fs'
+import {readStdin} from '../../../args.js'
 import {BaseCommand} from '../../../base-command.js'
 import {hashCodes} from '../../../core/codes.js'
 import {forbidden, usageError} from '../../../core/errors.js'
@@ -19,7 +20,7 @@ The whole input is checked first; any problem → exit 2 with FILE:LINE, nothing
     'sudo <%= config.bin %> user:secret:import --from google-authenticator /home/alice/.google_authenticator --user alice',
     'sudo <%= config.bin %> user:secret:import --from users.oath /etc/users.oath --json',
   ]
-  static override args = {target: Args.string({description: 'USERNAME (with --secret-stdin) or FILE (with --from)'})}
+  static override args = {target: Args.string({description: 'USERNAME (with --secret-stdin) or FILE (with --from)', ignoreStdin: true})}
   static override flags = {
     'secret-stdin': Flags.boolean({description: 'read a base32 secret for USERNAME from stdin', exclusive: ['from']}),
     from: Flags.string({description: 'format of FILE', options: ['google-authenticator', 'users.oath']}),
@@ -30,7 +31,7 @@ The whole input is checked first; any problem → exit 2 with FILE:LINE, nothing
   }
 
   async run() {
-    const imported = this.readInput()
+    const imported = await this.readInput()
     const now = Date.now()
     const outcome = await this.store.update((doc) => {
       const changed = new Set<string>()
@@ -59,12 +60,12 @@ The whole input is checked first; any problem → exit 2 with FILE:LINE, nothing
   }
 
   /** Everything is parsed and validated before the store is opened. */
-  private readInput(): Imported[] {
+  private async readInput(): Promise<Imported[]> {
     const {target} = this.args
     const f = this.flags
     if (f['secret-stdin']) {
       const user = this.targetUser(target)
-      const secret = checkSecret(readFileSync(0, 'utf8'), 'stdin')
+      const secret = checkSecret(await readStdin(), 'stdin')
       return [{user, secret, interval: Number(f.interval) as Interval, digits: Number(f.digits) as Digits, scratchCodes: []}]
     }
     if (!f.from || target === undefined) throw usageError('say what to import: USERNAME --secret-stdin, or --from google-authenticator|users.oath FILE')

@@ -1,4 +1,5 @@
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
+import {readStdin, usernameArg} from '../../../args.js'
 import {mkdirSync, readFileSync} from 'node:fs'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
@@ -28,7 +29,7 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
     '<%= config.bin %> user:secret:renew alice --pending --json',
   ]
   static override strict = false
-  static override args = {username: Args.string({description: 'user(s) to enrol [default: the invoking user, SUDO_USER under sudo]'})}
+  static override args = {username: usernameArg('user(s) to enrol [default: the invoking user, SUDO_USER under sudo]')}
   static override flags = {
     interval: Flags.string({description: 'seconds per code (Google Authenticator needs 30)', options: ['30', '60'], default: '30'}),
     digits: Flags.string({description: 'digits per code', options: ['6', '7', '8'], default: '6'}),
@@ -43,7 +44,7 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
 
   async run() {
     const f = this.flags
-    const users = this.users()
+    const users = await this.users()
     const interval = Number(f.interval) as Interval
     const digits = Number(f.digits) as Digits
     if (interval !== 30) this.warning(INTERVAL_WARNING)
@@ -91,9 +92,9 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
   }
 
   /** Usernames from the arguments and --users-file, all validated before anything is written. */
-  private users(): string[] {
+  private async users(): Promise<string[]> {
     const file = this.flags['users-file']
-    const fromFile = file === undefined ? [] : parseUserList(readList(file), file)
+    const fromFile = file === undefined ? [] : parseUserList(await readList(file), file)
     const names = [...this.argList, ...fromFile]
     if (names.length === 0) return [this.targetUser(undefined)]
     return unique(names.map((n) => this.targetUser(n)))
@@ -140,9 +141,9 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
   }
 }
 
-function readList(file: string): string {
+async function readList(file: string): Promise<string> {
   try {
-    return readFileSync(file === '-' ? 0 : file, 'utf8')
+    return file === '-' ? await readStdin() : readFileSync(file, 'utf8')
   } catch (error) {
     throw usageError(`cannot read --users-file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
   }

@@ -1,4 +1,5 @@
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
+import {usernameArg} from '../../../args.js'
 import {hostname} from 'node:os'
 import {BaseCommand} from '../../../base-command.js'
 import {enrolmentView} from '../../../core/enrol.js'
@@ -10,7 +11,7 @@ export default class Show extends BaseCommand<typeof Show> {
   static override description = "show a user's existing secret again as a QR code, key and URI"
   static override audited = false
   static override examples = ['<%= config.bin %> user:secret:show', 'sudo <%= config.bin %> user:secret:show alice --qr small']
-  static override args = {username: Args.string({description: 'user [default: the invoking user, SUDO_USER under sudo]'})}
+  static override args = {username: usernameArg()}
   static override flags = {
     qr: Flags.string({description: 'how to draw the QR code', options: ['terminal', 'small', 'none'], default: 'terminal'}),
   }

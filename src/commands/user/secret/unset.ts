@@ -1,4 +1,5 @@
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
+import {usernameArg} from '../../../args.js'
 import {BaseCommand} from '../../../base-command.js'
 import {forbidden} from '../../../core/errors.js'
 import {checkSelfService} from '../../../core/selfservice.js'
@@ -7,7 +8,7 @@ import {removeSecret} from '../../../core/users.js'
 export default class Unset extends BaseCommand<typeof Unset> {
   static override description = "remove a user's 2FA secret (they log in with the password alone; recovery codes are voided)"
   static override examples = ['<%= config.bin %> user:secret:unset alice --yes', 'sudo <%= config.bin %> user:secret:unset --code 123456 --yes']
-  static override args = {username: Args.string({description: 'user [default: the invoking user, SUDO_USER under sudo]'})}
+  static override args = {username: usernameArg()}
   static override flags = {
     yes: Flags.boolean({description: 'do not ask for confirmation'}),
     code: Flags.string({description: 'a current code or recovery code, to remove your own secret under sudo'}),
