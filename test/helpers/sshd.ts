@@ -88,11 +88,18 @@ export function pamOathLine(opts: PamOathOptions): string {
  * pam_oath line inserted right after `@include common-auth`.
  */
 export function buildSshdPamConfig(opts: PamOathOptions): string {
-  const base = readFileSync(opts.baseFile ?? HOST_PAM_SSHD, 'utf8');
-  const lines = base.split('\n');
+  return insertPamLine(pamOathLine(opts), opts.baseFile);
+}
+
+/**
+ * Debian's stock /etc/pam.d/sshd (read, never modified) with `line` (e.g. the one
+ * `tfactl ssh:config` prints) inserted right after `@include common-auth`.
+ */
+export function insertPamLine(line: string, baseFile = HOST_PAM_SSHD): string {
+  const lines = readFileSync(baseFile, 'utf8').split('\n');
   const idx = lines.findIndex((l) => /^\s*@include\s+common-auth\s*$/.test(l));
-  if (idx < 0) throw new Error(`no "@include common-auth" line in ${opts.baseFile ?? HOST_PAM_SSHD}`);
-  lines.splice(idx + 1, 0, pamOathLine(opts));
+  if (idx < 0) throw new Error(`no "@include common-auth" line in ${baseFile}`);
+  lines.splice(idx + 1, 0, line);
   return lines.join('\n');
 }
 
@@ -111,6 +118,8 @@ export interface SshdOptions {
   extraConfig?: string[];
   /** How long to wait for the listener (default 20 s). */
   startTimeoutMs?: number;
+  /** Extra environment for sshd (and so for PAM modules), e.g. LD_PRELOAD of a test shim. */
+  env?: Record<string, string>;
 }
 
 export interface SshdHandle {
@@ -264,6 +273,7 @@ async function launch(dir: string, ownDir: boolean, hostKey: string, pamFile: st
     const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, 'sh', pamFile, configFile], {
       detached: true, // own process group, so stop() can signal sshd and its per-connection children
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: {...process.env, ...opts.env},
     });
     let log = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (log += d));
@@ -525,4 +535,111 @@ export function sshLogin(opts: SshLoginOptions): Promise<SshLoginResult> {
     conn.on('close', () => finish({ok: ready && !opts.command, error: ready ? undefined : 'connection closed before ready'}));
     conn.connect(config);
   });
+}
+
+// ---------------------------------------------------------------------------
+// A pam_oath that can be paused (races made deterministic)
+// ---------------------------------------------------------------------------
+
+/**
+ * C source of an LD_PRELOAD shim for sshd that pauses liboath at the two moments of its
+ * users-file update (usersfile.c): just before it creates `<file>.lock` ("lock": it has read
+ * and checked the file, unlocked) and just before it creates `<file>.new` ("new": it holds the
+ * lock). Only when armed: creating `$TFACTL_SLOW_OATH_DIR/arm-<which>` makes the next such call
+ * (one process: the arm file is unlinked atomically) create `at-<which>` and wait until
+ * `go-<which>` exists (at most 20 s). liboath calls fopen(…, "wx") for both files.
+ */
+const SLOW_OATH_SHIM = String.raw`
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* Read at load time: sshd's PAM child empties its environment (auth-pam.c) before pam_oath runs. */
+static char dir[4096];
+__attribute__((constructor)) static void init(void) {
+  const char *d = getenv("TFACTL_SLOW_OATH_DIR");
+  if (d) snprintf(dir, sizeof dir, "%s", d);
+}
+
+static void pause_at(const char *which) {
+  char arm[4096], at[4096], go[4096];
+  if (!dir[0]) return;
+  snprintf(arm, sizeof arm, "%s/arm-%s", dir, which);
+  if (unlink(arm) != 0) return;
+  snprintf(at, sizeof at, "%s/at-%s", dir, which);
+  snprintf(go, sizeof go, "%s/go-%s", dir, which);
+  int fd = open(at, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd >= 0) close(fd);
+  for (int i = 0; i < 2000 && access(go, F_OK) != 0; i++) usleep(10000);
+  unlink(go);
+}
+
+FILE *fopen(const char *path, const char *mode) {
+  static FILE *(*real)(const char *, const char *);
+  if (!real) real = (FILE *(*)(const char *, const char *))dlsym(RTLD_NEXT, "fopen");
+  if (path && mode && strcmp(mode, "wx") == 0) {
+    if (ends_with(path, ".lock")) pause_at("lock");
+    else if (ends_with(path, ".new")) pause_at("new");
+  }
+  return real(path, mode);
+}
+`;
+
+export interface SlowOath {
+  /** The compiled shim, for LD_PRELOAD. */
+  library: string;
+  /** The control directory, for TFACTL_SLOW_OATH_DIR. */
+  dir: string;
+  /** sshd environment that loads the shim. */
+  env: Record<string, string>;
+  /** Makes the next liboath update pause at `which`. */
+  arm(which: 'lock' | 'new'): void;
+  /** Waits until a liboath process is paused at `which`. */
+  reached(which: 'lock' | 'new', timeoutMs?: number): Promise<void>;
+  /** Lets the paused process go on. */
+  release(which: 'lock' | 'new'): void;
+}
+
+/** Compiles the shim into `dir` with the system C compiler; a string says why it cannot. */
+export function buildSlowOath(dir: string): SlowOath | string {
+  const compiler = ['cc', 'gcc', 'g++'].find((c) => which(c));
+  if (!compiler) return 'no C compiler (cc, gcc or g++) to build the pam_oath pause shim';
+  const source = join(dir, 'slow-oath.c');
+  const library = join(dir, 'slow-oath.so');
+  const control = join(dir, 'slow-oath');
+  writeFileSync(source, SLOW_OATH_SHIM);
+  mkdirSync(control, {recursive: true, mode: 0o700});
+  const args = [...(compiler === 'g++' ? ['-x', 'c'] : []), '-shared', '-fPIC', '-O2', '-o', library, source, '-ldl'];
+  const r = spawnSync(compiler, args, {encoding: 'utf8'});
+  if (r.status !== 0) return `${compiler} could not build the pause shim: ${r.stderr || r.error?.message}`;
+  const file = (name: string) => join(control, name);
+  return {
+    library,
+    dir: control,
+    env: {LD_PRELOAD: library, TFACTL_SLOW_OATH_DIR: control},
+    arm(which) {
+      rmSync(file(`at-${which}`), {force: true});
+      rmSync(file(`go-${which}`), {force: true});
+      writeFileSync(file(`arm-${which}`), '');
+    },
+    async reached(which, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!existsSync(file(`at-${which}`))) {
+        if (Date.now() > deadline) throw new Error(`no liboath process paused at "${which}" within ${timeoutMs} ms`);
+        await sleep(20);
+      }
+    },
+    release(which) {
+      writeFileSync(file(`go-${which}`), '');
+    },
+  };
 }
