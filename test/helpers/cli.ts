@@ -23,7 +23,7 @@ export interface RunOptions {
 /** Runs the real CLI (the built `bin/run.js`), as a user or script would. */
 export function tfactl(args: string[], opts: RunOptions = {}): Promise<Run> {
   return new Promise((done, fail) => {
-    const env = {...process.env, NO_COLOR: '1', ...opts.env}
+    const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: "1", ...opts.env}
     delete env.TFACTL_STORE
     delete env.SUDO_USER
     if (opts.env?.TFACTL_STORE) env.TFACTL_STORE = opts.env.TFACTL_STORE
