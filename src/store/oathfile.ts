@@ -3,9 +3,9 @@ import * as fs from 'node:fs'
 import {createRequire} from 'node:module'
 import {basename, dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {storeError, TfaError} from '../core/errors.js'
+import {EXIT, storeError, TfaError} from '../core/errors.js'
 import type {Doc} from '../core/model.js'
-import {importReplay, type OathEntry, oathUsers, parseUsersFile, renderUsersFile} from '../core/oath.js'
+import {importReplay, OATH_HEADER, type OathEntry, type OathUser, oathUsers, parseUsersFile, renderUsersFile} from '../core/oath.js'
 import {accessError, fsyncDir} from './files.js'
 
 // The disk side of the pam_oath users file. pam_oath (liboath usersfile.c, Debian 12) reads the
@@ -272,6 +272,23 @@ export interface SyncReport {
   imported: string[]
 }
 
+/**
+ * A users file tfactl did not write (no header) may list users the store does not know; taking
+ * it over would drop their lines, and pam_oath would let them in with the password alone.
+ */
+function refuseForeignUsers(file: UsersFile | undefined, users: OathUser[]): void {
+  if (!file || file.text.startsWith(OATH_HEADER)) return
+  const kept = new Set(users.map((u) => u.user))
+  const dropped = [...new Set(file.entries.map((e) => e.user))].filter((u) => !kept.has(u))
+  if (dropped.length > 0)
+    throw new TfaError(
+      `${file.path} was not written by tfactl and lists users who would lose 2FA over SSH (${dropped.join(', ')}), so nothing was changed: ` +
+        `import them first (tfactl user:secret:import --from users.oath ${file.path}), or move the file away`,
+      EXIT.usage,
+      'oath_foreign',
+    )
+}
+
 /** The users file held under its lock for the length of one store update. */
 class Session {
   private constructor(readonly path: string, private readonly lock: UsersFileLock, readonly file: UsersFile | undefined) {}
@@ -307,6 +324,7 @@ class Session {
  */
 export async function syncUsersFile<T>(doc: Doc, run: () => Promise<T>, save: () => Promise<void>): Promise<{result: T; report?: SyncReport}> {
   let session: Session | undefined
+  const configured = doc.settings.oathFile
   try {
     const imported = new Set<string>()
     if (doc.settings.oathFile) {
@@ -328,6 +346,7 @@ export async function syncUsersFile<T>(doc: Doc, run: () => Promise<T>, save: ()
       return {result}
     }
     const users = oathUsers(doc) // fails closed, before anything is saved
+    if (path !== configured) refuseForeignUsers(session.file, users)
     const text = renderUsersFile(users, session.entries, Date.now(), doc.settings.window)
     await save()
     const changed = needsWrite(session.file, text)

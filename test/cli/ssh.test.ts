@@ -146,6 +146,29 @@ describe('ssh:sync', () => {
     expect((await store.run(['user:list', '--json'])).code).toBe(0)
   })
 
+  it('refuses (exit 2) to take over a users file it did not write while that would drop users', async () => {
+    await enable(store, '--ssh')
+    const alice = await renew(store, 'alice')
+    const foreign = `HOTP/T30/6\tlegacy\t-\t${'ab'.repeat(20)}\nHOTP/T30/6\talice\t-\t${'cd'.repeat(20)}\n`
+    writeFileSync(oath, foreign, {mode: 0o600})
+    const before = store.bytes()
+    for (const args of [['ssh:sync', '--oath-file', oath], ['twofactor:enable', '--oath-file', oath]]) {
+      const r = await store.run([...args, '--json'])
+      expect(expectJsonError(r, 2)).toMatch(/was not written by tfactl and lists users who would lose 2FA over SSH \(legacy\)/)
+      expect(r.json.error.code).toBe('oath_foreign')
+    }
+    expect(fileText()).toBe(foreign)
+    expect(store.bytes()).toEqual(before)
+    noLeftovers()
+
+    writeFileSync(oath, foreign.split('\n').slice(1).join('\n'), {mode: 0o600}) // legacy dealt with
+    await sync()
+    expect(lines()).toEqual([['HOTP/T30/6', 'alice', '-', hex(alice.secret)]])
+    writeFileSync(oath, `${fileText()}HOTP/T30/6\tlegacy\t-\t${'ab'.repeat(20)}\n`) // ours now: hand edits go
+    await sync()
+    expect(lines().map((f) => f[1])).toEqual(['alice'])
+  })
+
   it('waits for a lock pam_oath holds and never uses the .new name', async () => {
     await enable(store, '--ssh', '--oath-file', oath)
     const seen: string[] = []
