@@ -73,7 +73,7 @@ export function decideLogin(cfg: Settings, user: UserRecord | undefined, req: Lo
   if (!user?.secret)                         return svc === 'ui' && cfg.stig
                                                ? deny('stig_requires_2fa')
                                                : allow('no_secret', {setupPrompt: svc === 'ui'})
-  if (!code)                                 return deny('code_required')
+  if (code === undefined)                    return deny('code_required')
   return checkCode(cfg, user, code, now)
 }
 

@@ -25,6 +25,7 @@ export function tfactl(args: string[], opts: RunOptions = {}): Promise<Run> {
   return new Promise((done, fail) => {
     const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: "1", ...opts.env}
     delete env.TFACTL_STORE
+    delete env.NODE_ENV // vitest sets `test`; the CLI must run as users run it
     delete env.SUDO_USER
     if (opts.env?.TFACTL_STORE) env.TFACTL_STORE = opts.env.TFACTL_STORE
     if (opts.env?.SUDO_USER) env.SUDO_USER = opts.env.SUDO_USER
