@@ -1,4 +1,8 @@
 #!/usr/bin/env node
-import {execute} from '@oclif/core'
+// login:check runs on every login: plainly valid calls skip oclif's start-up (see src/fast.ts).
+const fast = process.argv[2] === 'login:check' && (await import('../dist/fast-bundle.js')).fastLoginCheck(process.argv.slice(3))
 
-await execute({dir: import.meta.url})
+if (!(await fast)) {
+  const {execute} = await import('@oclif/core')
+  await execute({dir: import.meta.url})
+}

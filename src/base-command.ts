@@ -3,15 +3,13 @@ import {userInfo} from 'node:os'
 import {resolve} from 'node:path'
 import {EXIT, forbidden, TfaError, usageError} from './core/errors.js'
 import {checkUsername} from './core/validate.js'
-import {appendAudit} from './store/audit.js'
+import {recordEvent} from './store/audit.js'
 import {defaultStorePath} from './store/paths.js'
+import {describeError} from './ui/errors.js'
 import {Store} from './store/store.js'
 
 export type FlagsOf<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type ArgsOf<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
-
-/** oclif's own parse errors carry their exit code here (2 for usage). */
-const oclifExit = (error: unknown): number | undefined => (error as {oclif?: {exit?: number}}).oclif?.exit
 
 /**
  * Shared by every command: `--store`, `--json`, the exit-code contract and one-line errors.
@@ -108,40 +106,15 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   public override async finally(error: Error | undefined): Promise<void> {
     if (!(this.ctor as unknown as typeof BaseCommand).audited || !this.storeInstance) return
     const outcome = error ? {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'} : this.auditOutcome
-    try {
-      appendAudit(this.storeInstance.files.audit, {
-        time: new Date().toISOString(),
-        actor: {uid: process.getuid?.() ?? -1, sudoUser: process.env.SUDO_USER || null},
-        command: this.id ?? 'unknown',
-        user: this.auditUser,
-        ...outcome,
-      })
-    } catch (auditError) {
-      this.warning(`could not write the audit log: ${(auditError as Error).message}`)
-    }
+    const problem = recordEvent(this.storeInstance.files.audit, this.id ?? 'unknown', this.auditUser, outcome)
+    if (problem) this.warning(problem)
   }
 
   /** Maps every failure to its documented exit code and prints it on one line, never a stack. */
   public override async catch(error: Error & {exitCode?: number}): Promise<void> {
-    const known = error instanceof TfaError
-    const exit = known ? error.exit : (oclifExit(error) ?? (isSystemError(error) ? EXIT.store : 1))
+    const {exit, json, text} = describeError(error)
     process.exitCode = exit
-    const message = oneLine(error.message || String(error))
-    if (this.jsonEnabled()) {
-      this.logJson({error: {message, code: known ? error.code : exit === EXIT.usage ? 'usage' : 'error', exit}})
-    } else {
-      process.stderr.write(`tfactl: ${message}\n`)
-    }
+    if (this.jsonEnabled()) this.logJson(json)
+    else process.stderr.write(text)
   }
-}
-
-const isSystemError = (error: unknown): boolean => typeof (error as NodeJS.ErrnoException).errno === 'number'
-
-function oneLine(message: string): string {
-  return message
-    .replace(/\x1b\[[0-9;]*m/g, '')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean)
-    .join('; ')
 }

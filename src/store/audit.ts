@@ -25,6 +25,22 @@ export function appendAudit(path: string, event: AuditEvent): void {
   }
 }
 
+/** Records one run of `command`; returns a warning instead of failing the command. */
+export function recordEvent(path: string, command: string, user: string | null, outcome: {outcome: string; reason: string | null}): string | undefined {
+  try {
+    appendAudit(path, {
+      time: new Date().toISOString(),
+      actor: {uid: process.getuid?.() ?? -1, sudoUser: process.env.SUDO_USER || null},
+      command,
+      user,
+      ...outcome,
+    })
+    return undefined
+  } catch (error) {
+    return `could not write the audit log: ${(error as Error).message}`
+  }
+}
+
 export function readAudit(path: string): AuditEvent[] {
   if (!checkPrivateFile(path)) return []
   return fs

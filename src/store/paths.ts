@@ -16,6 +16,7 @@ export function defaultStorePath(env: NodeJS.ProcessEnv = process.env, uid = pro
 export const sidecars = (store: string) => ({
   lock: `${store}.lock`,
   backup: `${store}.bak`,
+  journal: `${store}.journal`,
   key: join(dirname(store), 'tfactl.key'),
   audit: join(dirname(store), 'audit.log'),
 })

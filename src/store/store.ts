@@ -1,14 +1,28 @@
 import {Low} from 'lowdb'
 import {dirname} from 'node:path'
-import {type Doc, emptyDoc} from '../core/model.js'
-import {decodeStore, encodeStore} from './codec.js'
+import {type Doc, emptyDoc, isEmptyRecord} from '../core/model.js'
+import {decodeOneUser, decodeStore, encodeStore, type HotState, hotStateOf, newEpoch} from './codec.js'
 import {atomicWrite, checkPrivateFile, ensureDir, readPrivateFile, removeStaleTemps} from './files.js'
+import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
 import {KeyFiles} from './keys.js'
 import {withLock} from './lock.js'
 import {type SyncReport, syncUsersFile} from './oathfile.js'
 import {sidecars} from './paths.js'
 
-/** lowdb adapter: validated reads, atomic 0600 writes that keep the previous store as `.bak`. */
+/** Applies a journal's newest hot state to the records it names; records left empty go. */
+function overlay(doc: Doc, entries: Map<string, HotState>): void {
+  for (const [user, state] of entries) {
+    const record = doc.users.get(user)
+    if (!record) continue
+    Object.assign(record, state)
+    if (isEmptyRecord(record)) doc.users.delete(user)
+  }
+}
+
+/**
+ * lowdb adapter: validated reads with the hot-state journal applied; atomic 0600 writes that
+ * keep the previous store as `.bak` and start a new journal.
+ */
 class StoreFile {
   /** The key id the file on disk names (null: no secrets sealed yet). */
   keyId: string | null = null
@@ -18,8 +32,9 @@ class StoreFile {
     const raw = readPrivateFile(this.path)
     if (raw === undefined) return null
     try {
-      const {doc, keyId} = decodeStore(raw.toString('utf8'), this.path, this.keys)
+      const {doc, keyId, epoch} = decodeStore(raw.toString('utf8'), this.path, this.keys)
       this.keyId = keyId
+      overlay(doc, readJournal(sidecars(this.path).journal, epoch).entries)
       return doc
     } catch (error) {
       const backup = sidecars(this.path).backup
@@ -29,11 +44,17 @@ class StoreFile {
   }
 
   async write(doc: Doc): Promise<void> {
-    const {text, keyId} = encodeStore(doc, this.keys)
+    const epoch = newEpoch()
+    const {text, keyId} = encodeStore(doc, this.keys, epoch)
     atomicWrite(this.path, text, sidecars(this.path).backup)
+    resetJournal(sidecars(this.path).journal, epoch) // a crash before this leaves a journal of the old epoch: ignored
     this.keyId = keyId
   }
 }
+
+/** Past this size the journal is compacted; if it stays past JOURNAL_FOLD, it is folded in. */
+const JOURNAL_COMPACT = 1 << 20
+const JOURNAL_FOLD = 8 << 20
 
 /** A canonical in-memory rendering, to tell whether an update changed anything. */
 const fingerprint = (doc: Doc): string => JSON.stringify([doc.settings, [...doc.users]])
@@ -61,15 +82,47 @@ export class Store {
    * Every update also re-syncs the pam_oath users file, once one is configured (oathfile.ts).
    */
   async update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
-    return this.locked(async (db) => {
-      const before = fingerprint(db.data)
-      const save = async () => {
-        if (fingerprint(db.data) !== before) await db.write()
-      }
-      const {result, report} = await syncUsersFile(db.data, async () => fn(db.data), save)
-      this.oathSync = report
+    return this.locked((db) => this.apply(db, fn))
+  }
+
+  private async apply<T>(db: Low<Doc>, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+    const before = fingerprint(db.data)
+    const save = async () => {
+      if (fingerprint(db.data) !== before) await db.write()
+    }
+    const {result, report} = await syncUsersFile(db.data, async () => fn(db.data), save)
+    this.oathSync = report
+    return result
+  }
+
+  /**
+   * An update that only changes one user's hot state (a login): under the same lock, it reads
+   * that user's line alone and appends the outcome to the journal, so its cost does not grow
+   * with the number of users. Anything else (no journal yet, a users file to keep in step, a
+   * record to create, a store not in tfactl's layout) takes the full update path.
+   */
+  async login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
+    ensureDir(dirname(this.path))
+    return withLock(this.files.lock, async () => {
+      const raw = readPrivateFile(this.path)
+      const one = raw && decodeOneUser(raw, user, this.path, this.keys)
+      if (!one || one.epoch === null || one.doc.settings.oathFile) return this.lockedFull((db) => this.apply(db, fn))
+      const journal = readJournal(this.files.journal, one.epoch, new Set([user]))
+      overlay(one.doc, journal.entries)
+      const record = one.doc.users.get(user)
+      const before = record && JSON.stringify(hotStateOf(record))
+      const result = fn(one.doc)
+      if (!record) return one.doc.users.has(user) ? this.lockedFull((db) => this.apply(db, fn)) : result
+      const state = hotStateOf(record) // fn changes the record in place (even when it drops it)
+      if (JSON.stringify(state) !== before) await this.record(journal, one.epoch, user, state)
       return result
     })
+  }
+
+  /** Appends to the journal; keeps it small by compacting it, and folding it into the store. */
+  private async record(journal: Journal, epoch: string, user: string, state: HotState): Promise<void> {
+    const size = appendJournal(this.files.journal, journal, epoch, user, state)
+    if (size > JOURNAL_COMPACT && compactJournal(this.files.journal, epoch) > JOURNAL_FOLD) await this.lockedFull((db) => db.write())
   }
 
   /** Seals every secret under a new key; the old key stays valid until the new store is in place. */
@@ -84,15 +137,16 @@ export class Store {
 
   private async locked<T>(fn: (db: Low<Doc>) => Promise<T>): Promise<T> {
     ensureDir(dirname(this.path))
-    return withLock(this.files.lock, async () => {
-      removeStaleTemps(this.path)
-      removeStaleTemps(this.files.key)
-      removeStaleTemps(this.keys.next)
-      const file = new StoreFile(this.path, this.keys)
-      const db = new Low<Doc>(file, emptyDoc())
-      await db.read()
-      this.keys.settle(file.keyId) // finishes or drops a rotation a crash interrupted
-      return fn(db)
-    })
+    return withLock(this.files.lock, () => this.lockedFull(fn))
+  }
+
+  /** The full read of the store (journal applied), for a caller that holds the lock. */
+  private async lockedFull<T>(fn: (db: Low<Doc>) => Promise<T>): Promise<T> {
+    for (const file of [this.path, this.files.key, this.keys.next, this.files.journal]) removeStaleTemps(file)
+    const file = new StoreFile(this.path, this.keys)
+    const db = new Low<Doc>(file, emptyDoc())
+    await db.read()
+    this.keys.settle(file.keyId) // finishes or drops a rotation a crash interrupted
+    return fn(db)
   }
 }

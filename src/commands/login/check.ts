@@ -1,10 +1,9 @@
 import {Flags} from '@oclif/core'
 import {requiredUsernameArg} from '../../args.js'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {BaseCommand} from '../../base-command.js'
 import {EXIT, usageError} from '../../core/errors.js'
-import {applyEffect, decideLogin, type Method, type Service} from '../../core/login.js'
-import {getOrCreate, tidy} from '../../core/users.js'
+import {decideLogin, type Method, type Service} from '../../core/login.js'
+import {checkLogin} from '../../login-check.js'
 
 export default class Check extends BaseCommand<typeof Check> {
   static override description = `decide whether a login passes the 2FA step (exit 0 allowed, 1 denied)
@@ -30,29 +29,11 @@ that was not given is asked for (hidden).`
     if (method === 'key' && service !== 'ssh') throw usageError('--method key only exists for --service ssh')
     const code = this.flags.code ?? (await this.askCode(user, service, method))
 
-    const decision = await this.store.update((doc) => {
-      const now = Date.now()
-      const d = decideLogin(doc.settings, doc.users.get(user), {service, method, code, now})
-      if (d.effect.kind !== 'none') {
-        applyEffect(doc.settings, getOrCreate(doc, user), d.effect, now)
-        tidy(doc, user)
-      }
-      return {...d, failDelay: doc.settings.failDelay}
-    })
-    if (!decision.allowed && code !== undefined) await sleep(decision.failDelay)
-    process.exitCode = decision.allowed ? EXIT.ok : EXIT.denied
-    this.auditOutcome = {outcome: decision.allowed ? 'allowed' : 'denied', reason: decision.reason}
-
-    this.say(`${user}: ${decision.allowed ? 'allowed' : 'denied'} (${decision.reason})`)
-    if (decision.skewSteps) this.say(`note: the clock on one side is off by about ${Math.abs(decision.skewSteps) * 30} seconds`)
-    if (decision.setupPrompt) this.say(`${user} has no 2FA secret yet: set one up with tfactl user:secret:renew`)
-    return {
-      user, service, method,
-      allowed: decision.allowed,
-      reason: decision.reason,
-      setupPrompt: decision.setupPrompt,
-      ...(decision.skewSteps ? {skewSteps: decision.skewSteps} : {}),
-    }
+    const {result, lines} = await checkLogin(this.store, {user, service, method, code})
+    process.exitCode = result.allowed ? EXIT.ok : EXIT.denied
+    this.auditOutcome = {outcome: result.allowed ? 'allowed' : 'denied', reason: result.reason}
+    for (const line of lines) this.say(line)
+    return result
   }
 
   /** On a terminal, asks (hidden) for the code when one is needed; elsewhere it must be --code. */

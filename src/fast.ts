@@ -1,0 +1,85 @@
+import {resolve} from 'node:path'
+import {TfaError} from './core/errors.js'
+import type {Method, Service} from './core/login.js'
+import {checkUsername} from './core/validate.js'
+import {checkLogin, type LoginInput} from './login-check.js'
+import {recordEvent} from './store/audit.js'
+import {defaultStorePath} from './store/paths.js'
+import {Store} from './store/store.js'
+import {describeError} from './ui/errors.js'
+
+/**
+ * `login:check` without oclif's start-up (bin/run.js routes here): it runs on every login, and
+ * oclif's loading would triple its time. Only plainly valid arguments are handled here; anything
+ * else — help, a bad or unknown flag, a prompt to show, JSON to colour on a terminal — returns
+ * false and goes through the oclif command, which gives the full messages. Both paths share
+ * checkLogin, the error rendering and the audit record, so they answer alike.
+ */
+
+const OPTIONS: Record<string, readonly string[] | null> = {
+  '--service': ['ui', 'ssh'],
+  '--method': ['password', 'key'],
+  '--code': null,
+  '--store': null,
+}
+
+interface FastInput extends LoginInput {
+  store?: string
+  json: boolean
+}
+
+export function parseLoginCheck(argv: string[]): FastInput | undefined {
+  const flags = new Map<string, string>()
+  let user: string | undefined
+  let json = false
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    if (arg === '--json' && !json) {
+      json = true
+      continue
+    }
+    if (!arg.startsWith('-')) {
+      if (user !== undefined) return undefined
+      user = arg
+      continue
+    }
+    const eq = arg.indexOf('=')
+    const name = eq > 0 ? arg.slice(0, eq) : arg
+    const value = eq > 0 ? arg.slice(eq + 1) : argv[++i]
+    if (!(name in OPTIONS) || flags.has(name) || value === undefined || value.startsWith('-')) return undefined
+    if (OPTIONS[name] && !OPTIONS[name]!.includes(value)) return undefined
+    flags.set(name, value)
+  }
+  const service = (flags.get('--service') ?? 'ui') as Service
+  const method = (flags.get('--method') ?? 'password') as Method
+  if (user === undefined || (method === 'key' && service !== 'ssh')) return undefined
+  try {
+    checkUsername(user)
+  } catch {
+    return undefined
+  }
+  return {user, service, method, code: flags.get('--code'), store: flags.get('--store'), json}
+}
+
+export async function fastLoginCheck(argv: string[]): Promise<boolean> {
+  const input = parseLoginCheck(argv)
+  if (!input) return false
+  if (input.json ? process.stdout.isTTY : input.code === undefined && process.stdin.isTTY && process.stdout.isTTY) return false
+  const store = new Store(resolve(input.store || defaultStorePath()))
+  let outcome: {outcome: string; reason: string | null}
+  try {
+    const {result, lines} = await checkLogin(store, input)
+    process.exitCode = result.allowed ? 0 : 1
+    process.stdout.write(input.json ? `${JSON.stringify(result, null, 2)}\n` : `${lines.join('\n')}\n`)
+    outcome = {outcome: result.allowed ? 'allowed' : 'denied', reason: result.reason}
+  } catch (error) {
+    const report = describeError(error as Error)
+    process.exitCode = report.exit
+    if (input.json) process.stdout.write(`${JSON.stringify(report.json, null, 2)}\n`)
+    else process.stderr.write(report.text)
+    outcome = {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'}
+  }
+  const problem = recordEvent(store.files.audit, 'login:check', input.user, outcome)
+  if (problem) process.stderr.write(`tfactl: warning: ${problem}\n`)
+  return true
+}
