@@ -273,6 +273,19 @@ export interface SyncReport {
 }
 
 /**
+ * pam_oath writes `<file>.new` only while it holds the lock, so one that exists while we hold it
+ * was left by an interrupted pam_oath, and makes every later login fail (O_EXCL): remove it.
+ */
+function removeStalePamNew(path: string): void {
+  try {
+    fs.unlinkSync(`${path}.new`)
+    warn(`removed ${path}.new, left behind by an interrupted pam_oath login (it made every SSH code fail)`)
+  } catch (error) {
+    if (errno(error) !== 'ENOENT') throw accessError(`${path}.new`, error)
+  }
+}
+
+/**
  * A users file tfactl did not write (no header) may list users the store does not know; taking
  * it over would drop their lines, and pam_oath would let them in with the password alone.
  */
@@ -296,6 +309,7 @@ class Session {
   static async open(path: string): Promise<Session> {
     const lock = await UsersFileLock.acquire(path)
     try {
+      removeStalePamNew(path)
       return new Session(path, lock, readUsersFile(path))
     } catch (error) {
       lock.release()

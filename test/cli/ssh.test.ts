@@ -202,6 +202,15 @@ describe('ssh:sync', () => {
     expect(existsSync(`${oath}.lock`)).toBe(true) // not ours: left alone
   })
 
+  it('removes a <file>.new an interrupted pam_oath left (it would make every login fail)', async () => {
+    await enable(store, '--ssh', '--oath-file', oath)
+    writeFileSync(`${oath}.new`, 'half a file', {mode: 0o600})
+    const r = await store.run(['user:secret:renew', 'alice', '--qr', 'none', '--json'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toMatch(/removed .*users\.oath\.new, left behind by an interrupted pam_oath login/)
+    noLeftovers()
+  })
+
   it('removes a lock left by a killed tfactl', async () => {
     await enable(store, '--ssh', '--oath-file', oath)
     writeFileSync(`${oath}.lock`, 'tfactl 999999999\n', {mode: 0o600})

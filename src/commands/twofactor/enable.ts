@@ -47,6 +47,7 @@ export default class Enable extends BaseCommand<typeof Enable> {
     this.say(changed ? '2FA enabled' : '2FA already enabled with these settings')
     for (const line of settingsLines(settings)) this.say(`  ${line}`)
     const oath = this.store.oathSync
+    if (settings.ssh && !settings.oathFile) this.warning('SSH 2FA is on, but sshd asks for no code until the pam_oath users file exists: run tfactl ssh:sync and tfactl ssh:config')
     if (oath) this.say(`  users file:   ${oath.path} (${oath.users.length} user(s)${oath.changed ? ', written' : ''})`)
     return {...publicSettings(settings), oathFile: settings.oathFile, changed: changed || Boolean(oath?.changed)}
   }
