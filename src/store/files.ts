@@ -81,6 +81,9 @@ export function atomicWrite(path: string, data: string | Buffer, backup?: string
     const backupTemp = `${temp}.bak`
     fs.linkSync(path, backupTemp)
     fs.renameSync(backupTemp, backup)
+    // rename() does nothing when both names are already links to one file (a crash between the
+    // two renames last time left .bak linked to the store): the temp name must still go.
+    fs.rmSync(backupTemp, {force: true})
   }
   fsyncDir(dir)
   fs.renameSync(temp, path)

@@ -37,6 +37,11 @@ export class KeyFiles implements KeyRing {
     return this.cache.get(path)
   }
 
+  /** Drops what was read, so that the files are read again. */
+  forget(): void {
+    this.cache.clear()
+  }
+
   byId(id: string): Buffer | undefined {
     return [this.path, this.next].map((p) => this.load(p)).find((k) => k && keyId(k) === id)
   }

@@ -29,8 +29,25 @@ class StoreFile {
   constructor(readonly path: string, private readonly keys: KeyFiles) {}
 
   async read(): Promise<Doc | null> {
-    const raw = readPrivateFile(this.path)
-    if (raw === undefined) return null
+    for (let attempt = 1; ; attempt++) {
+      const raw = readPrivateFile(this.path)
+      if (raw === undefined) return null
+      try {
+        return this.decode(raw)
+      } catch (error) {
+        // Read without the lock, the store may have been replaced (a key rotation) between
+        // reading it and reading its key: read again what is there now.
+        const now = readPrivateFile(this.path)
+        if (attempt < 3 && now && !now.equals(raw)) {
+          this.keys.forget()
+          continue
+        }
+        throw error
+      }
+    }
+  }
+
+  private decode(raw: Buffer): Doc {
     try {
       const {doc, keyId, epoch} = decodeStore(raw.toString('utf8'), this.path, this.keys)
       this.keyId = keyId
