@@ -93,9 +93,12 @@ describe('decideLogin decision table (no code given)', () => {
     expect(decideLogin(settings({stig: true, ssh: true}), record, ui()).reason).toBe('stig_requires_2fa')
   })
 
-  it('asks for a code when the code given is empty or only spaces', () => {
-    expect(decideLogin(settings(), enrolled(), ui('')).reason).toBe('code_required')
-    expect(decideLogin(settings(), enrolled(), ui('   ')).reason).toBe('code_required')
+  it('judges a code given empty or only spaces as invalid, not as missing', () => {
+    for (const code of ['', '   ']) {
+      const d = decideLogin(settings(), enrolled(), ui(code))
+      expect(d.reason).toBe('code_invalid')
+      expect(d.effect).toEqual({kind: 'failed'})
+    }
   })
 })
 
