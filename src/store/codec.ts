@@ -154,8 +154,65 @@ export function decodeStore(text: string, where: string, keys: KeyRing): Decoded
   return {doc: {version: STORE_VERSION, settings: readSettings(r, o.settings ?? {}), users}, keyId, epoch}
 }
 
-const USERS_OPEN = Buffer.from('"users":{')
+const USERS_OPEN = '"users":{'
 const CLOSE = Buffer.from('\n}}\n')
+
+/** Positioned reads of a file of `size` bytes. */
+export interface ByteSource {
+  size: number
+  read(position: number, length: number): Buffer
+}
+
+/** The line that starts at `start` (without its newline) and where the next one starts. */
+function lineAt(src: ByteSource, start: number, limit: number): {text: string; next: number} {
+  const parts: Buffer[] = []
+  for (let pos = start; pos < limit; ) {
+    const chunk = src.read(pos, Math.min(4096, limit - pos))
+    const nl = chunk.indexOf(0x0a)
+    if (nl >= 0) {
+      parts.push(chunk.subarray(0, nl))
+      return {text: Buffer.concat(parts).toString('utf8'), next: pos + nl + 1}
+    }
+    parts.push(chunk)
+    pos += chunk.length
+  }
+  return {text: Buffer.concat(parts).toString('utf8'), next: limit}
+}
+
+/** The first line that starts at or after `at` (a line starts after a newline). */
+function nextLineStart(src: ByteSource, at: number, limit: number): number {
+  for (let pos = at - 1; pos < limit; pos += 4096) {
+    const nl = src.read(pos, Math.min(4096, limit - pos)).indexOf(0x0a)
+    if (nl >= 0) return pos + nl + 1
+  }
+  return limit
+}
+
+const lineName = (line: string): string | undefined => /^"([A-Za-z0-9._-]+)":/.exec(line)?.[1]
+
+/**
+ * Finds a user's line by binary search: the encoder writes users sorted by name, one per line.
+ * Never trusted for "absent": a miss is confirmed by a full scan, so a hand-reordered file
+ * cannot hide a user (and let them in without a code).
+ */
+function findUserLine(src: ByteSource, name: string, bodyStart: number, bodyEnd: number): string | undefined {
+  let lo = bodyStart
+  let hi = bodyEnd
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2)
+    let start = mid === lo ? lo : nextLineStart(src, mid, hi)
+    if (start >= hi) start = lo
+    const {text, next} = lineAt(src, start, bodyEnd)
+    const found = lineName(text)
+    if (found === undefined) break
+    if (found === name) return text
+    if (found < name) lo = next
+    else hi = start
+  }
+  const whole = src.read(bodyStart - 1, bodyEnd - bodyStart + 1)
+  const at = whole.indexOf(`\n${JSON.stringify(name)}:`)
+  return at < 0 ? undefined : lineAt(src, bodyStart + at, bodyEnd).text
+}
 
 /**
  * Reads one user's record without parsing the others: the store is written one user per line,
@@ -163,26 +220,17 @@ const CLOSE = Buffer.from('\n}}\n')
  * decoder. Returns undefined when the file does not have that layout (a hand-edited store);
  * callers then decode the whole document.
  */
-export function decodeOneUser(buf: Buffer, name: string, where: string, keys: KeyRing): Decoded | undefined {
-  const headEnd = buf.indexOf(0x0a)
-  if (headEnd < 0) return undefined
-  const head = buf.subarray(0, headEnd)
-  if (head.subarray(head.length - USERS_OPEN.length).equals(USERS_OPEN)) {
-    if (!buf.subarray(buf.length - CLOSE.length).equals(CLOSE)) return undefined // cut short
-  } else if (headEnd !== buf.length - 1 || !head.toString('latin1').endsWith('"users":{}}')) {
-    return undefined
-  }
-  const needle = Buffer.from(`\n${JSON.stringify(name)}:`)
-  const at = buf.indexOf(needle, headEnd)
-  let line = ''
-  if (at >= 0) {
-    const end = buf.indexOf(0x0a, at + 1)
-    line = buf.subarray(at + 1, end < 0 ? buf.length : end).toString('utf8').replace(/,$/, '')
-  }
-  const headText = head.toString('utf8')
-  const text = headText.endsWith('"users":{') ? `${headText}${line}}}` : headText
-  return decodeStore(text, where, keys)
+export function decodeOneUser(src: ByteSource, name: string, where: string, keys: KeyRing): Decoded | undefined {
+  const {text: head, next: bodyStart} = lineAt(src, 0, Math.min(src.size, 1 << 16))
+  if (bodyStart >= src.size && !head.endsWith('"users":{}}')) return undefined
+  if (!head.endsWith(USERS_OPEN)) return head.endsWith('"users":{}}') && bodyStart === src.size ? decodeStore(head, where, keys) : undefined
+  if (src.size - CLOSE.length < bodyStart || !src.read(src.size - CLOSE.length, CLOSE.length).equals(CLOSE)) return undefined // cut short
+  const line = findUserLine(src, name, bodyStart, src.size - CLOSE.length + 1)
+  return decodeStore(`${head}${(line ?? '').replace(/,$/, '')}}}`, where, keys)
 }
+
+/** Any Buffer as a ByteSource. */
+export const bufferSource = (buf: Buffer): ByteSource => ({size: buf.length, read: (p, n) => buf.subarray(p, p + n)})
 
 /** A fresh journal epoch: every full write of the store starts a new journal. */
 export const newEpoch = (): string => randomBytes(8).toString('hex')
@@ -192,7 +240,8 @@ export function encodeStore(doc: Doc, keys: KeyRing, epoch: string = newEpoch())
   const sealed = [...doc.users.values()].some((u) => u.secret || u.pending)
   const current = sealed ? keys.current() : undefined
   const seal = (tag: string, secret: string | null) => (secret === null ? null : encryptSecret(current!.key, tag, secret))
-  const lines = [...doc.users].map(([name, u]) => {
+  const byName = [...doc.users].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) // findUserLine relies on it
+  const lines = byName.map(([name, u]) => {
     const record = {
       ...u,
       secret: seal(name, u.secret),

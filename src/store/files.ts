@@ -41,6 +41,31 @@ export function readPrivateFile(path: string): Buffer | undefined {
   }
 }
 
+/**
+ * Runs `fn` with positioned reads of a private file (undefined when it does not exist), so that
+ * a caller can read a few lines of a large file instead of all of it.
+ */
+export function readPrivateFileAt<T>(path: string, fn: (src: {size: number; read(position: number, length: number): Buffer}) => T): T | undefined {
+  if (!checkPrivateFile(path)) return undefined
+  let fd: number
+  try {
+    fd = fs.openSync(path, 'r')
+  } catch (error) {
+    throw accessError(path, error)
+  }
+  try {
+    const {size} = fs.fstatSync(fd)
+    const read = (position: number, length: number): Buffer => {
+      const buf = Buffer.allocUnsafe(Math.max(0, Math.min(length, size - position)))
+      const n = fs.readSync(fd, buf, 0, buf.length, position)
+      return buf.subarray(0, n)
+    }
+    return fn({size, read})
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 export const ensureDir = (dir: string): void => {
   fs.mkdirSync(dir, {recursive: true, mode: 0o700})
 }

@@ -2,7 +2,7 @@ import {Low} from 'lowdb'
 import {dirname} from 'node:path'
 import {type Doc, emptyDoc, isEmptyRecord} from '../core/model.js'
 import {decodeOneUser, decodeStore, encodeStore, type HotState, hotStateOf, newEpoch} from './codec.js'
-import {atomicWrite, checkPrivateFile, ensureDir, readPrivateFile, removeStaleTemps} from './files.js'
+import {atomicWrite, checkPrivateFile, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from './files.js'
 import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
 import {KeyFiles} from './keys.js'
 import {withLock} from './lock.js'
@@ -121,8 +121,7 @@ export class Store {
   async login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
     ensureDir(dirname(this.path))
     return withLock(this.files.lock, async () => {
-      const raw = readPrivateFile(this.path)
-      const one = raw && decodeOneUser(raw, user, this.path, this.keys)
+      const one = readPrivateFileAt(this.path, (src) => decodeOneUser(src, user, this.path, this.keys))
       if (!one || one.epoch === null || one.doc.settings.oathFile) return this.lockedFull((db) => this.apply(db, fn))
       const journal = readJournal(this.files.journal, one.epoch, new Set([user]))
       overlay(one.doc, journal.entries)

@@ -1,0 +1,57 @@
+import {randomBytes} from 'node:crypto'
+import {describe, expect, it} from 'vitest'
+import {newUserRecord, emptyDoc, type Doc} from '../../src/core/model.js'
+import {bufferSource, decodeOneUser, decodeStore, encodeStore} from '../../src/store/codec.js'
+import {keyId, type KeyRing} from '../../src/store/keys.js'
+import {newSecret} from '../../src/core/codes.js'
+
+const key = randomBytes(32)
+const keys: KeyRing = {byId: (id) => (id === keyId(key) ? key : undefined), current: () => ({id: keyId(key), key})}
+
+function docWith(names: string[]): Doc {
+  const doc = emptyDoc()
+  for (const name of names) doc.users.set(name, {...newUserRecord(), secret: newSecret(), createdAt: new Date(0).toISOString()})
+  return doc
+}
+
+const names = ['zed', 'alice', '__proto__', 'bob.smith', 'Carol', 'dave-2', '_x', '0day', 'constructor', 'mallory', 'a', 'aa', 'ab']
+
+describe('one-user reads of the line-per-user store', () => {
+  const doc = docWith(names)
+  const {text} = encodeStore(doc, keys, 'epoch1')
+  const src = bufferSource(Buffer.from(text))
+
+  it.each(names)('finds %s with its own secret, and only that user', (name) => {
+    const one = decodeOneUser(src, name, 'store.json', keys)!
+    expect([...one.doc.users.keys()]).toEqual([name])
+    expect(one.doc.users.get(name)!.secret).toBe(doc.users.get(name)!.secret)
+    expect(one.epoch).toBe('epoch1')
+  })
+
+  it('answers "no record" for a user the store does not hold', () => {
+    for (const name of ['nobody', 'b', 'zzz', 'A']) expect(decodeOneUser(src, name, 'store.json', keys)!.doc.users.size).toBe(0)
+  })
+
+  it('still finds every user when the lines were reordered by hand (a miss is confirmed by a full scan)', () => {
+    const [head, ...rest] = text.split('\n')
+    const lines = rest.slice(0, -2).map((l) => l.replace(/,$/, '')).reverse()
+    const shuffled = Buffer.from(`${head}\n${lines.join(',\n')}\n}}\n`)
+    expect(decodeStore(shuffled.toString(), 'store.json', keys).doc.users.size).toBe(names.length)
+    for (const name of names) expect(decodeOneUser(bufferSource(shuffled), name, 'store.json', keys)!.doc.users.has(name)).toBe(true)
+  })
+
+  it('declines a file cut short, so the caller decodes (and refuses) the whole document', () => {
+    expect(decodeOneUser(bufferSource(Buffer.from(text.slice(0, text.length - 3))), 'alice', 'store.json', keys)).toBeUndefined()
+  })
+
+  it('reads a store with no users', () => {
+    const empty = encodeStore(emptyDoc(), keys, 'e').text
+    expect(decodeOneUser(bufferSource(Buffer.from(empty)), 'alice', 'store.json', keys)!.doc.users.size).toBe(0)
+  })
+
+  it('finds users in a large store', () => {
+    const many = Array.from({length: 3000}, (_, i) => `u${i}`)
+    const big = bufferSource(Buffer.from(encodeStore(docWith(many), keys, 'e').text))
+    for (const name of ['u0', 'u1499', 'u2999', 'u777']) expect(decodeOneUser(big, name, 'store.json', keys)!.doc.users.has(name)).toBe(true)
+  })
+})
