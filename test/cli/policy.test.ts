@@ -5,7 +5,7 @@ import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {oathtool, tempStore} from '../helpers/cli.js'
-import {awayFromBoundary, check, enable, expectDecision, expectJsonError, renew, type TempStore, withinOneStep} from './support.js'
+import {awayFromBoundary, check, enable, expectDecision, expectJsonError, renew, type TempStore, withinOneStep, wrongCode} from './support.js'
 
 let store: TempStore
 beforeEach(() => {
@@ -14,9 +14,6 @@ beforeEach(() => {
 afterEach(() => {
   store.cleanup()
 })
-
-/** A code of the same length that is not `code` (each digit shifted by 5). */
-const wrongCode = (code: string): string => [...code].map((d) => String((Number(d) + 5) % 10)).join('')
 
 async function listed(user: string): Promise<any> {
   const r = await store.run(['user:list', '--json'])

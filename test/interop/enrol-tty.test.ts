@@ -5,7 +5,7 @@ import {execFileSync} from 'node:child_process'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {BIN, oathtool, tempStore} from '../helpers/cli.js'
-import {awayFromBoundary, check, enable, expectDecision, expectJsonError, renew, type TempStore} from '../cli/support.js'
+import {awayFromBoundary, check, enable, expectDecision, expectJsonError, renew, type TempStore, wrongCode} from '../cli/support.js'
 
 let store: TempStore
 beforeEach(() => {
@@ -14,9 +14,6 @@ beforeEach(() => {
 afterEach(() => {
   store.cleanup()
 })
-
-/** A code of the same length that is not `code` (each digit shifted by 5). */
-const wrongCode = (code: string): string => [...code].map((d) => String((Number(d) + 5) % 10)).join('')
 
 async function shownSecret(user: string): Promise<string> {
   const r = await store.run(['user:secret:show', user, '--qr', 'none', '--json'])

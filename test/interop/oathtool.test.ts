@@ -2,7 +2,7 @@
 // that user:secret:renew created; wrong and replayed codes do not.
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {oathtool, tempStore} from '../helpers/cli.js'
-import {check, enable, expectDecision, renew, type TempStore, withinOneStep} from '../cli/support.js'
+import {check, enable, expectDecision, renew, type TempStore, withinOneStep, wrongCode} from '../cli/support.js'
 
 let store: TempStore
 beforeEach(() => {
@@ -11,9 +11,6 @@ beforeEach(() => {
 afterEach(() => {
   store.cleanup()
 })
-
-/** A code of the same length that is not `code` (each digit shifted by 5). */
-const wrongCode = (code: string): string => [...code].map((d) => String((Number(d) + 5) % 10)).join('')
 
 describe('oathtool codes for renewed secrets', () => {
   for (const {interval, digits} of [

@@ -1,17 +1,8 @@
 import {describe, expect, it} from 'vitest'
-import {EXIT, TfaError} from '../../src/core/errors.js'
+import {EXIT} from '../../src/core/errors.js'
 import {DEFAULT_SETTINGS, type Settings} from '../../src/core/model.js'
 import {disableSettings, enableSettings} from '../../src/core/settings.js'
-
-function thrown(fn: () => unknown): TfaError {
-  try {
-    fn()
-  } catch (error) {
-    if (error instanceof TfaError) return error
-    throw error
-  }
-  throw new Error('expected a TfaError, nothing was thrown')
-}
+import {thrown} from '../helpers/errors.js'
 
 const current: Settings = {...DEFAULT_SETTINGS, window: 2, issuer: 'ACME', maxFailures: 7, lockout: 120, failDelay: 0, oathFile: '/etc/users.oath'}
 

@@ -1,16 +1,7 @@
 import {describe, expect, it} from 'vitest'
-import {EXIT, TfaError} from '../../src/core/errors.js'
+import {EXIT} from '../../src/core/errors.js'
 import {parseUserList, unique} from '../../src/core/userlist.js'
-
-function thrown(fn: () => unknown): TfaError {
-  try {
-    fn()
-  } catch (error) {
-    if (error instanceof TfaError) return error
-    throw error
-  }
-  throw new Error('expected a TfaError, nothing was thrown')
-}
+import {thrown} from '../helpers/errors.js'
 
 describe('parseUserList', () => {
   it('reads one name per line', () => {

@@ -1,18 +1,9 @@
 import {describe, expect, it} from 'vitest'
-import {EXIT, TfaError} from '../../src/core/errors.js'
+import {EXIT} from '../../src/core/errors.js'
 import {checkIssuer, checkUsername, normalizeCode} from '../../src/core/validate.js'
+import {thrown} from '../helpers/errors.js'
 
 /** Runs `fn` and returns what it threw. */
-function thrown(fn: () => unknown): TfaError {
-  try {
-    fn()
-  } catch (error) {
-    if (error instanceof TfaError) return error
-    throw error
-  }
-  throw new Error('expected a TfaError, nothing was thrown')
-}
-
 describe('checkUsername', () => {
   it.each([
     ['a single character', 'a'],
