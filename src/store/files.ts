@@ -87,6 +87,16 @@ export function removeStaleTemps(path: string): void {
   for (const name of fs.readdirSync(dirname(path))) if (name.startsWith(prefix)) fs.rmSync(join(dirname(path), name), {force: true})
 }
 
+/** Makes `backup` a second name of the file at `path` (atomic, and costs no copy). */
+function keepBackup(path: string, backup: string): void {
+  const temp = join(dirname(path), `${tempPrefix(path)}${process.pid}-${randomBytes(4).toString('hex')}.bak`)
+  fs.linkSync(path, temp)
+  fs.renameSync(temp, backup)
+  // rename() does nothing when both names are already links to one file (a crash between the
+  // two renames last time left .bak linked to the store): the temp name must still go.
+  fs.rmSync(temp, {force: true})
+}
+
 /**
  * Replaces `path` with `data` so that a crash at any moment leaves either the old or the new
  * content: write a temp file (0600), fsync it, keep the old file as `backup` (a hard link, so
@@ -102,14 +112,7 @@ export function atomicWrite(path: string, data: string | Buffer, backup?: string
   } finally {
     fs.closeSync(fd)
   }
-  if (backup && fs.existsSync(path)) {
-    const backupTemp = `${temp}.bak`
-    fs.linkSync(path, backupTemp)
-    fs.renameSync(backupTemp, backup)
-    // rename() does nothing when both names are already links to one file (a crash between the
-    // two renames last time left .bak linked to the store): the temp name must still go.
-    fs.rmSync(backupTemp, {force: true})
-  }
+  if (backup && fs.existsSync(path)) keepBackup(path, backup)
   fsyncDir(dir)
   fs.renameSync(temp, path)
   fsyncDir(dir)

@@ -1,5 +1,6 @@
 import {Low} from 'lowdb'
 import {dirname} from 'node:path'
+import {EXIT, TfaError} from '../core/errors.js'
 import {type Doc, emptyDoc, isEmptyRecord} from '../core/model.js'
 import {decodeOneUser, decodeStore, encodeStore, type HotState, hotStateOf, newEpoch} from './codec.js'
 import {atomicWrite, checkPrivateFile, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from './files.js'
@@ -17,6 +18,13 @@ function overlay(doc: Doc, entries: Map<string, HotState>): void {
     Object.assign(record, state)
     if (isEmptyRecord(record)) doc.users.delete(user)
   }
+}
+
+/** An error about a bad store says where the previous valid one is, when there is one. */
+function withBackupNote(error: unknown, path: string): unknown {
+  const backup = sidecars(path).backup
+  if (error instanceof TfaError && error.exit === EXIT.store && checkPrivateFile(backup)) error.message += ` (the previous valid store is kept in ${backup})`
+  return error
 }
 
 /**
@@ -54,9 +62,7 @@ class StoreFile {
       overlay(doc, readJournal(sidecars(this.path).journal, epoch).entries)
       return doc
     } catch (error) {
-      const backup = sidecars(this.path).backup
-      if (checkPrivateFile(backup)) (error as Error).message += ` (the previous valid store is kept in ${backup})`
-      throw error
+      throw withBackupNote(error, this.path)
     }
   }
 
@@ -121,7 +127,12 @@ export class Store {
   async login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
     ensureDir(dirname(this.path))
     return withLock(this.files.lock, async () => {
-      const one = readPrivateFileAt(this.path, (src) => decodeOneUser(src, user, this.path, this.keys))
+      let one
+      try {
+        one = readPrivateFileAt(this.path, (src) => decodeOneUser(src, user, this.path, this.keys))
+      } catch (error) {
+        throw withBackupNote(error, this.path)
+      }
       if (!one || one.epoch === null || one.doc.settings.oathFile) return this.lockedFull((db) => this.apply(db, fn))
       const journal = readJournal(this.files.journal, one.epoch, new Set([user]))
       overlay(one.doc, journal.entries)
@@ -147,6 +158,9 @@ export class Store {
       this.keys.prepareNext()
       await db.write()
       this.keys.settle((db.adapter as StoreFile).keyId)
+      // The old key is gone: a backup sealed with it could not be restored. The rotation changed
+      // no data, so a copy of the rotated store is the backup.
+      atomicWrite(this.files.backup, readPrivateFile(this.path)!)
       return {secrets: [...db.data.users.values()].filter((u) => u.secret || u.pending).length}
     })
   }
@@ -158,7 +172,7 @@ export class Store {
 
   /** The full read of the store (journal applied), for a caller that holds the lock. */
   private async lockedFull<T>(fn: (db: Low<Doc>) => Promise<T>): Promise<T> {
-    for (const file of [this.path, this.files.key, this.keys.next, this.files.journal]) removeStaleTemps(file)
+    for (const file of [this.path, this.files.backup, this.files.key, this.keys.next, this.files.journal]) removeStaleTemps(file)
     const file = new StoreFile(this.path, this.keys)
     const db = new Low<Doc>(file, emptyDoc())
     await db.read()

@@ -1,6 +1,6 @@
 // Shared by the CLI and interop tests: small wrappers over test/helpers/cli.ts that
 // speak the JSON contract, plus care for TOTP step boundaries.
-import {cpSync, mkdirSync, writeFileSync} from 'node:fs'
+import {chmodSync, cpSync, mkdirSync, writeFileSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'vitest'
@@ -95,3 +95,23 @@ export const errorLines = (stderr: string): string[] =>
 
 /** A code of the same length that is not `code` (each digit shifted by 5). */
 export const wrongCode = (code: string): string => [...code].map((d) => String((Number(d) + 5) % 10)).join('')
+
+let seedTemplate: Promise<TempStore> | undefined
+/**
+ * A private copy of a store with 2FA on and alice and bob enrolled, written three times (so
+ * `.bak` and tfactl.key exist). The template is made once per test file.
+ */
+export async function seededCopy(newStore: () => TempStore): Promise<TempStore> {
+  seedTemplate ??= (async () => {
+    const t = newStore()
+    await enable(t)
+    await renew(t, 'alice')
+    await renew(t, 'bob')
+    return t
+  })()
+  const source = await seedTemplate
+  const store = newStore()
+  cpSync(dirname(source.path), dirname(store.path), {recursive: true})
+  chmodSync(dirname(store.path), 0o700)
+  return store
+}
