@@ -1,5 +1,3 @@
 #!/usr/bin/env node
-// Development entry point: runs the compiled commands after a fresh `npm run build`.
-import {execute} from '@oclif/core'
-
-await execute({development: true, dir: import.meta.url})
+// Development entry point: the oclif CLI alone (no login:check fast path), from a fresh `npm run build`.
+import('@oclif/core').then(({execute}) => execute({development: true, dir: require('node:path').join(__dirname, '..')}))

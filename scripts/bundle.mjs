@@ -1,15 +1,17 @@
-// Bundles the login:check fast path (src/fast.ts → dist/fast-bundle.js): one file to load
-// instead of a tree of modules, on the path every login takes. fs-ext stays external (native).
+// Bundles the login:check fast path (src/fast.ts → dist/fast-bundle.cjs): one CommonJS file to
+// load instead of a tree of ES modules, on the path every login takes. fs-ext stays external
+// (native); import.meta.url (used to find it) becomes this file's URL.
 import {build} from 'esbuild'
 
 await build({
   entryPoints: ['src/fast.ts'],
-  outfile: 'dist/fast-bundle.js',
+  outfile: 'dist/fast-bundle.cjs',
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
   external: ['fs-ext'],
-  banner: {js: "import {createRequire as __createRequire} from 'node:module'; const require = __createRequire(import.meta.url);"},
+  define: {'import.meta.url': '__importMetaUrl'},
+  banner: {js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;"},
   logLevel: 'warning',
 })
