@@ -4,6 +4,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterEach, describe, expect, it} from 'vitest'
 import {ROOT} from '../helpers/cli.js'
+import {awayFromBoundary} from './support.js'
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
 
@@ -19,12 +20,14 @@ describe('README', () => {
   let dir: string
   afterEach(() => rmSync(dir, {recursive: true, force: true}))
 
-  it('quick start works as pasted (denied without a code, allowed with oathtool\'s, refused when replayed)', () => {
+  it('quick start works as pasted (denied without a code, allowed with oathtool\'s, refused when replayed)', async () => {
     dir = mkdtempSync(join(tmpdir(), 'tfactl-readme-'))
     symlinkSync(join(ROOT, 'bin'), join(dir, 'bin')) // as if pasted in the project directory
     const env = {...process.env, NO_COLOR: '1'}
     delete env.TFACTL_STORE
     delete env.NODE_ENV
+    // The two oathtool codes must fall in one 30 s step for the second to be a replay.
+    await awayFromBoundary(30, 10)
     const r = spawnSync('bash', ['-c', shBlock('Quick start')], {cwd: dir, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']})
     expect(r.stdout).toMatch(/"reason": "code_required"/)
     expect(r.stdout).toMatch(/alice: allowed \(code_accepted\)/)
