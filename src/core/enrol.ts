@@ -1,5 +1,6 @@
-import {newSecret} from './codes.js'
+import {newSecret, secretKey} from './codes.js'
 import type {Digits, Enrolment, Interval} from './model.js'
+import {matchStep} from './totp.js'
 import {otpauthUri} from './uri.js'
 
 export const newEnrolment = (interval: Interval, digits: Digits, now: number): Enrolment => ({
@@ -21,3 +22,9 @@ export const enrolmentView = (user: string, e: Enrolment, issuer: string, host: 
 })
 
 export type EnrolmentView = ReturnType<typeof enrolmentView>
+
+/** The step whose code `code` is for this enrolment, within `window` steps of now (first codes). */
+export function matchEnrolment(e: Enrolment, code: string, nowMs: number, window: number): number | undefined {
+  const key = secretKey(e.secret)
+  return key && matchStep({key, interval: e.interval, digits: e.digits, algorithm: e.algorithm}, code, nowMs, window)
+}

@@ -8,21 +8,13 @@ import {chmodSync, cpSync, existsSync, readdirSync, readFileSync, statSync, writ
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {pathToFileURL} from 'node:url'
-import {afterAll, describe, expect, it} from 'vitest'
-import {oathtool, ROOT, tempStore} from '../helpers/cli.js'
+import {describe, expect, it} from 'vitest'
+import {oathtool, ROOT} from '../helpers/cli.js'
 import {runWatched, type WatchedRun} from '../helpers/crash-writer.js'
-import {check, enable, expectDecision, expectJsonError, renew, type TempStore, writeStore, seededCopy} from './support.js'
+import {check, enable, expectDecision, expectJsonError, renew, type TempStore, writeStore, seededCopy, trackedStores} from './support.js'
 
 // Every store a test makes is removed once the file is done (tests here may run concurrently).
-const stores: TempStore[] = []
-const newStore = (): TempStore => {
-  const s = tempStore()
-  stores.push(s)
-  return s
-}
-afterAll(() => {
-  for (const s of stores) s.cleanup()
-})
+const newStore = trackedStores()
 
 // --- helpers ---------------------------------------------------------------------------------
 

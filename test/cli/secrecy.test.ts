@@ -15,18 +15,10 @@ import {pathToFileURL} from 'node:url'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {oathtool, ROOT, tempStore} from '../helpers/cli.js'
 import {runWatched, watched} from '../helpers/crash-writer.js'
-import {check, enable, expectDecision, expectJsonError, renew, type TempStore, seededCopy} from './support.js'
+import {check, enable, expectDecision, expectJsonError, renew, type TempStore, seededCopy, trackedStores} from './support.js'
 
 // Every store a test makes is removed once the file is done (tests here may run concurrently).
-const stores: TempStore[] = []
-const newStore = (): TempStore => {
-  const s = tempStore()
-  stores.push(s)
-  return s
-}
-afterAll(() => {
-  for (const s of stores) s.cleanup()
-})
+const newStore = trackedStores()
 
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
 function newSecret(): string {

@@ -3,7 +3,7 @@
 import {chmodSync, cpSync, mkdirSync, writeFileSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {expect} from 'vitest'
+import {afterAll, expect} from 'vitest'
 import {type Run, type RunOptions, tempStore} from '../helpers/cli.js'
 
 export type TempStore = ReturnType<typeof tempStore>
@@ -114,4 +114,20 @@ export async function seededCopy(newStore: () => TempStore): Promise<TempStore> 
   cpSync(dirname(source.path), dirname(store.path), {recursive: true})
   chmodSync(dirname(store.path), 0o700)
   return store
+}
+
+/**
+ * A maker of temp stores that are all removed once the test file is done (for files whose tests
+ * share stores or run concurrently).
+ */
+export function trackedStores(): () => TempStore {
+  const stores: TempStore[] = []
+  afterAll(() => {
+    for (const s of stores) s.cleanup()
+  })
+  return () => {
+    const s = tempStore()
+    stores.push(s)
+    return s
+  }
 }

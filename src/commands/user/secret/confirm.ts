@@ -2,8 +2,7 @@ import {Flags} from '@oclif/core'
 import {usernameArg} from '../../../args.js'
 import {BaseCommand} from '../../../base-command.js'
 import {EXIT, TfaError, usageError} from '../../../core/errors.js'
-import {secretKey} from '../../../core/codes.js'
-import {matchStep} from '../../../core/totp.js'
+import {matchEnrolment} from '../../../core/enrol.js'
 import {activate} from '../../../core/users.js'
 import {normalizeCode} from '../../../core/validate.js'
 
@@ -19,8 +18,7 @@ export default class Confirm extends BaseCommand<typeof Confirm> {
     const outcome = await this.store.update((doc) => {
       const pending = doc.users.get(user)?.pending
       if (!pending) return 'none' as const
-      const params = {key: secretKey(pending.secret)!, interval: pending.interval, digits: pending.digits, algorithm: pending.algorithm}
-      const step = matchStep(params, code, Date.now(), doc.settings.window)
+      const step = matchEnrolment(pending, code, Date.now(), doc.settings.window)
       if (step === undefined) return 'wrong' as const
       activate(doc, user, pending)
       doc.users.get(user)!.lastUsedStep = step

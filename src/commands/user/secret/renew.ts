@@ -4,12 +4,10 @@ import {mkdirSync, readFileSync} from 'node:fs'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {BaseCommand} from '../../../base-command.js'
-import {newEnrolment, enrolmentView, type EnrolmentView} from '../../../core/enrol.js'
+import {enrolmentView, type EnrolmentView, matchEnrolment, newEnrolment} from '../../../core/enrol.js'
 import {EXIT, forbidden, TfaError, usageError} from '../../../core/errors.js'
 import type {Digits, Enrolment, Interval} from '../../../core/model.js'
 import {checkSelfService} from '../../../core/selfservice.js'
-import {matchStep} from '../../../core/totp.js'
-import {secretKey} from '../../../core/codes.js'
 import {parseUserList, unique} from '../../../core/userlist.js'
 import {activate, getOrCreate} from '../../../core/users.js'
 import {normalizeCode} from '../../../core/validate.js'
@@ -103,11 +101,10 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
   /** Asks for the app's first code until it matches; an empty answer abandons the enrolment. */
   private async askFirstCode(enrolment: Enrolment, window: number): Promise<number> {
     const {input} = await import('@inquirer/prompts')
-    const params = {key: secretKey(enrolment.secret)!, interval: enrolment.interval, digits: enrolment.digits, algorithm: enrolment.algorithm}
     for (;;) {
       const answer = normalizeCode(await input({message: `code from your app (${enrolment.digits} digits, empty to cancel):`}))
       if (answer === '') throw new TfaError('enrolment cancelled: the previous secret (if any) still works', EXIT.denied, 'cancelled')
-      const step = matchStep(params, answer, Date.now(), window)
+      const step = matchEnrolment(enrolment, answer, Date.now(), window)
       if (step !== undefined) return step
       this.say('that code does not match; check the app and the clock, then try again')
     }
