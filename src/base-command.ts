@@ -6,7 +6,7 @@ import {checkUsername} from './core/validate.js'
 import {recordEvent} from './store/audit.js'
 import {defaultStorePath} from './store/paths.js'
 import {describeError} from './ui/errors.js'
-import {Store} from './store/store.js'
+import {Store} from './store/file/store.js'
 
 export type FlagsOf<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type ArgsOf<T extends typeof Command> = Interfaces.InferredArgs<T['args']>

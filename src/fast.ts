@@ -5,7 +5,7 @@ import {checkUsername} from './core/validate.js'
 import {checkLogin, type LoginInput} from './login-check.js'
 import {recordEvent} from './store/audit.js'
 import {defaultStorePath} from './store/paths.js'
-import {Store} from './store/store.js'
+import {Store} from './store/file/store.js'
 import {describeError} from './ui/errors.js'
 
 /**

@@ -1,7 +1,7 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 import {applyEffect, decideLogin, type Method, type Reason, type Service} from './core/login.js'
 import {getOrCreate, tidy} from './core/users.js'
-import type {Store} from './store/store.js'
+import type {Store} from './store/file/store.js'
 
 export interface LoginInput {
   user: string

@@ -7,7 +7,7 @@ import {EXIT} from '../core/errors.js'
 import type {Doc} from '../core/model.js'
 import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, pamOathLine} from '../core/oath.js'
 import {checkPrivateFile} from '../store/files.js'
-import {leftovers, readUsersFile} from '../store/oathfile.js'
+import {leftovers, readUsersFile} from '../store/oathfile/file.js'
 import {clockSynced} from '../store/system.js'
 
 type Status = 'ok' | 'finding' | 'unknown' | 'skipped'

@@ -14,7 +14,7 @@ import {quote} from './validate.js'
  *
  * tfactl owns the file: it rewrites it wholly from the store, carrying pam_oath's trailing
  * fields over for users whose type and secret are unchanged. Pure functions only; the disk
- * side is src/store/oathfile.ts.
+ * side is src/store/oathfile/.
  */
 
 export const DEFAULT_OATH_FILE = '/etc/users.oath'

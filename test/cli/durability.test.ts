@@ -63,7 +63,7 @@ type State = string
 
 /** Validates the store like `store:check` does and returns its state; throws when invalid. */
 async function validState(store: TempStore): Promise<State> {
-  const {Store} = await dist('store/store.js')
+  const {Store} = await dist('store/file/store.js')
   const {checkPrivateFile} = await dist('store/files.js')
   const s = new Store(store.path)
   const doc = await s.read()
@@ -217,7 +217,7 @@ describe('concurrent processes', () => {
         expect(at, `${u.user}: lastUsedAt ${u.lastUsedAt}`).toBeLessThanOrEqual(t.lastLogin![1] + 1000)
       }
       // The stored secret of each user is the one its last renewal printed; failures were all counted.
-      const {Store} = await dist('store/store.js')
+      const {Store} = await dist('store/file/store.js')
       const doc = await new Store(store.path).read()
       for (const user of expectedUsers) {
         expect(doc.users.get(user).secret, user).toBe(traces[user].secret)
@@ -441,7 +441,7 @@ describe('100 writers SIGKILLed at random moments', () => {
         expect(Date.now() - started).toBeLessThan(9500)
         expect(left.filter((t) => leftoverTemps(store).includes(t)), 'temp files of the crashes survived').toEqual([])
         await expectStoreCheckPasses(store)
-        const {Store} = await dist('store/store.js')
+        const {Store} = await dist('store/file/store.js')
         const doc = await new Store(store.path).read()
         // (The code of the next step: the current one may have been used by a check above.)
         for (const [user, record] of doc.users as Map<string, any>)
@@ -653,7 +653,7 @@ describe.concurrent('a store that cannot be parsed or validated', () => {
       expect((await store.run(['user:list', '--json'])).json.users.map((u: any) => u.user)).toEqual(['alice'])
     })
 
-    // login:check takes a hot path (Store.login in src/store/store.ts): it validates the store's
+    // login:check takes a hot path (Store.login in src/store/file/store.ts): it validates the store's
     // head and the one user's line only (README, "A login … reads the header and that user's
     // line only"), so it gets its own tests.
     if (label.includes('(bob')) {

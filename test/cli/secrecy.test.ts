@@ -525,7 +525,7 @@ describe.concurrent('store:rotate-key', () => {
       // From the moment the new key is made until the lock is let go.
       const first = measured.ops.find((o) => o.target.includes('tfactl.key.next'))!.n
       const last = measured.ops.find((o) => o.name === 'closeSync' && o.target.endsWith('.lock'))!.n
-      const {Store} = await dist('store/store.js')
+      const {Store} = await dist('store/file/store.js')
       const secretsOf = async (s: TempStore) => {
         const doc = await new Store(s.path).read()
         return [...users.keys()].map((u) => doc.users.get(u).secret)

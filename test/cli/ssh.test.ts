@@ -7,7 +7,7 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {formatOathTime, OATH_HEADER, pamOathLine} from '../../src/core/oath.js'
 import {hotp} from '../../src/core/totp.js'
-import {Store} from '../../src/store/store.js'
+import {Store} from '../../src/store/file/store.js'
 import {tempStore} from '../helpers/cli.js'
 import {check, enable, expectDecision, expectJsonError, renew, type TempStore, withinOneStep} from './support.js'
 

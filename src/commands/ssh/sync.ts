@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 import {EXIT} from '../../core/errors.js'
 import {checkOathPath, compareUsersFile, DEFAULT_OATH_FILE, oathUsers} from '../../core/oath.js'
-import {readUsersFile} from '../../store/oathfile.js'
+import {readUsersFile} from '../../store/oathfile/file.js'
 
 export default class Sync extends BaseCommand<typeof Sync> {
   static override description = `write the pam_oath users file that sshd checks codes with

@@ -1,7 +1,7 @@
 import {closeSync, openSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {storeError} from '../core/errors.js'
+import {storeError} from '../../core/errors.js'
 
 const require = createRequire(import.meta.url)
 const fsExt = require('fs-ext') as {flockSync(fd: number, flags: 'ex' | 'exnb' | 'un'): void}

@@ -1,10 +1,10 @@
 import {randomBytes} from 'node:crypto'
-import {storeError} from '../core/errors.js'
-import {DEFAULT_SETTINGS, DIGITS, type Doc, type Enrolment, type HashedCodes, INTERVALS, STORE_VERSION, type Settings, type UserRecord} from '../core/model.js'
-import {ALGORITHMS} from '../core/totp.js'
-import {checkIssuer, checkUsername} from '../core/validate.js'
-import type {KeyRing} from './keys.js'
-import {decryptSecret, encryptSecret} from './secrets.js'
+import {storeError} from '../../core/errors.js'
+import {DEFAULT_SETTINGS, DIGITS, type Doc, type Enrolment, type HashedCodes, INTERVALS, STORE_VERSION, type Settings, type UserRecord} from '../../core/model.js'
+import {ALGORITHMS} from '../../core/totp.js'
+import {checkIssuer, checkUsername} from '../../core/validate.js'
+import type {KeyRing} from '../keys.js'
+import {decryptSecret, encryptSecret} from '../secrets.js'
 
 
 type Json = Record<string, unknown>

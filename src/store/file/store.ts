@@ -1,14 +1,14 @@
 import {Low} from 'lowdb'
 import {dirname} from 'node:path'
-import {EXIT, TfaError} from '../core/errors.js'
-import {type Doc, emptyDoc, isEmptyRecord} from '../core/model.js'
+import {EXIT, TfaError} from '../../core/errors.js'
+import {type Doc, emptyDoc, isEmptyRecord} from '../../core/model.js'
 import {decodeOneUser, decodeStore, encodeStore, type HotState, hotStateOf, newEpoch} from './codec.js'
-import {atomicWrite, checkPrivateFile, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from './files.js'
+import {atomicWrite, checkPrivateFile, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from '../files.js'
 import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
-import {KeyFiles} from './keys.js'
+import {KeyFiles} from '../keys.js'
 import {withLock} from './lock.js'
-import {type SyncReport, syncUsersFile} from './oathfile.js'
-import {sidecars} from './paths.js'
+import {type SyncReport, syncUsersFile} from '../oathfile/sync.js'
+import {sidecars} from '../paths.js'
 
 /** Applies a journal's newest hot state to the records it names; records left empty go. */
 function overlay(doc: Doc, entries: Map<string, HotState>): void {
@@ -102,7 +102,7 @@ export class Store {
   /**
    * Read-modify-write under the store lock. `fn` mutates the document; it is written (once,
    * atomically) only when something changed. An error thrown by `fn` writes nothing.
-   * Every update also re-syncs the pam_oath users file, once one is configured (oathfile.ts).
+   * Every update also re-syncs the pam_oath users file, once one is configured (src/store/oathfile/).
    */
   async update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
     return this.locked((db) => this.apply(db, fn))

@@ -1,0 +1,74 @@
+import * as fs from 'node:fs'
+import {basename, dirname, join} from 'node:path'
+import {storeError} from '../../core/errors.js'
+import {parseUsersFile, type OathEntry} from '../../core/oath.js'
+import {accessError} from '../files.js'
+
+// The disk side of the pam_oath users file. pam_oath (liboath usersfile.c, Debian 12) reads the
+// file WITHOUT a lock, checks the code, then creates `<file>.lock` with O_CREAT|O_EXCL (if it
+// exists the login fails at once), takes a blocking fcntl write lock on it, writes
+// `<file>.new` (O_EXCL) from the copy it read, fsyncs, renames it over the file and unlinks
+// the lock. tfactl takes the very same lock, writes through a temp name of its own (never
+// `.new`, which would make pam_oath fail), and holds the lock until no pam_oath process still
+// has an older copy open: such a process read before the rename and would otherwise write its
+// stale copy back over ours; while the lock is held it cannot, and its login fails instead.
+
+// This folder follows liboath's phases: lock.ts (the `.lock` protocol), readers.ts (pam_oath
+// processes holding an older copy), sync.ts (read, render, replace under the store's update).
+
+export const TEMP_MARK = '.tfactl-tmp-'
+export const LOCK_MARK = /^tfactl (\d+)\n?$/
+
+export const errno = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code
+export const isRoot = (): boolean => (process.getuid?.() ?? -1) === 0
+
+export const warn = (message: string): void => {
+  process.stderr.write(`tfactl: warning: ${message}\n`)
+}
+
+export interface UsersFile {
+  path: string
+  text: string
+  entries: OathEntry[]
+  dev: number
+  ino: number
+  mode: number
+  uid: number
+}
+
+/** The users file as it is now, or undefined when there is none. Never follows a symlink. */
+export function readUsersFile(path: string): UsersFile | undefined {
+  let fd: number
+  try {
+    fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+  } catch (error) {
+    if (errno(error) === 'ENOENT') return undefined
+    if (errno(error) === 'ELOOP') throw storeError(`${path} is a symbolic link; tfactl writes the users file itself: use the real path with --oath-file`)
+    throw accessError(path, error)
+  }
+  try {
+    const st = fs.fstatSync(fd)
+    if (!st.isFile()) throw storeError(`${path} is not a regular file`)
+    const text = fs.readFileSync(fd, 'utf8')
+    return {path, text, entries: parseUsersFile(text), dev: st.dev, ino: st.ino, mode: st.mode & 0o7777, uid: st.uid}
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** The lock and temp files pam_oath and tfactl leave when interrupted. */
+export function leftovers(path: string): {lock: boolean; pamNew: boolean; temps: string[]} {
+  const dir = dirname(path)
+  const name = basename(path)
+  let entries: string[] = []
+  try {
+    entries = fs.readdirSync(dir)
+  } catch {
+    // no directory: nothing left over
+  }
+  return {
+    lock: entries.includes(`${name}.lock`),
+    pamNew: entries.includes(`${name}.new`),
+    temps: entries.filter((e) => e.startsWith(`${name}${TEMP_MARK}`)),
+  }
+}

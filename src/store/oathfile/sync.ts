@@ -1,0 +1,153 @@
+import {randomBytes} from 'node:crypto'
+import * as fs from 'node:fs'
+import {basename, dirname, join} from 'node:path'
+import {EXIT, storeError, TfaError} from '../../core/errors.js'
+import type {Doc} from '../../core/model.js'
+import {importReplay, OATH_HEADER, type OathEntry, type OathUser, oathUsers, renderUsersFile} from '../../core/oath.js'
+import {fsyncDir} from '../files.js'
+import {isRoot, readUsersFile, TEMP_MARK, type UsersFile, warn} from './file.js'
+import {removeStalePamNew, UsersFileLock} from './lock.js'
+import {waitForStaleReaders} from './readers.js'
+
+// Phase 3 (liboath: write `.new`, fsync, rename): the users file rewritten from the store, under
+// the lock, inside the store's own update.
+
+/**
+ * Replaces the users file with `text`: temp file in the same directory (0600, root-owned when
+ * run as root), fsync, rename, fsync the directory. Call holding the lock.
+ */
+export function replaceUsersFile(path: string, text: string): void {
+  const dir = dirname(path)
+  const name = basename(path)
+  // Temp files a killed tfactl left: ours alone, and only touched under the lock.
+  for (const entry of fs.readdirSync(dir)) if (entry.startsWith(`${name}${TEMP_MARK}`)) fs.rmSync(join(dir, entry), {force: true})
+  const temp = join(dir, `${name}${TEMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`)
+  const fd = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600)
+  try {
+    try {
+      fs.writeFileSync(fd, text)
+      fs.fchmodSync(fd, 0o600)
+      if (isRoot()) fs.fchownSync(fd, 0, 0)
+      fs.fsyncSync(fd)
+    } finally {
+      fs.closeSync(fd)
+    }
+    fs.renameSync(temp, path)
+  } catch (error) {
+    fs.rmSync(temp, {force: true})
+    throw error
+  }
+  fsyncDir(dir)
+}
+
+/** Whether the file on disk must be rewritten to become `text` (content, mode or owner differ). */
+const needsWrite = (file: UsersFile | undefined, text: string): boolean =>
+  !file || file.text !== text || file.mode !== 0o600 || (isRoot() && file.uid !== 0)
+
+/** What an update did to the users file. */
+export interface SyncReport {
+  path: string
+  /** Users who have a line in the file. */
+  users: string[]
+  /** Whether the file was written. */
+  changed: boolean
+  /** Users whose replay state pam_oath had recorded was copied into the store. */
+  imported: string[]
+}
+
+/**
+ * A users file tfactl did not write (no header) may list users the store does not know; taking
+ * it over would drop their lines, and pam_oath would let them in with the password alone.
+ */
+function refuseForeignUsers(file: UsersFile | undefined, users: OathUser[]): void {
+  if (!file || file.text.startsWith(OATH_HEADER)) return
+  const kept = new Set(users.map((u) => u.user))
+  const dropped = [...new Set(file.entries.map((e) => e.user))].filter((u) => !kept.has(u))
+  if (dropped.length > 0)
+    throw new TfaError(
+      `${file.path} was not written by tfactl and lists users who would lose 2FA over SSH (${dropped.join(', ')}), so nothing was changed: ` +
+        `import them first (tfactl user:secret:import --from users.oath ${file.path}), or move the file away`,
+      EXIT.usage,
+      'oath_foreign',
+    )
+}
+
+/** The users file held under its lock for the length of one store update. */
+class Session {
+  private constructor(readonly path: string, private readonly lock: UsersFileLock, readonly file: UsersFile | undefined) {}
+
+  static async open(path: string): Promise<Session> {
+    const lock = await UsersFileLock.acquire(path)
+    try {
+      removeStalePamNew(path)
+      return new Session(path, lock, readUsersFile(path))
+    } catch (error) {
+      lock.release()
+      throw error
+    }
+  }
+
+  get entries(): OathEntry[] {
+    return this.file?.entries ?? []
+  }
+
+  release(): void {
+    this.lock.release()
+  }
+}
+
+/**
+ * The store's update hook, run under the store lock. With a users file configured it holds
+ * the file's lock from before `run` until the file is written, so that:
+ * - replay state pam_oath recorded is in the document before `run` decides anything (a code
+ *   used over SSH is refused by login:check, and kept when lines are dropped);
+ * - a user who cannot be expressed in the file stops the update before anything is saved;
+ * - the file is rewritten from the saved document, keeping pam_oath's replay fields (and
+ *   writing the store's, e.g. a code login:check accepted, so sshd refuses it).
+ * Without a users file it only runs `run` and `save`: no extra file I/O.
+ */
+export async function syncUsersFile<T>(doc: Doc, run: () => Promise<T>, save: () => Promise<void>): Promise<{result: T; report?: SyncReport}> {
+  let session: Session | undefined
+  const configured = doc.settings.oathFile
+  try {
+    const imported = new Set<string>()
+    if (doc.settings.oathFile) {
+      session = await Session.open(doc.settings.oathFile)
+      for (const user of importReplay(doc, session.entries, Date.now())) imported.add(user)
+    }
+    const result = await run()
+    const path = doc.settings.oathFile
+    if (path !== (session?.path ?? null)) {
+      session?.release()
+      session = undefined
+      if (path) {
+        session = await Session.open(path)
+        for (const user of importReplay(doc, session.entries, Date.now())) imported.add(user)
+      }
+    }
+    if (!session || !path) {
+      await save()
+      return {result}
+    }
+    const users = oathUsers(doc) // fails closed, before anything is saved
+    if (path !== configured) refuseForeignUsers(session.file, users)
+    const text = renderUsersFile(users, session.entries, Date.now(), doc.settings.window)
+    await save()
+    const changed = needsWrite(session.file, text)
+    if (changed) {
+      try {
+        replaceUsersFile(path, text)
+      } catch (error) {
+        const reason = error instanceof TfaError ? error.message : `${(error as NodeJS.ErrnoException).code ?? ''} ${(error as Error).message}`.trim()
+        throw storeError(`the store was updated, but the pam_oath users file ${path} could not be written (${reason}): fix that and run tfactl ssh:sync`)
+      }
+      const left = await waitForStaleReaders(path)
+      if (left.length > 0)
+        warn(`pam_oath process(es) ${left.join(', ')} still hold an older copy of ${path} and may write it back: check with tfactl ssh:sync --check`)
+    }
+    return {result, report: {path, users: users.map((u) => u.user), changed, imported: [...imported]}}
+  } finally {
+    session?.release()
+  }
+}
+
