@@ -1,7 +1,7 @@
 import {isAbsolute} from 'node:path'
 import {secretKey} from './codes.js'
 import {EXIT, TfaError, usageError} from './errors.js'
-import type {Digits, Doc, Interval} from './model.js'
+import type {Digits, Doc, Interval, UserRecord} from './model.js'
 import {hotp, timeStep} from './totp.js'
 import {quote} from './validate.js'
 
@@ -43,15 +43,32 @@ export interface OathEntry {
   time?: string
 }
 
+/** One line as pam_oath reads it, or undefined when its first field is not a type (pam_oath skips it). */
+export function parseOathLine(raw: string, line: number): OathEntry | undefined {
+  const [type, user, passwd, secret, counter, lastOtp, time] = raw.split(/[ \t\r]+/).filter((f) => f !== '')
+  if (!type || !OATH_TYPE.test(type) || !user) return undefined
+  return {line, type, user, passwd, secret, counter, lastOtp, time}
+}
+
 /** Reads a users file the way pam_oath does: lines whose first field is not a type are ignored. */
 export function parseUsersFile(text: string): OathEntry[] {
   const entries: OathEntry[] = []
   text.split('\n').forEach((raw, index) => {
-    const [type, user, passwd, secret, counter, lastOtp, time] = raw.split(/[ \t\r]+/).filter((f) => f !== '')
-    if (!type || !OATH_TYPE.test(type) || !user) return
-    entries.push({line: index + 1, type, user, passwd, secret, counter, lastOtp, time})
+    const entry = parseOathLine(raw, index + 1)
+    if (entry) entries.push(entry)
   })
   return entries
+}
+
+/** Entries grouped by user, in file order: every pairing of users with lines goes through this (never a scan per user). */
+export function entriesByUser(entries: OathEntry[]): Map<string, OathEntry[]> {
+  const byUser = new Map<string, OathEntry[]>()
+  for (const e of entries) {
+    const mine = byUser.get(e.user)
+    if (mine) mine.push(e)
+    else byUser.set(e.user, [e])
+  }
+  return byUser
 }
 
 /** The TOTP step length a type names (undefined for event-based HOTP). */
@@ -84,22 +101,31 @@ export function oathUsers(doc: Doc): OathUser[] {
   const users: OathUser[] = []
   const problems: string[] = []
   for (const [user, r] of doc.users) {
-    if (!r.secret) continue
-    const key = secretKey(r.secret)
-    if (!key) problems.push(`${user}'s secret is not valid base32`)
-    else if (r.algorithm !== 'SHA1') problems.push(`${user} uses ${r.algorithm} codes (pam_oath checks HMAC-SHA1 only)`)
-    else if (key.length > PAM_OATH_MAX_SECRET_BYTES) problems.push(`${user}'s secret has ${key.length} bytes (pam_oath takes at most ${PAM_OATH_MAX_SECRET_BYTES})`)
-    else users.push({user, type: oathType(r.interval, r.digits), hex: key.toString('hex'), key, interval: r.interval, digits: r.digits, lastUsedStep: r.lastUsedStep})
+    const u = oathUser(user, r)
+    if (typeof u === 'string') problems.push(u)
+    else if (u) users.push(u)
   }
-  if (problems.length > 0)
-    throw new TfaError(
-      `SSH 2FA cannot be expressed in the pam_oath users file, so nothing was changed: ${problems.join('; ')}. ` +
-        'Give these users a new secret (user:secret:renew) or turn SSH 2FA off (twofactor:enable --no-ssh)',
-      EXIT.usage,
-      'oath_unsupported',
-    )
+  if (problems.length > 0) throw oathUnsupported(problems)
   return users.sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0))
 }
+
+/** One user as the users file must show them: undefined without a secret, a string saying why pam_oath cannot check them. */
+export function oathUser(user: string, r: UserRecord | undefined): OathUser | string | undefined {
+  if (!r?.secret) return undefined
+  const key = secretKey(r.secret)
+  if (!key) return `${user}'s secret is not valid base32`
+  if (r.algorithm !== 'SHA1') return `${user} uses ${r.algorithm} codes (pam_oath checks HMAC-SHA1 only)`
+  if (key.length > PAM_OATH_MAX_SECRET_BYTES) return `${user}'s secret has ${key.length} bytes (pam_oath takes at most ${PAM_OATH_MAX_SECRET_BYTES})`
+  return {user, type: oathType(r.interval, r.digits), hex: key.toString('hex'), key, interval: r.interval, digits: r.digits, lastUsedStep: r.lastUsedStep}
+}
+
+export const oathUnsupported = (problems: string[]): TfaError =>
+  new TfaError(
+    `SSH 2FA cannot be expressed in the pam_oath users file, so nothing was changed: ${problems.join('; ')}. ` +
+      'Give these users a new secret (user:secret:renew) or turn SSH 2FA off (twofactor:enable --no-ssh)',
+    EXIT.usage,
+    'oath_unsupported',
+  )
 
 const pad = (n: number, width = 2) => String(n).padStart(width, '0')
 
@@ -157,22 +183,32 @@ const sameSecret = (u: Pick<OathUser, 'hex' | 'interval'>, e: OathEntry): boolea
  * Returns the users whose record changed. Run before every decision and before lines are
  * dropped, so that turning SSH 2FA off and on again keeps codes used over SSH refused.
  */
-export function importReplay(doc: Doc, entries: OathEntry[], now: number): string[] {
+export function importReplay(doc: Doc, entries: OathEntry[] | Map<string, OathEntry[]>, now: number): string[] {
+  const byUser = Array.isArray(entries) ? entriesByUser(entries) : entries
   const changed: string[] = []
-  for (const [user, r] of doc.users) {
-    const key = r.secret && r.algorithm === 'SHA1' ? secretKey(r.secret) : undefined
-    if (!key) continue
-    const u = {hex: key.toString('hex'), interval: r.interval}
-    for (const e of entries) {
-      if (e.user !== user || !e.lastOtp || !sameSecret(u, e)) continue
-      if (r.lastUsedStep !== null && e.lastOtp === hotp(key, r.lastUsedStep, e.lastOtp.length)) continue // already known
-      const step = recordedStep(key, r.interval, e.lastOtp, e.time, now, doc.settings.window)
-      if (step === undefined || (r.lastUsedStep !== null && step <= r.lastUsedStep)) continue
-      r.lastUsedStep = step
-      const at = parseOathTime(e.time)?.local
-      r.lastUsedAt = new Date(at !== undefined && at <= now ? at : now).toISOString()
-      if (!changed.includes(user)) changed.push(user)
-    }
+  // Only users who have a line can change: pair through the smaller side (lines, by key).
+  for (const [user, mine] of byUser) {
+    const r = doc.users.get(user)
+    if (r && importUserReplay(r, mine, now, doc.settings.window)) changed.push(user)
+  }
+  return changed
+}
+
+/** importReplay for one user and their own lines; returns whether the record changed. */
+export function importUserReplay(r: UserRecord, mine: OathEntry[] | undefined, now: number, window: number): boolean {
+  const key = mine && r.secret && r.algorithm === 'SHA1' ? secretKey(r.secret) : undefined
+  if (!key) return false
+  const u = {hex: key.toString('hex'), interval: r.interval}
+  let changed = false
+  for (const e of mine!) {
+    if (!e.lastOtp || !sameSecret(u, e)) continue
+    if (r.lastUsedStep !== null && e.lastOtp === hotp(key, r.lastUsedStep, e.lastOtp.length)) continue // already known
+    const step = recordedStep(key, r.interval, e.lastOtp, e.time, now, window)
+    if (step === undefined || (r.lastUsedStep !== null && step <= r.lastUsedStep)) continue
+    r.lastUsedStep = step
+    const at = parseOathTime(e.time)?.local
+    r.lastUsedAt = new Date(at !== undefined && at <= now ? at : now).toISOString()
+    changed = true
   }
   return changed
 }
@@ -182,8 +218,8 @@ export function importReplay(doc: Doc, entries: OathEntry[], now: number): strin
  * as new as the store's last accepted step, else made from that step (so a code accepted by
  * login:check, or before SSH 2FA was turned off, is refused by sshd too).
  */
-function trailingFields(u: OathUser, entries: OathEntry[], now: number, window: number): string[] {
-  const old = entries.find((e) => e.user === u.user && e.type === u.type && e.passwd === '-' && sameSecret(u, e))
+function trailingFields(u: OathUser, mine: OathEntry[] | undefined, now: number, window: number): string[] {
+  const old = mine?.find((e) => e.type === u.type && e.passwd === '-' && sameSecret(u, e))
   const counter = old?.counter && /^\d{1,19}$/.test(old.counter) ? old.counter : '0'
   const oldOtp = old?.lastOtp && /^\d{6,8}$/.test(old.lastOtp) ? old.lastOtp : undefined
   if (oldOtp) {
@@ -199,10 +235,14 @@ function trailingFields(u: OathUser, entries: OathEntry[], now: number, window: 
 }
 
 /** The whole users file for `users`, keeping pam_oath's replay fields from `entries`. */
-export function renderUsersFile(users: OathUser[], entries: OathEntry[], now: number, window: number): string {
-  const lines = users.map((u) => [u.type, u.user, '-', u.hex, ...trailingFields(u, entries, now, window)].join('\t'))
-  return [OATH_HEADER, ...lines, ''].join('\n')
+export function renderUsersFile(users: OathUser[], entries: OathEntry[] | Map<string, OathEntry[]>, now: number, window: number): string {
+  const byUser = Array.isArray(entries) ? entriesByUser(entries) : entries
+  return [OATH_HEADER, ...users.map((u) => oathLine(u, byUser.get(u.user), now, window)), ''].join('\n')
 }
+
+/** One user's line, keeping pam_oath's replay fields from the user's own old lines. */
+export const oathLine = (u: OathUser, mine: OathEntry[] | undefined, now: number, window: number): string =>
+  [u.type, u.user, '-', u.hex, ...trailingFields(u, mine, now, window)].join('\t')
 
 export interface Freshness {
   fresh: boolean
@@ -218,16 +258,16 @@ export interface Freshness {
 /** Whether the file's users, types and secrets are the store's (pam_oath's trailing fields aside). */
 export function compareUsersFile(users: OathUser[], entries: OathEntry[] | undefined): Freshness {
   const exists = entries !== undefined
-  const list = entries ?? []
+  const byUser = entriesByUser(entries ?? [])
   const wanted = new Set(users.map((u) => u.user))
   const missing: string[] = []
   const different: string[] = []
   for (const u of users) {
-    const mine = list.filter((e) => e.user === u.user)
-    if (mine.length === 0) missing.push(u.user)
+    const mine = byUser.get(u.user)
+    if (!mine) missing.push(u.user)
     else if (mine.length > 1 || mine[0].type !== u.type || mine[0].passwd !== '-' || !sameSecret(u, mine[0])) different.push(u.user)
   }
-  const extra = [...new Set(list.filter((e) => !wanted.has(e.user)).map((e) => e.user))]
+  const extra = [...byUser.keys()].filter((user) => !wanted.has(user))
   return {fresh: exists && missing.length === 0 && extra.length === 0 && different.length === 0, exists, missing, extra, different}
 }
 

@@ -4,7 +4,14 @@ import {storeError} from '../core/errors.js'
 /** Secrets at rest: AES-256-GCM under the key in `tfactl.key`, bound to the user's name. */
 const PREFIX = 'aes256gcm:'
 
+/**
+ * How many secrets this process sealed and opened: the work a command does on the store, counted
+ * rather than timed (a one-user change must not open or seal the other users' secrets).
+ */
+export const secretWork = {encrypted: 0, decrypted: 0}
+
 export function encryptSecret(key: Buffer, user: string, secret: string): string {
+  secretWork.encrypted++
   const iv = randomBytes(12)
   const cipher = createCipheriv('aes-256-gcm', key, iv).setAAD(Buffer.from(user))
   const body = Buffer.concat([cipher.update(secret, 'utf8'), cipher.final()])
@@ -12,6 +19,7 @@ export function encryptSecret(key: Buffer, user: string, secret: string): string
 }
 
 export function decryptSecret(key: Buffer, user: string, sealed: string, where: string): string {
+  secretWork.decrypted++
   if (!sealed.startsWith(PREFIX)) throw storeError(`${where}: secret of ${JSON.stringify(user)} is not encrypted`)
   const raw = Buffer.from(sealed.slice(PREFIX.length), 'base64')
   try {

@@ -1,4 +1,4 @@
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import {storeError} from '../../core/errors.js'
 import {DEFAULT_SETTINGS, DIGITS, type Doc, type Enrolment, type HashedCodes, INTERVALS, STORE_VERSION, type Settings, type UserRecord} from '../../core/model.js'
 import {ALGORITHMS} from '../../core/totp.js'
@@ -79,7 +79,10 @@ function readEnrolment(r: Reader, o: Json, path: string, open: (sealed: string) 
   }
 }
 
-function readUser(r: Reader, name: string, v: unknown, key: () => Buffer): UserRecord {
+/** A sealed secret and what it opened to, so that an unchanged secret is written back without sealing it again. */
+export type Opened = Map<string, {sealed: string; clear: string}>
+
+function readUser(r: Reader, name: string, v: unknown, key: () => Buffer, opened?: Opened): UserRecord {
   const path = `users.${name}`
   try {
     checkUsername(name)
@@ -88,7 +91,9 @@ function readUser(r: Reader, name: string, v: unknown, key: () => Buffer): UserR
   }
   const o = r.object(v, path)
   const open = (tag: string) => (sealed: string) => {
-    return decryptSecret(key(), tag, sealed, r.where)
+    const clear = decryptSecret(key(), tag, sealed, r.where)
+    opened?.set(tag, {sealed, clear})
+    return clear
   }
   const pending = r.nullable(o.pending, (p) => {
     const e = readEnrolment(r, r.object(p, `${path}.pending`), `${path}.pending`, open(`${name}:pending`))
@@ -130,6 +135,18 @@ export interface Decoded {
   keyId: string | null
   /** Which hot-state journal belongs to this file (journal.ts); null: none yet. */
   epoch: string | null
+  /** The digest of the pam_oath users file written with this store (src/store/oathfile/sync.ts); null: none. */
+  oath: string | null
+  /** The SHA-256 of the bytes after the header line, as tfactl wrote them (null: not recorded). */
+  linesSha256: string | null
+}
+
+/** The key that opens a store's secrets, looked up when the first one is opened. */
+function keyFor(r: Reader, keyId: string | null, keys: KeyRing): () => Buffer {
+  return () => {
+    if (keyId === null) return r.fail('keyId', 'missing, but the store holds encrypted secrets')
+    return keys.byId(keyId) ?? r.fail('keyId', `the key file tfactl.key is missing or is not the key (id ${keyId}) that sealed these secrets`)
+  }
 }
 
 export function decodeStore(text: string, where: string, keys: KeyRing): Decoded {
@@ -144,18 +161,90 @@ export function decodeStore(text: string, where: string, keys: KeyRing): Decoded
   const version = r.int(o.version, 'version', 1, Number.MAX_SAFE_INTEGER)
   if (version > STORE_VERSION) r.fail('version', `version ${version} was written by a newer tfactl (this one reads up to ${STORE_VERSION})`)
   const keyId = r.nullable(o.keyId, (x) => r.string(x, 'keyId'))
-  const key = (): Buffer => {
-    if (keyId === null) return r.fail('keyId', 'missing, but the store holds encrypted secrets')
-    return keys.byId(keyId) ?? r.fail('keyId', `the key file tfactl.key is missing or is not the key (id ${keyId}) that sealed these secrets`)
-  }
+  const key = keyFor(r, keyId, keys)
   const users = new Map<string, UserRecord>()
   for (const [name, value] of Object.entries(r.object(o.users ?? {}, 'users'))) users.set(name, readUser(r, name, value, key))
   const epoch = r.nullable(o.journal, (x) => r.string(x, 'journal'))
-  return {doc: {version: STORE_VERSION, settings: readSettings(r, o.settings ?? {}), users}, keyId, epoch}
+  const oath = r.nullable(o.oath, (x) => r.string(x, 'oath'))
+  const linesSha256 = r.nullable(o.linesSha256, (x) => r.string(x, 'linesSha256'))
+  return {doc: {version: STORE_VERSION, settings: readSettings(r, o.settings ?? {}), users}, keyId, epoch, oath, linesSha256}
 }
 
 const USERS_OPEN = '"users":{'
 const CLOSE = Buffer.from('\n}}\n')
+
+/** The store's lines, split without decoding a record: the header, then each user's name and record text. */
+export interface StoreLines {
+  header: Decoded
+  users: Array<[string, string]>
+}
+
+const LINE_NAME = /^[A-Za-z0-9._-]+$/
+
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex')
+
+/**
+ * Splits a store in the encoder's layout (a header line, then one user per line, sorted by name)
+ * into its header, validated, and the records' texts, not decoded. The header holds the SHA-256
+ * of the lines as tfactl wrote them: lines that are not exactly those (a hand edit, damage, a
+ * store written before the digest) are not trusted, and undefined is returned, as for a text not
+ * in that layout: callers then decode and validate the whole store.
+ */
+export function splitStore(raw: Buffer, where: string, keys: KeyRing): StoreLines | undefined {
+  const nl = raw.indexOf(0x0a)
+  if (nl < 0) return undefined
+  const head = raw.toString('utf8', 0, nl)
+  if (!head.endsWith(USERS_OPEN)) return undefined
+  const header = decodeStore(`${head}}}`, where, keys)
+  if (header.linesSha256 === null || sha256(raw.subarray(nl)) !== header.linesSha256) return undefined
+  const text = raw.toString('utf8', nl + 1)
+  if (!text.endsWith('\n}}\n')) return undefined
+  const lines = text.slice(0, -4).split('\n')
+  const users: Array<[string, string]> = []
+  let previous = ''
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]
+    const last = i === lines.length - 1
+    if (line.endsWith(',') === last) return undefined
+    const end = line.indexOf('":{')
+    if (line[0] !== '"' || end < 2 || !line.endsWith(last ? '}' : '},')) return undefined
+    const name = line.slice(1, end)
+    if (!LINE_NAME.test(name) || (i > 0 && name <= previous)) return undefined // sorted, no duplicates
+    users.push([name, line.slice(end + 2, last ? line.length : line.length - 1)])
+    previous = name
+  }
+  return {header, users}
+}
+
+/** Decodes (validates, opens the secrets of) one user's record text from a store with this header. */
+export function decodeUserText(name: string, text: string, where: string, header: Pick<Decoded, 'keyId'>, keys: KeyRing, opened: Opened): UserRecord {
+  const r = new Reader(where)
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    r.fail(`users.${name}`, `not valid JSON (${(error as Error).message})`)
+  }
+  return readUser(r, name, value, keyFor(r, header.keyId, keys), opened)
+}
+
+/**
+ * The whole text of a store: the header line (everything but the users, with the SHA-256 of what
+ * follows it), then one user per line (`"name":{…}`, sorted by name).
+ */
+export function joinStore(keyId: string | null, epoch: string, settings: Settings, oath: string | null, lines: string[]): string {
+  const body = lines.length === 0 ? '}}\n' : `\n${lines.join(',\n')}\n}}\n`
+  const digest = lines.length === 0 ? null : sha256(Buffer.from(body))
+  const fields = [
+    `"version":${STORE_VERSION}`,
+    `"keyId":${JSON.stringify(keyId)}`,
+    `"journal":${JSON.stringify(epoch)}`,
+    `"settings":${JSON.stringify(settings)}`,
+    ...(oath === null ? [] : [`"oath":${JSON.stringify(oath)}`]),
+    ...(digest === null ? [] : [`"linesSha256":"${digest}"`]),
+  ]
+  return `{${fields.join(',')},"users":{${body}`
+}
 
 /** Positioned reads of a file of `size` bytes. */
 export interface ByteSource {
@@ -236,7 +325,7 @@ export const bufferSource = (buf: Buffer): ByteSource => ({size: buf.length, rea
 export const newEpoch = (): string => randomBytes(8).toString('hex')
 
 /** One user per line: compact, yet diffable and cheap to scan. Secrets are sealed. */
-export function encodeStore(doc: Doc, keys: KeyRing, epoch: string = newEpoch()): {text: string; keyId: string | null} {
+export function encodeStore(doc: Doc, keys: KeyRing, epoch: string = newEpoch(), oath: string | null = null): {text: string; keyId: string | null} {
   const sealed = [...doc.users.values()].some((u) => u.secret || u.pending)
   const current = sealed ? keys.current() : undefined
   const seal = (tag: string, secret: string | null) => (secret === null ? null : encryptSecret(current!.key, tag, secret))
@@ -250,6 +339,5 @@ export function encodeStore(doc: Doc, keys: KeyRing, epoch: string = newEpoch())
     return `${JSON.stringify(name)}:${JSON.stringify(record)}`
   })
   const keyId = current?.id ?? null
-  const head = `{"version":${STORE_VERSION},"keyId":${JSON.stringify(keyId)},"journal":${JSON.stringify(epoch)},"settings":${JSON.stringify(doc.settings)},"users":{`
-  return {text: lines.length === 0 ? `${head}}}\n` : `${head}\n${lines.join(',\n')}\n}}\n`, keyId}
+  return {text: joinStore(keyId, epoch, doc.settings, oath, lines), keyId}
 }

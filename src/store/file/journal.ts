@@ -31,7 +31,7 @@ export function readJournal(path: string, epoch: string | null, users?: Set<stri
   const r = new Reader(path)
   for (const line of lines.slice(1)) {
     if (line === '') continue
-    if (users && ![...users].some((u) => line.includes(`"u":${JSON.stringify(u)}`))) continue
+    if (users && !users.has(entryUser(line) ?? '')) continue
     let entry: {u?: unknown; s?: unknown}
     try {
       entry = JSON.parse(line)
@@ -42,6 +42,13 @@ export function readJournal(path: string, epoch: string | null, users?: Set<stri
     out.set(entry.u, readHotState(r, r.object(entry.s, `journal.${entry.u}`), `journal.${entry.u}`))
   }
   return {entries: out, current: true}
+}
+
+/** The user an entry line names, read without parsing the line (entries start `{"u":"NAME",`). */
+function entryUser(line: string): string | undefined {
+  if (!line.startsWith('{"u":"')) return undefined
+  const end = line.indexOf('"', 6)
+  return end < 0 ? undefined : line.slice(6, end) // usernames never hold a quote or a backslash
 }
 
 function headerEpoch(line: string | undefined): string | undefined {

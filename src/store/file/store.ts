@@ -1,13 +1,14 @@
 import {Low} from 'lowdb'
 import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
-import {type Doc, emptyDoc, isEmptyRecord} from '../../core/model.js'
-import {decodeOneUser, decodeStore, encodeStore, type HotState, hotStateOf, newEpoch} from './codec.js'
+import {type Doc, emptyDoc, isEmptyRecord, type Settings} from '../../core/model.js'
+import {decodeOneUser, decodeStore, decodeUserText, encodeStore, type HotState, hotStateOf, newEpoch, splitStore} from './codec.js'
 import {atomicWrite, checkPrivateFile, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from '../files.js'
 import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
 import {KeyFiles} from '../keys.js'
 import {withLock} from './lock.js'
-import {type SyncReport, syncUsersFile} from '../oathfile/sync.js'
+import {LoginSync, type SyncReport, syncUsersFile} from '../oathfile/sync.js'
+import {StoredUsers} from './records.js'
 import {sidecars} from '../paths.js'
 
 /** Applies a journal's newest hot state to the records it names; records left empty go. */
@@ -30,16 +31,24 @@ function withBackupNote(error: unknown, path: string): unknown {
 /**
  * lowdb adapter: validated reads with the hot-state journal applied; atomic 0600 writes that
  * keep the previous store as `.bak` and start a new journal.
+ *
+ * A full read (`lazy` false: store:check, user:list…) decodes and validates every record. The
+ * update path reads lazily (records.ts): a record is decoded when the update reads it, and the
+ * lines of records it never read are written back as they are.
  */
 class StoreFile {
   /** The key id the file on disk names (null: no secrets sealed yet). */
   keyId: string | null = null
-  constructor(readonly path: string, private readonly keys: KeyFiles) {}
+  /** The file's journal epoch (null: none yet); after a write, the new one. */
+  epoch: string | null = null
+  /** The digest of the pam_oath users file written with this store (oathfile/sync.ts). */
+  oath: string | null = null
+  constructor(readonly path: string, private readonly keys: KeyFiles, private readonly lazy = false) {}
 
   async read(): Promise<Doc | null> {
     for (let attempt = 1; ; attempt++) {
       const raw = readPrivateFile(this.path)
-      if (raw === undefined) return null
+      if (raw === undefined) return this.lazy ? {...emptyDoc(), users: StoredUsers.fromDecoded(new Map())} : null
       try {
         return this.decode(raw)
       } catch (error) {
@@ -57,10 +66,19 @@ class StoreFile {
 
   private decode(raw: Buffer): Doc {
     try {
-      const {doc, keyId, epoch} = decodeStore(raw.toString('utf8'), this.path, this.keys)
-      this.keyId = keyId
-      overlay(doc, readJournal(sidecars(this.path).journal, epoch).entries)
-      return doc
+      const lines = this.lazy ? splitStore(raw, this.path, this.keys) : undefined
+      const decoded = lines?.header ?? decodeStore(raw.toString('utf8'), this.path, this.keys)
+      Object.assign(this, {keyId: decoded.keyId, epoch: decoded.epoch, oath: decoded.oath})
+      const journal = readJournal(sidecars(this.path).journal, decoded.epoch).entries
+      if (!this.lazy) {
+        overlay(decoded.doc, journal)
+        return decoded.doc
+      }
+      const users = lines
+        ? StoredUsers.fromLines(lines.users, (name, record, opened) => decodeUserText(name, record, this.path, decoded, this.keys, opened))
+        : StoredUsers.fromDecoded(decoded.doc.users)
+      users.applyJournal(journal)
+      return {...decoded.doc, users}
     } catch (error) {
       throw withBackupNote(error, this.path)
     }
@@ -68,10 +86,12 @@ class StoreFile {
 
   async write(doc: Doc): Promise<void> {
     const epoch = newEpoch()
-    const {text, keyId} = encodeStore(doc, this.keys, epoch)
+    const {text, keyId} =
+      doc.users instanceof StoredUsers ? doc.users.encode(doc.settings, this.keys, this.keyId, epoch, this.oath) : encodeStore(doc, this.keys, epoch, this.oath)
     atomicWrite(this.path, text, sidecars(this.path).backup)
     resetJournal(sidecars(this.path).journal, epoch) // a crash before this leaves a journal of the old epoch: ignored
     this.keyId = keyId
+    this.epoch = epoch
   }
 }
 
@@ -79,8 +99,6 @@ class StoreFile {
 const JOURNAL_COMPACT = 1 << 20
 const JOURNAL_FOLD = 8 << 20
 
-/** A canonical in-memory rendering, to tell whether an update changed anything. */
-const fingerprint = (doc: Doc): string => JSON.stringify([doc.settings, [...doc.users]])
 
 export class Store {
   readonly files: ReturnType<typeof sidecars>
@@ -109,11 +127,18 @@ export class Store {
   }
 
   private async apply<T>(db: Low<Doc>, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
-    const before = fingerprint(db.data)
-    const save = async () => {
-      if (fingerprint(db.data) !== before) await db.write()
+    const file = db.adapter as StoreFile
+    const users = db.data.users as StoredUsers // the update path reads lazily (lockedFull)
+    const settings = JSON.stringify(db.data.settings)
+    const oath = file.oath
+    // Written only when something changed: what the update set, deleted or changed (records.ts),
+    // the settings, or the users file's digest.
+    const save = async (digest?: string | null) => {
+      if (digest !== undefined) file.oath = digest
+      if (users.changed() || JSON.stringify(db.data.settings) !== settings || file.oath !== oath) await db.write()
     }
-    const {result, report} = await syncUsersFile(db.data, async () => fn(db.data), save)
+    const tracking = {digest: oath, changedUsers: () => users.changedUsers(), onLoad: users.onLoad.bind(users)}
+    const {result, report} = await syncUsersFile(db.data, async () => fn(db.data), save, tracking)
     this.oathSync = report
     return result
   }
@@ -121,8 +146,10 @@ export class Store {
   /**
    * An update that only changes one user's hot state (a login): under the same lock, it reads
    * that user's line alone and appends the outcome to the journal, so its cost does not grow
-   * with the number of users. Anything else (no journal yet, a users file to keep in step, a
-   * record to create, a store not in tfactl's layout) takes the full update path.
+   * with the number of users. With a users file, only that user's line in it is read and, when
+   * the login changed it, replaced (oathfile/sync.ts LoginSync). Anything else (no journal yet,
+   * a users file that lacks the user's line, a record to create, a store not in tfactl's
+   * layout) takes the full update path.
    */
   async login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
     ensureDir(dirname(this.path))
@@ -133,17 +160,55 @@ export class Store {
       } catch (error) {
         throw withBackupNote(error, this.path)
       }
-      if (!one || one.epoch === null || one.doc.settings.oathFile) return this.lockedFull((db) => this.apply(db, fn))
+      if (!one || one.epoch === null) return this.lockedFull((db) => this.apply(db, fn))
       const journal = readJournal(this.files.journal, one.epoch, new Set([user]))
       overlay(one.doc, journal.entries)
       const record = one.doc.users.get(user)
-      const before = record && JSON.stringify(hotStateOf(record))
-      const result = fn(one.doc)
-      if (!record) return one.doc.users.has(user) ? this.lockedFull((db) => this.apply(db, fn)) : result
-      const state = hotStateOf(record) // fn changes the record in place (even when it drops it)
-      if (JSON.stringify(state) !== before) await this.record(journal, one.epoch, user, state)
-      return result
+      const oath = await LoginSync.open(one.doc, user)
+      if (oath === 'full') return this.lockedFull((db) => this.apply(db, fn))
+      try {
+        const before = record && JSON.stringify(hotStateOf(record))
+        oath?.importReplay(one.doc)
+        const result = fn(one.doc)
+        if (!record) return one.doc.users.has(user) ? this.lockedFull((db) => this.apply(db, fn)) : result // no users file session without a record
+        const state = hotStateOf(record) // fn changes the record in place (even when it drops it)
+        if (JSON.stringify(state) !== before) await this.record(journal, one.epoch, user, state)
+        if (oath) this.oathSync = await oath.finish(one.doc)
+        return result
+      } finally {
+        oath?.release()
+      }
     })
+  }
+
+  /** The settings alone (the header line), validated; defaults when there is no store yet. */
+  async settings(): Promise<Settings> {
+    return (await this.summary()).settings
+  }
+
+  /**
+   * The settings and how many users there are and have a secret, without decoding the records:
+   * the counts come from the lines (records the journal empties aside, which are looked at).
+   * A store not in tfactl's layout is read whole.
+   */
+  async summary(): Promise<{settings: Settings; total: number; configured: number}> {
+    const raw = readPrivateFile(this.path)
+    if (raw === undefined) return {settings: emptyDoc().settings, total: 0, configured: 0}
+    let lines
+    try {
+      lines = splitStore(raw, this.path, this.keys)
+    } catch (error) {
+      throw withBackupNote(error, this.path)
+    }
+    if (!lines) {
+      const doc = await this.read()
+      return {settings: doc.settings, total: doc.users.size, configured: [...doc.users.values()].filter((u) => u.secret).length}
+    }
+    const users = StoredUsers.fromLines(lines.users, () => {
+      throw new Error('summary decodes no record')
+    })
+    users.applyJournal(readJournal(this.files.journal, lines.header.epoch).entries)
+    return {settings: lines.header.doc.settings, total: users.size, configured: users.countSecrets()}
   }
 
   /** Appends to the journal; keeps it small by compacting it, and folding it into the store. */
@@ -173,7 +238,7 @@ export class Store {
   /** The full read of the store (journal applied), for a caller that holds the lock. */
   private async lockedFull<T>(fn: (db: Low<Doc>) => Promise<T>): Promise<T> {
     for (const file of [this.path, this.files.backup, this.files.key, this.keys.next, this.files.journal]) removeStaleTemps(file)
-    const file = new StoreFile(this.path, this.keys)
+    const file = new StoreFile(this.path, this.keys, true)
     const db = new Low<Doc>(file, emptyDoc())
     await db.read()
     this.keys.settle(file.keyId) // finishes or drops a rotation a crash interrupted

@@ -29,7 +29,7 @@ export const warn = (message: string): void => {
 export interface UsersFile {
   path: string
   text: string
-  entries: OathEntry[]
+  readonly entries: OathEntry[]
   dev: number
   ino: number
   mode: number
@@ -50,7 +50,19 @@ export function readUsersFile(path: string): UsersFile | undefined {
     const st = fs.fstatSync(fd)
     if (!st.isFile()) throw storeError(`${path} is not a regular file`)
     const text = fs.readFileSync(fd, 'utf8')
-    return {path, text, entries: parseUsersFile(text), dev: st.dev, ino: st.ino, mode: st.mode & 0o7777, uid: st.uid}
+    let entries: OathEntry[] | undefined
+    return {
+      path,
+      text,
+      // parsed on first use: a login reads only its own user's line
+      get entries() {
+        return (entries ??= parseUsersFile(text))
+      },
+      dev: st.dev,
+      ino: st.ino,
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+    }
   } finally {
     fs.closeSync(fd)
   }

@@ -1,9 +1,12 @@
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import * as fs from 'node:fs'
 import {basename, dirname, join} from 'node:path'
 import {EXIT, storeError, TfaError} from '../../core/errors.js'
-import type {Doc} from '../../core/model.js'
-import {importReplay, OATH_HEADER, type OathEntry, type OathUser, oathUsers, renderUsersFile} from '../../core/oath.js'
+import type {Doc, Settings, UserRecord} from '../../core/model.js'
+import {
+  entriesByUser, importReplay, importUserReplay, OATH_HEADER, type OathEntry, oathLine, parseOathLine, parseUsersFile, oathUnsupported, oathUser,
+  type OathUser, oathUsers, renderUsersFile,
+} from '../../core/oath.js'
 import {fsyncDir} from '../files.js'
 import {isRoot, readUsersFile, TEMP_MARK, type UsersFile, warn} from './file.js'
 import {removeStalePamNew, UsersFileLock} from './lock.js'
@@ -74,6 +77,7 @@ function refuseForeignUsers(file: UsersFile | undefined, users: OathUser[]): voi
 
 /** The users file held under its lock for the length of one store update. */
 class Session {
+  private grouped?: Map<string, OathEntry[]>
   private constructor(readonly path: string, private readonly lock: UsersFileLock, readonly file: UsersFile | undefined) {}
 
   static async open(path: string): Promise<Session> {
@@ -91,9 +95,89 @@ class Session {
     return this.file?.entries ?? []
   }
 
+  /** The entries by user: users are paired with their lines through this, never by scanning. */
+  get byUser(): Map<string, OathEntry[]> {
+    return (this.grouped ??= entriesByUser(this.entries))
+  }
+
   release(): void {
     this.lock.release()
   }
+}
+
+/**
+ * What the store decides in a users file: each line's type, user, password field and secret,
+ * in order (pam_oath's trailing fields aside, which logins change). The store records the digest
+ * of the file it wrote; while the file still has that digest, it is in step with the store and
+ * an update only rewrites the lines of the users it changed (a crash between writing the store
+ * and the file, or a hand edit, makes them differ: the file is then rendered whole).
+ */
+export function usersFileDigest(entries: OathEntry[]): string {
+  return createHash('sha256')
+    .update(entries.map((e) => `${e.type}\t${e.user}\t${e.passwd ?? ''}\t${(e.secret ?? '').toLowerCase()}\n`).join(''))
+    .digest('hex')
+}
+
+/** What the store's update path tells the sync (src/store/file/store.ts); without it every sync renders the whole file. */
+export interface SyncTracking {
+  /** The digest of the users file the store recorded with its last write (null: none). */
+  digest: string | null
+  /** The users whose record the update set, deleted or changed. */
+  changedUsers(): Set<string>
+  /** Runs `hook` on each record as the update first reads it. */
+  onLoad(hook: (user: string, record: UserRecord) => void): void
+}
+
+/** The settings that decide who is in the file and how their lines are made. */
+const fileSettings = (s: Settings): string => JSON.stringify([s.enabled, s.ssh, s.oathFile, s.window])
+
+/**
+ * The users file with the lines of `changed` users made anew from the store; every other line
+ * (header, comments, other users with pam_oath's replay fields) is carried over as it is. New
+ * users' lines go where the sorted order puts them.
+ */
+function patchUsersFile(doc: Doc, session: Session, changed: Set<string>, now: number): string {
+  const on = doc.settings.enabled && doc.settings.ssh
+  const lines = new Map<string, string | null>()
+  const problems: string[] = []
+  for (const user of changed) {
+    const u = on ? oathUser(user, doc.users.get(user)) : undefined
+    if (typeof u === 'string') problems.push(u)
+    else lines.set(user, u ? oathLine(u, session.byUser.get(user), now, doc.settings.window) : null)
+  }
+  if (problems.length > 0) throw oathUnsupported(problems)
+  const text = session.file!.text
+  const old = (text.endsWith('\n') ? text.slice(0, -1) : text).split('\n')
+  const userAt = new Map(session.entries.map((e) => [e.line, e.user]))
+  const fresh = [...lines].filter(([user, line]) => line !== null && !session.byUser.has(user)).sort(([a], [b]) => (a < b ? -1 : 1))
+  const out: string[] = []
+  const done = new Set<string>()
+  let f = 0
+  old.forEach((line, index) => {
+    const user = userAt.get(index + 1)
+    if (user === undefined) return out.push(line)
+    while (f < fresh.length && fresh[f][0] < user) out.push(fresh[f++][1]!)
+    if (!lines.has(user)) return out.push(line)
+    if (done.has(user)) return // a second line for the user goes
+    done.add(user)
+    const made = lines.get(user)
+    if (made !== null && made !== undefined) out.push(made)
+  })
+  while (f < fresh.length) out.push(fresh[f++][1]!)
+  return `${out.join('\n')}\n`
+}
+
+/** Writes the users file; a failure says the store was updated already. */
+async function writeUsersFile(path: string, text: string): Promise<void> {
+  try {
+    replaceUsersFile(path, text)
+  } catch (error) {
+    const reason = error instanceof TfaError ? error.message : `${(error as NodeJS.ErrnoException).code ?? ''} ${(error as Error).message}`.trim()
+    throw storeError(`the store was updated, but the pam_oath users file ${path} could not be written (${reason}): fix that and run tfactl ssh:sync`)
+  }
+  const left = await waitForStaleReaders(path)
+  if (left.length > 0)
+    warn(`pam_oath process(es) ${left.join(', ')} still hold an older copy of ${path} and may write it back: check with tfactl ssh:sync --check`)
 }
 
 /**
@@ -104,50 +188,135 @@ class Session {
  * - a user who cannot be expressed in the file stops the update before anything is saved;
  * - the file is rewritten from the saved document, keeping pam_oath's replay fields (and
  *   writing the store's, e.g. a code login:check accepted, so sshd refuses it).
+ * While the file is in step with the store (see usersFileDigest) and the update changes no
+ * setting the file depends on, only the changed users' records are read and their lines made
+ * anew: the replay state of a user is imported as their record is first read, and every other
+ * line is copied as it is. Otherwise the whole file is rendered from every record.
  * Without a users file it only runs `run` and `save`: no extra file I/O.
+ * `save` is given the digest of the file about to be written, for the store to record.
  */
-export async function syncUsersFile<T>(doc: Doc, run: () => Promise<T>, save: () => Promise<void>): Promise<{result: T; report?: SyncReport}> {
+export async function syncUsersFile<T>(
+  doc: Doc,
+  run: () => Promise<T>,
+  save: (digest?: string | null) => Promise<void>,
+  tracking?: SyncTracking,
+): Promise<{result: T; report?: SyncReport}> {
   let session: Session | undefined
   const configured = doc.settings.oathFile
+  const settingsBefore = fileSettings(doc.settings)
+  let inStep = false
   try {
     const imported = new Set<string>()
     if (doc.settings.oathFile) {
       session = await Session.open(doc.settings.oathFile)
-      for (const user of importReplay(doc, session.entries, Date.now())) imported.add(user)
+      inStep = tracking?.digest != null && session.file !== undefined && tracking.digest === usersFileDigest(session.entries)
+      const now = Date.now()
+      if (inStep) {
+        const byUser = session.byUser
+        tracking!.onLoad((user, record) => {
+          if (importUserReplay(record, byUser.get(user), now, doc.settings.window)) imported.add(user)
+        })
+      } else for (const user of importReplay(doc, session.byUser, now)) imported.add(user)
     }
     const result = await run()
     const path = doc.settings.oathFile
     if (path !== (session?.path ?? null)) {
       session?.release()
       session = undefined
+      inStep = false
       if (path) {
         session = await Session.open(path)
-        for (const user of importReplay(doc, session.entries, Date.now())) imported.add(user)
+        for (const user of importReplay(doc, session.byUser, Date.now())) imported.add(user)
       }
     }
     if (!session || !path) {
       await save()
       return {result}
     }
-    const users = oathUsers(doc) // fails closed, before anything is saved
-    if (path !== configured) refuseForeignUsers(session.file, users)
-    const text = renderUsersFile(users, session.entries, Date.now(), doc.settings.window)
-    await save()
-    const changed = needsWrite(session.file, text)
-    if (changed) {
-      try {
-        replaceUsersFile(path, text)
-      } catch (error) {
-        const reason = error instanceof TfaError ? error.message : `${(error as NodeJS.ErrnoException).code ?? ''} ${(error as Error).message}`.trim()
-        throw storeError(`the store was updated, but the pam_oath users file ${path} could not be written (${reason}): fix that and run tfactl ssh:sync`)
-      }
-      const left = await waitForStaleReaders(path)
-      if (left.length > 0)
-        warn(`pam_oath process(es) ${left.join(', ')} still hold an older copy of ${path} and may write it back: check with tfactl ssh:sync --check`)
+    let text: string
+    if (inStep && fileSettings(doc.settings) === settingsBefore) text = patchUsersFile(doc, session, tracking!.changedUsers(), Date.now())
+    else {
+      // Lines are dropped or made anew from every record: first the replay state of users whose
+      // records were not read yet (those read got it as they were read).
+      if (inStep) for (const user of importReplay(doc, session.byUser, Date.now())) imported.add(user)
+      const users = oathUsers(doc) // fails closed, before anything is saved
+      if (path !== configured) refuseForeignUsers(session.file, users)
+      text = renderUsersFile(users, session.byUser, Date.now(), doc.settings.window)
     }
-    return {result, report: {path, users: users.map((u) => u.user), changed, imported: [...imported]}}
+    const entries = parseUsersFile(text)
+    await save(usersFileDigest(entries))
+    const changed = needsWrite(session.file, text)
+    if (changed) await writeUsersFile(path, text)
+    return {result, report: {path, users: [...entriesByUser(entries).keys()], changed, imported: [...imported]}}
   } finally {
     session?.release()
   }
 }
 
+/** One user's lines in the file's text, found by searching for the name (no parse of the other lines). */
+function findUserLines(text: string, user: string): Array<{entry: OathEntry; start: number; end: number}> {
+  const found: Array<{entry: OathEntry; start: number; end: number}> = []
+  for (let from = 0; ; ) {
+    const at = text.indexOf(user, from)
+    if (at < 0) return found
+    const start = text.lastIndexOf('\n', at) + 1
+    const nl = text.indexOf('\n', at)
+    const end = nl < 0 ? text.length : nl
+    const entry = parseOathLine(text.slice(start, end), 0)
+    if (entry?.user === user) found.push({entry, start, end})
+    from = end + 1
+  }
+}
+
+/**
+ * The users file during a login (Store.login): under the file's lock, only the user's own line
+ * is read, its replay state imported before the decision, and after it the line replaced when
+ * the login changed it (a code accepted by login:check becomes pam_oath's LASTOTP): a byte copy
+ * of the file with one line changed, in pam_oath's protocol (lock, write, fsync, rename).
+ */
+export class LoginSync {
+  private constructor(private readonly session: Session, private readonly user: string, private readonly mine: {entry: OathEntry; start: number; end: number} | undefined) {}
+
+  /**
+   * Undefined when the login has nothing to do with the file (none configured, or the user has
+   * no secret); 'full' when the file needs more than this user's line (it is missing, or lacks
+   * or repeats the user): the caller then takes the full update path.
+   */
+  static async open(doc: Doc, user: string): Promise<LoginSync | 'full' | undefined> {
+    const path = doc.settings.oathFile
+    if (!path || !doc.users.get(user)?.secret) return undefined
+    const session = await Session.open(path)
+    const mine = session.file ? findUserLines(session.file.text, user) : []
+    const listed = doc.settings.enabled && doc.settings.ssh
+    if (!session.file || (listed && mine.length !== 1) || (!listed && mine.length > 1)) {
+      session.release()
+      return 'full'
+    }
+    return new LoginSync(session, user, mine[0])
+  }
+
+  /** Copies the replay state pam_oath recorded on the user's line into their record. */
+  importReplay(doc: Doc): void {
+    const record = doc.users.get(this.user)
+    if (record && this.mine) importUserReplay(record, [this.mine.entry], Date.now(), doc.settings.window)
+  }
+
+  /** Replaces the user's line when it must change (only while the file lists users). */
+  async finish(doc: Doc): Promise<SyncReport> {
+    const path = this.session.path
+    const report = {path, users: [this.user], changed: false, imported: []}
+    const u = doc.settings.enabled && doc.settings.ssh ? oathUser(this.user, doc.users.get(this.user)) : undefined
+    if (!this.mine || !u || typeof u === 'string') return report // who is listed changes only through an update
+    const line = oathLine(u, [this.mine.entry], Date.now(), doc.settings.window)
+    const e = this.mine.entry
+    const now = [e.type, e.user, e.passwd, e.secret, e.counter, e.lastOtp, e.time].filter((f) => f !== undefined).join('\t')
+    if (line === now) return report
+    const text = this.session.file!.text
+    await writeUsersFile(path, text.slice(0, this.mine.start) + line + text.slice(this.mine.end))
+    return {...report, changed: true}
+  }
+
+  release(): void {
+    this.session.release()
+  }
+}

@@ -51,7 +51,7 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
     const askFirst = users.length === 1 && f.verify && !f.pending && this.interactive()
     const host = hostname()
 
-    const before = await this.store.read()
+    const before = {settings: await this.store.settings()} // the header alone: no record is decoded
     let issuer = before.settings.issuer
     let confirmedStep: number | undefined
     let proof = f.code
