@@ -1,0 +1,107 @@
+// Issue 11 acceptance: a one-user change does the work of one user. Nothing here is timed: the
+// test counts the secrets the store opens and seals (secretWork) and compares files byte for
+// byte, at two sizes, so that work growing with the number of users fails it.
+import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {afterAll, describe, expect, it} from 'vitest'
+import {base32Decode} from '../../src/core/base32.js'
+import {newEnrolment} from '../../src/core/enrol.js'
+import {activate} from '../../src/core/users.js'
+import {hotp, timeStep} from '../../src/core/totp.js'
+import {checkLogin} from '../../src/login-check.js'
+import {Store} from '../../src/store/file/store.js'
+import {secretWork} from '../../src/store/secrets.js'
+
+const dirs: string[] = []
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, {recursive: true, force: true})
+})
+
+const name = (i: number) => `u${String(i).padStart(6, '0')}`
+
+/** A store of `n` users with secrets, 2FA on, and (optionally) SSH 2FA with a users file. */
+async function storeOf(n: number, ssh: boolean) {
+  const dir = mkdtempSync(join(tmpdir(), 'tfactl-work-'))
+  dirs.push(dir)
+  const store = new Store(join(dir, 'store.json'))
+  const oath = join(dir, 'users.oath')
+  const secrets = new Map<string, string>()
+  await store.update((doc) => {
+    Object.assign(doc.settings, {enabled: true, failDelay: 0, ssh, oathFile: ssh ? oath : null})
+    for (let i = 0; i < n; i++) {
+      const e = newEnrolment(30, 6, Date.now())
+      activate(doc, name(i), e)
+      secrets.set(name(i), e.secret)
+    }
+  })
+  return {store, oath, secrets}
+}
+
+/** What `fn` opened and sealed. */
+async function work(fn: () => Promise<unknown>) {
+  const before = {...secretWork}
+  await fn()
+  return {decrypted: secretWork.decrypted - before.decrypted, encrypted: secretWork.encrypted - before.encrypted}
+}
+
+const linesOf = (path: string) => readFileSync(path, 'utf8').split('\n')
+const storeLines = (store: Store) => readFileSync(store.path, 'utf8').split('\n').slice(1) // after the header
+
+describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) => {
+  it('renewing one user opens and seals that user\'s secret only, and copies every other line as it is', async () => {
+    const {store} = await storeOf(n, false)
+    const target = name(n / 2)
+    const before = storeLines(store)
+    const w = await work(() => store.update((doc) => activate(doc, target, newEnrolment(30, 6, Date.now()))))
+    expect(w).toEqual({decrypted: 1, encrypted: 1})
+    const after = storeLines(store)
+    expect(after).toHaveLength(before.length)
+    const changed = after.flatMap((line, i) => (line === before[i] ? [] : [i]))
+    expect(changed).toEqual([n / 2]) // the line of the renewed user, nothing else
+    expect(after[n / 2]).toMatch(new RegExp(`^"${target}":`))
+    // a full read still validates (and opens) everything
+    const all = await work(async () => expect((await store.read()).users.size).toBe(n))
+    expect(all.decrypted).toBe(n)
+  }, 60_000)
+
+  it('with SSH 2FA on, renewing one user rewrites that user\'s users-file line only, opening no other secret', async () => {
+    const {store, oath} = await storeOf(n, true)
+    const target = name(7)
+    const before = linesOf(oath)
+    expect(before).toHaveLength(n + 2) // header, n users, final newline
+    const w = await work(() => store.update((doc) => activate(doc, target, newEnrolment(30, 6, Date.now()))))
+    expect(w).toEqual({decrypted: 1, encrypted: 1})
+    const after = linesOf(oath)
+    expect(after.flatMap((line, i) => (line === before[i] ? [] : [after[i].split('\t')[1]]))).toEqual([target])
+    expect(store.oathSync?.users).toHaveLength(n)
+  }, 60_000)
+
+  it('with SSH 2FA on, a login opens one secret, appends to the journal and changes one users-file line', async () => {
+    const {store, oath, secrets} = await storeOf(n, true)
+    const target = name(n - 1)
+    const before = linesOf(oath)
+    const storeBefore = readFileSync(store.path)
+    const code = hotp(base32Decode(secrets.get(target)!)!, timeStep(Date.now(), 30), 6)
+    let allowed: boolean | undefined
+    const w = await work(async () => {
+      allowed = (await checkLogin(store, {user: target, service: 'ssh', method: 'password', code})).result.allowed
+    })
+    expect(allowed).toBe(true)
+    expect(w).toEqual({decrypted: 1, encrypted: 0})
+    expect(readFileSync(store.path).equals(storeBefore)).toBe(true) // the outcome went to the journal
+    const after = linesOf(oath)
+    const changed = after.flatMap((line, i) => (line === before[i] ? [] : [i]))
+    expect(changed.map((i) => after[i].split('\t')[1])).toEqual([target])
+    expect(after[changed[0]].split('\t')[5]).toBe(code) // pam_oath now refuses the code too
+    // a user without a secret needs no secret opened at all
+    const none = await work(() => checkLogin(store, {user: 'nobody', service: 'ssh', method: 'password'}))
+    expect(none).toEqual({decrypted: 0, encrypted: 0})
+  }, 60_000)
+
+  it('twofactor:status\'s summary opens no secret', async () => {
+    const {store} = await storeOf(n, false)
+    const w = await work(async () => expect(await store.summary()).toMatchObject({total: n, configured: n}))
+    expect(w).toEqual({decrypted: 0, encrypted: 0})
+  }, 60_000)
+})
