@@ -75,37 +75,60 @@ function enrolStore(dir, users) {
 console.log(`tfactl benchmarks — ${new Date().toISOString()} — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`)
 console.log(`${RUNS} runs per case after ${WARMUP} warm-up runs; medians\n`)
 
+const SELECT = process.env.BENCH_CASES ? new RegExp(process.env.BENCH_CASES) : undefined
+
 try {
   const small = enrolStore(mkdtempSync(join(work, 'small-')), Array.from({length: WARMUP + RUNS + 1}, (_, i) => `user${i}`))
   const big = enrolStore(mkdtempSync(join(work, 'big-')), Array.from({length: 100_000}, (_, i) => `u${String(i).padStart(6, '0')}`))
   const bigUsers = [...big.secrets.keys()].filter((_, i) => i % 4999 === 0)
+  // The same 100 000 users with SSH 2FA on: a copy of the store whose users file lists them all.
+  const sshDir = mkdtempSync(join(work, 'big-ssh-'))
+  cpSync(dirname(big.store), sshDir, {recursive: true})
+  const ssh = {store: join(sshDir, 'store.json'), secrets: big.secrets, oath: join(sshDir, 'users.oath')}
+  must(tfactl(['twofactor:enable', '--ssh', '--oath-file', ssh.oath, '--store', ssh.store]), 'enable --ssh')
+  const sshUsers = [...big.secrets.keys()].filter((_, i) => i % 4999 === 17)
+  const renewUsers = (offset) => [...big.secrets.keys()].filter((_, i) => i % 4999 === offset)
 
   const bulkDir = mkdtempSync(join(work, 'bulk-'))
   const bulkList = join(bulkDir, 'users.txt')
   writeFileSync(bulkList, Array.from({length: 10_000}, (_, i) => `bulk${i}`).join('\n'))
   const freshBulk = () => rmSync(join(bulkDir, 'state'), {recursive: true, force: true})
+  const replayOk = (what) => (r) => {
+    if (r.status !== 0 && !r.stdout.includes('code_replayed')) must(r, what)
+  }
 
   const baseline = bench('node -e 0', () => ['-e', '0'])
-  const results = [
-    bench('login:check (valid code)', (i) => {
+  const cases = [
+    ['login:check (valid code)', () => bench('login:check (valid code)', (i) => {
       const user = `user${i}`
       return [BIN, 'login:check', user, '--code', codeFor(small.secrets.get(user)), '--store', small.store]
-    }),
-    bench('--help', () => [BIN, '--help']),
-    bench('user:secret:renew --json (one user)', (i) => [BIN, 'user:secret:renew', `new${i}`, '--json', '--store', small.store]),
-    bench('login:check, 100 000-user store', (i) => {
+    })],
+    ['--help', () => bench('--help', () => [BIN, '--help'])],
+    ['user:secret:renew --json (one user)', () => bench('user:secret:renew --json (one user)', (i) => [BIN, 'user:secret:renew', `new${i}`, '--json', '--store', small.store])],
+    ['login:check, 100 000-user store', () => bench('login:check, 100 000-user store', (i) => {
       const user = bigUsers[i % bigUsers.length]
       // each user's code once: a second use would be a replay
       return [BIN, 'login:check', user, '--code', codeFor(big.secrets.get(user)), '--store', big.store, '--json']
-    }, {check: (r) => { if (r.status !== 0 && !r.stdout.includes('code_replayed')) must(r, 'login:check 100k') }}),
+    }, {check: replayOk('login:check 100k')})],
+    ['100k: login:check, no-secret user', () => bench('100k: login:check, no-secret user', () => [BIN, 'login:check', 'nobody', '--store', big.store, '--json'])],
+    ['100k: renew one user', () => bench('100k: renew one user', (i) => [BIN, 'user:secret:renew', renewUsers(1)[i % 21], '--qr', 'none', '--json', '--store', big.store])],
+    ['100k: twofactor:status', () => bench('100k: twofactor:status', () => [BIN, 'twofactor:status', '--json', '--store', big.store])],
+    ['100k SSH 2FA: login:check (valid code)', () => bench('100k SSH 2FA: login:check (valid code)', (i) => {
+      const user = sshUsers[i % sshUsers.length]
+      return [BIN, 'login:check', user, '--service', 'ssh', '--code', codeFor(ssh.secrets.get(user)), '--store', ssh.store, '--json']
+    }, {check: replayOk('login:check 100k ssh')})],
+    ['100k SSH 2FA: login:check, no-secret user', () => bench('100k SSH 2FA: login:check, no-secret user', () => [BIN, 'login:check', 'nobody', '--service', 'ssh', '--store', ssh.store, '--json'])],
+    ['100k SSH 2FA: renew one user', () => bench('100k SSH 2FA: renew one user', (i) => [BIN, 'user:secret:renew', renewUsers(2)[i % 21], '--qr', 'none', '--json', '--store', ssh.store])],
+    ['100k SSH 2FA: twofactor:status', () => bench('100k SSH 2FA: twofactor:status', () => [BIN, 'twofactor:status', '--json', '--store', ssh.store])],
     // last: its large writes would otherwise still be flushing while the next case fsyncs
-    bench('bulk enrolment, 10 000 users', () => [BIN, 'user:secret:renew', '--users-file', bulkList, '--qr', 'none', '--json', '--store', join(bulkDir, 'state', 'store.json')], {setup: freshBulk}),
+    ['bulk enrolment, 10 000 users', () => bench('bulk enrolment, 10 000 users', () => [BIN, 'user:secret:renew', '--users-file', bulkList, '--qr', 'none', '--json', '--store', join(bulkDir, 'state', 'store.json')], {setup: freshBulk})],
   ]
+  const results = cases.filter(([name]) => !SELECT || SELECT.test(name)).map(([, run]) => run())
   const rows = [baseline, ...results]
   const pad = (s, n) => String(s).padEnd(n)
-  console.log(`${pad('case', 38)} ${pad('median', 10)} ${pad('ratio', 7)} peak RSS`)
+  console.log(`${pad('case', 44)} ${pad('median', 10)} ${pad('ratio', 7)} peak RSS`)
   for (const r of rows)
-    console.log(`${pad(r.name, 38)} ${pad(`${r.median.toFixed(0)} ms`, 10)} ${pad(`${(r.median / baseline.median).toFixed(2)}×`, 7)} ${r.rss.toFixed(0)} MB`)
+    console.log(`${pad(r.name, 44)} ${pad(`${r.median.toFixed(0)} ms`, 10)} ${pad(`${(r.median / baseline.median).toFixed(2)}×`, 7)} ${r.rss.toFixed(0)} MB`)
 } finally {
   rmSync(work, {recursive: true, force: true})
 }

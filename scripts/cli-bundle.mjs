@@ -1,0 +1,62 @@
+// Bundles the oclif CLI (@oclif/core and every command, from dist/) into one CommonJS file,
+// dist/cli-bundle.cjs: loading @oclif/core file by file (some 160 CommonJS modules) was most of
+// `--help`'s start-up. bin/run.js requires this bundle; oclif finds the commands in its
+// COMMANDS export (package.json: oclif.commands, the "explicit" strategy), so a command runs
+// from the bundle already loaded. The login fast path (scripts/bundle.mjs) is a bundle of its own.
+//
+// The entry is generated from dist/commands/**: a command added there is bundled without a list
+// to keep up to date. Its id is its path with ':' (topicSeparator), as oclif's pattern strategy
+// would name it.
+import {build} from 'esbuild'
+import {readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {join, relative, sep} from 'node:path'
+
+const COMMANDS_DIR = 'dist/commands'
+const ENTRY = 'dist/cli-entry.cjs'
+
+function commandFiles(dir) {
+  return readdirSync(dir, {withFileTypes: true}).flatMap((e) =>
+    e.isDirectory() ? commandFiles(join(dir, e.name)) : e.name.endsWith('.js') ? [join(dir, e.name)] : [],
+  )
+}
+
+// Each command is required on first use (a getter): `--help` reads oclif.manifest.json and runs no
+// command module at all; running one command evaluates that command's modules.
+const files = commandFiles(COMMANDS_DIR).sort()
+const id = (file) => relative(COMMANDS_DIR, file).replace(/\.js$/, '').split(sep).filter((p) => p !== 'index').join(':')
+writeFileSync(
+  ENTRY,
+  [
+    "exports.execute = require('@oclif/core').execute",
+    'const COMMANDS = {}',
+    ...files.map((f) => `Object.defineProperty(COMMANDS, ${JSON.stringify(id(f))}, {enumerable: true, get: () => require('./${relative('dist', f).split(sep).join('/')}').default})`),
+    'exports.COMMANDS = COMMANDS',
+    '',
+  ].join('\n'),
+)
+
+// Not bundled: native modules (they load a .node file beside them), and libraries imported only
+// in the branches that use them (prompts, QR codes), which would only make the bundle bigger to parse,
+// and the TypeScript compilers oclif looks for only when it runs from sources (development).
+const external = ['fs-ext', 'fs-native-extensions', '@inquirer/prompts', 'qrcode', 'typescript', 'ts-node', 'tsx']
+
+try {
+  await build({
+    entryPoints: [ENTRY],
+    outfile: 'dist/cli-bundle.cjs',
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    external,
+    // smaller to parse; identifiers (class names) kept
+    minifyWhitespace: true,
+    minifySyntax: true,
+    define: {'import.meta.url': '__importMetaUrl'},
+    banner: {js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;"},
+    logLevel: 'warning',
+  })
+} finally {
+  if (!process.env.KEEP_ENTRY) rmSync(ENTRY, {force: true})
+}
+console.log(`dist/cli-bundle.cjs: ${files.length} commands`)
