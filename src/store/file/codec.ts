@@ -173,47 +173,65 @@ export function decodeStore(text: string, where: string, keys: KeyRing): Decoded
 const USERS_OPEN = '"users":{'
 const CLOSE = Buffer.from('\n}}\n')
 
-/** The store's lines, split without decoding a record: the header, then each user's name and record text. */
+/**
+ * A store's user lines as bytes, not decoded: line i is `"name":{…}`, at [starts[i], ends[i]) of
+ * `buf` (without its `,` and newline); names are sorted. Consecutive lines are consecutive bytes
+ * (joined by `,\n`), so a run of untouched lines is written back as one slice.
+ */
+export interface LineIndex {
+  buf: Buffer
+  names: string[]
+  starts: Uint32Array
+  ends: Uint32Array
+}
+
+/** The store's header, validated, and its user lines, not decoded. */
 export interface StoreLines {
   header: Decoded
-  users: Array<[string, string]>
+  lines: LineIndex
 }
 
 const LINE_NAME = /^[A-Za-z0-9._-]+$/
-
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex')
+const [QUOTE, COLON, BRACE, CLOSE_BRACE, COMMA, NL] = [0x22, 0x3a, 0x7b, 0x7d, 0x2c, 0x0a]
 
 /**
  * Splits a store in the encoder's layout (a header line, then one user per line, sorted by name)
- * into its header, validated, and the records' texts, not decoded. The header holds the SHA-256
- * of the lines as tfactl wrote them: lines that are not exactly those (a hand edit, damage, a
- * store written before the digest) are not trusted, and undefined is returned, as for a text not
- * in that layout: callers then decode and validate the whole store.
+ * into its header, validated, and the byte ranges of the user lines, not decoded. The header holds
+ * the SHA-256 of the bytes after it as tfactl wrote them: lines that are not exactly those (a hand
+ * edit, damage, a store written before the digest) are not trusted, and undefined is returned, as
+ * for a file not in that layout: callers then decode and validate the whole store.
  */
 export function splitStore(raw: Buffer, where: string, keys: KeyRing): StoreLines | undefined {
-  const nl = raw.indexOf(0x0a)
+  const nl = raw.indexOf(NL)
   if (nl < 0) return undefined
   const head = raw.toString('utf8', 0, nl)
   if (!head.endsWith(USERS_OPEN)) return undefined
   const header = decodeStore(`${head}}}`, where, keys)
   if (header.linesSha256 === null || sha256(raw.subarray(nl)) !== header.linesSha256) return undefined
-  const text = raw.toString('utf8', nl + 1)
-  if (!text.endsWith('\n}}\n')) return undefined
-  const lines = text.slice(0, -4).split('\n')
-  const users: Array<[string, string]> = []
-  let previous = ''
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]
-    const last = i === lines.length - 1
-    if (line.endsWith(',') === last) return undefined
-    const end = line.indexOf('":{')
-    if (line[0] !== '"' || end < 2 || !line.endsWith(last ? '}' : '},')) return undefined
-    const name = line.slice(1, end)
-    if (!LINE_NAME.test(name) || (i > 0 && name <= previous)) return undefined // sorted, no duplicates
-    users.push([name, line.slice(end + 2, last ? line.length : line.length - 1)])
-    previous = name
+  const bodyEnd = raw.length - CLOSE.length // the newline before `}}`
+  if (bodyEnd <= nl + 1 || !raw.subarray(bodyEnd).equals(CLOSE)) return undefined
+  const names: string[] = []
+  const starts: number[] = []
+  const ends: number[] = []
+  for (let pos = nl + 1; pos < bodyEnd + 1; ) {
+    let end = raw.indexOf(NL, pos)
+    if (end < 0 || end > bodyEnd) return undefined
+    const last = end === bodyEnd
+    if (!last) {
+      if (raw[end - 1] !== COMMA) return undefined
+      end -= 1 // without the comma
+    }
+    const close = raw.indexOf(QUOTE, pos + 1)
+    if (raw[pos] !== QUOTE || close < 0 || close + 2 >= end || raw[close + 1] !== COLON || raw[close + 2] !== BRACE || raw[end - 1] !== CLOSE_BRACE) return undefined
+    const name = raw.toString('latin1', pos + 1, close)
+    if (!LINE_NAME.test(name) || (names.length > 0 && name <= names[names.length - 1])) return undefined // sorted, no duplicates
+    names.push(name)
+    starts.push(pos)
+    ends.push(end)
+    pos = last ? end + 1 : end + 2
   }
-  return {header, users}
+  return {header, lines: {buf: raw, names, starts: Uint32Array.from(starts), ends: Uint32Array.from(ends)}}
 }
 
 /** Decodes (validates, opens the secrets of) one user's record text from a store with this header. */
@@ -228,13 +246,23 @@ export function decodeUserText(name: string, text: string, where: string, header
   return readUser(r, name, value, keyFor(r, header.keyId, keys), opened)
 }
 
+const SEPARATOR = Buffer.from(',\n')
+const BODY_START = Buffer.from('\n')
+const EMPTY_BODY = Buffer.from('}}\n')
+
 /**
- * The whole text of a store: the header line (everything but the users, with the SHA-256 of what
- * follows it), then one user per line (`"name":{…}`, sorted by name).
+ * The bytes of a store: the header line (everything but the users, with the SHA-256 of what
+ * follows it), then one user per line (`"name":{…}`, sorted by name). `pieces` are runs of whole
+ * lines, each already joined by `,\n`.
  */
-export function joinStore(keyId: string | null, epoch: string, settings: Settings, oath: string | null, lines: string[]): string {
-  const body = lines.length === 0 ? '}}\n' : `\n${lines.join(',\n')}\n}}\n`
-  const digest = lines.length === 0 ? null : sha256(Buffer.from(body))
+export function joinStore(keyId: string | null, epoch: string, settings: Settings, oath: string | null, pieces: Buffer[]): Buffer {
+  const body = pieces.length === 0 ? [EMPTY_BODY] : [BODY_START, ...pieces.flatMap((p, i) => (i === 0 ? [p] : [SEPARATOR, p])), CLOSE]
+  let digest: string | null = null
+  if (pieces.length > 0) {
+    const hash = createHash('sha256')
+    for (const part of body) hash.update(part)
+    digest = hash.digest('hex')
+  }
   const fields = [
     `"version":${STORE_VERSION}`,
     `"keyId":${JSON.stringify(keyId)}`,
@@ -243,7 +271,7 @@ export function joinStore(keyId: string | null, epoch: string, settings: Setting
     ...(oath === null ? [] : [`"oath":${JSON.stringify(oath)}`]),
     ...(digest === null ? [] : [`"linesSha256":"${digest}"`]),
   ]
-  return `{${fields.join(',')},"users":{${body}`
+  return Buffer.concat([Buffer.from(`{${fields.join(',')},"users":{`), ...body])
 }
 
 /** Positioned reads of a file of `size` bytes. */
@@ -318,6 +346,13 @@ export function decodeOneUser(src: ByteSource, name: string, where: string, keys
   return decodeStore(`${head}${(line ?? '').replace(/,$/, '')}}}`, where, keys)
 }
 
+/** A store's header line alone (settings, key id, epoch), validated; undefined when not in the line layout. */
+export function decodeHeader(src: ByteSource, where: string, keys: KeyRing): Decoded | undefined {
+  const {text: head} = lineAt(src, 0, Math.min(src.size, 1 << 16))
+  if (head.endsWith(USERS_OPEN)) return decodeStore(`${head}}}`, where, keys)
+  return head.endsWith('"users":{}}') ? decodeStore(head, where, keys) : undefined
+}
+
 /** Any Buffer as a ByteSource. */
 export const bufferSource = (buf: Buffer): ByteSource => ({size: buf.length, read: (p, n) => buf.subarray(p, p + n)})
 
@@ -339,5 +374,5 @@ export function encodeStore(doc: Doc, keys: KeyRing, epoch: string = newEpoch(),
     return `${JSON.stringify(name)}:${JSON.stringify(record)}`
   })
   const keyId = current?.id ?? null
-  return {text: joinStore(keyId, epoch, doc.settings, oath, lines), keyId}
+  return {text: joinStore(keyId, epoch, doc.settings, oath, lines.length === 0 ? [] : [Buffer.from(lines.join(',\n'))]).toString('utf8'), keyId}
 }

@@ -1,7 +1,7 @@
 import {isEmptyRecord, type Settings, type UserRecord} from '../../core/model.js'
 import type {KeyRing} from '../keys.js'
 import {encryptSecret} from '../secrets.js'
-import {type HotState, joinStore, type Opened} from './codec.js'
+import {type HotState, joinStore, type LineIndex, type Opened} from './codec.js'
 
 /** What decoding one user's line gave, to tell later whether the record changed. */
 interface Loaded {
@@ -19,6 +19,9 @@ interface Loaded {
 export type DecodeUser = (name: string, text: string, opened: Opened) => UserRecord
 
 const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+const [RAW, LOADED, GONE] = [0, 1, 2]
+const SEALED = Buffer.from('{"secret":"')
+const NO_SECRET = Buffer.from('{"secret":null')
 const mapSize = Object.getOwnPropertyDescriptor(Map.prototype, 'size')!.get!
 
 /**
@@ -31,10 +34,11 @@ const mapSize = Object.getOwnPropertyDescriptor(Map.prototype, 'size')!.get!
  * Iterating decodes every record, in the file's order (a full read, as before).
  */
 export class StoredUsers extends Map<string, UserRecord> {
-  /** Names whose record is still only text, in the file's (sorted) order. */
-  private readonly raw = new Map<string, string>()
-  /** Every name the file listed, sorted: the order of iteration and of the written lines. */
-  private readonly order: string[] = []
+  /** The file's user lines (bytes, not decoded), sorted by name. */
+  private lines: LineIndex = {buf: Buffer.alloc(0), names: [], starts: new Uint32Array(0), ends: new Uint32Array(0)}
+  /** Per file line: RAW (only bytes), LOADED (decoded into the map), GONE (deleted, replaced or emptied). */
+  private state = new Uint8Array(0)
+  private rawCount = 0
   private readonly loaded = new Map<string, Loaded>()
   /** The journal's newest hot state per user, for records not decoded yet. */
   private readonly journal = new Map<string, HotState>()
@@ -47,13 +51,12 @@ export class StoredUsers extends Map<string, UserRecord> {
     super()
   }
 
-  /** Users from a store's lines (name, record text), sorted by name as the encoder writes them. */
-  static fromLines(lines: Array<[string, string]>, decode: DecodeUser): StoredUsers {
+  /** Users from a store's lines (codec.ts splitStore). */
+  static fromLines(lines: LineIndex, decode: DecodeUser): StoredUsers {
     const users = new StoredUsers(decode)
-    for (const [name, text] of lines) {
-      users.raw.set(name, text)
-      users.order.push(name)
-    }
+    users.lines = lines
+    users.state = new Uint8Array(lines.names.length)
+    users.rawCount = lines.names.length
     return users
   }
 
@@ -63,13 +66,41 @@ export class StoredUsers extends Map<string, UserRecord> {
       throw new Error('no record text to decode')
     })
     for (const [name, record] of records) {
-      const json = JSON.stringify(record)
-      users.loaded.set(name, {text: null, fileJson: '', seenJson: json, opened: new Map()})
+      users.loaded.set(name, {text: null, fileJson: '', seenJson: JSON.stringify(record), opened: new Map()})
       Map.prototype.set.call(users, name, record)
-      users.order.push(name)
     }
-    users.order.sort(byName)
     return users
+  }
+
+  /** The file line of `name` (binary search of the sorted names), or -1. */
+  private find(name: string): number {
+    const names = this.lines.names
+    let lo = 0
+    let hi = names.length - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1
+      if (names[mid] === name) return mid
+      if (names[mid] < name) lo = mid + 1
+      else hi = mid - 1
+    }
+    return -1
+  }
+
+  /** The file line of `name` while it is only bytes, or -1. */
+  private rawLine(name: string): number {
+    const i = this.find(name)
+    return i >= 0 && this.state[i] === RAW ? i : -1
+  }
+
+  /** A line's record text (after `"name":`). */
+  private text(i: number): string {
+    return this.lines.buf.toString('utf8', this.lines.starts[i] + this.lines.names[i].length + 3, this.lines.ends[i])
+  }
+
+  private drop(i: number): void {
+    if (i < 0 || this.state[i] !== RAW) return
+    this.state[i] = GONE
+    this.rawCount--
   }
 
   /** Applies the journal's hot state, to each record when it is decoded (records it empties go). */
@@ -84,7 +115,7 @@ export class StoredUsers extends Map<string, UserRecord> {
           super.delete(name)
           this.loaded.delete(name)
         }
-      } else if (this.raw.has(name)) this.journal.set(name, state)
+      } else if (this.rawLine(name) >= 0) this.journal.set(name, state)
     }
   }
 
@@ -95,15 +126,19 @@ export class StoredUsers extends Map<string, UserRecord> {
 
   override get(name: string): UserRecord | undefined {
     const record = super.get(name)
-    return record !== undefined || !this.raw.has(name) ? record : this.load(name)
+    if (record !== undefined) return record
+    const i = this.rawLine(name)
+    return i < 0 ? undefined : this.load(i)
   }
 
   override has(name: string): boolean {
-    return super.has(name) || (this.raw.has(name) && !this.vanishes(name))
+    if (super.has(name)) return true
+    const i = this.rawLine(name)
+    return i >= 0 && !this.vanishes(i)
   }
 
   override set(name: string, record: UserRecord): this {
-    this.raw.delete(name)
+    this.drop(this.rawLine(name))
     this.journal.delete(name)
     this.touched.add(name)
     return super.set(name, record)
@@ -111,34 +146,39 @@ export class StoredUsers extends Map<string, UserRecord> {
 
   override delete(name: string): boolean {
     const had = this.has(name)
-    this.raw.delete(name)
+    this.drop(this.rawLine(name))
     this.journal.delete(name)
     if (had) this.touched.add(name)
     return super.delete(name) || had
   }
 
   override clear(): void {
-    for (const name of [...this.raw.keys(), ...super.keys()]) this.touched.add(name)
-    this.raw.clear()
+    this.lines.names.forEach((name, i) => this.state[i] === RAW && this.touched.add(name))
+    for (const name of super.keys()) this.touched.add(name)
+    this.state.fill(GONE)
+    this.rawCount = 0
     this.journal.clear()
     super.clear()
   }
 
   /** The number of users, without decoding any record (records the journal empties aside). */
   count(): number {
-    for (const name of this.journal.keys()) this.vanishes(name)
-    return mapSize.call(this) + this.raw.size
+    for (const name of this.journal.keys()) this.vanishes(this.rawLine(name))
+    return mapSize.call(this) + this.rawCount
   }
 
   /** How many users have a secret, read from the lines without opening them (decoded records as they are). */
   countSecrets(): number {
     let n = 0
-    for (const name of this.journal.keys()) this.vanishes(name)
+    for (const name of this.journal.keys()) this.vanishes(this.rawLine(name))
     for (const record of super.values()) if (record.secret) n++
-    for (const text of this.raw.values()) {
+    const {buf, names, starts} = this.lines
+    for (let i = 0; i < names.length; i++) {
+      if (this.state[i] !== RAW) continue
       // The encoder writes `secret` first; any other order is parsed.
-      if (text.startsWith('{"secret":"')) n++
-      else if (!text.startsWith('{"secret":null') && JSON.parse(text).secret) n++
+      const at = starts[i] + names[i].length + 3
+      if (buf.compare(SEALED, 0, SEALED.length, at, at + SEALED.length) === 0) n++
+      else if (buf.compare(NO_SECRET, 0, NO_SECRET.length, at, at + NO_SECRET.length) !== 0 && JSON.parse(this.text(i)).secret) n++
     }
     return n
   }
@@ -180,83 +220,91 @@ export class StoredUsers extends Map<string, UserRecord> {
   }
 
   /**
-   * The store's text. Lines of records never decoded are copied as they are (a journal entry
-   * is spliced into the record's JSON, its sealed secrets untouched); decoded records are
-   * written anew, re-sealing only a secret that changed. When the key new writes use is not
-   * the one that sealed the file (a rotation), every secret is sealed again.
+   * The store's bytes. Runs of lines of records never decoded are copied as they are, one slice
+   * each (a journal entry is spliced into its record's JSON, the sealed secrets untouched);
+   * decoded records are written anew, re-sealing only a secret that changed. When the key new
+   * writes use is not the one that sealed the file (a rotation), every secret is sealed again.
    */
-  encode(settings: Settings, keys: KeyRing, fileKeyId: string | null, epoch: string, oath: string | null): {text: string; keyId: string | null} {
+  encode(settings: Settings, keys: KeyRing, fileKeyId: string | null, epoch: string, oath: string | null): {data: Buffer; keyId: string | null} {
     let current: {id: string; key: Buffer} | undefined
     const key = () => (current ??= keys.current())
     // Lines carried over hold secrets sealed with the file's key. A store that names no key, or
     // whose key is gone, must hold no sealed secret: its lines are decoded (and fail if they do).
-    if (this.raw.size > 0 && (fileKeyId === null || !keys.byId(fileKeyId))) this.decodeAll()
+    if (this.rawCount > 0 && (fileKeyId === null || !keys.byId(fileKeyId))) this.decodeAll()
     // New writes use another key (a rotation): every secret is sealed again.
     const rekey = fileKeyId !== null && keys.byId(fileKeyId) !== undefined && key().id !== fileKeyId
     if (rekey) this.decodeAll()
-    let sealedAny = this.raw.size > 0 && fileKeyId !== null
-    const lines: string[] = []
-    for (const name of this.writeOrder()) {
-      const text = this.raw.get(name)
-      if (text !== undefined) {
-        const line = this.carry(text, this.journal.get(name))
-        if (line !== undefined) lines.push(`"${name}":${line}`)
-        continue
-      }
-      const record = super.get(name)!
+    let sealedAny = this.rawCount > 0 && fileKeyId !== null
+    const {buf, names, starts, ends} = this.lines
+    const pieces: Buffer[] = []
+    let run: [number, number] | undefined // a run of consecutive carried lines: [first line, last line]
+    const flush = () => {
+      if (run) pieces.push(buf.subarray(starts[run[0]], ends[run[1]]))
+      run = undefined
+    }
+    const line = (text: string) => {
+      flush()
+      pieces.push(Buffer.from(text))
+    }
+    const record = (name: string) => {
+      const r = super.get(name)!
       const l = this.loaded.get(name)
-      if (record.secret || record.pending) sealedAny = true
-      if (l?.text != null && !rekey && JSON.stringify(record) === l.fileJson) {
-        lines.push(`"${name}":${l.text}`)
-        continue
-      }
+      if (r.secret || r.pending) sealedAny = true
+      if (l?.text != null && !rekey && JSON.stringify(r) === l.fileJson) return line(`"${name}":${l.text}`)
       const seal = (tag: string, secret: string | null): string | null => {
         if (secret === null) return null
         const old = rekey ? undefined : l?.opened.get(tag)
         return old?.clear === secret ? old.sealed : encryptSecret(key().key, tag, secret)
       }
-      const sealed = {...record, secret: seal(name, record.secret), pending: record.pending && {...record.pending, secret: seal(`${name}:pending`, record.pending.secret)}}
-      lines.push(`${JSON.stringify(name)}:${JSON.stringify(sealed)}`)
+      const sealed = {...r, secret: seal(name, r.secret), pending: r.pending && {...r.pending, secret: seal(`${name}:pending`, r.pending.secret)}}
+      line(`${JSON.stringify(name)}:${JSON.stringify(sealed)}`)
     }
+    const added = [...super.keys()].filter((n) => this.find(n) < 0).sort(byName) // new users (all of them for a store decoded whole)
+    let a = 0
+    for (let i = 0; i < names.length; i++) {
+      while (a < added.length && added[a] < names[i]) record(added[a++])
+      if (this.state[i] === RAW) {
+        const state = this.journal.get(names[i])
+        if (state) {
+          const text = this.carry(this.text(i), state)
+          if (text !== undefined) line(`"${names[i]}":${text}`)
+        } else if (run && run[1] === i - 1) run[1] = i
+        else {
+          flush()
+          run = [i, i]
+        }
+      } else if (super.has(names[i])) record(names[i])
+    }
+    while (a < added.length) record(added[a++])
+    flush()
     const keyId = sealedAny ? key().id : null
-    return {text: joinStore(keyId, epoch, settings, oath, lines), keyId}
+    return {data: joinStore(keyId, epoch, settings, oath, pieces), keyId}
   }
 
   /** A record's text with the journal's state spliced in (no decoding of its secrets); undefined when that empties it. */
-  private carry(text: string, state: HotState | undefined): string | undefined {
-    if (!state) return text
+  private carry(text: string, state: HotState): string | undefined {
     const o = JSON.parse(text)
     Object.assign(o, state)
     return isEmptyRecord(o) ? undefined : JSON.stringify(o)
   }
 
-  /** Names present, sorted (the file's order merged with names the update added). */
-  private writeOrder(): string[] {
-    const known = new Set(this.order)
-    const added = [...super.keys()].filter((n) => !known.has(n)).sort(byName)
-    const out: string[] = []
-    let a = 0
-    for (const name of this.order) {
-      if (!this.raw.has(name) && !super.has(name)) continue
-      while (a < added.length && added[a] < name) out.push(added[a++])
-      out.push(name)
-    }
-    while (a < added.length) out.push(added[a++])
-    return out
-  }
-
-  private load(name: string): UserRecord | undefined {
-    const text = this.raw.get(name)!
+  private load(i: number): UserRecord | undefined {
+    const name = this.lines.names[i]
+    const text = this.text(i)
     const opened: Opened = new Map()
     const record = this.decode(name, text, opened)
-    this.raw.delete(name)
+    this.state[i] = LOADED
+    this.rawCount--
     const fileJson = JSON.stringify(record)
     const state = this.journal.get(name)
     if (state) {
       Object.assign(record, state)
       this.journal.delete(name)
     }
-    if (isEmptyRecord(record)) return undefined // emptied by the journal: dropped at the next write, as a full read would
+    if (isEmptyRecord(record)) {
+      this.state[i] = GONE // emptied by the journal: dropped at the next write, as a full read would
+      return undefined
+    }
     this.loaded.set(name, {text, fileJson, seenJson: state ? JSON.stringify(record) : fileJson, opened})
     super.set(name, record)
     this.hook?.(name, record)
@@ -264,30 +312,30 @@ export class StoredUsers extends Map<string, UserRecord> {
   }
 
   /** Whether the journal empties a record not decoded yet (looked at without opening its secrets). */
-  private vanishes(name: string): boolean {
-    const state = this.journal.get(name)
-    const text = this.raw.get(name)
-    if (!state || text === undefined) return false
+  private vanishes(i: number): boolean {
+    if (i < 0) return false
+    const state = this.journal.get(this.lines.names[i])
+    if (!state) return false
     let o: UserRecord
     try {
-      o = {...JSON.parse(text), ...state}
+      o = {...JSON.parse(this.text(i)), ...state}
     } catch {
       return false // decoding it reports the problem
     }
     if (!isEmptyRecord(o)) return false
-    this.raw.delete(name)
-    this.journal.delete(name)
+    this.drop(i)
+    this.journal.delete(this.lines.names[i])
     return true
   }
 
   /** Decodes every record, and puts them in the file's order (then the added ones). */
   private decodeAll(): void {
-    if (this.complete && this.raw.size === 0) return
-    for (const name of [...this.raw.keys()]) this.load(name)
-    const records = [...super.entries()]
-    const position = new Map(this.order.map((n, i) => [n, i]))
-    const rank = (n: string) => position.get(n) ?? Number.MAX_SAFE_INTEGER
-    records.sort(([a], [b]) => rank(a) - rank(b))
+    if (this.complete && this.rawCount === 0) return
+    const names = this.lines.names
+    for (let i = 0; i < names.length; i++) if (this.state[i] === RAW) this.load(i)
+    const inFile = names.filter((n) => super.has(n))
+    const added = [...super.keys()].filter((n) => this.find(n) < 0)
+    const records = [...inFile, ...added].map((n) => [n, super.get(n)!] as const)
     super.clear()
     for (const [name, record] of records) super.set(name, record)
     this.complete = true

@@ -2,7 +2,7 @@ import {Low} from 'lowdb'
 import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
 import {type Doc, emptyDoc, isEmptyRecord, type Settings} from '../../core/model.js'
-import {decodeOneUser, decodeStore, decodeUserText, encodeStore, type HotState, hotStateOf, newEpoch, splitStore} from './codec.js'
+import {decodeHeader, decodeOneUser, decodeStore, decodeUserText, encodeStore, type HotState, hotStateOf, newEpoch, splitStore} from './codec.js'
 import {atomicWrite, checkPrivateFile, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from '../files.js'
 import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
 import {KeyFiles} from '../keys.js'
@@ -75,7 +75,7 @@ class StoreFile {
         return decoded.doc
       }
       const users = lines
-        ? StoredUsers.fromLines(lines.users, (name, record, opened) => decodeUserText(name, record, this.path, decoded, this.keys, opened))
+        ? StoredUsers.fromLines(lines.lines, (name, record, opened) => decodeUserText(name, record, this.path, decoded, this.keys, opened))
         : StoredUsers.fromDecoded(decoded.doc.users)
       users.applyJournal(journal)
       return {...decoded.doc, users}
@@ -86,9 +86,11 @@ class StoreFile {
 
   async write(doc: Doc): Promise<void> {
     const epoch = newEpoch()
-    const {text, keyId} =
-      doc.users instanceof StoredUsers ? doc.users.encode(doc.settings, this.keys, this.keyId, epoch, this.oath) : encodeStore(doc, this.keys, epoch, this.oath)
-    atomicWrite(this.path, text, sidecars(this.path).backup)
+    const {data, keyId} =
+      doc.users instanceof StoredUsers
+        ? doc.users.encode(doc.settings, this.keys, this.keyId, epoch, this.oath)
+        : (({text, keyId}) => ({data: text, keyId}))(encodeStore(doc, this.keys, epoch, this.oath))
+    atomicWrite(this.path, data, sidecars(this.path).backup)
     resetJournal(sidecars(this.path).journal, epoch) // a crash before this leaves a journal of the old epoch: ignored
     this.keyId = keyId
     this.epoch = epoch
@@ -183,7 +185,13 @@ export class Store {
 
   /** The settings alone (the header line), validated; defaults when there is no store yet. */
   async settings(): Promise<Settings> {
-    return (await this.summary()).settings
+    let header
+    try {
+      header = readPrivateFileAt(this.path, (src) => decodeHeader(src, this.path, this.keys) ?? null) // null: not in the line layout
+    } catch (error) {
+      throw withBackupNote(error, this.path)
+    }
+    return header === undefined ? emptyDoc().settings : header === null ? (await this.read()).settings : header.doc.settings
   }
 
   /**
@@ -204,7 +212,7 @@ export class Store {
       const doc = await this.read()
       return {settings: doc.settings, total: doc.users.size, configured: [...doc.users.values()].filter((u) => u.secret).length}
     }
-    const users = StoredUsers.fromLines(lines.users, () => {
+    const users = StoredUsers.fromLines(lines.lines, () => {
       throw new Error('summary decodes no record')
     })
     users.applyJournal(readJournal(this.files.journal, lines.header.epoch).entries)
