@@ -100,6 +100,12 @@ class Session {
     return (this.grouped ??= entriesByUser(this.entries))
   }
 
+  private finder?: LineFinder
+  /** One user's lines with their places in the text (see LineFinder). */
+  linesOf(user: string): FoundLine[] {
+    return (this.finder ??= new LineFinder(this.file?.text ?? '')).get(user)
+  }
+
   release(): void {
     this.lock.release()
   }
@@ -112,10 +118,90 @@ class Session {
  * an update only rewrites the lines of the users it changed (a crash between writing the store
  * and the file, or a hand edit, makes them differ: the file is then rendered whole).
  */
-export function usersFileDigest(entries: OathEntry[]): string {
-  return createHash('sha256')
-    .update(entries.map((e) => `${e.type}\t${e.user}\t${e.passwd ?? ''}\t${(e.secret ?? '').toLowerCase()}\n`).join(''))
-    .digest('hex')
+export function usersFileDigest(text: string): string {
+  // One pass over the bytes: each line cut to its first four fields, joined by tabs.
+  const src = Buffer.from(text, 'utf8')
+  const out = Buffer.allocUnsafe(src.length + 1)
+  const blank = (c: number) => c === 0x20 || c === 0x09 || c === 0x0d
+  let o = 0
+  for (let i = 0; i < src.length; i++) {
+    while (i < src.length && blank(src[i])) i++
+    for (let field = 0; field < 4 && i < src.length && src[i] !== 0x0a; field++) {
+      if (field > 0) out[o++] = 0x09
+      while (i < src.length && src[i] !== 0x0a && !blank(src[i])) out[o++] = src[i++]
+      while (i < src.length && blank(src[i])) i++
+    }
+    while (i < src.length && src[i] !== 0x0a) i++
+    out[o++] = 0x0a
+  }
+  return createHash('sha256').update(out.subarray(0, o)).digest('hex')
+}
+
+/** A user's line and where it is in the file's text ([start, end), without its newline). */
+interface FoundLine {
+  entry: OathEntry
+  start: number
+  end: number
+}
+
+/** One user's lines, found by searching the text for the name (no parse of the other lines). */
+function findUserLines(text: string, user: string): FoundLine[] {
+  const found: FoundLine[] = []
+  for (let from = 0; ; ) {
+    const at = text.indexOf(user, from)
+    if (at < 0) return found
+    const start = text.lastIndexOf('\n', at) + 1
+    const nl = text.indexOf('\n', at)
+    const end = nl < 0 ? text.length : nl
+    const entry = parseOathLine(text.slice(start, end), 0)
+    if (entry?.user === user) found.push({entry, start, end})
+    from = end + 1
+  }
+}
+
+/**
+ * Users' lines in a users file: the first few users are found by searching the text (a login,
+ * a one-user change: no parse of the other lines); past that, the file is indexed once by user
+ * (a bulk change), so that pairing users with lines never scans once per user.
+ */
+class LineFinder {
+  private index?: Map<string, FoundLine[]>
+  private searches = 0
+  constructor(private readonly text: string) {}
+
+  get(user: string): FoundLine[] {
+    if (!this.index && ++this.searches <= 16) return findUserLines(this.text, user)
+    this.index ??= this.indexAll()
+    return this.index.get(user) ?? []
+  }
+
+  private indexAll(): Map<string, FoundLine[]> {
+    const index = new Map<string, FoundLine[]>()
+    for (let start = 0; start < this.text.length; ) {
+      const nl = this.text.indexOf('\n', start)
+      const end = nl < 0 ? this.text.length : nl
+      const entry = parseOathLine(this.text.slice(start, end), 0)
+      if (entry) index.set(entry.user, [...(index.get(entry.user) ?? []), {entry, start, end}])
+      start = end + 1
+    }
+    return index
+  }
+}
+
+/** Where a new line for `user` goes in a file sorted by user (binary search over its lines). */
+function insertionPoint(text: string, user: string): number {
+  let lo = 0
+  let hi = text.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    const start = text.lastIndexOf('\n', mid - 1) + 1
+    const nl = text.indexOf('\n', mid)
+    const end = nl < 0 ? text.length : nl
+    const entry = parseOathLine(text.slice(start, end), 0)
+    if (!entry || entry.user < user) lo = end + 1 // the header and comments come first
+    else hi = start
+  }
+  return Math.min(lo, text.length)
 }
 
 /** What the store's update path tells the sync (src/store/file/store.ts); without it every sync renders the whole file. */
@@ -133,38 +219,39 @@ const fileSettings = (s: Settings): string => JSON.stringify([s.enabled, s.ssh, 
 
 /**
  * The users file with the lines of `changed` users made anew from the store; every other line
- * (header, comments, other users with pam_oath's replay fields) is carried over as it is. New
- * users' lines go where the sorted order puts them.
+ * (header, comments, other users with pam_oath's replay fields) is carried over as it is, in one
+ * copy of the text with those lines replaced. New users' lines go where the sorted order puts them.
  */
 function patchUsersFile(doc: Doc, session: Session, changed: Set<string>, now: number): string {
   const on = doc.settings.enabled && doc.settings.ssh
-  const lines = new Map<string, string | null>()
+  const text = session.file!.text
+  const edits: Array<{start: number; end: number; line: string; user: string}> = []
   const problems: string[] = []
   for (const user of changed) {
     const u = on ? oathUser(user, doc.users.get(user)) : undefined
-    if (typeof u === 'string') problems.push(u)
-    else lines.set(user, u ? oathLine(u, session.byUser.get(user), now, doc.settings.window) : null)
+    if (typeof u === 'string') {
+      problems.push(u)
+      continue
+    }
+    const found = session.linesOf(user)
+    const line = u ? `${oathLine(u, found.map((f) => f.entry), now, doc.settings.window)}\n` : ''
+    // the user's first line is replaced, any other goes (with its newline)
+    found.forEach((f, i) => edits.push({start: f.start, end: Math.min(f.end + 1, text.length), line: i === 0 ? line : '', user}))
+    if (found.length === 0 && line) {
+      const at = insertionPoint(text, user)
+      edits.push({start: at, end: at, line: at === text.length && text !== '' && !text.endsWith('\n') ? `\n${line}` : line, user})
+    }
   }
   if (problems.length > 0) throw oathUnsupported(problems)
-  const text = session.file!.text
-  const old = (text.endsWith('\n') ? text.slice(0, -1) : text).split('\n')
-  const userAt = new Map(session.entries.map((e) => [e.line, e.user]))
-  const fresh = [...lines].filter(([user, line]) => line !== null && !session.byUser.has(user)).sort(([a], [b]) => (a < b ? -1 : 1))
+  edits.sort((a, b) => a.start - b.start || (a.user < b.user ? -1 : 1))
   const out: string[] = []
-  const done = new Set<string>()
-  let f = 0
-  old.forEach((line, index) => {
-    const user = userAt.get(index + 1)
-    if (user === undefined) return out.push(line)
-    while (f < fresh.length && fresh[f][0] < user) out.push(fresh[f++][1]!)
-    if (!lines.has(user)) return out.push(line)
-    if (done.has(user)) return // a second line for the user goes
-    done.add(user)
-    const made = lines.get(user)
-    if (made !== null && made !== undefined) out.push(made)
-  })
-  while (f < fresh.length) out.push(fresh[f++][1]!)
-  return `${out.join('\n')}\n`
+  let at = 0
+  for (const e of edits) {
+    out.push(text.slice(at, e.start), e.line)
+    at = e.end
+  }
+  out.push(text.slice(at))
+  return out.join('')
 }
 
 /** Writes the users file; a failure says the store was updated already. */
@@ -209,12 +296,12 @@ export async function syncUsersFile<T>(
     const imported = new Set<string>()
     if (doc.settings.oathFile) {
       session = await Session.open(doc.settings.oathFile)
-      inStep = tracking?.digest != null && session.file !== undefined && tracking.digest === usersFileDigest(session.entries)
+      inStep = tracking?.digest != null && session.file !== undefined && tracking.digest === usersFileDigest(session.file.text)
       const now = Date.now()
       if (inStep) {
-        const byUser = session.byUser
+        const open = session
         tracking!.onLoad((user, record) => {
-          if (importUserReplay(record, byUser.get(user), now, doc.settings.window)) imported.add(user)
+          if (importUserReplay(record, open.linesOf(user).map((f) => f.entry), now, doc.settings.window)) imported.add(user)
         })
       } else for (const user of importReplay(doc, session.byUser, now)) imported.add(user)
     }
@@ -243,28 +330,22 @@ export async function syncUsersFile<T>(
       if (path !== configured) refuseForeignUsers(session.file, users)
       text = renderUsersFile(users, session.byUser, Date.now(), doc.settings.window)
     }
-    const entries = parseUsersFile(text)
-    await save(usersFileDigest(entries))
+    await save(usersFileDigest(text))
     const changed = needsWrite(session.file, text)
     if (changed) await writeUsersFile(path, text)
-    return {result, report: {path, users: [...entriesByUser(entries).keys()], changed, imported: [...imported]}}
+    let users: string[] | undefined
+    const report = {
+      path,
+      // parsed when asked for (ssh:sync): an update that changed one user does not parse the file
+      get users() {
+        return (users ??= [...entriesByUser(parseUsersFile(text)).keys()])
+      },
+      changed,
+      imported: [...imported],
+    }
+    return {result, report}
   } finally {
     session?.release()
-  }
-}
-
-/** One user's lines in the file's text, found by searching for the name (no parse of the other lines). */
-function findUserLines(text: string, user: string): Array<{entry: OathEntry; start: number; end: number}> {
-  const found: Array<{entry: OathEntry; start: number; end: number}> = []
-  for (let from = 0; ; ) {
-    const at = text.indexOf(user, from)
-    if (at < 0) return found
-    const start = text.lastIndexOf('\n', at) + 1
-    const nl = text.indexOf('\n', at)
-    const end = nl < 0 ? text.length : nl
-    const entry = parseOathLine(text.slice(start, end), 0)
-    if (entry?.user === user) found.push({entry, start, end})
-    from = end + 1
   }
 }
 
@@ -275,7 +356,7 @@ function findUserLines(text: string, user: string): Array<{entry: OathEntry; sta
  * of the file with one line changed, in pam_oath's protocol (lock, write, fsync, rename).
  */
 export class LoginSync {
-  private constructor(private readonly session: Session, private readonly user: string, private readonly mine: {entry: OathEntry; start: number; end: number} | undefined) {}
+  private constructor(private readonly session: Session, private readonly user: string, private readonly mine: FoundLine | undefined) {}
 
   /**
    * Undefined when the login has nothing to do with the file (none configured, or the user has
@@ -286,7 +367,7 @@ export class LoginSync {
     const path = doc.settings.oathFile
     if (!path || !doc.users.get(user)?.secret) return undefined
     const session = await Session.open(path)
-    const mine = session.file ? findUserLines(session.file.text, user) : []
+    const mine = session.file ? session.linesOf(user) : []
     const listed = doc.settings.enabled && doc.settings.ssh
     if (!session.file || (listed && mine.length !== 1) || (!listed && mine.length > 1)) {
       session.release()
