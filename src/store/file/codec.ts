@@ -246,6 +246,61 @@ export function decodeUserText(name: string, text: string, where: string, header
   return readUser(r, name, value, keyFor(r, header.keyId, keys), opened)
 }
 
+/** What a store's lines say about its users, read without decoding them (twofactor:status). */
+export interface LineCounts {
+  header: Decoded
+  total: number
+  /** Users whose line holds a secret. */
+  secrets: number
+  /** Users without one, with their record text: the journal may empty these records. */
+  noSecret: Map<string, string>
+}
+
+const SECRET_KEY = Buffer.from('{"secret":')
+
+/**
+ * Counts users, and users with a secret, from the bytes of a store in the line layout: each line
+ * is looked at where its record starts (the encoder writes `secret` first). Undefined when the
+ * file is not in that layout (callers then read it whole, which also reports damage).
+ */
+export function countLines(raw: Buffer, where: string, keys: KeyRing): LineCounts | undefined {
+  const nl = raw.indexOf(NL)
+  if (nl < 0) return undefined
+  const head = raw.toString('utf8', 0, nl)
+  if (!head.endsWith(USERS_OPEN)) return undefined
+  const header = decodeStore(`${head}}}`, where, keys)
+  const bodyEnd = raw.length - CLOSE.length
+  if (bodyEnd <= nl + 1 || !raw.subarray(bodyEnd).equals(CLOSE)) return undefined
+  const counts: LineCounts = {header, total: 0, secrets: 0, noSecret: new Map()}
+  for (let pos = nl + 1; pos < bodyEnd + 1; ) {
+    let end = raw.indexOf(NL, pos)
+    if (end < 0 || end > bodyEnd) return undefined
+    const next = end + 1
+    if (end !== bodyEnd) end -= 1 // the comma
+    const close = raw.indexOf(QUOTE, pos + 1)
+    if (raw[pos] !== QUOTE || close < 0 || close + 2 >= end || raw[close + 1] !== COLON) return undefined
+    const at = close + 2
+    let keyed = true
+    for (let k = 0; k < SECRET_KEY.length && keyed; k++) keyed = raw[at + k] === SECRET_KEY[k]
+    const v = at + SECRET_KEY.length
+    counts.total++
+    if (keyed && raw[v] === QUOTE) counts.secrets++
+    else {
+      const text = raw.toString('utf8', at, end)
+      let secret: unknown
+      try {
+        secret = keyed && raw[v] === 0x6e /* null */ ? null : JSON.parse(text).secret
+      } catch {
+        return undefined
+      }
+      if (secret) counts.secrets++
+      else counts.noSecret.set(raw.toString('latin1', pos + 1, close), text)
+    }
+    pos = next
+  }
+  return counts
+}
+
 const SEPARATOR = Buffer.from(',\n')
 const BODY_START = Buffer.from('\n')
 const EMPTY_BODY = Buffer.from('}}\n')

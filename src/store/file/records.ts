@@ -20,8 +20,6 @@ export type DecodeUser = (name: string, text: string, opened: Opened) => UserRec
 
 const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 const [RAW, LOADED, GONE] = [0, 1, 2]
-const SEALED = Buffer.from('{"secret":"')
-const NO_SECRET = Buffer.from('{"secret":null')
 const mapSize = Object.getOwnPropertyDescriptor(Map.prototype, 'size')!.get!
 
 /**
@@ -165,22 +163,6 @@ export class StoredUsers extends Map<string, UserRecord> {
   count(): number {
     for (const name of this.journal.keys()) this.vanishes(this.rawLine(name))
     return mapSize.call(this) + this.rawCount
-  }
-
-  /** How many users have a secret, read from the lines without opening them (decoded records as they are). */
-  countSecrets(): number {
-    let n = 0
-    for (const name of this.journal.keys()) this.vanishes(this.rawLine(name))
-    for (const record of super.values()) if (record.secret) n++
-    const {buf, names, starts} = this.lines
-    for (let i = 0; i < names.length; i++) {
-      if (this.state[i] !== RAW) continue
-      // The encoder writes `secret` first; any other order is parsed.
-      const at = starts[i] + names[i].length + 3
-      if (buf.compare(SEALED, 0, SEALED.length, at, at + SEALED.length) === 0) n++
-      else if (buf.compare(NO_SECRET, 0, NO_SECRET.length, at, at + NO_SECRET.length) !== 0 && JSON.parse(this.text(i)).secret) n++
-    }
-    return n
   }
 
   override forEach(fn: (record: UserRecord, name: string, map: Map<string, UserRecord>) => void, thisArg?: unknown): void {
