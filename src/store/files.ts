@@ -102,12 +102,13 @@ function keepBackup(path: string, backup: string): void {
  * content: write a temp file (0600), fsync it, keep the old file as `backup` (a hard link, so
  * it costs no copy), rename over, fsync the directory.
  */
-export function atomicWrite(path: string, data: string | Buffer, backup?: string): void {
+export function atomicWrite(path: string, data: string | Buffer | Buffer[], backup?: string): void {
   const dir = dirname(path)
   const temp = join(dir, `${tempPrefix(path)}${process.pid}-${randomBytes(4).toString('hex')}`)
   const fd = fs.openSync(temp, 'wx', 0o600)
   try {
-    fs.writeFileSync(fd, data)
+    if (Array.isArray(data)) for (const chunk of data) for (let done = 0; done < chunk.length; ) done += fs.writeSync(fd, chunk, done) // pieces: no copy into one buffer
+    else fs.writeFileSync(fd, data)
     fs.fsyncSync(fd)
   } finally {
     fs.closeSync(fd)

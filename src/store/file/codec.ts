@@ -310,7 +310,7 @@ const EMPTY_BODY = Buffer.from('}}\n')
  * follows it), then one user per line (`"name":{…}`, sorted by name). `pieces` are runs of whole
  * lines, each already joined by `,\n`.
  */
-export function joinStore(keyId: string | null, epoch: string, settings: Settings, oath: string | null, pieces: Buffer[]): Buffer {
+export function joinStore(keyId: string | null, epoch: string, settings: Settings, oath: string | null, pieces: Buffer[]): Buffer[] {
   const body = pieces.length === 0 ? [EMPTY_BODY] : [BODY_START, ...pieces.flatMap((p, i) => (i === 0 ? [p] : [SEPARATOR, p])), CLOSE]
   let digest: string | null = null
   if (pieces.length > 0) {
@@ -326,7 +326,7 @@ export function joinStore(keyId: string | null, epoch: string, settings: Setting
     ...(oath === null ? [] : [`"oath":${JSON.stringify(oath)}`]),
     ...(digest === null ? [] : [`"linesSha256":"${digest}"`]),
   ]
-  return Buffer.concat([Buffer.from(`{${fields.join(',')},"users":{`), ...body])
+  return [Buffer.from(`{${fields.join(',')},"users":{`), ...body]
 }
 
 /** Positioned reads of a file of `size` bytes. */
@@ -429,5 +429,5 @@ export function encodeStore(doc: Doc, keys: KeyRing, epoch: string = newEpoch(),
     return `${JSON.stringify(name)}:${JSON.stringify(record)}`
   })
   const keyId = current?.id ?? null
-  return {text: joinStore(keyId, epoch, doc.settings, oath, lines.length === 0 ? [] : [Buffer.from(lines.join(',\n'))]).toString('utf8'), keyId}
+  return {text: joinStore(keyId, epoch, doc.settings, oath, lines.length === 0 ? [] : [Buffer.from(lines.join(',\n'))]).join(''), keyId}
 }

@@ -207,7 +207,7 @@ export class StoredUsers extends Map<string, UserRecord> {
    * decoded records are written anew, re-sealing only a secret that changed. When the key new
    * writes use is not the one that sealed the file (a rotation), every secret is sealed again.
    */
-  encode(settings: Settings, keys: KeyRing, fileKeyId: string | null, epoch: string, oath: string | null): {data: Buffer; keyId: string | null} {
+  encode(settings: Settings, keys: KeyRing, fileKeyId: string | null, epoch: string, oath: string | null): {data: Buffer[]; keyId: string | null} {
     let current: {id: string; key: Buffer} | undefined
     const key = () => (current ??= keys.current())
     // Lines carried over hold secrets sealed with the file's key. A store that names no key, or
