@@ -1,7 +1,7 @@
 // Issue 11 acceptance: a one-user change does the work of one user. Nothing here is timed: the
 // test counts the secrets the store opens and seals (secretWork) and compares files byte for
 // byte, at two sizes, so that work growing with the number of users fails it.
-import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
@@ -104,4 +104,27 @@ describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) =
     const w = await work(async () => expect(await store.summary()).toMatchObject({total: n, configured: n}))
     expect(w).toEqual({decrypted: 0, encrypted: 0})
   }, 60_000)
+})
+
+describe('a users file that is not the one the store wrote', () => {
+  it('is made anew from every record by the next update (a crash between the two writes, a hand edit)', async () => {
+    const {store, oath} = await storeOf(300, true)
+    const full = readFileSync(oath, 'utf8')
+    // as if tfactl died after writing the store but before the users file: a line is missing
+    writeFileSync(oath, full.split('\n').filter((line) => !line.includes('\tu000042\t')).join('\n'))
+    const w = await work(() => store.update((doc) => activate(doc, name(7), newEnrolment(30, 6, Date.now()))))
+    expect(w.decrypted).toBeGreaterThanOrEqual(300) // the whole file was rendered from the store
+    const lines = linesOf(oath)
+    expect(lines.filter((line) => line.includes('\tu000042\t'))).toHaveLength(1)
+    expect(lines).toHaveLength(302)
+    // and the next one-user change is back to one user's work
+    expect(await work(() => store.update((doc) => activate(doc, name(8), newEnrolment(30, 6, Date.now()))))).toEqual({decrypted: 1, encrypted: 1})
+  })
+
+  it('keeps a store whose lines were edited by hand from being carried over unchecked', async () => {
+    const {store} = await storeOf(50, false)
+    const text = readFileSync(store.path, 'utf8')
+    writeFileSync(store.path, text.replace(/("u000010":\{[^\n]*?)"digits":6/, '$1"digits":9'), {mode: 0o600})
+    await expect(store.update((doc) => activate(doc, name(3), newEnrolment(30, 6, Date.now())))).rejects.toThrow(/u000010\.digits/)
+  })
 })

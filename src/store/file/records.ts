@@ -1,4 +1,5 @@
 import {isEmptyRecord, type Settings, type UserRecord} from '../../core/model.js'
+import {storeError} from '../../core/errors.js'
 import type {KeyRing} from '../keys.js'
 import {encryptSecret} from '../secrets.js'
 import {type HotState, joinStore, type LineIndex, type Opened} from './codec.js'
@@ -45,13 +46,13 @@ export class StoredUsers extends Map<string, UserRecord> {
   private complete = false
   private hook?: (name: string, record: UserRecord) => void
 
-  private constructor(private readonly decode: DecodeUser) {
+  private constructor(private readonly decode: DecodeUser, private readonly where = 'store') {
     super()
   }
 
   /** Users from a store's lines (codec.ts splitStore). */
-  static fromLines(lines: LineIndex, decode: DecodeUser): StoredUsers {
-    const users = new StoredUsers(decode)
+  static fromLines(lines: LineIndex, decode: DecodeUser, where?: string): StoredUsers {
+    const users = new StoredUsers(decode, where)
     users.lines = lines
     users.state = new Uint8Array(lines.names.length)
     users.rawCount = lines.names.length
@@ -208,15 +209,19 @@ export class StoredUsers extends Map<string, UserRecord> {
    * writes use is not the one that sealed the file (a rotation), every secret is sealed again.
    */
   encode(settings: Settings, keys: KeyRing, fileKeyId: string | null, epoch: string, oath: string | null): {data: Buffer[]; keyId: string | null} {
+    // Lines carried over stay sealed with the file's key, and the header keeps naming it; a secret
+    // sealed now must use that same key (when it is gone, sealing fails rather than mix keys).
+    const fileKey = fileKeyId === null ? undefined : keys.byId(fileKeyId)
     let current: {id: string; key: Buffer} | undefined
-    const key = () => (current ??= keys.current())
-    // Lines carried over hold secrets sealed with the file's key. A store that names no key, or
-    // whose key is gone, must hold no sealed secret: its lines are decoded (and fail if they do).
-    if (this.rawCount > 0 && (fileKeyId === null || !keys.byId(fileKeyId))) this.decodeAll()
+    const key = () => {
+      if (!current && this.rawCount > 0 && fileKeyId !== null && !fileKey)
+        throw storeError(`${this.where}: keyId: the key file tfactl.key is missing or is not the key (id ${fileKeyId}) that sealed these secrets`)
+      return (current ??= keys.current())
+    }
     // New writes use another key (a rotation): every secret is sealed again.
-    const rekey = fileKeyId !== null && keys.byId(fileKeyId) !== undefined && key().id !== fileKeyId
+    const rekey = fileKey !== undefined && key().id !== fileKeyId
     if (rekey) this.decodeAll()
-    let sealedAny = this.rawCount > 0 && fileKeyId !== null
+    let sealedAny = false
     const {buf, names, starts, ends} = this.lines
     const pieces: Buffer[] = []
     let run: [number, number] | undefined // a run of consecutive carried lines: [first line, last line]
@@ -259,7 +264,7 @@ export class StoredUsers extends Map<string, UserRecord> {
     }
     while (a < added.length) record(added[a++])
     flush()
-    const keyId = sealedAny ? key().id : null
+    const keyId = this.rawCount > 0 && fileKeyId !== null ? fileKeyId : sealedAny ? key().id : null
     return {data: joinStore(keyId, epoch, settings, oath, pieces), keyId}
   }
 

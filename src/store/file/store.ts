@@ -75,7 +75,7 @@ class StoreFile {
         return decoded.doc
       }
       const users = lines
-        ? StoredUsers.fromLines(lines.lines, (name, record, opened) => decodeUserText(name, record, this.path, decoded, this.keys, opened))
+        ? StoredUsers.fromLines(lines.lines, (name, record, opened) => decodeUserText(name, record, this.path, decoded, this.keys, opened), this.path)
         : StoredUsers.fromDecoded(decoded.doc.users)
       users.applyJournal(journal)
       return {...decoded.doc, users}
