@@ -2,7 +2,13 @@
 // CommonJS on purpose (bin/package.json): login:check runs on every login, and loading a CommonJS
 // bundle skips the ES module loader's start-up. Plainly valid login:check calls never load oclif
 // (see src/fast.ts); everything else is the oclif CLI, bundled too (dist/cli-bundle.cjs).
-const fast = process.argv[2] === 'login:check' ? require('../dist/fast-bundle.cjs').fastLoginCheck(process.argv.slice(3)) : Promise.resolve(false)
+const command = process.argv[2]
+const fast =
+  command === 'login:check'
+    ? require('../dist/fast-bundle.cjs').fastLoginCheck(process.argv.slice(3))
+    : command === 'twofactor:status' // settings and counts: also answered without oclif
+      ? require('../dist/fast-bundle.cjs').fastStatus(process.argv.slice(3))
+      : Promise.resolve(false)
 
 fast.then(async (handled) => {
   if (handled) return

@@ -7,6 +7,7 @@ import {recordEvent} from './store/audit.js'
 import {defaultStorePath} from './store/paths.js'
 import {Store} from './store/file/store.js'
 import {describeError} from './ui/errors.js'
+import {statusLines, statusResult} from './ui/output.js'
 
 /**
  * `login:check` without oclif's start-up (bin/run.js routes here): it runs on every login, and
@@ -81,5 +82,34 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
   }
   const problem = recordEvent(store.files.audit, 'login:check', input.user, outcome)
   if (problem) process.stderr.write(`tfactl: warning: ${problem}\n`)
+  return true
+}
+
+/**
+ * `twofactor:status` without oclif's start-up, for plain calls (`--json`, `--store`): it reads
+ * settings and counts only (Store.summary), and oclif's start-up would be most of its time.
+ * Anything else (help, other flags, JSON to colour on a terminal) returns false and goes through
+ * the oclif command, which prints the same (src/ui/output.ts statusLines/statusResult).
+ */
+export async function fastStatus(argv: string[]): Promise<boolean> {
+  let json = false
+  let storeFlag: string | undefined
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    if (arg === '--json' && !json) json = true
+    else if (arg === '--store' && storeFlag === undefined && argv[i + 1] !== undefined && !argv[i + 1].startsWith('-')) storeFlag = argv[++i]
+    else if (arg.startsWith('--store=') && storeFlag === undefined && arg.length > 8) storeFlag = arg.slice(8)
+    else return false
+  }
+  if (json && process.stdout.isTTY) return false
+  try {
+    const summary = await new Store(resolve(storeFlag || defaultStorePath())).summary()
+    process.stdout.write(json ? `${JSON.stringify(statusResult(summary), null, 2)}\n` : `${statusLines(summary).join('\n')}\n`)
+  } catch (error) {
+    const report = describeError(error as Error)
+    process.exitCode = report.exit
+    if (json) process.stdout.write(`${JSON.stringify(report.json, null, 2)}\n`)
+    else process.stderr.write(report.text)
+  }
   return true
 }

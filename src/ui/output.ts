@@ -25,3 +25,17 @@ export const publicSettings = (s: Settings) => ({
   lockout: s.lockout,
   failDelay: s.failDelay,
 })
+
+/** What `twofactor:status` reports: settings and user counts (shared by the command and the fast path). */
+export interface StatusSummary {
+  settings: Settings
+  total: number
+  configured: number
+}
+
+export const statusResult = ({settings, total, configured}: StatusSummary) => ({...publicSettings(settings), users: {total, configured}})
+
+export const statusLines = ({settings, total, configured}: StatusSummary): string[] => [
+  ...settingsLines(settings),
+  `users:        ${configured} with a secret (${total} known)`,
+]
