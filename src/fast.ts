@@ -65,9 +65,10 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
   const input = parseLoginCheck(argv)
   if (!input) return false
   if (input.json ? process.stdout.isTTY : input.code === undefined && process.stdin.isTTY && process.stdout.isTTY) return false
-  const store = new Store(resolve(input.store || defaultStorePath()))
+  let store: Store | undefined
   let outcome: {outcome: string; reason: string | null}
   try {
+    store = new Store(resolve(input.store || defaultStorePath())) // exit 4: a system store this caller cannot read
     const {result, lines} = await checkLogin(store, input)
     process.exitCode = result.allowed ? 0 : 1
     process.stdout.write(input.json ? `${JSON.stringify(result, null, 2)}\n` : `${lines.join('\n')}\n`)
@@ -79,7 +80,7 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
     else process.stderr.write(report.text)
     outcome = {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'}
   }
-  const problem = recordEvent(store.files.audit, 'login:check', input.user, outcome)
+  const problem = store && recordEvent(store.files.audit, 'login:check', input.user, outcome)
   if (problem) process.stderr.write(`tfactl: warning: ${problem}\n`)
   return true
 }

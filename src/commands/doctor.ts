@@ -9,13 +9,18 @@ import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, pamOathLine
 import {checkPrivateFile} from '../store/files.js'
 import {leftovers, readUsersFile} from '../store/oathfile/file.js'
 import {clockSynced} from '../store/system.js'
+import {emergencyFix, procName} from '../store/file/recovery.js'
+import {describeOpeners, openers, processState} from '../store/procs.js'
 
 type Status = 'ok' | 'finding' | 'unknown' | 'skipped'
 interface Check {
   check: string
   status: Status
   message: string
+  /** The one command that gets out of a broken state (findings only, where there is one). */
+  fix?: string
 }
+type Add = (check: string, status: Status, message: string, fix?: string) => void
 
 const SIGNS: Record<Status, string> = {ok: 'ok     ', finding: 'FINDING', unknown: '?      ', skipped: '-      '}
 
@@ -33,7 +38,7 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
 
   async run() {
     const checks: Check[] = []
-    const add = (check: string, status: Status, message: string) => checks.push({check, status, message})
+    const add: Add = (check, status, message, fix) => checks.push(fix ? {check, status, message, fix} : {check, status, message})
 
     const synced = clockSynced()
     if (synced === true) add('clock', 'ok', 'NTP-synchronised')
@@ -48,13 +53,13 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     }
 
     const findings = checks.filter((c) => c.status === 'finding').length
-    for (const c of checks) this.say(`${SIGNS[c.status]}  ${c.check}: ${c.message}`)
+    for (const c of checks) this.say(`${SIGNS[c.status]}  ${c.check}: ${c.message}${c.fix ? `\n         fix: ${c.fix}` : ''}`)
     this.say(findings === 0 ? 'no findings' : `${findings} finding(s)`)
     process.exitCode = findings === 0 ? EXIT.ok : EXIT.denied
     return {ok: findings === 0, findings, checks}
   }
 
-  private async checkStore(add: (c: string, s: Status, m: string) => void): Promise<Doc | undefined> {
+  private async checkStore(add: Add): Promise<Doc | undefined> {
     const {path, files} = this.store
     try {
       const st = statSync(dirname(path))
@@ -66,9 +71,17 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     try {
       doc = await this.store.read()
     } catch (error) {
-      add('store', 'finding', (error as Error).message)
+      let unsafe = false // a permission problem: its message says what to run
+      try {
+        checkPrivateFile(path)
+      } catch {
+        unsafe = true
+      }
+      add('store', 'finding', (error as Error).message, unsafe ? undefined : emergencyFix(this.store))
+      this.checkLocks(add)
       return undefined
     }
+    this.checkLocks(add)
     const problems: string[] = []
     const present: string[] = []
     for (const [name, file] of [['store', path], ['key', files.key], ['backup', files.backup], ['audit log', files.audit]] as const) {
@@ -83,7 +96,16 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     return doc
   }
 
-  private checkUsersFile(doc: Doc, add: (c: string, s: Status, m: string) => void): void {
+  /** A store lock held by a stopped process makes every command wait, then fail. */
+  private checkLocks(add: Add): void {
+    const lock = this.store.files.lock
+    for (const p of openers([procName(lock)])) {
+      if (processState(p.pid) === 'T')
+        add('store', 'finding', `the store lock ${lock} is held by pid ${p.pid} (${p.command}), which is stopped: every tfactl command waits for it, then fails`, `kill -CONT ${p.pid}`)
+    }
+  }
+
+  private checkUsersFile(doc: Doc, add: Add): void {
     const s = doc.settings
     const path = s.oathFile
     if (!path) {
@@ -106,8 +128,12 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
       return
     }
     const left = leftovers(path)
-    if (left.lock) add('users file', 'finding', `${path}.lock exists: pam_oath refuses every code while it does; if no login or tfactl is running, remove it`)
-    if (left.pamNew) add('users file', 'finding', `${path}.new exists (left by an interrupted pam_oath): pam_oath fails every login until it is removed`)
+    if (left.lock) {
+      const holders = openers([procName(path), procName(`${path}.lock`)])
+      if (holders.length > 0) add('users file', 'finding', `${path}.lock exists, open in ${describeOpeners(holders)}: a login is running; if it stays, check that process`)
+      else add('users file', 'finding', `${path}.lock exists and no process has it open (left by a crash): pam_oath refuses every code while it does`, 'tfactl twofactor:disable --force')
+    }
+    if (left.pamNew) add('users file', 'finding', `${path}.new exists (left by an interrupted pam_oath): pam_oath fails every login until it is removed`, 'tfactl ssh:sync')
     if (left.temps.length > 0) add('users file', 'finding', `temp files of an interrupted tfactl: ${left.temps.join(', ')} (the next ssh:sync removes them)`)
     if (!file) {
       add('users file', 'finding', `${path} is missing: pam_oath refuses every password login; run tfactl ssh:sync`)
@@ -123,7 +149,7 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     }
   }
 
-  private checkPam(doc: Doc, add: (c: string, s: Status, m: string) => void): void {
+  private checkPam(doc: Doc, add: Add): void {
     const s = doc.settings
     if (!s.enabled || !s.ssh) return add('sshd PAM', 'skipped', 'SSH 2FA is off')
     const pamFile = this.flags['pam-file']
@@ -144,7 +170,7 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     else add('sshd PAM', 'ok', `${pamFile} checks codes with pam_oath against ${pam.usersFile}`)
   }
 
-  private checkSshd(doc: Doc, add: (c: string, s: Status, m: string) => void): void {
+  private checkSshd(doc: Doc, add: Add): void {
     const s = doc.settings
     if (!s.enabled || !s.ssh) return add('sshd settings', 'skipped', 'SSH 2FA is off')
     const config = this.flags['sshd-config']

@@ -1,17 +1,80 @@
+import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
+import {EXIT, TfaError} from '../../core/errors.js'
 import {disableSettings} from '../../core/settings.js'
+import {recordEvent} from '../../store/audit.js'
+import {forceDisable, updateSettingsSealed} from '../../store/file/recovery.js'
 
 export default class Disable extends BaseCommand<typeof Disable> {
-  static override description = 'emergency bypass: turn 2FA off for everyone, keeping every secret (re-enabling restores them)'
-  static override examples = ['<%= config.bin %> twofactor:disable', 'sudo <%= config.bin %> twofactor:disable --json']
+  static override description = `emergency bypass: turn 2FA off for everyone, keeping every secret (re-enabling restores them)
+
+Works without the key file: the settings are not sealed, so when the secrets cannot be opened
+only the settings are rewritten and every sealed record is carried over untouched.
+--force (root) gets 2FA off whatever state the files are in: a store that cannot be used is moved
+aside (<store>.broken-<UTC time>, never deleted) and replaced by a valid one with 2FA off
+(settings from .bak when it is valid, else defaults), a pam_oath .lock no process has open is
+removed, and the users file is rewritten so that sshd asks for no code.`
+  static override examples = [
+    '<%= config.bin %> twofactor:disable',
+    'sudo <%= config.bin %> twofactor:disable --json',
+    'sudo <%= config.bin %> twofactor:disable --force',
+    'sudo <%= config.bin %> twofactor:disable --force --no-stig',
+  ]
+  static override flags = {
+    force: Flags.boolean({description: 'root only: get 2FA off whatever state the files are in (moves aside what cannot be used, never deletes)'}),
+    'no-stig': Flags.boolean({description: 'with --force: leave STIG mode first (STIG mode otherwise refuses, exit 4)', dependsOn: ['force']}),
+  }
 
   async run() {
-    const changed = await this.store.update((doc) => {
-      const was = doc.settings.enabled
-      doc.settings = disableSettings(doc.settings)
-      return was
-    })
-    this.say(changed ? '2FA disabled: logins need the password only; secrets are kept' : '2FA was already off')
-    return {enabled: false, changed}
+    if (this.flags.force) return this.force()
+    // The full update keeps pam_oath's record of used codes; it needs the secrets. When they
+    // cannot be opened (key missing or wrong), only the settings are rewritten.
+    let unreadable: string | undefined
+    try {
+      await this.store.read()
+    } catch (error) {
+      if (!(error instanceof TfaError) || error.exit !== EXIT.store) throw error
+      unreadable = error.message
+    }
+    if (unreadable === undefined) {
+      const changed = await this.store.update((doc) => {
+        const was = doc.settings.enabled
+        doc.settings = disableSettings(doc.settings)
+        return was
+      })
+      this.say(changed ? '2FA disabled: logins need the password only; secrets are kept' : '2FA was already off')
+      return {enabled: false, changed}
+    }
+    const {before} = await updateSettingsSealed(this.store, disableSettings)
+    const changed = before.enabled
+    this.warning(`the secrets cannot be read (${unreadable}); only the settings were rewritten, every sealed record is kept as it was`)
+    this.say(changed ? '2FA disabled: logins need the password only; secrets are kept (sealed, untouched)' : '2FA was already off')
+    return {enabled: false, changed, sealedOnly: true}
+  }
+
+  private async force() {
+    this.requireRoot('twofactor:disable --force')
+    const report = await forceDisable(this.store, {leaveStig: this.flags['no-stig']})
+    const audit = this.store.files.audit
+    for (const path of report.movedAside) recordEvent(audit, 'twofactor:disable', null, {outcome: 'moved_aside', reason: path})
+    for (const path of report.removedLocks) recordEvent(audit, 'twofactor:disable', null, {outcome: 'removed_lock', reason: path})
+    if (report.usersFile?.changed) recordEvent(audit, 'twofactor:disable', null, {outcome: 'users_file_rewritten', reason: report.usersFile.path})
+    this.auditOutcome = {outcome: 'ok', reason: this.flags['no-stig'] ? 'forced_left_stig' : 'forced'}
+    for (const w of report.warnings) this.warning(w)
+    for (const path of report.movedAside) this.say(`moved aside: ${path}`)
+    for (const path of report.removedLocks) this.say(`removed stale lock: ${path} (no process had it open)`)
+    if (report.usersFile) this.say(`users file: ${report.usersFile.path} lists nobody${report.usersFile.changed ? ' (rewritten)' : ''}: sshd asks for no code`)
+    if (report.settingsFrom !== 'store') this.say(`new store written with 2FA off (settings from ${report.settingsFrom === 'backup' ? this.store.files.backup : 'the defaults'})`)
+    this.say(report.changed ? '2FA disabled: logins need the password only' : '2FA was already off; nothing needed repair')
+    return {
+      enabled: false,
+      changed: report.changed,
+      movedAside: report.movedAside,
+      usersFile: report.usersFile,
+      removedLocks: report.removedLocks,
+      warnings: report.warnings,
+      settingsFrom: report.settingsFrom,
+      unreadable: report.unreadable,
+    }
   }
 }

@@ -9,9 +9,11 @@ import {KeyFiles} from '../keys.js'
 import {withLock} from './lock.js'
 import {type SyncReport, syncUsersFile} from '../oathfile/sync.js'
 import {sidecars} from '../paths.js'
+import {checkNotLost} from './lost.js'
+import {disabledView} from './header.js'
 
 /** Applies a journal's newest hot state to the records it names; records left empty go. */
-function overlay(doc: Doc, entries: Map<string, HotState>): void {
+export function overlay(doc: Doc, entries: Map<string, HotState>): void {
   for (const [user, state] of entries) {
     const record = doc.users.get(user)
     if (!record) continue
@@ -39,7 +41,10 @@ class StoreFile {
   async read(): Promise<Doc | null> {
     for (let attempt = 1; ; attempt++) {
       const raw = readPrivateFile(this.path)
-      if (raw === undefined) return null
+      if (raw === undefined) {
+        checkNotLost(this.path) // a lost store is not a new one (exit 3)
+        return null
+      }
       try {
         return this.decode(raw)
       } catch (error) {
@@ -125,6 +130,16 @@ export class Store {
    * record to create, a store not in tfactl's layout) takes the full update path.
    */
   async login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
+    try {
+      return await this.loginLocked(user, fn)
+    } catch (error) {
+      const off = disabledView(error, this.path) // 2FA off, records unreadable (no key): the decision needs none
+      if (off) return fn(off)
+      throw error
+    }
+  }
+
+  private async loginLocked<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
     ensureDir(dirname(this.path))
     return withLock(this.files.lock, async () => {
       let one
