@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 import {EXIT, TfaError} from '../../core/errors.js'
+import {checkOathPath} from '../../core/oath.js'
 import {disableSettings} from '../../core/settings.js'
 import {recordEvent} from '../../store/audit.js'
 import {forceDisable, updateSettingsSealed} from '../../store/file/recovery.js'
@@ -23,6 +24,7 @@ removed, and the users file is rewritten so that sshd asks for no code.`
   static override flags = {
     force: Flags.boolean({description: 'root only: get 2FA off whatever state the files are in (moves aside what cannot be used, never deletes)'}),
     'no-stig': Flags.boolean({description: 'with --force: leave STIG mode first (STIG mode otherwise refuses, exit 4)', dependsOn: ['force']}),
+    'oath-file': Flags.string({description: "with --force: the pam_oath users file sshd reads, when the store cannot tell (its PAM line's usersfile=)", dependsOn: ['force']}),
   }
 
   async run() {
@@ -54,15 +56,18 @@ removed, and the users file is rewritten so that sshd asks for no code.`
 
   private async force() {
     this.requireRoot('twofactor:disable --force')
-    const report = await forceDisable(this.store, {leaveStig: this.flags['no-stig']})
+    const oathFile = this.flags['oath-file'] === undefined ? undefined : checkOathPath(this.flags['oath-file'])
+    const report = await forceDisable(this.store, {leaveStig: this.flags['no-stig'], oathFile})
     const audit = this.store.files.audit
     for (const path of report.movedAside) recordEvent(audit, 'twofactor:disable', null, {outcome: 'moved_aside', reason: path})
     for (const path of report.removedLocks) recordEvent(audit, 'twofactor:disable', null, {outcome: 'removed_lock', reason: path})
+    if (report.usersFile?.savedCopy) recordEvent(audit, 'twofactor:disable', null, {outcome: 'users_file_copied', reason: report.usersFile.savedCopy})
     if (report.usersFile?.changed) recordEvent(audit, 'twofactor:disable', null, {outcome: 'users_file_rewritten', reason: report.usersFile.path})
     this.auditOutcome = {outcome: 'ok', reason: this.flags['no-stig'] ? 'forced_left_stig' : 'forced'}
     for (const w of report.warnings) this.warning(w)
     for (const path of report.movedAside) this.say(`moved aside: ${path}`)
     for (const path of report.removedLocks) this.say(`removed stale lock: ${path} (no process had it open)`)
+    if (report.usersFile?.savedCopy) this.say(`users file lines before: copied to ${report.usersFile.savedCopy} (0600; secrets in clear)`)
     if (report.usersFile) this.say(`users file: ${report.usersFile.path} lists nobody${report.usersFile.changed ? ' (rewritten)' : ''}: sshd asks for no code`)
     if (report.settingsFrom !== 'store') this.say(`new store written with 2FA off (settings from ${report.settingsFrom === 'backup' ? this.store.files.backup : 'the defaults'})`)
     this.say(report.changed ? '2FA disabled: logins need the password only' : '2FA was already off; nothing needed repair')

@@ -1,7 +1,8 @@
-import {existsSync, realpathSync, renameSync, rmSync} from 'node:fs'
+import {existsSync, readFileSync, realpathSync, renameSync, rmSync} from 'node:fs'
 import {basename, dirname, join} from 'node:path'
 import {EXIT, forbidden, storeError, TfaError, usageError} from '../../core/errors.js'
 import {type Doc, emptyDoc, type Settings, STORE_VERSION} from '../../core/model.js'
+import {checkOathPath, parseUsersFile} from '../../core/oath.js'
 import {sameSettings} from '../../core/settings.js'
 import {atomicWrite, checkPrivateFile, ensureDir, fsyncDir, readPrivateFile, removeStaleTemps} from '../files.js'
 import {KeyFiles, type KeyRing} from '../keys.js'
@@ -204,13 +205,25 @@ async function holdingStoreLock<T>(store: Store, waitMs: number, fn: () => Promi
 export interface ForceReport {
   changed: boolean
   movedAside: string[]
-  usersFile: {path: string; changed: boolean; users: string[]} | null
+  /** The pam_oath users file, rewritten listing nobody; `savedCopy`: its lines before, when records were lost. */
+  usersFile: {path: string; changed: boolean; users: string[]; savedCopy?: string} | null
   removedLocks: string[]
   warnings: string[]
   /** Where the settings of the new store came from. */
   settingsFrom: 'store' | 'backup' | 'defaults'
   /** Users whose records could not be read (kept only in the files moved aside). */
   unreadable: string[]
+}
+
+/** The users file a damaged store's text still names (its settings line is often intact). */
+function oathFileIn(text: string | undefined): string | undefined {
+  const m = text === undefined ? null : /"oathFile":("(?:[^"\\]|\\.)*")/.exec(text)
+  if (!m) return undefined
+  try {
+    return checkOathPath(JSON.parse(m[1]))
+  } catch {
+    return undefined
+  }
 }
 
 /** How long --force waits for the store lock before naming its holder. */
@@ -224,7 +237,7 @@ const STIG_FORCE = 'STIG mode forbids turning 2FA off; to leave STIG mode first 
  * with 2FA off (settings and readable records from the store, else from `.bak`, else defaults);
  * a pam_oath `.lock` that no process has open is removed; the users file is rewritten empty.
  */
-export async function forceDisable(store: Store, opts: {leaveStig: boolean; waitMs?: number}): Promise<ForceReport> {
+export async function forceDisable(store: Store, opts: {leaveStig: boolean; oathFile?: string; waitMs?: number}): Promise<ForceReport> {
   const {files} = store
   return holdingStoreLock(store, opts.waitMs ?? FORCE_LOCK_WAIT_MS, async () => {
     removeStaleTemps(store.path)
@@ -264,6 +277,12 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; wait
     }
     doc.settings.enabled = false
 
+    // The users file sshd reads: named, else the store's, else the one a damaged store still names.
+    if (opts.oathFile) doc.settings.oathFile = opts.oathFile
+    else if (source.from !== 'store') doc.settings.oathFile = oathFileIn(current?.text) ?? doc.settings.oathFile
+    if (!doc.settings.oathFile && source.from !== 'store')
+      warnings.push('no pam_oath users file is known: if sshd uses pam_oath, run this again with --oath-file PATH (the usersfile= of its PAM line)')
+
     // 3. A pam_oath lock no process has open was left by a crash: while it exists pam_oath
     // refuses every code, and tfactl cannot rewrite the users file.
     const oath = doc.settings.oathFile
@@ -277,8 +296,16 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; wait
 
     // 4. Write: what cannot be used is moved aside first, inside the users file's update, so a
     // users file that cannot be locked leaves every file as it was.
+    let savedCopy: string | undefined
     const save = async (): Promise<void> => {
       if (!whole) {
+        // The users file is about to lose its lines; for records that cannot be read, they may
+        // be the last readable copy of a secret.
+        const oathText = oath && existsSync(oath) ? readFileSync(oath, 'utf8') : ''
+        if (parseUsersFile(oathText).length > 0) {
+          savedCopy = `${oath}.saved-${stamp()}`
+          atomicWrite(savedCopy, oathText)
+        }
         if (current) movedAside.push(moveAside(store.path))
         if (existsSync(files.journal)) movedAside.push(moveAside(files.journal)) // its entries are in `doc` when they belong to it
         const sealed = [...doc.users.values()].some((u) => u.secret || u.pending)
@@ -297,7 +324,7 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; wait
       }
     }
     const {report} = await syncUsersFile(doc, async () => undefined, save)
-    const usersFile = report ? {path: report.path, changed: report.changed, users: report.users} : null
+    const usersFile = report ? {path: report.path, changed: report.changed, users: report.users, ...(savedCopy ? {savedCopy} : {})} : null
     const changed = !whole || !sameSettings(before, doc.settings) || removedLocks.length > 0 || Boolean(report?.changed)
     return {changed, movedAside, usersFile, removedLocks, warnings, settingsFrom: source.from, unreadable: source.unreadable}
   })

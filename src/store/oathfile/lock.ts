@@ -89,7 +89,7 @@ export class UsersFileLock {
         if (Date.now() >= deadline)
           throw storeError(
             `${path} exists: a pam_oath login or another tfactl holds the users file; nothing was changed, try again ` +
-              '(if it stays, no login is running and it was left by a crash: pam_oath refuses every code while it exists, remove it)',
+              '(if it stays, no login is running and it was left by a crash: pam_oath refuses every code while it exists, remove it, or run tfactl twofactor:disable --force)',
           )
         await sleep(delay)
         continue
