@@ -19,7 +19,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true
   static override baseFlags = {
     store: Flags.string({
-      description: 'store file [default: /var/lib/tfactl/store.json as root, else $XDG_STATE_HOME/tfactl/store.json]',
+      description: 'store file [default: /var/lib/tfactl/store.json as root, and for anyone while it exists; else $XDG_STATE_HOME/tfactl/store.json]',
       env: 'TFACTL_STORE',
       helpGroup: 'GLOBAL',
     }),

@@ -49,6 +49,7 @@ removed, and the users file is rewritten so that sshd asks for no code.`
     }
     const {before} = await updateSettingsSealed(this.store, disableSettings)
     const changed = before.enabled
+    this.auditOutcome = {outcome: 'ok', reason: 'sealed_only'}
     this.warning(`the secrets cannot be read (${unreadable}); only the settings were rewritten, every sealed record is kept as it was`)
     this.say(changed ? '2FA disabled: logins need the password only; secrets are kept (sealed, untouched)' : '2FA was already off')
     return {enabled: false, changed, sealedOnly: true}

@@ -378,7 +378,9 @@ export async function restoreStore(store: Store, from: string): Promise<RestoreR
  * twofactor:disable (no key needed); anything else → twofactor:disable --force (with --no-stig
  * when the settings it would keep are STIG mode's).
  */
-export function emergencyFix(store: Store): string {
+export function emergencyFix(store: Store): string | undefined {
+  const text = readForRecovery(store.path)?.text
+  if (text !== undefined && Number(/^\{"version":(\d+)/.exec(text)?.[1]) > STORE_VERSION) return undefined // a newer tfactl wrote it: upgrade
   const settingsOf = (path: string) => {
     const read = readForRecovery(path)
     return read?.text === undefined ? undefined : headerSettings(read.text, path)
