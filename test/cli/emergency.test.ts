@@ -1,8 +1,8 @@
 // The emergency paths without sshd: twofactor:disable that opens no secret, store:restore, and
 // the store a caller gets when none is named (a lost store, the system store).
-import {spawnSync} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {chmodSync, closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {afterEach, describe, expect, it} from 'vitest'
@@ -73,6 +73,44 @@ describe('twofactor:disable without the key', () => {
     expect(message).toContain(`${s.path}.bak`)
     expect(message).toContain('tfactl store:restore')
     expect(s.bytes()!.toString()).toBe('{"version":1,"settings":')
+  })
+})
+
+describe.skipIf(process.getuid?.() !== 0)('twofactor:disable --force (as root)', () => {
+  it('takes over only a file that reads as a pam_oath users file, never one of the store\'s own (exit 2, nothing changed)', async () => {
+    const s = newStore()
+    await enable(s)
+    await renew(s, 'alice')
+    const passwd = join(s.dir, 'passwd')
+    writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/bash\n', {mode: 0o644})
+    const before = s.bytes()
+    expect(expectJsonError(await s.run(['twofactor:disable', '--force', '--oath-file', passwd, '--json']), 2)).toMatch(/not a pam_oath users file/)
+    expect(readFileSync(passwd, 'utf8')).toBe('root:x:0:0:root:/root:/bin/bash\n')
+    expectJsonError(await s.run(['twofactor:disable', '--force', '--oath-file', keyOf(s), '--json']), 2)
+    expect(s.bytes()).toEqual(before)
+  })
+
+  it('leaves a pam_oath lock that a process has open, names that process, and changes nothing (exit 3)', async () => {
+    const s = newStore()
+    const oath = join(s.dir, 'users.oath')
+    await enable(s, '--ssh', '--oath-file', oath)
+    await renew(s, 'alice')
+    writeFileSync(`${oath}.lock`, '', {mode: 0o600})
+    const fd = openSync(`${oath}.lock`, 'r')
+    const holder = spawn('sleep', ['60'], {stdio: [fd, 'ignore', 'ignore']})
+    try {
+      await new Promise((done) => holder.once('spawn', done))
+      closeSync(fd) // the sleep alone has it open
+      const before = s.bytes()
+      const usersFile = readFileSync(oath)
+      const message = expectJsonError(await s.run(['twofactor:disable', '--force', '--json']), 3)
+      expect(message).toContain(`pid ${holder.pid} (sleep 60)`)
+      expect(existsSync(`${oath}.lock`)).toBe(true)
+      expect(s.bytes()).toEqual(before)
+      expect(readFileSync(oath)).toEqual(usersFile)
+    } finally {
+      holder.kill('SIGKILL')
+    }
   })
 })
 

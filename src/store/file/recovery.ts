@@ -226,6 +226,25 @@ function oathFileIn(text: string | undefined): string | undefined {
   }
 }
 
+/**
+ * A users file named on the command line is only taken over when it is empty or reads as one
+ * (never another file, such as a PAM configuration, or one of the store's own files).
+ */
+function checkTakeOver(path: string, files: Store['files']): string {
+  const own = Object.values(files).map(procName)
+  if (own.includes(procName(path))) throw usageError(`--oath-file ${path} is one of the store's own files`)
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch {
+    return path // none yet: it is created
+  }
+  const lines = text.split('\n').filter((l) => l.trim() !== '' && !l.trimStart().startsWith('#'))
+  if (lines.length > parseUsersFile(text).length)
+    throw usageError(`--oath-file ${path} is not a pam_oath users file (it has lines pam_oath would not read): name the usersfile= of sshd's PAM line`)
+  return path
+}
+
 /** How long --force waits for the store lock before naming its holder. */
 export const FORCE_LOCK_WAIT_MS = 3000
 
@@ -278,7 +297,7 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; oath
     doc.settings.enabled = false
 
     // The users file sshd reads: named, else the store's, else the one a damaged store still names.
-    if (opts.oathFile) doc.settings.oathFile = opts.oathFile
+    if (opts.oathFile) doc.settings.oathFile = checkTakeOver(opts.oathFile, files)
     else if (source.from !== 'store') doc.settings.oathFile = oathFileIn(current?.text) ?? doc.settings.oathFile
     if (!doc.settings.oathFile && source.from !== 'store')
       warnings.push('no pam_oath users file is known: if sshd uses pam_oath, run this again with --oath-file PATH (the usersfile= of its PAM line)')
@@ -291,7 +310,10 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; oath
       if (holders.length === 0) {
         rmSync(`${oath}.lock`, {force: true})
         removedLocks.push(`${oath}.lock`)
-      } else warnings.push(`${oath}.lock is open in ${describeOpeners(holders)}: left in place (a login is running)`)
+      } else
+        throw storeError(
+          `${oath}.lock is open in ${describeOpeners(holders)}: a pam_oath login (or a tfactl) is using the users file, and its lock is never broken; nothing was changed: let it finish, or end it, then run this again`,
+        )
     }
 
     // 4. Write: what cannot be used is moved aside first, inside the users file's update, so a
