@@ -4,6 +4,7 @@ import {EXIT, TfaError} from '../../core/errors.js'
 import {checkOathPath} from '../../core/oath.js'
 import {disableSettings} from '../../core/settings.js'
 import {recordEvent} from '../../store/audit.js'
+import {peekSettings} from '../../store/file/header.js'
 import {forceDisable, updateSettingsSealed} from '../../store/file/recovery.js'
 
 export default class Disable extends BaseCommand<typeof Disable> {
@@ -29,30 +30,36 @@ removed, and the users file is rewritten so that sshd asks for no code.`
 
   async run() {
     if (this.flags.force) return this.force()
-    // The full update keeps pam_oath's record of used codes; it needs the secrets. When they
-    // cannot be opened (key missing or wrong), only the settings are rewritten.
+    // pam_oath records the codes used over SSH in its users file; the full update copies them
+    // into the store before the file is emptied, and opens the secrets for that. Otherwise (no
+    // users file, or secrets that cannot be opened) only the settings are rewritten: no key needed.
     let unreadable: string | undefined
-    try {
-      await this.store.read()
-    } catch (error) {
-      if (!(error instanceof TfaError) || error.exit !== EXIT.store) throw error
-      unreadable = error.message
+    if (peekSettings(this.store.path)?.oathFile) {
+      try {
+        await this.store.read()
+      } catch (error) {
+        if (!(error instanceof TfaError) || error.exit !== EXIT.store) throw error
+        unreadable = error.message
+      }
+      if (unreadable === undefined) {
+        const changed = await this.store.update((doc) => {
+          const was = doc.settings.enabled
+          doc.settings = disableSettings(doc.settings)
+          return was
+        })
+        this.say(changed ? '2FA disabled: logins need the password only; secrets are kept' : '2FA was already off')
+        return {enabled: false, changed}
+      }
     }
-    if (unreadable === undefined) {
-      const changed = await this.store.update((doc) => {
-        const was = doc.settings.enabled
-        doc.settings = disableSettings(doc.settings)
-        return was
-      })
-      this.say(changed ? '2FA disabled: logins need the password only; secrets are kept' : '2FA was already off')
-      return {enabled: false, changed}
-    }
-    const {before} = await updateSettingsSealed(this.store, disableSettings)
+    const {before, keyProblem} = await updateSettingsSealed(this.store, disableSettings)
+    const problem = unreadable ?? keyProblem
     const changed = before.enabled
-    this.auditOutcome = {outcome: 'ok', reason: 'sealed_only'}
-    this.warning(`the secrets cannot be read (${unreadable}); only the settings were rewritten, every sealed record is kept as it was`)
-    this.say(changed ? '2FA disabled: logins need the password only; secrets are kept (sealed, untouched)' : '2FA was already off')
-    return {enabled: false, changed, sealedOnly: true}
+    if (problem) {
+      this.auditOutcome = {outcome: 'ok', reason: 'sealed_only'}
+      this.warning(`the secrets cannot be opened (${problem}); only the settings were rewritten, every sealed record is kept as it was: put the key back before turning 2FA on again`)
+    }
+    this.say(changed ? '2FA disabled: logins need the password only; secrets are kept' : '2FA was already off')
+    return problem ? {enabled: false, changed, sealedOnly: true} : {enabled: false, changed}
   }
 
   private async force() {

@@ -18,7 +18,7 @@ export const NO_KEYS: KeyRing = {
 }
 
 /** The store's text with new settings: the header line rewritten, every user line copied byte for byte. */
-export function withSettings(text: string, where: string, change: (s: Settings) => Settings): {text: string; before: Settings; after: Settings} {
+export function withSettings(text: string, where: string, change: (s: Settings) => Settings): {text: string; before: Settings; after: Settings; keyId: string | null} {
   const r = new Reader(where)
   const nl = text.indexOf('\n')
   const first = nl < 0 ? text : text.slice(0, nl)
@@ -38,14 +38,16 @@ export function withSettings(text: string, where: string, change: (s: Settings) 
   }
   const {users: _ignored, ...fields} = header
   // Validates version, keyId and settings; with no users, no secret is opened.
-  const before = decodeStore(JSON.stringify({...fields, users: {}}), where, NO_KEYS).doc.settings
+  const decoded = decodeStore(JSON.stringify({...fields, users: {}}), where, NO_KEYS)
+  const before = decoded.doc.settings
+  const keyId = decoded.keyId
   const after = change(before)
   const head = JSON.stringify({...fields, settings: after, users: {}}).slice(0, -2) // ends with "users":{
-  if (body !== undefined) return {text: body === '' ? `${head}}}\n` : `${head}${body}`, before, after}
+  if (body !== undefined) return {text: body === '' ? `${head}}}\n` : `${head}${body}`, before, after, keyId}
   const lines = Object.keys(users!)
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)) // the order findUserLine relies on
     .map((name) => `${JSON.stringify(name)}:${JSON.stringify(users![name])}`)
-  return {text: lines.length === 0 ? `${head}}}\n` : `${head}\n${lines.join(',\n')}\n}}\n`, before, after}
+  return {text: lines.length === 0 ? `${head}}}\n` : `${head}\n${lines.join(',\n')}\n}}\n`, before, after, keyId}
 }
 
 export function parseDocument(r: Reader, text: string): Json {
@@ -83,4 +85,14 @@ export function disabledView(error: unknown, path: string): Doc | undefined {
   }
   const settings = text === undefined ? undefined : headerSettings(text, path)
   return settings && !settings.enabled ? {version: STORE_VERSION, settings, users: new Map()} : undefined
+}
+
+/** The settings of the store at `path` as its header says, without the key (undefined: none readable). */
+export function peekSettings(path: string): Settings | undefined {
+  try {
+    const text = readPrivateFile(path)?.toString('utf8')
+    return text === undefined ? undefined : headerSettings(text, path)
+  } catch {
+    return undefined
+  }
 }

@@ -69,7 +69,10 @@ function withBackupNote(error: unknown, store: Store): unknown {
  * Only for changes that leave the users file empty (2FA or SSH 2FA off): the records' secrets
  * are not opened, so they cannot be written there.
  */
-export async function updateSettingsSealed(store: Store, change: (s: Settings) => Settings): Promise<{before: Settings; after: Settings; usersFile?: SyncReport}> {
+export async function updateSettingsSealed(
+  store: Store,
+  change: (s: Settings) => Settings,
+): Promise<{before: Settings; after: Settings; usersFile?: SyncReport; keyProblem?: string}> {
   ensureDir(dirname(store.path))
   return withLock(store.files.lock, async () => {
     removeStaleTemps(store.path)
@@ -81,7 +84,13 @@ export async function updateSettingsSealed(store: Store, change: (s: Settings) =
     } catch (error) {
       throw withBackupNote(error, store)
     }
-    const {text, before, after} = edit
+    const {text, before, after, keyId} = edit
+    let keyProblem: string | undefined // not needed here, but the admin should know before turning 2FA on again
+    try {
+      if (keyId !== null && !new KeyFiles(store.files.key).byId(keyId)) keyProblem = `${store.files.key} is missing or is not the key (id ${keyId}) that sealed the secrets`
+    } catch (error) {
+      keyProblem = (error as Error).message
+    }
     if (after.enabled && after.ssh && after.oathFile) throw new Error('updateSettingsSealed: the users file would lose its users')
     const doc: Doc = {version: STORE_VERSION, settings: before, users: new Map()} // the users file is rendered empty
     const {report} = await syncUsersFile(
@@ -93,7 +102,7 @@ export async function updateSettingsSealed(store: Store, change: (s: Settings) =
         if (!sameSettings(before, after)) atomicWrite(store.path, text, store.files.backup)
       },
     )
-    return {before, after, usersFile: report}
+    return {before, after, usersFile: report, keyProblem}
   })
 }
 
