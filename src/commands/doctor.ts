@@ -5,7 +5,8 @@ import {dirname} from 'node:path'
 import {BaseCommand} from '../base-command.js'
 import {EXIT} from '../core/errors.js'
 import type {Doc} from '../core/model.js'
-import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, pamOathLine} from '../core/oath.js'
+import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, PAM_OATH_DEFAULT_WINDOW, pamOathLine} from '../core/oath.js'
+import {auditLoss, lossMarker} from '../store/audit.js'
 import {checkPrivateFile} from '../store/files.js'
 import {leftovers, readUsersFile} from '../store/oathfile/file.js'
 import {clockSynced} from '../store/system.js'
@@ -41,6 +42,9 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     else add('clock', 'unknown', 'cannot tell whether the clock is NTP-synchronised (no timedatectl or chronyc answer)')
 
     const doc = await this.checkStore(add)
+    const lost = auditLoss(this.store.files.audit)
+    if (lost)
+      add('audit log', 'finding', `events were lost: the audit log could not be written (first at ${lost.toISOString()}, e.g. a full disk); once looked at, remove ${lossMarker(this.store.files.audit)}`)
     if (doc) {
       this.checkUsersFile(doc, add)
       this.checkPam(doc, add)
@@ -138,7 +142,7 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     if (!pam) return add('sshd PAM', 'finding', `${pamFile} does not use pam_oath, so SSH logins ask for no code: add "${wanted}" after the password module (tfactl ssh:config)`)
     const problems: string[] = []
     if (pam.usersFile !== (s.oathFile ?? DEFAULT_OATH_FILE)) problems.push(`it reads usersfile=${pam.usersFile ?? '(none)'}, tfactl writes ${s.oathFile ?? '(nothing yet)'}`)
-    if (pam.window !== s.window) problems.push(`its window is ${pam.window ?? '5 (pam_oath default)'}, the store's is ${s.window}`)
+    if ((pam.window ?? PAM_OATH_DEFAULT_WINDOW) !== s.window) problems.push(`its window is ${pam.window ?? '5 (pam_oath default)'}, the store's is ${s.window}`)
     if (!pam.afterPassword) problems.push('it does not come after the password module (@include common-auth / pam_unix)')
     if (problems.length > 0) add('sshd PAM', 'finding', `${pamFile}: ${problems.join('; ')}: use "${wanted}" (tfactl ssh:config)`)
     else add('sshd PAM', 'ok', `${pamFile} checks codes with pam_oath against ${pam.usersFile}`)

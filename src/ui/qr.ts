@@ -1,4 +1,5 @@
-import {open} from 'node:fs/promises';
+import {basename, dirname} from 'node:path';
+import {writeNewPrivateFile} from './qr-dir.js';
 import QRCode from 'qrcode';
 
 export type QrMode = 'terminal' | 'small';
@@ -71,23 +72,21 @@ export async function renderQr(text: string, mode: QrMode): Promise<string> {
   return renderLines(paddedMatrix(text), mode).join('\n') + '\n';
 }
 
-/** Write `data` readable by the owner only, tightening an existing file before writing. */
-async function writePrivate(path: string, data: string | Buffer): Promise<void> {
-  const file = await open(path, 'w', 0o600);
-  try {
-    await file.chmod(0o600);
-    await file.writeFile(data);
-  } finally {
-    await file.close();
-  }
+/** The QR code as a PNG image, to be written with writeNewPrivateFile (src/ui/qr-dir.ts). */
+export async function qrPng(text: string): Promise<Buffer> {
+  return QRCode.toBuffer(text, {type: 'png', errorCorrectionLevel: EC_LEVEL, margin: QUIET_ZONE});
 }
 
+/** The QR code as an SVG image. */
+export async function qrSvg(text: string): Promise<string> {
+  return QRCode.toString(text, {type: 'svg', errorCorrectionLevel: EC_LEVEL, margin: QUIET_ZONE});
+}
+
+/** Writes a new 0600 PNG file at `path` (see writeNewPrivateFile: never through a file or link). */
 export async function writeQrPng(text: string, path: string): Promise<void> {
-  const png = await QRCode.toBuffer(text, {type: 'png', errorCorrectionLevel: EC_LEVEL, margin: QUIET_ZONE});
-  await writePrivate(path, png);
+  writeNewPrivateFile(dirname(path), basename(path), await qrPng(text));
 }
 
 export async function writeQrSvg(text: string, path: string): Promise<void> {
-  const svg = await QRCode.toString(text, {type: 'svg', errorCorrectionLevel: EC_LEVEL, margin: QUIET_ZONE});
-  await writePrivate(path, svg);
+  writeNewPrivateFile(dirname(path), basename(path), await qrSvg(text));
 }

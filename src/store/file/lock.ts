@@ -1,4 +1,4 @@
-import {closeSync, openSync} from 'node:fs'
+import {closeSync, constants, openSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {storeError} from '../../core/errors.js'
@@ -14,7 +14,7 @@ export const LOCK_WAIT_MS = 10_000
  * exit 3 (nothing has been changed by then).
  */
 export async function withLock<T>(lockPath: string, fn: () => Promise<T>, waitMs = LOCK_WAIT_MS): Promise<T> {
-  const fd = openSync(lockPath, 'a', 0o600)
+  const fd = openSync(lockPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
   try {
     const deadline = Date.now() + waitMs
     for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
