@@ -10,6 +10,8 @@ export const keyId = (key: Buffer): string => createHash('sha256').update(key).d
 
 /** Access to the keys that seal secrets: the one a store names, and the one new writes use. */
 export interface KeyRing {
+  /** The key file, for messages. */
+  readonly path?: string
   byId(id: string): Buffer | undefined
   current(): {id: string; key: Buffer}
 }

@@ -230,7 +230,7 @@ describe('concurrent processes', () => {
       expect(mode(dirname(store.path))).toBe(0o700)
       expect(mode(`${store.path}.bak`)).toBe(0o600)
       expect(leftoverTemps(store)).toEqual([])
-      const audit = readFileSync(join(dirname(store.path), 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+      const audit = readFileSync(`${store.path}.audit.log`, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
       const counted = (command: string) => audit.filter((e) => e.command === command).length
       const planned = (step: Step) => PROCESSES * Object.values(SEQUENCES).flat().filter((s) => s === step).length
       expect(audit).toHaveLength(1 + PROCESSES * 25)
@@ -401,7 +401,7 @@ async function crashLane(store: TempStore, runs: number, rng: () => number, lane
         // business of the 'leaves no temp file' test below; a login only appends to the journal.)
         const stale = tempsBefore.filter((t) => leftoverTemps(store).includes(t))
         expect(stale, `${where}: temp files of earlier crashes survived a completed write`).toEqual([])
-        expect(existsSync(join(dir, 'tfactl.key.next')), where).toBe(false)
+        expect(existsSync(join(dir, 'store.json.key.next')), where).toBe(false)
       }
     }
     state = now
@@ -548,7 +548,7 @@ describe.concurrent('the store lock (<store>.lock)', () => {
     await enable(store)
     await renew(store, 'alice')
     await renew(store, 'alice')
-    const files = ['', '.bak'].map((s) => store.path + s).concat(join(dirname(store.path), 'tfactl.key'))
+    const files = ['', '.bak'].map((s) => store.path + s).concat(`${store.path}.key`)
     const before = files.map((f) => readFileSync(f))
     const holder = await holdLock(`${store.path}.lock`, 60)
     try {
@@ -604,7 +604,7 @@ function snapshot(store: TempStore): Record<string, string> {
   const dir = dirname(store.path)
   const files: Record<string, string> = {}
   for (const name of readdirSync(dir).sort()) {
-    if (name === 'audit.log' || name.endsWith('.lock')) continue
+    if (name.endsWith('audit.log') || name.endsWith('.lock')) continue
     const st = statSync(join(dir, name))
     files[name] = `${(st.mode & 0o7777).toString(8)} ${st.uid} ${readFileSync(join(dir, name)).toString('base64')}`
   }
