@@ -82,6 +82,10 @@ export function recordEvent(path: string, command: string, user: string | null |
     appendAudit(path, users.map((u) => ({time, actor, command, user: u, ...outcome})))
     return undefined
   } catch (error) {
+    // A caller without access to the store's directory (a user on root's store) was already
+    // told "permission denied"; it has no audit trail to write and nothing was lost.
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'EACCES' || code === 'EPERM' || (error as {exit?: number}).exit === 4) return undefined
     markLoss(path)
     return `could not write the audit log: ${(error as Error).message} (the loss is noted for tfactl doctor)`
   }
