@@ -36,6 +36,8 @@ function scratchDir(): string {
 }
 const mode = (p: string): number => statSync(p).mode & 0o7777
 const sudo = (user: string) => ({env: {SUDO_USER: user}})
+/** The audit log of the store at `path` (named after the store; `audit.log` in the layout before). */
+const auditFile = (path: string): string => (existsSync(`${path}.audit.log`) ? `${path}.audit.log` : join(dirname(path), 'audit.log'))
 
 /** The oclif command (not the login fast path), with stdin. */
 function viaOclif(args: string[], input: string): Promise<Run> {
@@ -332,10 +334,12 @@ describe('the audit trail: whole lines, every user, safe to print', () => {
   it('ends a torn tail before appending, so the next event is not swallowed', async () => {
     const store = newStore()
     await enable(store)
-    writeFileSync(`${store.path}.audit.log`, '{"time":"2026-01-01T00:00:00.000Z","actor":{"uid":0', {flag: 'a'})
-    expect((await store.run(['twofactor:enable', '--window', '3', '--json'])).code).toBe(0)
+    const before = (await store.run(['audit', '--json'])).json.events.length
+    writeFileSync(auditFile(store.path), '{"time":"2026-01-01T00:00:00.000Z","actor":{"uid":0', {flag: 'a'})
+    expect((await store.run(['user:secret:renew', 'carol', '--qr', 'none', '--json'])).code).toBe(0)
     const events = (await store.run(['audit', '--json'])).json.events
-    expect(events.at(-1)).toMatchObject({command: 'twofactor:enable', outcome: 'ok'})
+    expect(events).toHaveLength(before + 1)
+    expect(events.at(-1)).toMatchObject({command: 'user:secret:renew', user: 'carol', outcome: 'ok'})
   })
 
   it('escapes control characters in human output; JSON keeps them exactly', async () => {
@@ -358,7 +362,7 @@ describe('the audit trail: whole lines, every user, safe to print', () => {
       const cli = (args: string[]) => tfactl([...args, '--store', path])
       expect((await cli(['twofactor:enable', '--ssh', '--json'])).code).toBe(0)
       // Bring the log to 40 bytes short of a page, then fill the disk: the next line gets only part of a page.
-      const audit = `${path}.audit.log`
+      const audit = auditFile(path)
       const size = statSync(audit).size
       const pad = 4096 - 40 - (size % 4096) + (size % 4096 > 4096 - 80 ? 4096 : 0)
       writeFileSync(audit, `${JSON.stringify({pad: 'x'.repeat(Math.max(0, pad - 11))})}\n`, {flag: 'a'})
