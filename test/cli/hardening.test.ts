@@ -188,8 +188,12 @@ describe('--oath-file only takes over an empty file or a pam_oath users file', (
     expect((await store.run(['twofactor:status', '--json'])).json.oathFile ?? null).toBeNull()
   })
 
-  it('refuses a path with "#" (PAM reads the rest as a comment) with exit 2', async () => {
+  it('refuses a path with "#" (PAM reads the rest as a comment) or in a directory others can write, with exit 2', async () => {
     const store = await sshStore()
+    const shared = scratchDir()
+    chmodSync(shared, 0o1777)
+    expect(expectJsonError(await store.run(['twofactor:enable', '--oath-file', join(shared, 'users.oath'), '--json']), 2)).toMatch(/another user/)
+    expect(existsSync(join(shared, 'users.oath'))).toBe(false)
     expect(expectJsonError(await store.run(['twofactor:enable', '--oath-file', `${scratchDir()}/users#1.oath`, '--json']), 2)).toMatch(/#/)
   })
 

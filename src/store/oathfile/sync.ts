@@ -86,6 +86,19 @@ function refuseTakeover(path: string, file: UsersFile | undefined, protect: read
     }
   }
   const target = real(path)
+  let dir: fs.Stats | undefined
+  try {
+    dir = fs.statSync(dirname(path))
+  } catch {
+    // no directory: creating the lock says so
+  }
+  const me = process.getuid?.() ?? 0
+  if (dir && ((dir.uid !== me && dir.uid !== 0) || dir.mode & 0o022))
+    throw new TfaError(
+      `${dirname(path)} can be written by another user (uid ${dir.uid}, mode ${(dir.mode & 0o7777).toString(8)}), who could swap the users file or its lock: choose a directory only root can write, e.g. /etc/users.oath`,
+      EXIT.usage,
+      'oath_unsafe_dir',
+    )
   for (const own of protect) {
     let same = real(own) === target
     if (!same && file) {
