@@ -6,6 +6,7 @@ import {checkLogin, type LoginInput} from './login-check.js'
 import {recordEvent} from './store/audit.js'
 import {defaultStorePath} from './store/paths.js'
 import {Store} from './store/file/store.js'
+import {warningPrefix} from './ui/colour.js'
 import {describeError} from './ui/errors.js'
 
 /**
@@ -80,6 +81,6 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
     outcome = {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'}
   }
   const problem = recordEvent(store.files.audit, 'login:check', input.user, outcome)
-  if (problem) process.stderr.write(`tfactl: warning: ${problem}\n`)
+  if (problem) process.stderr.write(`${warningPrefix()} ${problem}\n`)
   return true
 }
