@@ -12,7 +12,7 @@ const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 
 /** Runs the CLI on a pseudo-terminal (stdin, stdout and stderr all on it); returns what it printed. */
 function onTerminal(args: string[], env: NodeJS.ProcessEnv = {}): {code: number | null; out: string} {
-  const base = {...process.env, TERM: 'xterm-256color', ...env}
+  const base: NodeJS.ProcessEnv = {...process.env, TERM: 'xterm-256color', ...env}
   for (const k of ['NO_COLOR', 'FORCE_COLOR', 'NODE_DISABLE_COLORS', 'TFACTL_STORE']) if (!(k in env)) delete base[k]
   const r = spawnSync('script', ['-qec', [process.execPath, BIN, ...args].map(quote).join(' '), '/dev/null'], {env: base, encoding: 'utf8', timeout: 30_000})
   return {code: r.status, out: r.stdout}
@@ -20,7 +20,7 @@ function onTerminal(args: string[], env: NodeJS.ProcessEnv = {}): {code: number 
 
 /** Runs the CLI with stdout and stderr piped, colour not forbidden by the environment. */
 function piped(args: string[]): Promise<{code: number; out: string}> {
-  const env = {...process.env, TERM: 'xterm-256color'}
+  const env: NodeJS.ProcessEnv = {...process.env, TERM: 'xterm-256color'}
   for (const k of ['NO_COLOR', 'FORCE_COLOR', 'NODE_DISABLE_COLORS', 'TFACTL_STORE']) delete env[k]
   return new Promise((done) =>
     execFile(process.execPath, [BIN, ...args], {env}, (error, stdout, stderr) => done({code: error ? Number(error.code) : 0, out: stdout + stderr})),

@@ -4,7 +4,7 @@
 // be read is refused with exit 3 and never overwritten; `.bak` keeps the previous valid store.
 import {spawn} from 'node:child_process'
 import {createHmac, randomBytes} from 'node:crypto'
-import {chmodSync, cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {pathToFileURL} from 'node:url'

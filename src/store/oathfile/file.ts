@@ -1,5 +1,5 @@
 import * as fs from 'node:fs'
-import {basename, dirname, join} from 'node:path'
+import {basename, dirname} from 'node:path'
 import {storeError} from '../../core/errors.js'
 import {parseUsersFile, type OathEntry} from '../../core/oath.js'
 import {accessError} from '../files.js'
