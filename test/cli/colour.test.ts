@@ -52,6 +52,22 @@ describe('colour in human output', () => {
     expect(r.out).toContain(`${ESC}31mtfactl:${ESC}39m `)
   })
 
+  it("colours LOCKED OUT in user:list and doctor's findings on a terminal, not when piped", async () => {
+    const store = newStore()
+    await enable(store, '--max-failures', '1')
+    await renew(store, 'alice')
+    const no = onTerminal(['login:check', 'alice', '--code', '000000', '--store', store.path])
+    expect(no.code, no.out).toBe(1)
+    const list = onTerminal(['user:list', '--store', store.path])
+    expect(list.code, list.out).toBe(0)
+    expect(list.out).toContain(`${ESC}31mLOCKED OUT${ESC}39m`)
+    const doctor = onTerminal(['doctor', '--store', store.path, '--pam-file', '/nonexistent', '--sshd-config', '/nonexistent'])
+    expect(doctor.out).toMatch(new RegExp(`^\\x1b\\[32mok +\\x1b\\[39m  store: `, 'm'))
+    const plain = await piped(['user:list', '--store', store.path])
+    expect(plain.out).toContain('LOCKED OUT')
+    expect((await piped(['doctor', '--store', store.path])).out + plain.out).not.toContain(ESC)
+  })
+
   for (const [name, env] of [
     ['NO_COLOR=1', {NO_COLOR: '1'}],
     ['TERM=dumb', {TERM: 'dumb'}],

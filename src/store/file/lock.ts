@@ -6,10 +6,10 @@ import {tryLockExclusive} from '../oslock.js'
 export const LOCK_WAIT_MS = 10_000
 
 /**
- * Runs `fn` holding an exclusive OFD lock (fcntl, whole file) on `lockPath`. The kernel drops the
- * lock when its holder dies, so a crashed process never leaves a lock behind; the file itself
- * stays and means nothing (nothing is ever stolen on its contents or age). Gives up after `waitMs` with
- * exit 3 (nothing has been changed by then).
+ * Runs `fn` holding an exclusive OFD lock (fcntl, whole file; src/store/oslock.ts) on `lockPath`.
+ * The kernel drops the lock when its holder dies, so a crashed process never leaves a lock
+ * behind; the file itself stays and means nothing (no lock is ever taken over on its contents or
+ * age). Gives up after `waitMs` with exit 3 (nothing has been changed by then).
  */
 export async function withLock<T>(lockPath: string, fn: () => Promise<T>, waitMs = LOCK_WAIT_MS): Promise<T> {
   const fd = openSync(lockPath, 'a', 0o600)
