@@ -62,7 +62,7 @@ describe('colour in human output', () => {
     expect(list.code, list.out).toBe(0)
     expect(list.out).toContain(`${ESC}31mLOCKED OUT${ESC}39m`)
     const doctor = onTerminal(['doctor', '--store', store.path, '--pam-file', '/nonexistent', '--sshd-config', '/nonexistent'])
-    expect(doctor.out).toMatch(new RegExp(`^\\x1b\\[32mok +\\x1b\\[39m  store: `, 'm'))
+    expect(doctor.out).toMatch(/^\x1b\[32mok +\x1b\[39m {2}store: /m)
     const plain = await piped(['user:list', '--store', store.path])
     expect(plain.out).toContain('LOCKED OUT')
     expect((await piped(['doctor', '--store', store.path])).out + plain.out).not.toContain(ESC)
