@@ -9,6 +9,7 @@ import {readCodeLine} from './code-input.js'
 import {recordEvent} from './store/audit.js'
 import {defaultStorePath} from './store/paths.js'
 import {describeError} from './ui/errors.js'
+import {warningPrefix} from './ui/colour.js'
 import {Store} from './store/file/store.js'
 
 export type FlagsOf<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
@@ -68,7 +69,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** A warning on stderr; it never changes the outcome. */
   protected warning(message: string): void {
-    process.stderr.write(`tfactl: warning: ${message}\n`)
+    process.stderr.write(`${warningPrefix()} ${message}\n`)
   }
 
   /** True when a person can answer a prompt: both ends are terminals and JSON is off. */

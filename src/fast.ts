@@ -8,6 +8,7 @@ import {defaultStorePath} from './store/paths.js'
 import {readCodeLine} from './code-input.js'
 import {loginDefault, loginOptionTable} from './login-flags.js'
 import {Store} from './store/file/store.js'
+import {warningPrefix} from './ui/colour.js'
 import {describeError} from './ui/errors.js'
 
 /**
@@ -78,6 +79,6 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
     outcome = {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'}
   }
   const problem = recordEvent(store.files.audit, 'login:check', input.user, outcome)
-  if (problem) process.stderr.write(`tfactl: warning: ${problem}\n`)
+  if (problem) process.stderr.write(`${warningPrefix()} ${problem}\n`)
   return true
 }

@@ -10,6 +10,7 @@ import {auditLoss, lossMarker} from '../store/audit.js'
 import {checkPrivateFile} from '../store/files.js'
 import {leftovers, readUsersFile} from '../store/oathfile/file.js'
 import {clockSynced} from '../store/system.js'
+import {type Colour, paint} from '../ui/colour.js'
 
 type Status = 'ok' | 'finding' | 'unknown' | 'skipped'
 interface Check {
@@ -19,6 +20,7 @@ interface Check {
 }
 
 const SIGNS: Record<Status, string> = {ok: 'ok     ', finding: 'FINDING', unknown: '?      ', skipped: '-      '}
+const HUES: Record<Status, Colour | undefined> = {ok: 'green', finding: 'red', unknown: 'yellow', skipped: undefined}
 
 export default class Doctor extends BaseCommand<typeof Doctor> {
   static override description = `check what 2FA depends on: clock, store and key permissions, the pam_oath users file, sshd's PAM and settings
@@ -52,8 +54,8 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     }
 
     const findings = checks.filter((c) => c.status === 'finding').length
-    for (const c of checks) this.say(`${SIGNS[c.status]}  ${c.check}: ${c.message}`)
-    this.say(findings === 0 ? 'no findings' : `${findings} finding(s)`)
+    for (const c of checks) this.say(`${HUES[c.status] ? paint(HUES[c.status]!, SIGNS[c.status]) : SIGNS[c.status]}  ${c.check}: ${c.message}`)
+    this.say(findings === 0 ? paint('green', 'no findings') : paint('red', `${findings} finding(s)`))
     process.exitCode = findings === 0 ? EXIT.ok : EXIT.denied
     return {ok: findings === 0, findings, checks}
   }

@@ -250,7 +250,7 @@ export function compareUsersFile(users: OathUser[], entries: OathEntry[] | undef
 /** The users file path must be one PAM can pass (no spaces) and pam_oath will not expand. */
 export function checkOathPath(path: string): string {
   if (!isAbsolute(path)) throw usageError(`--oath-file must be an absolute path, got ${quote(path)}`)
-  if (/[\s\p{C}$\[\]]/u.test(path)) throw usageError(`--oath-file ${quote(path)}: spaces, control characters, "$" and brackets cannot go into a PAM line`)
+  if (/[\s\p{C}$[\]]/u.test(path)) throw usageError(`--oath-file ${quote(path)}: spaces, control characters, "$" and brackets cannot go into a PAM line`)
   if (path.endsWith('/')) throw usageError(`--oath-file ${quote(path)} names a directory`)
   // PAM reads everything after a # on a line as a comment: pam_oath would get a cut path.
   if (path.includes('#')) throw usageError(`--oath-file ${quote(path)}: "#" starts a comment in a PAM line, so pam_oath would read another file`)

@@ -1,4 +1,5 @@
 import {EXIT, TfaError} from '../core/errors.js'
+import {errorPrefix} from './colour.js'
 
 const isSystemError = (error: unknown): boolean => typeof (error as NodeJS.ErrnoException).errno === 'number'
 
@@ -37,5 +38,5 @@ export function describeError(thrown: Error) {
   const exit = known ? error.exit : (oclifExit ?? (isSystemError(error) ? EXIT.store : 1))
   const message = oneLine(error.message || String(error))
   const code = known ? error.code : exit === EXIT.usage ? 'usage' : 'error'
-  return {exit, message, json: {error: {message, code, exit}}, text: `tfactl: ${message}\n`}
+  return {exit, message, json: {error: {message, code, exit}}, text: `${errorPrefix()} ${message}\n`}
 }

@@ -54,7 +54,13 @@ describe('one-user reads of the line-per-user store', () => {
     const buf = Buffer.from(encodeStore(docWith(many), keys, 'e').text)
     for (const name of ['u0000', 'u1499', 'u2999', 'u0777', 'u2048']) {
       let bytes = 0
-      const counting = {size: buf.length, read: (p: number, n: number) => ((bytes += n), buf.subarray(p, p + n))}
+      const counting = {
+        size: buf.length,
+        read: (p: number, n: number) => {
+          bytes += n
+          return buf.subarray(p, p + n)
+        },
+      }
       expect(decodeOneUser(counting, name, 'store.json', keys)!.doc.users.has(name)).toBe(true)
       // A search that misses falls back to reading the whole body: this would catch it.
       expect(bytes, `${name}: read ${bytes} of ${buf.length} bytes`).toBeLessThan(buf.length / 3)
