@@ -6,6 +6,7 @@ import {chmodSync, closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSy
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {afterEach, describe, expect, it} from 'vitest'
+import {sidecars} from '../../src/store/paths.js'
 import {ROOT, tempStore} from '../helpers/cli.js'
 import {enable, expectJsonError, renew, type TempStore, writeStore} from './support.js'
 
@@ -19,7 +20,7 @@ afterEach(() => {
   for (const s of stores) s.cleanup()
   stores = []
 })
-const keyOf = (s: TempStore) => join(dirname(s.path), 'tfactl.key')
+const keyOf = (s: TempStore) => sidecars(s.path).key
 
 describe('twofactor:disable without the key', () => {
   it('keeps the journal valid: the epoch is unchanged, so a lockout recorded by a login still holds', async () => {

@@ -8,6 +8,7 @@ import {randomBytes} from 'node:crypto'
 import {chmodSync, cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest'
+import {sidecars} from '../../src/store/paths.js'
 import {BIN, ROOT, type Run, tempStore} from '../helpers/cli.js'
 import {canRunSshd, createUser, insertPamLine, randomUserName, removeUser, sshLogin, type SshdHandle, startSshd} from '../helpers/sshd.js'
 
@@ -114,7 +115,7 @@ describe.skipIf(reason !== null)('emergency: 2FA off whatever state the files ar
   })
 
   it('key missing: twofactor:disable turns 2FA off without it, carrying the sealed records byte for byte', async () => {
-    const key = join(state, 'tfactl.key')
+    const key = sidecars(store.path).key
     const kept = bytes(key)
     rmSync(key)
     const before = bytes(store.path).toString('utf8')
@@ -140,7 +141,7 @@ describe.skipIf(reason !== null)('emergency: 2FA off whatever state the files ar
   })
 
   it('key wrong: --force moves the store aside and writes a valid one with 2FA off; the users file lines are copied first', async () => {
-    const key = join(state, 'tfactl.key')
+    const key = sidecars(store.path).key
     writeFileSync(key, randomBytes(32), {mode: 0o600})
     const broken = bytes(store.path)
     const r = await json('twofactor:disable', '--force')
@@ -153,7 +154,7 @@ describe.skipIf(reason !== null)('emergency: 2FA off whatever state the files ar
     expect(readFileSync(r.json.usersFile.savedCopy, 'utf8')).toBe(oathTemplate)
     expect((await json('store:check')).code).toBe(0)
     await expectPasswordOnly()
-    const audit = readFileSync(join(state, 'audit.log'), 'utf8')
+    const audit = readFileSync(sidecars(store.path).audit, 'utf8')
     expect(audit).toContain(aside)
     expect(audit).toContain('"reason":"forced"')
   })
@@ -224,7 +225,7 @@ describe.skipIf(reason !== null)('emergency: 2FA off whatever state the files ar
     expect(r.code, r.stderr).toBe(0)
     expect(r.json).toMatchObject({changed: true, movedAside: [], removedLocks: [`${oath}.lock`], usersFile: {path: oath, changed: true, users: []}})
     expect(existsSync(`${oath}.lock`)).toBe(false)
-    expect(readFileSync(join(state, 'audit.log'), 'utf8')).toContain('"outcome":"removed_lock"')
+    expect(readFileSync(sidecars(store.path).audit, 'utf8')).toContain('"outcome":"removed_lock"')
     await expectPasswordOnly()
   })
 
@@ -262,7 +263,7 @@ describe.skipIf(reason !== null)('emergency: 2FA off whatever state the files ar
     const r = await json('twofactor:disable', '--force', '--no-stig')
     expect(r.code, r.stderr).toBe(0)
     expect(await ok('twofactor:status')).toMatchObject({enabled: false, stig: false})
-    expect(readFileSync(join(state, 'audit.log'), 'utf8')).toContain('"reason":"forced_left_stig"')
+    expect(readFileSync(sidecars(store.path).audit, 'utf8')).toContain('"reason":"forced_left_stig"')
     await expectPasswordOnly()
   })
 

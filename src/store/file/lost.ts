@@ -6,7 +6,8 @@ import {sidecars} from '../paths.js'
  * A store file that is missing while its side files are there (its key, `.bak` or journal: every
  * write of a store leaves a journal) was lost, not never made. Reading it as a new empty store
  * would mean "2FA off" for every login, STIG mode included: a store problem instead (exit 3).
- * The lock and the audit log do not count: a read-only command on a new store creates them.
+ * The lock and the audit log do not count: a read-only command on a new store creates them; nor
+ * does the directory's shared legacy `tfactl.key`, which another store may be using.
  */
 export function checkNotLost(path: string): void {
   const files = sidecars(path)

@@ -1,12 +1,13 @@
-import {existsSync, readFileSync, realpathSync, renameSync, rmSync} from 'node:fs'
+import {existsSync, realpathSync, renameSync, rmSync} from 'node:fs'
 import {basename, dirname, join} from 'node:path'
 import {EXIT, forbidden, storeError, TfaError, usageError} from '../../core/errors.js'
 import {type Doc, emptyDoc, type Settings, STORE_VERSION} from '../../core/model.js'
-import {checkOathPath, parseUsersFile} from '../../core/oath.js'
+import {checkOathPath} from '../../core/oath.js'
 import {sameSettings} from '../../core/settings.js'
-import {atomicWrite, checkPrivateFile, ensureDir, fsyncDir, readPrivateFile, removeStaleTemps} from '../files.js'
+import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, fsyncDir, readPrivateFile, removeStaleTemps} from '../files.js'
 import {KeyFiles, type KeyRing} from '../keys.js'
-import {type SyncReport, syncUsersFile} from '../oathfile/sync.js'
+import {readUsersFile} from '../oathfile/file.js'
+import {refuseTakeover, type SyncReport, syncUsersFile} from '../oathfile/sync.js'
 import {describeOpeners, openers} from '../procs.js'
 import {decodeStore, encodeStore, newEpoch, Reader} from './codec.js'
 import {headerSettings, NO_KEYS, parseDocument as parse, withSettings} from './header.js'
@@ -73,6 +74,7 @@ export async function updateSettingsSealed(
   store: Store,
   change: (s: Settings) => Settings,
 ): Promise<{before: Settings; after: Settings; usersFile?: SyncReport; keyProblem?: string}> {
+  checkStoreDir(dirname(store.path))
   ensureDir(dirname(store.path))
   return withLock(store.files.lock, async () => {
     removeStaleTemps(store.path)
@@ -87,7 +89,7 @@ export async function updateSettingsSealed(
     const {text, before, after, keyId} = edit
     let keyProblem: string | undefined // not needed here, but the admin should know before turning 2FA on again
     try {
-      if (keyId !== null && !new KeyFiles(store.files.key).byId(keyId)) keyProblem = `${store.files.key} is missing or is not the key (id ${keyId}) that sealed the secrets`
+      if (keyId !== null && !new KeyFiles(store.files.key, store.files.legacyKey).byId(keyId)) keyProblem = `${store.files.key} is missing or is not the key (id ${keyId}) that sealed the secrets`
     } catch (error) {
       keyProblem = (error as Error).message
     }
@@ -101,6 +103,7 @@ export async function updateSettingsSealed(
       async () => {
         if (!sameSettings(before, after)) atomicWrite(store.path, text, store.files.backup)
       },
+      ownFiles(store),
     )
     return {before, after, usersFile: report, keyProblem}
   })
@@ -186,6 +189,7 @@ function journalEpoch(path: string): string | undefined {
  * (exit 3): a lock held by a live process is never broken.
  */
 async function holdingStoreLock<T>(store: Store, waitMs: number, fn: () => Promise<T>): Promise<T> {
+  checkStoreDir(dirname(store.path)) // a directory others can write is never trusted, not even to repair it
   ensureDir(dirname(store.path))
   let entered = false
   try {
@@ -235,22 +239,18 @@ function oathFileIn(text: string | undefined): string | undefined {
   }
 }
 
+/** The store's own files: never a users file (as Store.apply protects them). */
+const ownFiles = (store: Store): string[] => {
+  const f = store.files
+  return [store.path, f.lock, f.backup, f.journal, f.key, `${f.key}.next`, f.audit, `${f.audit}.lost`, f.legacyKey, `${f.legacyKey}.next`, f.legacyAudit]
+}
+
 /**
- * A users file named on the command line is only taken over when it is empty or reads as one
- * (never another file, such as a PAM configuration, or one of the store's own files).
+ * A users file named on the command line is taken over only as any new users file is: empty or
+ * a users file, in a directory only root can write, never one of the store's own files.
  */
-function checkTakeOver(path: string, files: Store['files']): string {
-  const own = Object.values(files).map(procName)
-  if (own.includes(procName(path))) throw usageError(`--oath-file ${path} is one of the store's own files`)
-  let text: string
-  try {
-    text = readFileSync(path, 'utf8')
-  } catch {
-    return path // none yet: it is created
-  }
-  const lines = text.split('\n').filter((l) => l.trim() !== '' && !l.trimStart().startsWith('#'))
-  if (lines.length > parseUsersFile(text).length)
-    throw usageError(`--oath-file ${path} is not a pam_oath users file (it has lines pam_oath would not read): name the usersfile= of sshd's PAM line`)
+function checkTakeOver(path: string, store: Store): string {
+  refuseTakeover(path, readUsersFile(path), ownFiles(store))
   return path
 }
 
@@ -269,7 +269,7 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; oath
   const {files} = store
   return holdingStoreLock(store, opts.waitMs ?? FORCE_LOCK_WAIT_MS, async () => {
     removeStaleTemps(store.path)
-    const keys = new KeyFiles(files.key)
+    const keys = new KeyFiles(files.key, files.legacyKey)
     const warnings: string[] = []
     const movedAside: string[] = []
     const removedLocks: string[] = []
@@ -306,7 +306,7 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; oath
     doc.settings.enabled = false
 
     // The users file sshd reads: named, else the store's, else the one a damaged store still names.
-    if (opts.oathFile) doc.settings.oathFile = checkTakeOver(opts.oathFile, files)
+    if (opts.oathFile) doc.settings.oathFile = checkTakeOver(opts.oathFile, store)
     else if (source.from !== 'store') doc.settings.oathFile = oathFileIn(current?.text) ?? doc.settings.oathFile
     if (!doc.settings.oathFile && source.from !== 'store')
       warnings.push('no pam_oath users file is known: if sshd uses pam_oath, run this again with --oath-file PATH (the usersfile= of its PAM line)')
@@ -332,10 +332,10 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; oath
       if (!whole) {
         // The users file is about to lose its lines; for records that cannot be read, they may
         // be the last readable copy of a secret.
-        const oathText = oath && existsSync(oath) ? readFileSync(oath, 'utf8') : ''
-        if (parseUsersFile(oathText).length > 0) {
+        const lines = oath ? readUsersFile(oath) : undefined // never through a link
+        if (oath && lines && lines.entries.length > 0) {
           savedCopy = `${oath}.saved-${stamp()}`
-          atomicWrite(savedCopy, oathText)
+          atomicWrite(savedCopy, lines.text)
         }
         if (current) movedAside.push(moveAside(store.path))
         if (existsSync(files.journal)) movedAside.push(moveAside(files.journal)) // its entries are in `doc` when they belong to it
@@ -354,7 +354,7 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; oath
         resetJournal(files.journal, epoch)
       }
     }
-    const {report} = await syncUsersFile(doc, async () => undefined, save)
+    const {report} = await syncUsersFile(doc, async () => undefined, save, ownFiles(store))
     const usersFile = report ? {path: report.path, changed: report.changed, users: report.users, ...(savedCopy ? {savedCopy} : {})} : null
     const changed = !whole || !sameSettings(before, doc.settings) || removedLocks.length > 0 || Boolean(report?.changed)
     return {changed, movedAside, usersFile, removedLocks, warnings, settingsFrom: source.from, unreadable: source.unreadable}
@@ -387,7 +387,7 @@ export async function restoreStore(store: Store, from: string): Promise<RestoreR
     removeStaleTemps(store.path)
     const read = readForRecovery(from)
     if (!read) throw storeError(`no backup at ${from}: nothing was restored (tfactl twofactor:disable --force turns 2FA off without one)`)
-    const checked = read.text === undefined ? {valid: false as const, problem: read.problem!} : assess(read.text, from, new KeyFiles(files.key))
+    const checked = read.text === undefined ? {valid: false as const, problem: read.problem!} : assess(read.text, from, new KeyFiles(files.key, files.legacyKey))
     if (!checked.valid) throw storeError(`${from} is not a valid store (${checked.problem}); nothing was restored (tfactl twofactor:disable --force turns 2FA off without it)`)
     const warnings: string[] = []
     const movedAside: string[] = []
