@@ -46,7 +46,7 @@ describe('twofactor:disable without the key', () => {
     expect(list.json.users.find((u: any) => u.user === 'bob')).toMatchObject({lockedOut: false})
   })
 
-  it('rewrites a hand-edited store (not one user per line) in tfactl\'s layout, sealed secrets carried as they are', async () => {
+  it("rewrites a hand-edited store (not one user per line) in tfactl's layout, sealed secrets carried as they are", async () => {
     const s = newStore()
     await enable(s)
     await renew(s, 'bob')
@@ -58,7 +58,12 @@ describe('twofactor:disable without the key', () => {
     expect(r.code, r.stderr).toBe(0)
     const text = s.bytes()!.toString()
     expect(text.split('\n')[0]).toMatch(/"users":\{$/)
-    expect(text.split('\n').slice(1, 3).map((l) => l.slice(0, 7))).toEqual(['"alice"', '"bob":{'])
+    expect(
+      text
+        .split('\n')
+        .slice(1, 3)
+        .map((l) => l.slice(0, 7)),
+    ).toEqual(['"alice"', '"bob":{'])
     const after = JSON.parse(text)
     expect(after.settings.enabled).toBe(false)
     expect(after.users).toEqual(doc.users)
@@ -78,7 +83,7 @@ describe('twofactor:disable without the key', () => {
 })
 
 describe.skipIf(process.getuid?.() !== 0)('twofactor:disable --force (as root)', () => {
-  it('takes over only a file that reads as a pam_oath users file, never one of the store\'s own (exit 2, nothing changed)', async () => {
+  it("takes over only a file that reads as a pam_oath users file, never one of the store's own (exit 2, nothing changed)", async () => {
     const s = newStore()
     await enable(s)
     await renew(s, 'alice')

@@ -37,7 +37,10 @@ describe.skipIf(reason !== null)('emergency: 2FA off whatever state the files ar
   }
   const files = () => readdirSync(state).sort()
   const bytes = (path: string) => readFileSync(path)
-  const usersIn = (path: string) => readFileSync(path, 'utf8').split('\n').filter((l) => l.startsWith('HOTP'))
+  const usersIn = (path: string) =>
+    readFileSync(path, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('HOTP'))
 
   const login = (code?: string) => sshLogin({port: sshd!.port, user: alice, password, code, command: 'id -un', timeoutMs: 30_000})
   /** A password login with no code asked: what 2FA off means over SSH. */
@@ -232,22 +235,23 @@ describe.skipIf(reason !== null)('emergency: 2FA off whatever state the files ar
   it('store lock held by a stopped process: --force names it and exits 3; once it is gone, 2FA goes off', async () => {
     const lock = `${store.path}.lock`
     const script = `import(${JSON.stringify(join(ROOT, 'dist/store/file/lock.js'))}).then((m) => m.withLock(${JSON.stringify(lock)}, () => { process.stdout.write('locked\\n'); return new Promise(() => {}) }))`
-    holder = spawn(process.execPath, ['--input-type=module', '-e', script], {stdio: ['ignore', 'pipe', 'inherit']})
-    await new Promise<void>((done) => holder!.stdout!.on('data', (d) => String(d).includes('locked') && done()))
-    holder.kill('SIGSTOP')
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {stdio: ['ignore', 'pipe', 'inherit']})
+    holder = child
+    await new Promise<void>((done) => child.stdout!.on('data', (d) => String(d).includes('locked') && done()))
+    child.kill('SIGSTOP')
     const before = bytes(store.path)
 
     const r = await json('twofactor:disable', '--force')
     expect(r.code).toBe(3)
-    expect(r.json.error.message).toContain(`pid ${holder.pid}`)
+    expect(r.json.error.message).toContain(`pid ${child.pid}`)
     expect(r.json.error.message).toMatch(/node/)
     expect(bytes(store.path)).toEqual(before)
     const doctor = await json('doctor')
-    expect(doctor.json.checks.find((c: any) => c.fix === `kill -CONT ${holder.pid}`)).toBeDefined()
+    expect(doctor.json.checks.find((c: any) => c.fix === `kill -CONT ${child.pid}`)).toBeDefined()
 
-    holder.kill('SIGCONT')
-    holder.kill('SIGTERM')
-    await new Promise((done) => holder!.once('exit', done))
+    child.kill('SIGCONT')
+    child.kill('SIGTERM')
+    await new Promise((done) => child.once('exit', done))
     await ok('twofactor:disable')
     await expectPasswordOnly()
   })
@@ -268,7 +272,9 @@ describe.skipIf(reason !== null)('emergency: 2FA off whatever state the files ar
   })
 
   it('--force is for root only (exit 4), and --no-stig only goes with --force (exit 2)', async () => {
-    const nobody = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, BIN, 'twofactor:disable', '--force', '--store', store.path, '--json'], {encoding: 'utf8'})
+    const nobody = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, BIN, 'twofactor:disable', '--force', '--store', store.path, '--json'], {
+      encoding: 'utf8',
+    })
     expect(nobody.status, nobody.stdout + nobody.stderr).toBe(4)
     expect(JSON.parse(nobody.stdout).error.message).toMatch(/root/)
     expect((await json('twofactor:disable', '--no-stig')).code).toBe(2)

@@ -8,7 +8,10 @@ export default class Restore extends BaseCommand<typeof Restore> {
 
 The backup is validated first, with the key: users whose secrets the key cannot open are
 reported (undecryptable). Exit 3, nothing changed, when there is no valid backup.`
-  static override examples = ['sudo <%= config.bin %> store:restore', 'sudo <%= config.bin %> store:restore --from /var/lib/tfactl/store.json.broken-20261130T101500Z --json']
+  static override examples = [
+    'sudo <%= config.bin %> store:restore',
+    'sudo <%= config.bin %> store:restore --from /var/lib/tfactl/store.json.broken-20261130T101500Z --json',
+  ]
   static override flags = {
     from: Flags.string({description: 'the backup to put back [default: <store>.bak]'}),
   }

@@ -25,7 +25,10 @@ removed, and the users file is rewritten so that sshd asks for no code.`
   static override flags = {
     force: Flags.boolean({description: 'root only: get 2FA off whatever state the files are in (moves aside what cannot be used, never deletes)'}),
     'no-stig': Flags.boolean({description: 'with --force: leave STIG mode first (STIG mode otherwise refuses, exit 4)', dependsOn: ['force']}),
-    'oath-file': Flags.string({description: "with --force: the pam_oath users file sshd reads, when the store cannot tell (its PAM line's usersfile=)", dependsOn: ['force']}),
+    'oath-file': Flags.string({
+      description: "with --force: the pam_oath users file sshd reads, when the store cannot tell (its PAM line's usersfile=)",
+      dependsOn: ['force'],
+    }),
   }
 
   async run() {
@@ -56,7 +59,9 @@ removed, and the users file is rewritten so that sshd asks for no code.`
     const changed = before.enabled
     if (problem) {
       this.auditOutcome = {outcome: 'ok', reason: 'sealed_only'}
-      this.warning(`the secrets cannot be opened (${problem}); only the settings were rewritten, every sealed record is kept as it was: put the key back before turning 2FA on again`)
+      this.warning(
+        `the secrets cannot be opened (${problem}); only the settings were rewritten, every sealed record is kept as it was: put the key back before turning 2FA on again`,
+      )
     }
     this.say(changed ? '2FA disabled: logins need the password only; secrets are kept' : '2FA was already off')
     return problem ? {enabled: false, changed, sealedOnly: true} : {enabled: false, changed}
@@ -77,7 +82,8 @@ removed, and the users file is rewritten so that sshd asks for no code.`
     for (const path of report.removedLocks) this.say(`removed stale lock: ${path} (no process had it open)`)
     if (report.usersFile?.savedCopy) this.say(`users file lines before: copied to ${report.usersFile.savedCopy} (0600; secrets in clear)`)
     if (report.usersFile) this.say(`users file: ${report.usersFile.path} lists nobody${report.usersFile.changed ? ' (rewritten)' : ''}: sshd asks for no code`)
-    if (report.settingsFrom !== 'store') this.say(`new store written with 2FA off (settings from ${report.settingsFrom === 'backup' ? this.store.files.backup : 'the defaults'})`)
+    if (report.settingsFrom !== 'store')
+      this.say(`new store written with 2FA off (settings from ${report.settingsFrom === 'backup' ? this.store.files.backup : 'the defaults'})`)
     this.say(report.changed ? '2FA disabled: logins need the password only' : '2FA was already off; nothing needed repair')
     return {
       enabled: false,

@@ -18,7 +18,11 @@ export const NO_KEYS: KeyRing = {
 }
 
 /** The store's text with new settings: the header line rewritten, every user line copied byte for byte. */
-export function withSettings(text: string, where: string, change: (s: Settings) => Settings): {text: string; before: Settings; after: Settings; keyId: string | null} {
+export function withSettings(
+  text: string,
+  where: string,
+  change: (s: Settings) => Settings,
+): {text: string; before: Settings; after: Settings; keyId: string | null} {
   const r = new Reader(where)
   const nl = text.indexOf('\n')
   const first = nl < 0 ? text : text.slice(0, nl)
@@ -59,7 +63,6 @@ export function parseDocument(r: Reader, text: string): Json {
   }
   return r.object(raw, 'document')
 }
-
 
 /** The settings a store file names, read without the key (undefined when they cannot be read). */
 export function headerSettings(text: string, where: string): Settings | undefined {

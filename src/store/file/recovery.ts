@@ -36,7 +36,11 @@ export function procName(path: string): string {
 }
 
 /** 20261130T112233Z */
-const stamp = (): string => new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+const stamp = (): string =>
+  new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')
 
 /** Renames `path` to `<path>.broken-<UTC time>` (a free name); never deletes. */
 export function moveAside(path: string): string {
@@ -89,7 +93,8 @@ export async function updateSettingsSealed(
     const {text, before, after, keyId} = edit
     let keyProblem: string | undefined // not needed here, but the admin should know before turning 2FA on again
     try {
-      if (keyId !== null && !new KeyFiles(store.files.key, store.files.legacyKey).byId(keyId)) keyProblem = `${store.files.key} is missing or is not the key (id ${keyId}) that sealed the secrets`
+      if (keyId !== null && !new KeyFiles(store.files.key, store.files.legacyKey).byId(keyId))
+        keyProblem = `${store.files.key} is missing or is not the key (id ${keyId}) that sealed the secrets`
     } catch (error) {
       keyProblem = (error as Error).message
     }
@@ -113,9 +118,7 @@ export async function updateSettingsSealed(
 // Reading what can be read
 
 /** What a store file holds, read as far as it can be. */
-type Assessed =
-  | {valid: true; doc: Doc; epoch: string | null; unreadable: string[]}
-  | {valid: false; problem: string}
+type Assessed = {valid: true; doc: Doc; epoch: string | null; unreadable: string[]} | {valid: false; problem: string}
 
 /**
  * Decodes a store; when the whole does not decode (a missing or wrong key, a damaged record),
@@ -387,16 +390,28 @@ export async function restoreStore(store: Store, from: string): Promise<RestoreR
     removeStaleTemps(store.path)
     const read = readForRecovery(from)
     if (!read) throw storeError(`no backup at ${from}: nothing was restored (tfactl twofactor:disable --force turns 2FA off without one)`)
-    const checked = read.text === undefined ? {valid: false as const, problem: read.problem!} : assess(read.text, from, new KeyFiles(files.key, files.legacyKey))
-    if (!checked.valid) throw storeError(`${from} is not a valid store (${checked.problem}); nothing was restored (tfactl twofactor:disable --force turns 2FA off without it)`)
+    const checked =
+      read.text === undefined ? {valid: false as const, problem: read.problem!} : assess(read.text, from, new KeyFiles(files.key, files.legacyKey))
+    if (!checked.valid)
+      throw storeError(`${from} is not a valid store (${checked.problem}); nothing was restored (tfactl twofactor:disable --force turns 2FA off without it)`)
     const warnings: string[] = []
     const movedAside: string[] = []
     if (existsSync(store.path)) movedAside.push(moveAside(store.path))
     if (existsSync(files.journal) && journalEpoch(files.journal) !== checked.epoch) movedAside.push(moveAside(files.journal))
     atomicWrite(store.path, read.text!)
     if (checked.unreadable.length > 0)
-      warnings.push(`the secrets of ${checked.unreadable.join(', ')} cannot be decrypted with ${files.key}: put the key that sealed them back, or run tfactl twofactor:disable --force`)
-    return {restored: true, from, movedAside, undecryptable: checked.unreadable, users: checked.doc.users.size + checked.unreadable.length, enabled: checked.doc.settings.enabled, warnings}
+      warnings.push(
+        `the secrets of ${checked.unreadable.join(', ')} cannot be decrypted with ${files.key}: put the key that sealed them back, or run tfactl twofactor:disable --force`,
+      )
+    return {
+      restored: true,
+      from,
+      movedAside,
+      undecryptable: checked.unreadable,
+      users: checked.doc.users.size + checked.unreadable.length,
+      enabled: checked.doc.settings.enabled,
+      warnings,
+    }
   })
 }
 
