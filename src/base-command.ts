@@ -2,10 +2,14 @@ import {Command, Flags, type Interfaces} from '@oclif/core'
 import {userInfo} from 'node:os'
 import {resolve} from 'node:path'
 import {EXIT, forbidden, TfaError, usageError} from './core/errors.js'
+import type {Doc} from './core/model.js'
+import {guardSelfService} from './core/selfservice.js'
 import {checkUsername} from './core/validate.js'
+import {readCodeLine} from './code-input.js'
 import {recordEvent} from './store/audit.js'
 import {defaultStorePath} from './store/paths.js'
 import {describeError} from './ui/errors.js'
+import {warningPrefix} from './ui/colour.js'
 import {Store} from './store/file/store.js'
 
 export type FlagsOf<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
@@ -19,7 +23,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true
   static override baseFlags = {
     store: Flags.string({
-      description: 'store file [default: /var/lib/tfactl/store.json as root, else $XDG_STATE_HOME/tfactl/store.json]',
+      description: 'store file [default: /var/lib/tfactl/store.json as root, and for anyone while it exists; else $XDG_STATE_HOME/tfactl/store.json]',
       env: 'TFACTL_STORE',
       helpGroup: 'GLOBAL',
     }),
@@ -31,6 +35,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected flags!: FlagsOf<T>
   /** What the audit line says about this run; commands fill in the user and the outcome. */
   protected auditUser: string | null = null
+  /** Every user a bulk command acted on: each gets its own audit line. */
+  protected auditUsers = new Set<string>()
   protected auditOutcome: {outcome: string; reason: string | null} = {outcome: 'ok', reason: null}
   protected args!: ArgsOf<T>
   /** Every positional argument, for commands that take several (`strict = false`). */
@@ -63,7 +69,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** A warning on stderr; it never changes the outcome. */
   protected warning(message: string): void {
-    process.stderr.write(`tfactl: warning: ${message}\n`)
+    process.stderr.write(`${warningPrefix()} ${message}\n`)
   }
 
   /** True when a person can answer a prompt: both ends are terminals and JSON is off. */
@@ -75,6 +81,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected targetUser(name: string | undefined): string {
     const user = checkUsername(name ?? (process.env.SUDO_USER || userInfo().username))
     this.auditUser = user
+    this.auditUsers.add(user)
     return user
   }
 
@@ -83,10 +90,28 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    * needed, so the sudoers rule can allow the commands without arguments only.
    */
   protected async selfServiceCode(user: string, given: string | undefined): Promise<string | undefined> {
+    given = await this.codeFlag(given)
     if (given !== undefined || process.env.SUDO_USER !== user || !this.interactive()) return given
     if (!(await this.store.read()).users.get(user)?.secret) return given
     const {password} = await import('@inquirer/prompts')
     return password({message: `current 2FA code (or a recovery code) for ${user}:`, mask: '*'})
+  }
+
+  /**
+   * A store update guarded by the self-service proof (see guardSelfService): a wrong or missing
+   * `--code` under sudo is a counted failure and exit 4, and nothing else is written.
+   */
+  protected async selfServiceUpdate<T>(targets: (doc: Doc) => readonly string[], proof: string | undefined, change: (doc: Doc) => T): Promise<T> {
+    const now = Date.now()
+    const outcome = await this.store.update((doc) => guardSelfService(doc, targets(doc), process.env.SUDO_USER, proof, now, () => change(doc)))
+    if ('refusal' in outcome) throw forbidden(outcome.refusal)
+    return outcome.result
+  }
+
+  /** `--code` as given, or one line read from stdin for `--code -` (codes on the command line show in /proc). */
+  protected async codeFlag(given: string | undefined): Promise<string | undefined> {
+    if (given !== '-') return given
+    return readCodeLine()
   }
 
   /** Commands that only root may run (bypass, unlock). */
@@ -106,7 +131,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   public override async finally(error: Error | undefined): Promise<void> {
     if (!(this.ctor as unknown as typeof BaseCommand).audited || !this.storeInstance) return
     const outcome = error ? {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'} : this.auditOutcome
-    const problem = recordEvent(this.storeInstance.files.audit, this.id ?? 'unknown', this.auditUser, outcome)
+    const users = new Set(this.auditUsers)
+    if (this.auditUser) users.add(this.auditUser)
+    const problem = recordEvent(this.storeInstance.files.audit, this.id ?? 'unknown', [...users], outcome)
     if (problem) this.warning(problem)
   }
 

@@ -5,7 +5,10 @@ import {checkUsername} from './core/validate.js'
 import {checkLogin, type LoginInput} from './login-check.js'
 import {recordEvent} from './store/audit.js'
 import {defaultStorePath} from './store/paths.js'
+import {readCodeLine} from './code-input.js'
+import {loginDefault, loginOptionTable} from './login-flags.js'
 import {Store} from './store/file/store.js'
+import {warningPrefix} from './ui/colour.js'
 import {describeError} from './ui/errors.js'
 import {statusLines, statusResult} from './ui/output.js'
 
@@ -17,12 +20,7 @@ import {statusLines, statusResult} from './ui/output.js'
  * checkLogin, the error rendering and the audit record, so they answer alike.
  */
 
-const OPTIONS: Record<string, readonly string[] | null> = {
-  '--service': ['ui', 'ssh'],
-  '--method': ['password', 'key'],
-  '--code': null,
-  '--store': null,
-}
+const OPTIONS: Record<string, readonly string[] | null> = {...loginOptionTable(), '--store': null}
 
 interface FastInput extends LoginInput {
   store?: string
@@ -47,12 +45,12 @@ export function parseLoginCheck(argv: string[]): FastInput | undefined {
     const eq = arg.indexOf('=')
     const name = eq > 0 ? arg.slice(0, eq) : arg
     const value = eq > 0 ? arg.slice(eq + 1) : argv[++i]
-    if (!(name in OPTIONS) || flags.has(name) || value === undefined || value.startsWith('-')) return undefined
+    if (!(name in OPTIONS) || flags.has(name) || value === undefined || (value.startsWith('-') && !(name === '--code' && value === '-'))) return undefined
     if (OPTIONS[name] && !OPTIONS[name]!.includes(value)) return undefined
     flags.set(name, value)
   }
-  const service = (flags.get('--service') ?? 'ui') as Service
-  const method = (flags.get('--method') ?? 'password') as Method
+  const service = (flags.get('--service') ?? loginDefault('service')) as Service
+  const method = (flags.get('--method') ?? loginDefault('method')) as Method
   if (user === undefined || (method === 'key' && service !== 'ssh')) return undefined
   try {
     checkUsername(user)
@@ -66,9 +64,11 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
   const input = parseLoginCheck(argv)
   if (!input) return false
   if (input.json ? process.stdout.isTTY : input.code === undefined && process.stdin.isTTY && process.stdout.isTTY) return false
-  const store = new Store(resolve(input.store || defaultStorePath()))
+  let store: Store | undefined
   let outcome: {outcome: string; reason: string | null}
   try {
+    store = new Store(resolve(input.store || defaultStorePath())) // exit 4: a system store this caller cannot read
+    if (input.code === '-') input.code = await readCodeLine()
     const {result, lines} = await checkLogin(store, input)
     process.exitCode = result.allowed ? 0 : 1
     process.stdout.write(input.json ? `${JSON.stringify(result, null, 2)}\n` : `${lines.join('\n')}\n`)
@@ -80,8 +80,8 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
     else process.stderr.write(report.text)
     outcome = {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'}
   }
-  const problem = recordEvent(store.files.audit, 'login:check', input.user, outcome)
-  if (problem) process.stderr.write(`tfactl: warning: ${problem}\n`)
+  const problem = store && recordEvent(store.files.audit, 'login:check', input.user, outcome)
+  if (problem) process.stderr.write(`${warningPrefix()} ${problem}\n`)
   return true
 }
 

@@ -5,24 +5,33 @@ import {dirname} from 'node:path'
 import {BaseCommand} from '../base-command.js'
 import {EXIT} from '../core/errors.js'
 import type {Doc} from '../core/model.js'
-import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, pamOathLine} from '../core/oath.js'
+import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, PAM_OATH_DEFAULT_WINDOW, pamOathLine} from '../core/oath.js'
+import {auditLoss, lossMarker} from '../store/audit.js'
 import {checkPrivateFile} from '../store/files.js'
 import {leftovers, readUsersFile} from '../store/oathfile/file.js'
 import {clockSynced} from '../store/system.js'
+import {emergencyFix, procName} from '../store/file/recovery.js'
+import {describeOpeners, openers, processState} from '../store/procs.js'
+import {type Colour, paint} from '../ui/colour.js'
 
 type Status = 'ok' | 'finding' | 'unknown' | 'skipped'
 interface Check {
   check: string
   status: Status
   message: string
+  /** The one command that gets out of a broken state (findings only, where there is one). */
+  fix?: string
 }
+type Add = (check: string, status: Status, message: string, fix?: string) => void
 
 const SIGNS: Record<Status, string> = {ok: 'ok     ', finding: 'FINDING', unknown: '?      ', skipped: '-      '}
+const HUES: Record<Status, Colour | undefined> = {ok: 'green', finding: 'red', unknown: 'yellow', skipped: undefined}
 
 export default class Doctor extends BaseCommand<typeof Doctor> {
   static override description = `check what 2FA depends on: clock, store and key permissions, the pam_oath users file, sshd's PAM and settings
 
-Exit 0 when all is well, 1 with findings (each says what to do). Checks that cannot be made here
+Exit 0 when all is well, 1 with findings (each says what to do; a broken state comes with "fix",
+the one command that gets out of it: see README "Emergency"). Checks that cannot be made here
 (no timedatectl, no sshd) are reported as unknown and do not count as findings.`
   static override audited = false
   static override examples = ['sudo <%= config.bin %> doctor', 'sudo <%= config.bin %> doctor --json']
@@ -33,7 +42,7 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
 
   async run() {
     const checks: Check[] = []
-    const add = (check: string, status: Status, message: string) => checks.push({check, status, message})
+    const add: Add = (check, status, message, fix) => checks.push(fix ? {check, status, message, fix} : {check, status, message})
 
     const synced = clockSynced()
     if (synced === true) add('clock', 'ok', 'NTP-synchronised')
@@ -41,6 +50,9 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     else add('clock', 'unknown', 'cannot tell whether the clock is NTP-synchronised (no timedatectl or chronyc answer)')
 
     const doc = await this.checkStore(add)
+    const lost = auditLoss(this.store.files.audit)
+    if (lost)
+      add('audit log', 'finding', `events were lost: the audit log could not be written (first at ${lost.toISOString()}, e.g. a full disk); once looked at, remove ${lossMarker(this.store.files.audit)}`)
     if (doc) {
       this.checkUsersFile(doc, add)
       this.checkPam(doc, add)
@@ -48,13 +60,13 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     }
 
     const findings = checks.filter((c) => c.status === 'finding').length
-    for (const c of checks) this.say(`${SIGNS[c.status]}  ${c.check}: ${c.message}`)
-    this.say(findings === 0 ? 'no findings' : `${findings} finding(s)`)
+    for (const c of checks) this.say(`${HUES[c.status] ? paint(HUES[c.status]!, SIGNS[c.status]) : SIGNS[c.status]}  ${c.check}: ${c.message}${c.fix ? `\n         fix: ${c.fix}` : ''}`)
+    this.say(findings === 0 ? paint('green', 'no findings') : paint('red', `${findings} finding(s)`))
     process.exitCode = findings === 0 ? EXIT.ok : EXIT.denied
     return {ok: findings === 0, findings, checks}
   }
 
-  private async checkStore(add: (c: string, s: Status, m: string) => void): Promise<Doc | undefined> {
+  private async checkStore(add: Add): Promise<Doc | undefined> {
     const {path, files} = this.store
     try {
       const st = statSync(dirname(path))
@@ -66,9 +78,17 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     try {
       doc = await this.store.read()
     } catch (error) {
-      add('store', 'finding', (error as Error).message)
+      let unsafe = false // a permission problem: its message says what to run
+      try {
+        checkPrivateFile(path)
+      } catch {
+        unsafe = true
+      }
+      add('store', 'finding', (error as Error).message, unsafe ? undefined : emergencyFix(this.store))
+      this.checkLocks(add)
       return undefined
     }
+    this.checkLocks(add)
     const problems: string[] = []
     const present: string[] = []
     for (const [name, file] of [['store', path], ['key', files.key], ['backup', files.backup], ['audit log', files.audit]] as const) {
@@ -83,7 +103,16 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     return doc
   }
 
-  private checkUsersFile(doc: Doc, add: (c: string, s: Status, m: string) => void): void {
+  /** A store lock held by a stopped process makes every command wait, then fail. */
+  private checkLocks(add: Add): void {
+    const lock = this.store.files.lock
+    for (const p of openers([procName(lock)])) {
+      if (processState(p.pid) === 'T')
+        add('store', 'finding', `the store lock ${lock} is held by pid ${p.pid} (${p.command}), which is stopped: every tfactl command waits for it, then fails`, `kill -CONT ${p.pid}`)
+    }
+  }
+
+  private checkUsersFile(doc: Doc, add: Add): void {
     const s = doc.settings
     const path = s.oathFile
     if (!path) {
@@ -106,8 +135,12 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
       return
     }
     const left = leftovers(path)
-    if (left.lock) add('users file', 'finding', `${path}.lock exists: pam_oath refuses every code while it does; if no login or tfactl is running, remove it`)
-    if (left.pamNew) add('users file', 'finding', `${path}.new exists (left by an interrupted pam_oath): pam_oath fails every login until it is removed`)
+    if (left.lock) {
+      const holders = openers([procName(path), procName(`${path}.lock`)])
+      if (holders.length > 0) add('users file', 'finding', `${path}.lock exists, open in ${describeOpeners(holders)}: a login is running; if it stays, check that process`)
+      else add('users file', 'finding', `${path}.lock exists and no process has it open (left by a crash): pam_oath refuses every code while it does`, 'tfactl twofactor:disable --force')
+    }
+    if (left.pamNew) add('users file', 'finding', `${path}.new exists (left by an interrupted pam_oath): pam_oath fails every login until it is removed`, 'tfactl ssh:sync')
     if (left.temps.length > 0) add('users file', 'finding', `temp files of an interrupted tfactl: ${left.temps.join(', ')} (the next ssh:sync removes them)`)
     if (!file) {
       add('users file', 'finding', `${path} is missing: pam_oath refuses every password login; run tfactl ssh:sync`)
@@ -123,7 +156,7 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     }
   }
 
-  private checkPam(doc: Doc, add: (c: string, s: Status, m: string) => void): void {
+  private checkPam(doc: Doc, add: Add): void {
     const s = doc.settings
     if (!s.enabled || !s.ssh) return add('sshd PAM', 'skipped', 'SSH 2FA is off')
     const pamFile = this.flags['pam-file']
@@ -138,13 +171,13 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     if (!pam) return add('sshd PAM', 'finding', `${pamFile} does not use pam_oath, so SSH logins ask for no code: add "${wanted}" after the password module (tfactl ssh:config)`)
     const problems: string[] = []
     if (pam.usersFile !== (s.oathFile ?? DEFAULT_OATH_FILE)) problems.push(`it reads usersfile=${pam.usersFile ?? '(none)'}, tfactl writes ${s.oathFile ?? '(nothing yet)'}`)
-    if (pam.window !== s.window) problems.push(`its window is ${pam.window ?? '5 (pam_oath default)'}, the store's is ${s.window}`)
+    if ((pam.window ?? PAM_OATH_DEFAULT_WINDOW) !== s.window) problems.push(`its window is ${pam.window ?? '5 (pam_oath default)'}, the store's is ${s.window}`)
     if (!pam.afterPassword) problems.push('it does not come after the password module (@include common-auth / pam_unix)')
     if (problems.length > 0) add('sshd PAM', 'finding', `${pamFile}: ${problems.join('; ')}: use "${wanted}" (tfactl ssh:config)`)
     else add('sshd PAM', 'ok', `${pamFile} checks codes with pam_oath against ${pam.usersFile}`)
   }
 
-  private checkSshd(doc: Doc, add: (c: string, s: Status, m: string) => void): void {
+  private checkSshd(doc: Doc, add: Add): void {
     const s = doc.settings
     if (!s.enabled || !s.ssh) return add('sshd settings', 'skipped', 'SSH 2FA is off')
     const config = this.flags['sshd-config']

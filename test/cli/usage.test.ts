@@ -36,7 +36,7 @@ const CASES: Array<[string, string[]]> = [
   ['enable --issuer empty', ['twofactor:enable', '--issuer', '']],
   ['enable --issuer with a newline', ['twofactor:enable', '--issuer', 'NAS\noffice']],
   ['enable with an unknown flag', ['twofactor:enable', '--bogus']],
-  ['disable with an unknown flag', ['twofactor:disable', '--force']],
+  ['disable with an unknown flag', ['twofactor:disable', '--bogus']],
   ['status with an unknown flag', ['twofactor:status', '--verbose']],
   ['status with an unexpected argument', ['twofactor:status', 'extra']],
   ['user:list with an unknown flag', ['user:list', '--all']],

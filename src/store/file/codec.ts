@@ -145,7 +145,7 @@ export interface Decoded {
 function keyFor(r: Reader, keyId: string | null, keys: KeyRing): () => Buffer {
   return () => {
     if (keyId === null) return r.fail('keyId', 'missing, but the store holds encrypted secrets')
-    return keys.byId(keyId) ?? r.fail('keyId', `the key file tfactl.key is missing or is not the key (id ${keyId}) that sealed these secrets`)
+    return keys.byId(keyId) ?? r.fail('keyId', `the key file ${keys.path ?? '(<store>.key)'} is missing or is not the key (id ${keyId}) that sealed these secrets`)
   }
 }
 

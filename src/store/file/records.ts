@@ -152,7 +152,7 @@ export class StoredUsers extends Map<string, UserRecord> {
   }
 
   override clear(): void {
-    this.lines.names.forEach((name, i) => this.state[i] === RAW && this.touched.add(name))
+    for (const [i, name] of this.lines.names.entries()) if (this.state[i] === RAW) this.touched.add(name)
     for (const name of super.keys()) this.touched.add(name)
     this.state.fill(GONE)
     this.rawCount = 0

@@ -3,16 +3,18 @@ import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
 import {type Doc, emptyDoc, isEmptyRecord, type Settings} from '../../core/model.js'
 import {countLines, decodeHeader, decodeOneUser, decodeStore, decodeUserText, encodeStore, type HotState, hotStateOf, newEpoch, splitStore} from './codec.js'
-import {atomicWrite, checkPrivateFile, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from '../files.js'
+import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from '../files.js'
 import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
 import {KeyFiles} from '../keys.js'
 import {withLock} from './lock.js'
 import {LoginSync, type SyncReport, syncUsersFile} from '../oathfile/sync.js'
 import {StoredUsers} from './records.js'
 import {sidecars} from '../paths.js'
+import {checkNotLost} from './lost.js'
+import {disabledView} from './header.js'
 
 /** Applies a journal's newest hot state to the records it names; records left empty go. */
-function overlay(doc: Doc, entries: Map<string, HotState>): void {
+export function overlay(doc: Doc, entries: Map<string, HotState>): void {
   for (const [user, state] of entries) {
     const record = doc.users.get(user)
     if (!record) continue
@@ -48,7 +50,10 @@ class StoreFile {
   async read(): Promise<Doc | null> {
     for (let attempt = 1; ; attempt++) {
       const raw = readPrivateFile(this.path)
-      if (raw === undefined) return this.lazy ? {...emptyDoc(), users: StoredUsers.fromDecoded(new Map())} : null
+      if (raw === undefined) {
+        checkNotLost(this.path) // a lost store is not a new one (exit 3)
+        return this.lazy ? {...emptyDoc(), users: StoredUsers.fromDecoded(new Map())} : null
+      }
       try {
         return this.decode(raw)
       } catch (error) {
@@ -109,11 +114,12 @@ export class Store {
   oathSync: SyncReport | undefined
   constructor(readonly path: string) {
     this.files = sidecars(path)
-    this.keys = new KeyFiles(this.files.key)
+    this.keys = new KeyFiles(this.files.key, this.files.legacyKey)
   }
 
   /** The current state. No lock needed: the file is only ever replaced whole, by rename. */
   async read(): Promise<Doc> {
+    checkStoreDir(dirname(this.path))
     const db = new Low<Doc>(new StoreFile(this.path, this.keys), emptyDoc())
     await db.read()
     return db.data
@@ -139,8 +145,10 @@ export class Store {
       if (digest !== undefined) file.oath = digest
       if (users.changed() || JSON.stringify(db.data.settings) !== settings || file.oath !== oath) await db.write()
     }
+    const f = this.files
+    const own = [this.path, f.lock, f.backup, f.journal, f.key, `${f.key}.next`, f.audit, `${f.audit}.lost`, f.legacyKey, `${f.legacyKey}.next`, f.legacyAudit]
     const tracking = {digest: oath, changedUsers: () => users.changedUsers(), onLoad: users.onLoad.bind(users)}
-    const {result, report} = await syncUsersFile(db.data, async () => fn(db.data), save, tracking)
+    const {result, report} = await syncUsersFile(db.data, async () => fn(db.data), save, own, tracking)
     this.oathSync = report
     return result
   }
@@ -154,6 +162,17 @@ export class Store {
    * layout) takes the full update path.
    */
   async login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
+    checkStoreDir(dirname(this.path)) // an untrusted directory is never read, not even for its settings
+    try {
+      return await this.loginLocked(user, fn)
+    } catch (error) {
+      const off = disabledView(error, this.path) // 2FA off, records unreadable (no key): the decision needs none
+      if (off) return fn(off)
+      throw error
+    }
+  }
+
+  private async loginLocked<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
     ensureDir(dirname(this.path))
     return withLock(this.files.lock, async () => {
       let one
@@ -185,6 +204,7 @@ export class Store {
 
   /** The settings alone (the header line), validated; defaults when there is no store yet. */
   async settings(): Promise<Settings> {
+    checkStoreDir(dirname(this.path))
     let header
     try {
       header = readPrivateFileAt(this.path, (src) => decodeHeader(src, this.path, this.keys) ?? null) // null: not in the line layout
@@ -200,8 +220,12 @@ export class Store {
    * A store not in tfactl's layout is read whole.
    */
   async summary(): Promise<{settings: Settings; total: number; configured: number}> {
+    checkStoreDir(dirname(this.path))
     const raw = readPrivateFile(this.path)
-    if (raw === undefined) return {settings: emptyDoc().settings, total: 0, configured: 0}
+    if (raw === undefined) {
+      checkNotLost(this.path) // a lost store is not a new one (exit 3)
+      return {settings: emptyDoc().settings, total: 0, configured: 0}
+    }
     let counts
     try {
       counts = countLines(raw, this.path, this.keys)
@@ -228,7 +252,7 @@ export class Store {
   }
 
   /** Seals every secret under a new key; the old key stays valid until the new store is in place. */
-  async rotateKey(): Promise<{secrets: number}> {
+  async rotateKey(): Promise<{users: string[]}> {
     return this.locked(async (db) => {
       this.keys.prepareNext()
       await db.write()
@@ -236,11 +260,12 @@ export class Store {
       // The old key is gone: a backup sealed with it could not be restored. The rotation changed
       // no data, so a copy of the rotated store is the backup.
       atomicWrite(this.files.backup, readPrivateFile(this.path)!)
-      return {secrets: [...db.data.users.values()].filter((u) => u.secret || u.pending).length}
+      return {users: [...db.data.users].filter(([, u]) => u.secret || u.pending).map(([name]) => name)}
     })
   }
 
   private async locked<T>(fn: (db: Low<Doc>) => Promise<T>): Promise<T> {
+    checkStoreDir(dirname(this.path))
     ensureDir(dirname(this.path))
     return withLock(this.files.lock, () => this.lockedFull(fn))
   }

@@ -4,8 +4,8 @@ import {basename, dirname, join} from 'node:path'
 import {EXIT, storeError, TfaError} from '../../core/errors.js'
 import type {Doc, Settings, UserRecord} from '../../core/model.js'
 import {
-  entriesByUser, importReplay, importUserReplay, OATH_HEADER, type OathEntry, oathLine, parseOathLine, parseUsersFile, oathUnsupported, oathUser,
-  type OathUser, oathUsers, renderUsersFile,
+  entriesByUser, findPamOath, foreignLine, importReplay, importUserReplay, OATH_HEADER, type OathEntry, oathLine, parseOathLine, parseUsersFile, oathUnsupported,
+  oathUser, type OathUser, oathUsers, renderUsersFile,
 } from '../../core/oath.js'
 import {fsyncDir} from '../files.js'
 import {isRoot, readUsersFile, TEMP_MARK, type UsersFile, warn} from './file.js'
@@ -73,6 +73,98 @@ function refuseForeignUsers(file: UsersFile | undefined, users: OathUser[]): voi
       EXIT.usage,
       'oath_foreign',
     )
+}
+
+/**
+ * Before a file becomes the users file (and is replaced by one holding secrets in clear): it
+ * must not be one of the store's own files (by name, or the same inode under another name),
+ * and it must be empty or a pam_oath users file, never a PAM config, /etc/passwd or a key.
+ */
+export function refuseTakeover(path: string, file: UsersFile | undefined, protect: readonly string[]): void {
+  const real = (p: string): string => {
+    try {
+      return join(fs.realpathSync(dirname(p)), basename(p))
+    } catch {
+      return p
+    }
+  }
+  const target = real(path)
+  let dir: fs.Stats | undefined
+  try {
+    dir = fs.statSync(dirname(path))
+  } catch {
+    // no directory: creating the lock says so
+  }
+  const me = process.getuid?.() ?? 0
+  if (dir && ((dir.uid !== me && dir.uid !== 0) || dir.mode & 0o022))
+    throw new TfaError(
+      `${dirname(path)} can be written by another user (uid ${dir.uid}, mode ${(dir.mode & 0o7777).toString(8)}), who could swap the users file or its lock: choose a directory only root can write, e.g. /etc/users.oath`,
+      EXIT.usage,
+      'oath_unsafe_dir',
+    )
+  for (const own of protect) {
+    let same = real(own) === target
+    if (!same && file) {
+      try {
+        const st = fs.statSync(own)
+        same = st.dev === file.dev && st.ino === file.ino
+      } catch {
+        // that side file does not exist
+      }
+    }
+    if (same) throw new TfaError(`${path} is one of the store's own files (${own}): the users file needs a path of its own, e.g. /etc/users.oath`, EXIT.usage, 'oath_foreign')
+  }
+  const line = file ? foreignLine(file.text) : 0
+  if (line > 0)
+    throw new TfaError(
+      `${path} is not a pam_oath users file (line ${line} is not an entry or a comment), and tfactl only takes over an empty file or a users file: nothing was changed, choose another path`,
+      EXIT.usage,
+      'oath_foreign',
+    )
+}
+
+/** PAM files that still name `usersFile` in a pam_oath line. */
+export function pamFilesNaming(usersFile: string, pamDir = '/etc/pam.d'): string[] {
+  let names: string[]
+  try {
+    names = fs.readdirSync(pamDir)
+  } catch {
+    return []
+  }
+  return names
+    .map((n) => join(pamDir, n))
+    .filter((p) => {
+      try {
+        return fs
+          .readFileSync(p, 'utf8')
+          .split('\n')
+          .some((l) => findPamOath(l)?.usersFile === usersFile)
+      } catch {
+        return false
+      }
+    })
+}
+
+/**
+ * The users file moved: the old one must not keep the secrets in clear. It is removed (under
+ * its lock), not emptied: pam_oath fails a login when its users file is missing (fail closed),
+ * but an empty file answers "user unknown", which the recommended PAM line ignores (fail open).
+ * A PAM file still naming the old path then refuses every password login: say so.
+ */
+async function retireOldUsersFile(old: string): Promise<void> {
+  try {
+    const lock = await UsersFileLock.acquire(old)
+    try {
+      fs.rmSync(old, {force: true})
+      fsyncDir(dirname(old))
+    } finally {
+      lock.release()
+    }
+  } catch (error) {
+    warn(`the old users file ${old} still holds secrets in clear and could not be removed (${(error as Error).message}): remove it`)
+  }
+  const still = pamFilesNaming(old)
+  if (still.length > 0) warn(`${still.join(', ')} still name${still.length === 1 ? 's' : ''} the old users file ${old}, which is gone: pam_oath refuses every password login there until it names the new one (tfactl ssh:config)`)
 }
 
 /** The users file held under its lock for the length of one store update. */
@@ -236,7 +328,7 @@ function patchUsersFile(doc: Doc, session: Session, changed: Set<string>, now: n
     const found = session.linesOf(user)
     const line = u ? `${oathLine(u, found.map((f) => f.entry), now, doc.settings.window)}\n` : ''
     // the user's first line is replaced, any other goes (with its newline)
-    found.forEach((f, i) => edits.push({start: f.start, end: Math.min(f.end + 1, text.length), line: i === 0 ? line : '', user}))
+    for (const [i, f] of found.entries()) edits.push({start: f.start, end: Math.min(f.end + 1, text.length), line: i === 0 ? line : '', user})
     if (found.length === 0 && line) {
       const at = insertionPoint(text, user)
       edits.push({start: at, end: at, line: at === text.length && text !== '' && !text.endsWith('\n') ? `\n${line}` : line, user})
@@ -286,6 +378,7 @@ export async function syncUsersFile<T>(
   doc: Doc,
   run: () => Promise<T>,
   save: (digest?: string | null) => Promise<void>,
+  protect: readonly string[] = [],
   tracking?: SyncTracking,
 ): Promise<{result: T; report?: SyncReport}> {
   let session: Session | undefined
@@ -312,6 +405,7 @@ export async function syncUsersFile<T>(
       session = undefined
       inStep = false
       if (path) {
+        refuseTakeover(path, undefined, protect) // by name, before its lock is even created
         session = await Session.open(path)
         for (const user of importReplay(doc, session.byUser, Date.now())) imported.add(user)
       }
@@ -327,12 +421,20 @@ export async function syncUsersFile<T>(
       // records were not read yet (those read got it as they were read).
       if (inStep) for (const user of importReplay(doc, session.byUser, Date.now())) imported.add(user)
       const users = oathUsers(doc) // fails closed, before anything is saved
-      if (path !== configured) refuseForeignUsers(session.file, users)
+      if (path !== configured) {
+        refuseTakeover(path, session.file, protect)
+        refuseForeignUsers(session.file, users)
+      }
       text = renderUsersFile(users, session.byUser, Date.now(), doc.settings.window)
     }
     await save(usersFileDigest(text))
     const changed = needsWrite(session.file, text)
     if (changed) await writeUsersFile(path, text)
+    if (configured && path !== configured) {
+      session.release()
+      session = undefined
+      await retireOldUsersFile(configured)
+    }
     let users: string[] | undefined
     const report = {
       path,

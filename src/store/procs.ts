@@ -1,0 +1,64 @@
+import * as fs from 'node:fs'
+
+/** A process that has a file open. */
+export interface Opener {
+  pid: number
+  command: string
+}
+
+const readOr = (path: string): string => {
+  try {
+    return fs.readFileSync(path, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+/** The command line of `pid` as ps shows it (else its name). */
+export function commandOf(pid: number): string {
+  const line = readOr(`/proc/${pid}/cmdline`).split('\0').filter(Boolean).join(' ')
+  return line || readOr(`/proc/${pid}/comm`).trim() || '?'
+}
+
+/**
+ * Processes (other than this one) that have one of `paths` open, found through /proc/PID/fd.
+ * This sees a lock whatever its kind (flock, POSIX, OFD): to hold one, a process keeps the file
+ * open. Linux only; [] where /proc cannot be read. Processes of other users are seen as root.
+ */
+export function openers(paths: string[]): Opener[] {
+  const wanted = new Set(paths)
+  const found: Opener[] = []
+  let procs: string[]
+  try {
+    procs = fs.readdirSync('/proc')
+  } catch {
+    return []
+  }
+  for (const entry of procs) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue
+    let fds: string[]
+    try {
+      fds = fs.readdirSync(`/proc/${entry}/fd`)
+    } catch {
+      continue
+    }
+    const holds = fds.some((fd) => {
+      try {
+        return wanted.has(fs.readlinkSync(`/proc/${entry}/fd/${fd}`))
+      } catch {
+        return false
+      }
+    })
+    if (holds) found.push({pid: Number(entry), command: commandOf(Number(entry))})
+  }
+  return found
+}
+
+/** `pid 123 (node hold.js), pid 456 (sshd: alice)`. */
+export const describeOpeners = (list: Opener[]): string => list.map((p) => `pid ${p.pid} (${p.command.slice(0, 80)})`).join(', ')
+
+/** A process's state letter (R, S, D, T stopped, Z …); undefined when it is gone. */
+export function processState(pid: number): string | undefined {
+  const stat = readOr(`/proc/${pid}/stat`)
+  return stat ? stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] : undefined
+}
