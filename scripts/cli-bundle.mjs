@@ -38,7 +38,7 @@ writeFileSync(
 // Not bundled: native modules (they load a .node file beside them), and libraries imported only
 // in the branches that use them (prompts, QR codes), which would only make the bundle bigger to parse,
 // and the TypeScript compilers oclif looks for only when it runs from sources (development).
-const external = ['fs-ext', 'fs-native-extensions', '@inquirer/prompts', 'qrcode', 'typescript', 'ts-node', 'tsx']
+const external = ['fs-native-extensions', 'fs-native-extensions/*', '@inquirer/prompts', 'qrcode', 'typescript', 'ts-node', 'tsx']
 
 try {
   await build({
