@@ -3,7 +3,7 @@
 // `node -e 0` in the same run, and prints the median wall time, the ratio to `node -e 0`, and
 // the peak RSS. Never part of `npm test`: timings depend on the machine.
 import {spawnSync} from 'node:child_process'
-import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {cpus, tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
