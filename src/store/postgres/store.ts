@@ -1,6 +1,7 @@
 import {hostname} from 'node:os'
 import {dirname} from 'node:path'
-import pg from 'pg'
+import type pg from 'pg'
+import {pg as client} from './client.js'
 import {storeError, TfaError} from '../../core/errors.js'
 import {type Doc, STORE_VERSION, type UserRecord} from '../../core/model.js'
 import type {AuditEvent} from '../audit.js'
@@ -66,7 +67,7 @@ export class PgStore implements StoreBackend {
 
   private getPool(): pg.Pool {
     if (!this.pool) {
-      this.pool = new pg.Pool(poolConfig(this.spec, this.poolSize))
+      this.pool = new client.Pool(poolConfig(this.spec, this.poolSize))
       this.pool.on('error', () => {}) // an idle connection dropped: the next query reports it
     }
     return this.pool
