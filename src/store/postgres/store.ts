@@ -58,9 +58,12 @@ export class PgStore implements StoreBackend {
   private unreachable = false
   private readonly host = hostname()
 
-  constructor(readonly spec: string, opts: OpenOptions = {}, private readonly poolSize = 2) {
+  private readonly poolSize: number
+
+  constructor(readonly spec: string, opts: OpenOptions = {}) {
+    this.poolSize = opts.poolSize ?? 2
     this.description = redactUrl(spec)
-    poolConfig(spec, poolSize) // a bad URL is a usage error now, before anything runs
+    poolConfig(spec, this.poolSize) // a bad URL is a usage error now, before anything runs
     this.keyFile = opts.keyFile ?? DEFAULT_KEY_FILE
     this.keys = new KeyFiles(this.keyFile)
   }
