@@ -240,6 +240,19 @@ describe('database store: configuration and refusals', () => {
     expect(bad.stdout + bad.stderr).not.toContain('topsecret')
   })
 
+  it('validates rows as it validates files, and refuses a schema from a newer tfactl (exit 3)', async () => {
+    const {a, name} = await fleet()
+    await enable(a)
+    await renew(a, 'alice')
+    pg.tool('psql', ['-qc', `UPDATE tfactl_users SET data = jsonb_set(data, '{failures}', '"many"') WHERE name = 'alice'`, name])
+    expect(expectJsonError(await a.run(['store:check', '--json']), 3)).toContain('users.alice.failures')
+    expect(expectJsonError(await check(a, 'alice', {code: '123456'}), 3)).toContain('users.alice.failures')
+    pg.tool('psql', ['-qc', `UPDATE tfactl_users SET data = jsonb_set(data, '{failures}', '0') WHERE name = 'alice'`, name])
+    expect((await a.run(['store:check', '--json'])).code).toBe(0)
+    pg.tool('psql', ['-qc', 'INSERT INTO tfactl_schema (version) VALUES (99)', name])
+    expect(expectJsonError(await check(a, 'alice', {code: '123456'}), 3)).toMatch(/newer tfactl/)
+  })
+
   it('refuses ssh:sync and --oath-file with exit 2 pointing to RADIUS', async () => {
     const {a} = await fleet()
     expect(expectJsonError(await a.run(['ssh:sync', '--json']), 2)).toMatch(/radius:serve/)

@@ -103,21 +103,27 @@ export class PgStore implements StoreBackend {
    * Runs `fn` in a transaction on one connection; the schema is created or upgraded first when
    * missing. Retries when another writer got in between (row revision changed, a deadlock).
    */
-  private async tx<T>(what: string, fn: (c: Client) => Promise<T>, opts: {begin?: string} = {}): Promise<T> {
+  private async tx<T>(what: string, fn: (c: Client) => Promise<T>, opts: {begin?: string | null} = {}): Promise<T> {
     const client = await this.connect()
+    const transaction = opts.begin !== null // null: one statement, committed on its own
     let broken: Error | undefined
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          await client.query(opts.begin ?? 'BEGIN')
+          if (transaction) await client.query(opts.begin ?? 'BEGIN')
           const result = await fn(client)
-          await client.query('COMMIT')
+          if (transaction) await client.query('COMMIT')
           return result
         } catch (error) {
-          await client.query('ROLLBACK').catch(() => {})
+          if (transaction) await client.query('ROLLBACK').catch(() => {})
           const code = (error as {code?: string}).code
           if (code === '42P01' && !this.schemaChecked) {
-            await this.ensureSchema(client)
+            try {
+              await this.ensureSchema(client)
+            } catch (failure) {
+              if (!(failure instanceof TfaError)) broken = failure as Error
+              throw this.fail(failure, 'creating the schema')
+            }
             continue
           }
           if ((error instanceof Conflict || (code && RETRY.has(code))) && attempt < 20) continue
@@ -308,7 +314,6 @@ export class PgStore implements StoreBackend {
     if (this.unreachable) return `audit event not recorded: ${this.description} is unreachable`
     try {
       await this.tx('recording the audit event', async (c) => {
-        await this.head(c)
         await c.query('INSERT INTO tfactl_audit (time, host, uid, sudo_user, command, "user", outcome, reason) VALUES (now(), $1, $2, $3, $4, $5, $6, $7)', [
           this.host,
           process.getuid?.() ?? -1,
@@ -318,7 +323,7 @@ export class PgStore implements StoreBackend {
           outcome.outcome,
           outcome.reason,
         ])
-      })
+      }, {begin: null})
       return undefined
     } catch (error) {
       return `could not record the audit event: ${(error as Error).message}`
