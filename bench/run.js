@@ -131,9 +131,9 @@ try {
   else console.log('(PostgreSQL cases skipped: needs root and PostgreSQL in ${PG_BIN})\n')
   const rows = [baseline, ...results]
   const pad = (s, n) => String(s).padEnd(n)
-  console.log(`${pad('case', 38)} ${pad('median', 10)} ${pad('ratio', 7)} peak RSS`)
+  console.log(`${pad('case', 42)} ${pad('median', 10)} ${pad('ratio', 7)} peak RSS`)
   for (const r of rows)
-    console.log(`${pad(r.name, 38)} ${pad(`${r.median.toFixed(0)} ms`, 10)} ${pad(`${(r.median / baseline.median).toFixed(2)}×`, 7)} ${r.rss.toFixed(0)} MB`)
+    console.log(`${pad(r.name, 42)} ${pad(`${r.median.toFixed(0)} ms`, 10)} ${pad(`${(r.median / baseline.median).toFixed(2)}×`, 7)} ${r.rss.toFixed(0)} MB`)
 } finally {
   pg?.stop()
   rmSync(work, {recursive: true, force: true})
