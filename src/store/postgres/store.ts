@@ -60,8 +60,9 @@ export class PgStore implements StoreBackend {
 
   private readonly poolSize: number
 
-  constructor(readonly spec: string, opts: OpenOptions = {}) {
-    this.poolSize = opts.poolSize ?? 2
+  /** `poolSize` (or opts.poolSize): connections kept at most; a CLI run needs 2, a long-running responder more. */
+  constructor(readonly spec: string, opts: OpenOptions = {}, poolSize?: number) {
+    this.poolSize = poolSize ?? opts.poolSize ?? 2
     this.description = redactUrl(spec)
     poolConfig(spec, this.poolSize) // a bad URL is a usage error now, before anything runs
     this.keyFile = opts.keyFile ?? DEFAULT_KEY_FILE
@@ -113,6 +114,7 @@ export class PgStore implements StoreBackend {
           if (transaction) await client.query(opts.begin ?? 'BEGIN')
           const result = await fn(client)
           if (transaction) await client.query('COMMIT')
+          this.unreachable = false // answered again (a long-running process records events again)
           return result
         } catch (error) {
           if (transaction) await client.query('ROLLBACK').catch(() => {})
