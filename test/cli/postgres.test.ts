@@ -2,6 +2,7 @@
 // runs against both backends; then "two hosts" (two CLI processes, each with its own copy of the
 // key file, one database) check that replay state, failures, recovery and bypass codes are shared.
 import {copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -209,6 +210,18 @@ describe('two hosts sharing one database', () => {
     expectDecision(await check(a, 'alice', {code}), true, 'code_accepted')
   })
 
+  it('rotates the key on one host; the others get exit 3 until they have the new key file', async () => {
+    const {a, hostB, keys} = await fleet()
+    await enable(a)
+    const {secret} = await renew(a, 'alice')
+    const b = hostB()
+    const rotated = await a.run(['store:rotate-key', '--json'])
+    expect(rotated.code, rotated.stderr).toBe(0)
+    expect(expectJsonError(await check(b, 'alice', {code: await oathtool(secret)}), 3)).toMatch(/is not the key/)
+    copyFileSync(join(keys, 'a', 'tfactl.key'), join(keys, 'b', 'tfactl.key'))
+    expect(await secretOf(b, 'alice')).toBe(secret)
+  })
+
   it('creates the schema once when many hosts start at once', async () => {
     const {url, keys} = await fleet()
     const runs = await Promise.all(Array.from({length: 6}, () => host(url, join(keys, 'a', 'tfactl.key')).run(['user:list', '--json'])))
@@ -304,5 +317,21 @@ describe('database store: configuration and refusals', () => {
       pg.start()
     }
     await withinOneStep(30, async () => expectDecision(await check(a, 'alice', {code: await oathtool(secret)}), true, 'code_accepted'))
+  })
+
+  it('fails closed within 10 s when the server accepts connections but never answers', async () => {
+    const sockets: import('node:net').Socket[] = []
+    const silent = createServer((socket) => sockets.push(socket)) // accepts, reads, never answers
+    await new Promise<void>((done) => silent.listen(0, '127.0.0.1', done))
+    try {
+      const {port} = silent.address() as {port: number}
+      const started = Date.now()
+      const r = await tfactl(['login:check', 'alice', '--code', '123456', '--json', '--store', `postgresql://postgres@127.0.0.1:${port}/hung`, '--key-file', join(work, 'hung.key')])
+      expect(Date.now() - started).toBeLessThan(10_000)
+      expect(expectJsonError(r, 3)).toMatch(/unreachable/)
+    } finally {
+      for (const s of sockets) s.destroy()
+      silent.close()
+    }
   })
 })
