@@ -7,6 +7,8 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
+import {hashCodes} from '../../src/core/codes.js'
+import {PgStore} from '../../src/store/postgres/store.js'
 import {oathtool, type RunOptions, tempStore, tfactl} from '../helpers/cli.js'
 import {type PgServer, startPostgres} from '../helpers/postgres.js'
 import {check, enable, expectDecision, expectJsonError, renew, type TempStore, withinOneStep, wrongCode} from './support.js'
@@ -166,6 +168,30 @@ describe('two hosts sharing one database', () => {
     const bypass = (await a.run(['user:bypass', 'alice', '--json'])).json.code
     expectDecision(await check(b, 'alice', {code: bypass}), true, 'bypass_accepted')
     expectDecision(await check(a, 'alice', {code: bypass}), false, 'code_invalid')
+  })
+
+  it('starts an update over when a login on another host changed a row it read (the accepted step is never written over)', async () => {
+    const {a, url, keys} = await fleet()
+    await enable(a)
+    const {secret} = await renew(a, 'alice')
+    // the backend itself, as a long-running process uses it, so that the login can be run at the
+    // worst moment: after this update read alice's row, before it writes it back
+    const store = new PgStore(url, {keyFile: join(keys, 'a', 'tfactl.key')})
+    try {
+      await withinOneStep(30, async () => {
+        const code = await oathtool(secret)
+        let runs = 0
+        await store.update(async (doc) => {
+          if (++runs === 1) expectDecision(await check(a, 'alice', {code}), true, 'code_accepted')
+          doc.users.get('alice')!.recovery = hashCodes(['12345678'])
+        })
+        expect(runs).toBe(2)
+        expectDecision(await check(a, 'alice', {code}), false, 'code_replayed')
+      })
+      expectDecision(await check(a, 'alice', {code: '12345678'}), true, 'recovery_code_accepted')
+    } finally {
+      await store.close()
+    }
   })
 
   it('keeps all of 8 parallel renews from both hosts', async () => {
