@@ -3,7 +3,7 @@
 // `node -e 0` in the same run, and prints the median wall time, the ratio to `node -e 0`, and
 // the peak RSS. Never part of `npm test`: timings depend on the machine.
 import {execFileSync, spawnSync} from 'node:child_process'
-import {chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync} from 'node:fs'
+import {chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {cpus, tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'

@@ -1,9 +1,11 @@
 // Bundles the login:check fast path (src/fast.ts → dist/fast-bundle.cjs): one CommonJS file to
-// load instead of a tree of ES modules, on the path every login takes. fs-ext stays external
-// (native); import.meta.url (used to find it) becomes this file's URL. The PostgreSQL client (pg)
-// is bundled apart (src/store/postgres/client.ts → dist/pg-client.cjs) and loaded only for a
-// database store, so the file store's path loads no more than before; its optional native
-// binding (pg-native) and Cloudflare socket are never used and stay out.
+// load instead of a tree of ES modules, on the path every login takes. The lock addon
+// (fs-native-extensions' prebuilt .node file, see src/store/oslock.ts) stays external: it is
+// required at run time, through createRequire(import.meta.url), from the node_modules next to
+// this file (a local or a global install alike); import.meta.url becomes this file's URL. The PostgreSQL client (pg) is bundled apart
+// (src/store/postgres/client.ts → dist/pg-client.cjs) and loaded only for a database store, so
+// the file store's path loads no more than before; its optional native binding (pg-native) and
+// Cloudflare socket are never used and stay out.
 import {build} from 'esbuild'
 
 const pgClient = {
@@ -34,7 +36,7 @@ await build({
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  external: ['fs-ext'],
+  external: ['fs-native-extensions', 'fs-native-extensions/*'],
   define: {'import.meta.url': '__importMetaUrl'},
   banner: {js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;"},
   logLevel: 'warning',

@@ -1,10 +1,14 @@
 import {Command, Flags, type Interfaces} from '@oclif/core'
 import {userInfo} from 'node:os'
 import {EXIT, forbidden, TfaError, usageError} from './core/errors.js'
+import type {Doc} from './core/model.js'
+import {guardSelfService} from './core/selfservice.js'
 import {checkUsername} from './core/validate.js'
+import {readCodeLine} from './code-input.js'
 import {openStore, type StoreBackend} from './store/backend.js'
 import {resolveStore} from './store/config.js'
 import {describeError} from './ui/errors.js'
+import {warningPrefix} from './ui/colour.js'
 
 export type FlagsOf<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type ArgsOf<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -34,6 +38,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected flags!: FlagsOf<T>
   /** What the audit line says about this run; commands fill in the user and the outcome. */
   protected auditUser: string | null = null
+  /** Every user a bulk command acted on: each gets its own audit line. */
+  protected auditUsers = new Set<string>()
   protected auditOutcome: {outcome: string; reason: string | null} = {outcome: 'ok', reason: null}
   protected args!: ArgsOf<T>
   /** Every positional argument, for commands that take several (`strict = false`). */
@@ -73,7 +79,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** A warning on stderr; it never changes the outcome. */
   protected warning(message: string): void {
-    process.stderr.write(`tfactl: warning: ${message}\n`)
+    process.stderr.write(`${warningPrefix()} ${message}\n`)
   }
 
   /** True when a person can answer a prompt: both ends are terminals and JSON is off. */
@@ -85,6 +91,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected targetUser(name: string | undefined): string {
     const user = checkUsername(name ?? (process.env.SUDO_USER || userInfo().username))
     this.auditUser = user
+    this.auditUsers.add(user)
     return user
   }
 
@@ -93,10 +100,28 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    * needed, so the sudoers rule can allow the commands without arguments only.
    */
   protected async selfServiceCode(user: string, given: string | undefined): Promise<string | undefined> {
+    given = await this.codeFlag(given)
     if (given !== undefined || process.env.SUDO_USER !== user || !this.interactive()) return given
     if (!(await this.store.read()).users.get(user)?.secret) return given
     const {password} = await import('@inquirer/prompts')
     return password({message: `current 2FA code (or a recovery code) for ${user}:`, mask: '*'})
+  }
+
+  /**
+   * A store update guarded by the self-service proof (see guardSelfService): a wrong or missing
+   * `--code` under sudo is a counted failure and exit 4, and nothing else is written.
+   */
+  protected async selfServiceUpdate<T>(targets: (doc: Doc) => readonly string[], proof: string | undefined, change: (doc: Doc) => T): Promise<T> {
+    const now = Date.now()
+    const outcome = await this.store.update((doc) => guardSelfService(doc, targets(doc), process.env.SUDO_USER, proof, now, () => change(doc)))
+    if ('refusal' in outcome) throw forbidden(outcome.refusal)
+    return outcome.result
+  }
+
+  /** `--code` as given, or one line read from stdin for `--code -` (codes on the command line show in /proc). */
+  protected async codeFlag(given: string | undefined): Promise<string | undefined> {
+    if (given !== '-') return given
+    return readCodeLine()
   }
 
   /** Commands that only root may run (bypass, unlock). */
@@ -119,7 +144,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     try {
       if (!(this.ctor as unknown as typeof BaseCommand).audited || !this.storeUsed) return
       const outcome = error ? {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'} : this.auditOutcome
-      const problem = await store.recordEvent(this.id ?? 'unknown', this.auditUser, outcome)
+      const users = new Set(this.auditUsers)
+      if (this.auditUser) users.add(this.auditUser)
+      const problem = await store.recordEvent(this.id ?? 'unknown', [...users], outcome)
       if (problem) this.warning(problem)
     } finally {
       await store.close()

@@ -4,6 +4,9 @@ import {checkUsername} from './core/validate.js'
 import {checkLogin, type LoginInput} from './login-check.js'
 import {openStore, type StoreBackend} from './store/backend.js'
 import {resolveStore} from './store/config.js'
+import {readCodeLine} from './code-input.js'
+import {loginDefault, loginOptionTable} from './login-flags.js'
+import {warningPrefix} from './ui/colour.js'
 import {describeError} from './ui/errors.js'
 
 /**
@@ -14,13 +17,7 @@ import {describeError} from './ui/errors.js'
  * checkLogin, the error rendering and the audit record, so they answer alike.
  */
 
-const OPTIONS: Record<string, readonly string[] | null> = {
-  '--service': ['ui', 'ssh'],
-  '--method': ['password', 'key'],
-  '--code': null,
-  '--store': null,
-  '--key-file': null,
-}
+const OPTIONS: Record<string, readonly string[] | null> = {...loginOptionTable(), '--store': null, '--key-file': null}
 
 interface FastInput extends LoginInput {
   store?: string
@@ -46,12 +43,12 @@ export function parseLoginCheck(argv: string[]): FastInput | undefined {
     const eq = arg.indexOf('=')
     const name = eq > 0 ? arg.slice(0, eq) : arg
     const value = eq > 0 ? arg.slice(eq + 1) : argv[++i]
-    if (!(name in OPTIONS) || flags.has(name) || value === undefined || value.startsWith('-')) return undefined
+    if (!(name in OPTIONS) || flags.has(name) || value === undefined || (value.startsWith('-') && !(name === '--code' && value === '-'))) return undefined
     if (OPTIONS[name] && !OPTIONS[name]!.includes(value)) return undefined
     flags.set(name, value)
   }
-  const service = (flags.get('--service') ?? 'ui') as Service
-  const method = (flags.get('--method') ?? 'password') as Method
+  const service = (flags.get('--service') ?? loginDefault('service')) as Service
+  const method = (flags.get('--method') ?? loginDefault('method')) as Method
   if (user === undefined || (method === 'key' && service !== 'ssh')) return undefined
   try {
     checkUsername(user)
@@ -70,6 +67,7 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
   try {
     const {spec, keyFile} = resolveStore({store: input.store, keyFile: input.keyFile})
     store = await openStore(spec, {keyFile})
+    if (input.code === '-') input.code = await readCodeLine()
     const {result, lines} = await checkLogin(store, input)
     process.exitCode = result.allowed ? 0 : 1
     process.stdout.write(input.json ? `${JSON.stringify(result, null, 2)}\n` : `${lines.join('\n')}\n`)
@@ -83,7 +81,7 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
   }
   if (store) {
     const problem = await store.recordEvent('login:check', input.user, outcome)
-    if (problem) process.stderr.write(`tfactl: warning: ${problem}\n`)
+    if (problem) process.stderr.write(`${warningPrefix()} ${problem}\n`)
     await store.close()
   }
   return true

@@ -2,6 +2,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {applyEffect, decideLogin, type Method, type Reason, type Service} from './core/login.js'
 import {getOrCreate, tidy} from './core/users.js'
 import type {StoreBackend} from './store/backend.js'
+import {paint} from './ui/colour.js'
 
 export interface LoginInput {
   user: string
@@ -38,7 +39,7 @@ export async function checkLogin(store: StoreBackend, input: LoginInput): Promis
     return {...decision, failDelay: doc.settings.failDelay, interval: record?.interval ?? 30}
   })
   if (!d.allowed && code !== undefined) await sleep(d.failDelay)
-  const lines = [`${user}: ${d.allowed ? 'allowed' : 'denied'} (${d.reason})`]
+  const lines = [`${user}: ${d.allowed ? paint('green', 'allowed') : paint('red', 'denied')} (${d.reason})`] // for stdout, not --json
   if (d.skewSteps) lines.push(`note: the clock on one side is off by about ${Math.abs(d.skewSteps) * d.interval} seconds`)
   if (d.setupPrompt) lines.push(`${user} has no 2FA secret yet: set one up with tfactl user:secret:renew`)
   const result: LoginResult = {user, service, method, allowed: d.allowed, reason: d.reason, setupPrompt: d.setupPrompt}

@@ -2,9 +2,13 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../base-command.js'
 import {usageError} from '../core/errors.js'
 import {checkUsername} from '../core/validate.js'
+import {escapeControls} from '../store/audit.js'
 
 export default class Audit extends BaseCommand<typeof Audit> {
-  static override description = 'show the audit trail (audit.log beside a file store; a table of a database store, with the host of each event): who did what to whom'
+  static override description = `show the audit trail (<store>.audit.log, or a database store's audit table with each event's host): who did what to whom
+
+Events written before side files were named after the store are read from the directory's
+shared audit.log too. Names are shown with control characters escaped; --json gives them exactly.`
   static override examples = ['<%= config.bin %> audit', '<%= config.bin %> audit --user alice --since 2026-11-01T00:00:00Z --json']
   static override audited = false
   static override flags = {
@@ -19,8 +23,9 @@ export default class Audit extends BaseCommand<typeof Audit> {
     const events = (await this.store.readAudit()).filter(
       (e) => (user === undefined || e.user === user) && (since === undefined || Date.parse(e.time) >= since),
     )
+    const x = (s: unknown) => escapeControls(String(s))
     for (const e of events)
-      this.say(`${e.time}  ${e.host ? `${e.host}  ` : ''}uid=${e.actor.uid}${e.actor.sudoUser ? ` (sudo ${e.actor.sudoUser})` : ''}  ${e.command}  ${e.user ?? '-'}  ${e.outcome}${e.reason ? ` (${e.reason})` : ''}`)
+      this.say(`${x(e.time)}  ${e.host ? `${x(e.host)}  ` : ''}uid=${x(e.actor?.uid)}${e.actor?.sudoUser ? ` (sudo ${x(e.actor.sudoUser)})` : ''}  ${x(e.command)}  ${e.user === null ? '-' : x(e.user)}  ${x(e.outcome)}${e.reason ? ` (${x(e.reason)})` : ''}`)
     return {events}
   }
 }

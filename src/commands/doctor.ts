@@ -4,9 +4,10 @@ import {readFileSync} from 'node:fs'
 import {BaseCommand} from '../base-command.js'
 import {EXIT} from '../core/errors.js'
 import type {Doc} from '../core/model.js'
-import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, pamOathLine} from '../core/oath.js'
+import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, PAM_OATH_DEFAULT_WINDOW, pamOathLine} from '../core/oath.js'
 import {leftovers, readUsersFile} from '../store/oathfile/file.js'
 import {clockSynced} from '../store/system.js'
+import {type Colour, paint} from '../ui/colour.js'
 
 type Status = 'ok' | 'finding' | 'unknown' | 'skipped'
 interface Check {
@@ -16,6 +17,7 @@ interface Check {
 }
 
 const SIGNS: Record<Status, string> = {ok: 'ok     ', finding: 'FINDING', unknown: '?      ', skipped: '-      '}
+const HUES: Record<Status, Colour | undefined> = {ok: 'green', finding: 'red', unknown: 'yellow', skipped: undefined}
 
 export default class Doctor extends BaseCommand<typeof Doctor> {
   static override description = `check what 2FA depends on: clock, store and key permissions, the pam_oath users file, sshd's PAM and settings
@@ -49,8 +51,8 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     }
 
     const findings = checks.filter((c) => c.status === 'finding').length
-    for (const c of checks) this.say(`${SIGNS[c.status]}  ${c.check}: ${c.message}`)
-    this.say(findings === 0 ? 'no findings' : `${findings} finding(s)`)
+    for (const c of checks) this.say(`${HUES[c.status] ? paint(HUES[c.status]!, SIGNS[c.status]) : SIGNS[c.status]}  ${c.check}: ${c.message}`)
+    this.say(findings === 0 ? paint('green', 'no findings') : paint('red', `${findings} finding(s)`))
     process.exitCode = findings === 0 ? EXIT.ok : EXIT.denied
     return {ok: findings === 0, findings, checks}
   }
@@ -116,7 +118,7 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     if (!pam) return add('sshd PAM', 'finding', `${pamFile} does not use pam_oath, so SSH logins ask for no code: add "${wanted}" after the password module (tfactl ssh:config)`)
     const problems: string[] = []
     if (pam.usersFile !== (s.oathFile ?? DEFAULT_OATH_FILE)) problems.push(`it reads usersfile=${pam.usersFile ?? '(none)'}, tfactl writes ${s.oathFile ?? '(nothing yet)'}`)
-    if (pam.window !== s.window) problems.push(`its window is ${pam.window ?? '5 (pam_oath default)'}, the store's is ${s.window}`)
+    if ((pam.window ?? PAM_OATH_DEFAULT_WINDOW) !== s.window) problems.push(`its window is ${pam.window ?? '5 (pam_oath default)'}, the store's is ${s.window}`)
     if (!pam.afterPassword) problems.push('it does not come after the password module (@include common-auth / pam_unix)')
     if (problems.length > 0) add('sshd PAM', 'finding', `${pamFile}: ${problems.join('; ')}: use "${wanted}" (tfactl ssh:config)`)
     else add('sshd PAM', 'ok', `${pamFile} checks codes with pam_oath against ${pam.usersFile}`)

@@ -14,6 +14,10 @@ export interface Imported {
   scratchCodes: string[]
 }
 
+/**
+ * A FILE:LINE error. Messages never quote a field of the line: a line with a field missing or
+ * out of place may hold a secret anywhere, and errors reach terminals, logs and CI output.
+ */
 const fail = (file: string, line: number, reason: string): never => {
   throw usageError(`${file}:${line}: ${reason}`)
 }
@@ -42,7 +46,7 @@ export function parseGoogleAuthenticator(text: string, file: string, user: strin
       const [option, value] = line.slice(1).trim().split(/\s+/)
       if (option === 'HOTP_COUNTER') fail(file, n, 'counter-based (HOTP) enrolments cannot be imported: only time-based (TOTP)')
       if (option === 'STEP_SIZE') {
-        if (value !== '30' && value !== '60') fail(file, n, `STEP_SIZE ${value} is not supported (30 or 60)`)
+        if (value !== '30' && value !== '60') fail(file, n, 'this STEP_SIZE is not supported (30 or 60)')
         interval = Number(value) as Interval
       }
       return
@@ -68,12 +72,12 @@ export function parseUsersOath(text: string, file: string): Imported[] {
     if (line === '' || line.startsWith('#')) return
     const [type, user, password, hex] = line.split(/\s+/)
     const match = TOTP_TYPE.exec(type)
-    if (!match) fail(file, n, type.startsWith('HOTP') && !type.startsWith('HOTP/T') ? 'counter-based HOTP lines cannot be imported: only HOTP/T30 or HOTP/T60' : `unsupported type ${JSON.stringify(type)}: expected HOTP/T30 or HOTP/T60, optionally /6, /7 or /8`)
+    if (!match) fail(file, n, type.startsWith('HOTP') && !type.startsWith('HOTP/T') ? 'counter-based HOTP lines cannot be imported: only HOTP/T30 or HOTP/T60' : 'field 1 is not a supported type: expected HOTP/T30 or HOTP/T60, optionally /6, /7 or /8')
     if (!user) fail(file, n, 'missing username')
     try {
       checkUsername(user)
-    } catch (error) {
-      fail(file, n, (error as Error).message)
+    } catch {
+      fail(file, n, 'field 2 is not a valid username (1-32 characters of A-Z a-z 0-9 . _ - not starting with -)')
     }
     if (password !== '-') fail(file, n, 'a static password (field 3) is not supported: expected -')
     if (!hex || !/^([0-9a-fA-F]{2}){10,64}$/.test(hex)) fail(file, n, 'expected a hex secret of 10-64 bytes')

@@ -44,6 +44,22 @@ export interface OathEntry {
 }
 
 /** Reads a users file the way pam_oath does: lines whose first field is not a type are ignored. */
+/**
+ * The first line that is neither blank, a `#` comment nor a users-file entry (1-based), or 0
+ * when the text is a pam_oath users file (or empty). Tells a users file from any other file
+ * (a PAM config, /etc/passwd, a key) before tfactl takes it over.
+ */
+export function foreignLine(text: string): number {
+  const lines = text.split('\n')
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim()
+    if (line === '' || line.startsWith('#')) continue
+    const [type, user] = line.split(/[ \t\r]+/)
+    if (!OATH_TYPE.test(type) || !user) return i + 1
+  }
+  return 0
+}
+
 export function parseUsersFile(text: string): OathEntry[] {
   const entries: OathEntry[] = []
   text.split('\n').forEach((raw, index) => {
@@ -234,8 +250,10 @@ export function compareUsersFile(users: OathUser[], entries: OathEntry[] | undef
 /** The users file path must be one PAM can pass (no spaces) and pam_oath will not expand. */
 export function checkOathPath(path: string): string {
   if (!isAbsolute(path)) throw usageError(`--oath-file must be an absolute path, got ${quote(path)}`)
-  if (/[\s\p{C}$\[\]]/u.test(path)) throw usageError(`--oath-file ${quote(path)}: spaces, control characters, "$" and brackets cannot go into a PAM line`)
+  if (/[\s\p{C}$[\]]/u.test(path)) throw usageError(`--oath-file ${quote(path)}: spaces, control characters, "$" and brackets cannot go into a PAM line`)
   if (path.endsWith('/')) throw usageError(`--oath-file ${quote(path)} names a directory`)
+  // PAM reads everything after a # on a line as a comment: pam_oath would get a cut path.
+  if (path.includes('#')) throw usageError(`--oath-file ${quote(path)}: "#" starts a comment in a PAM line, so pam_oath would read another file`)
   return path
 }
 

@@ -17,3 +17,24 @@ export function checkSelfService(doc: Doc, target: string, invoker: string | und
   applyEffect(doc.settings, record, decision.effect, now)
   return decision.allowed ? undefined : `the code given with --code was refused (${decision.reason}); ${target}'s secret is unchanged`
 }
+
+/**
+ * The one self-service rule every command applies inside its store update: each target that
+ * needs a proof is checked first; on a refusal the failed attempt is counted (like a failed
+ * login) and `change` never runs, so nothing else is written. `targets` are the users the
+ * command would change, read from the locked document.
+ */
+export function guardSelfService<T>(
+  doc: Doc,
+  targets: readonly string[],
+  invoker: string | undefined,
+  code: string | undefined,
+  now: number,
+  change: () => T,
+): {refusal: string} | {result: T} {
+  for (const target of targets) {
+    const refusal = checkSelfService(doc, target, invoker, code, now)
+    if (refusal) return {refusal}
+  }
+  return {result: change()}
+}

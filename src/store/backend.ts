@@ -46,10 +46,10 @@ export interface StoreBackend {
   update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T>
   /** One user's check: `fn` sees the settings and that user's record, locked until its effect is stored. */
   login<T>(user: string, fn: (doc: Doc) => T): Promise<T>
-  /** Seals every secret under a new key; `key` names where the new key is. */
-  rotateKey(): Promise<{secrets: number; key: string}>
-  /** Appends one audit event; returns a warning instead of failing the command. */
-  recordEvent(command: string, user: string | null, outcome: Outcome): Promise<string | undefined>
+  /** Seals every secret under a new key; `users` were re-sealed, `key` names where the new key is. */
+  rotateKey(): Promise<{users: string[]; key: string}>
+  /** Records one run: one event per user it acted on (or one without a user); returns a warning instead of failing the command. */
+  recordEvent(command: string, user: string | null | string[], outcome: Outcome): Promise<string | undefined>
   readAudit(): Promise<AuditEvent[]>
   /** store:check: validates everything (throws exit 3 on a problem). */
   check(): Promise<StoreCheck>

@@ -1,7 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import * as fs from 'node:fs'
 import {basename, dirname, join} from 'node:path'
-import {forbidden, storeError} from '../core/errors.js'
+import {forbidden, storeError, TfaError} from '../core/errors.js'
 
 const errno = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code
 
@@ -31,13 +31,64 @@ export function accessError(path: string, error: unknown) {
   return storeError(`cannot read ${path}: ${(error as Error).message}`)
 }
 
+/** Flags that never follow a symbolic link planted in the final component. */
+export const NOFOLLOW = fs.constants.O_NOFOLLOW
+
+/** open(2) with O_NOFOLLOW; a link in its place is a store problem, never followed. */
+export function openNoFollow(path: string, flags: number, mode = 0o600): number {
+  try {
+    return fs.openSync(path, flags | NOFOLLOW, mode)
+  } catch (error) {
+    if (errno(error) === 'ELOOP') throw storeError(`${path} is a symbolic link; tfactl only uses regular files: remove the link`)
+    throw error
+  }
+}
+
+/** Opens a side file for appending (created 0600 when missing), never through a link. */
+export const openAppend = (path: string): number => openNoFollow(path, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT)
+
+/**
+ * Refuses a store directory others could use to swap or plant files (a link named like the lock
+ * or the audit log, a store of their own): it must belong to the caller or root and be writable
+ * by its owner alone. A missing directory is fine (it is created 0700).
+ */
+export function checkStoreDir(dir: string): void {
+  let st: fs.Stats
+  try {
+    st = fs.lstatSync(dir)
+  } catch (error) {
+    if (errno(error) === 'ENOENT') return
+    throw accessError(dir, error)
+  }
+  if (st.isSymbolicLink()) {
+    try {
+      st = fs.statSync(dir)
+    } catch (error) {
+      throw accessError(dir, error)
+    }
+  }
+  if (!st.isDirectory()) throw storeError(`${dir} is not a directory`)
+  const me = process.getuid?.() ?? 0
+  if (st.uid !== me && st.uid !== 0)
+    throw storeError(`the store directory ${dir} belongs to uid ${st.uid}, who could replace the store's files: run chown ${me} ${dir}, or use a store in a directory of your own`)
+  if (st.mode & 0o022)
+    throw storeError(`the store directory ${dir} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)}), who could plant files in it: run chmod go-w ${dir}`)
+}
+
 /** Reads a private file, or undefined when it does not exist. */
 export function readPrivateFile(path: string): Buffer | undefined {
   if (!checkPrivateFile(path)) return undefined
+  let fd: number
   try {
-    return fs.readFileSync(path)
+    fd = openNoFollow(path, fs.constants.O_RDONLY)
   } catch (error) {
+    if (error instanceof TfaError) throw error
     throw accessError(path, error)
+  }
+  try {
+    return fs.readFileSync(fd)
+  } finally {
+    fs.closeSync(fd)
   }
 }
 
@@ -49,8 +100,9 @@ export function readPrivateFileAt<T>(path: string, fn: (src: {size: number; read
   if (!checkPrivateFile(path)) return undefined
   let fd: number
   try {
-    fd = fs.openSync(path, 'r')
+    fd = openNoFollow(path, fs.constants.O_RDONLY)
   } catch (error) {
+    if (error instanceof TfaError) throw error
     throw accessError(path, error)
   }
   try {
@@ -105,7 +157,7 @@ function keepBackup(path: string, backup: string): void {
 export function atomicWrite(path: string, data: string | Buffer, backup?: string): void {
   const dir = dirname(path)
   const temp = join(dir, `${tempPrefix(path)}${process.pid}-${randomBytes(4).toString('hex')}`)
-  const fd = fs.openSync(temp, 'wx', 0o600)
+  const fd = openNoFollow(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL)
   try {
     fs.writeFileSync(fd, data)
     fs.fsyncSync(fd)

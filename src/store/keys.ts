@@ -10,21 +10,29 @@ export const keyId = (key: Buffer): string => createHash('sha256').update(key).d
 
 /** Access to the keys that seal secrets: the one a store names, and the one new writes use. */
 export interface KeyRing {
+  /** The key file, for messages. */
+  readonly path?: string
   byId(id: string): Buffer | undefined
   current(): {id: string; key: Buffer}
 }
 
 /**
- * `tfactl.key` (32 random bytes, 0600), created with the first secret. During a rotation the new
- * key waits in `tfactl.key.next` until the store sealed with it is in place, so a crash at any
+ * `<store>.key` (32 random bytes, 0600), created with the first secret. During a rotation the new
+ * key waits in `<store>.key.next` until the store sealed with it is in place, so a crash at any
  * point leaves a store whose key is on disk.
+ *
+ * Migration: a store written before keys were named after the store is sealed with the shared
+ * `tfactl.key` of its directory. That key is only ever read (as a fallback by id); the next
+ * write, under the store lock, creates `<store>.key` first and then seals the store with it, so a
+ * crash in between leaves the old store and its old key. The shared key is never changed or
+ * removed: other stores of the directory (and old backups) may still need it.
  */
 export class KeyFiles implements KeyRing {
   readonly next: string
   private cache = new Map<string, Buffer | undefined>()
   private override: Buffer | undefined
 
-  constructor(readonly path: string) {
+  constructor(readonly path: string, readonly legacy?: string) {
     this.next = `${path}.next`
   }
 
@@ -43,7 +51,10 @@ export class KeyFiles implements KeyRing {
   }
 
   byId(id: string): Buffer | undefined {
-    return [this.path, this.next].map((p) => this.load(p)).find((k) => k && keyId(k) === id)
+    const found = [this.path, this.next].map((p) => this.load(p)).find((k) => k && keyId(k) === id)
+    if (found || !this.legacy) return found
+    const old = this.load(this.legacy)
+    return old && keyId(old) === id ? old : undefined
   }
 
   current(): {id: string; key: Buffer} {

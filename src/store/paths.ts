@@ -12,11 +12,18 @@ export function defaultStorePath(env: NodeJS.ProcessEnv = process.env, uid = pro
   return join(state, 'tfactl', 'store.json')
 }
 
-/** The files that live beside a store. */
+/**
+ * The files that live beside a store, all named after it, so that two stores in one directory
+ * share nothing (rotating one's key never touches the other's). `legacyKey`/`legacyAudit` are the
+ * names tfactl used before, shared by every store of the directory: the key is still read (never
+ * written) for a store sealed with it, until its next write seals it under its own key.
+ */
 export const sidecars = (store: string) => ({
   lock: `${store}.lock`,
   backup: `${store}.bak`,
   journal: `${store}.journal`,
-  key: join(dirname(store), 'tfactl.key'),
-  audit: join(dirname(store), 'audit.log'),
+  key: `${store}.key`,
+  audit: `${store}.audit.log`,
+  legacyKey: join(dirname(store), 'tfactl.key'),
+  legacyAudit: join(dirname(store), 'audit.log'),
 })

@@ -1,4 +1,4 @@
-import {closeSync, openSync, readFileSync} from 'node:fs'
+import {closeSync, constants, lstatSync, openSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {ensureDir} from './files.js'
@@ -39,10 +39,15 @@ export function markPrompted(user: string, session: string): boolean {
   const uid = process.getuid?.() ?? 0
   const dir = process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, 'tfactl') : uid === 0 ? '/run/tfactl' : join(tmpdir(), `tfactl-${uid}`)
   ensureDir(dir)
+  // In a shared /tmp another user may have made the directory first (or a link in its place):
+  // markers there could be planted to silence the invitation. Only a directory of our own,
+  // writable by us alone, is used; otherwise the user is invited again.
+  const st = lstatSync(dir)
+  if (!st.isDirectory() || st.uid !== uid || st.mode & 0o022) return true
   const boot = readOr('/proc/sys/kernel/random/boot_id', 'unknown-boot')
   const marker = join(dir, `prompted-${user}-${boot}-${session.replace(/[^A-Za-z0-9._-]/g, '_')}`)
   try {
-    closeSync(openSync(marker, 'wx', 0o600))
+    closeSync(openSync(marker, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600))
     return true
   } catch {
     return false

@@ -1,4 +1,5 @@
 import {EXIT, TfaError} from '../core/errors.js'
+import {errorPrefix} from './colour.js'
 
 const isSystemError = (error: unknown): boolean => typeof (error as NodeJS.ErrnoException).errno === 'number'
 
@@ -12,14 +13,30 @@ function oneLine(message: string): string {
 }
 
 /**
+ * A system error that reaches the top (an open or mkdir the store module did not wrap) as one
+ * plain line with its documented exit code: no permission is "forbidden" (4), like everywhere
+ * else, never a raw `EACCES: permission denied, open '…'` with exit 3.
+ */
+function plainSystemError(error: Error): Error {
+  const e = error as NodeJS.ErrnoException
+  if (!isSystemError(e) || error instanceof TfaError) return error
+  const where = e.path ?? 'a file of the store'
+  if (e.code === 'EACCES' || e.code === 'EPERM') return new TfaError(`permission denied: ${where} (run as its owner or with sudo)`, EXIT.forbidden, 'forbidden')
+  if (e.code === 'ELOOP') return new TfaError(`${where} is a symbolic link; tfactl never writes through a link there: remove it`, EXIT.store, 'store')
+  if (e.code === 'ENOSPC' || e.code === 'EDQUOT') return new TfaError(`no space left to write ${where}: free some space and try again`, EXIT.store, 'store')
+  return error
+}
+
+/**
  * Any failure as the user sees it: its documented exit code, one line of text, and the JSON
  * error object. oclif's own parse errors carry their exit code (2) in `oclif.exit`.
  */
-export function describeError(error: Error) {
+export function describeError(thrown: Error) {
+  const error = plainSystemError(thrown)
   const known = error instanceof TfaError
   const oclifExit = (error as {oclif?: {exit?: number}}).oclif?.exit
   const exit = known ? error.exit : (oclifExit ?? (isSystemError(error) ? EXIT.store : 1))
   const message = oneLine(error.message || String(error))
   const code = known ? error.code : exit === EXIT.usage ? 'usage' : 'error'
-  return {exit, message, json: {error: {message, code, exit}}, text: `tfactl: ${message}\n`}
+  return {exit, message, json: {error: {message, code, exit}}, text: `${errorPrefix()} ${message}\n`}
 }

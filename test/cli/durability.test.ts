@@ -2,9 +2,9 @@
 // file; a writer SIGKILLed at any moment leaves the old or the new store, never a broken one,
 // and nothing it leaves behind (temp file, lock file) blocks the next write; a store that cannot
 // be read is refused with exit 3 and never overwritten; `.bak` keeps the previous valid store.
-import {spawn, spawnSync} from 'node:child_process'
+import {spawn} from 'node:child_process'
 import {createHmac, randomBytes} from 'node:crypto'
-import {chmodSync, cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {pathToFileURL} from 'node:url'
@@ -230,7 +230,7 @@ describe('concurrent processes', () => {
       expect(mode(dirname(store.path))).toBe(0o700)
       expect(mode(`${store.path}.bak`)).toBe(0o600)
       expect(leftoverTemps(store)).toEqual([])
-      const audit = readFileSync(join(dirname(store.path), 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+      const audit = readFileSync(`${store.path}.audit.log`, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
       const counted = (command: string) => audit.filter((e) => e.command === command).length
       const planned = (step: Step) => PROCESSES * Object.values(SEQUENCES).flat().filter((s) => s === step).length
       expect(audit).toHaveLength(1 + PROCESSES * 25)
@@ -401,7 +401,7 @@ async function crashLane(store: TempStore, runs: number, rng: () => number, lane
         // business of the 'leaves no temp file' test below; a login only appends to the journal.)
         const stale = tempsBefore.filter((t) => leftoverTemps(store).includes(t))
         expect(stale, `${where}: temp files of earlier crashes survived a completed write`).toEqual([])
-        expect(existsSync(join(dir, 'tfactl.key.next')), where).toBe(false)
+        expect(existsSync(join(dir, 'store.json.key.next')), where).toBe(false)
       }
     }
     state = now
@@ -519,24 +519,25 @@ describe.concurrent('a writer SIGKILLed during its write', () => {
 
 // --- the lock --------------------------------------------------------------------------------
 
-/** `flock -x <store>.lock sleep N` in its own process group; resolves once it holds the lock. */
+/**
+ * Another tfactl holding `<store>.lock` (test/helpers/hold-lock.mjs: the product's own lock
+ * module, so the same kind of lock); resolves once it holds the lock.
+ */
 async function holdLock(lock: string, seconds: number) {
-  const holder = spawn('flock', ['-x', lock, 'sleep', String(seconds)], {detached: true, stdio: 'ignore'})
+  const holder = spawn(process.execPath, [join(ROOT, 'test/helpers/hold-lock.mjs'), lock, String(seconds)], {stdio: ['ignore', 'pipe', 'inherit']})
   const exited = new Promise<void>((resolve) => holder.on('exit', () => resolve()))
-  for (let i = 0; ; i++) {
-    // `flock -n` fails (exit 1) exactly when someone else holds the lock.
-    if (spawnSync('flock', ['-n', lock, 'true']).status === 1) break
-    if (i > 500) throw new Error('flock never took the lock')
-    await sleep(20)
-  }
+  await new Promise<void>((resolve, reject) => {
+    let out = ''
+    holder.stdout!.on('data', (chunk) => {
+      out += chunk
+      if (out.includes('locked\n')) resolve()
+    })
+    holder.on('exit', (code) => reject(new Error(`the lock holder exited (${code}) before it held the lock`)))
+  })
   return {
-    /** SIGKILL the holder and its `sleep`. */
+    /** SIGKILL the holder: the kernel drops its lock. */
     kill: async () => {
-      try {
-        process.kill(-holder.pid!, 'SIGKILL')
-      } catch {
-        // already gone
-      }
+      holder.kill('SIGKILL')
       await exited
     },
   }
@@ -548,7 +549,7 @@ describe.concurrent('the store lock (<store>.lock)', () => {
     await enable(store)
     await renew(store, 'alice')
     await renew(store, 'alice')
-    const files = ['', '.bak'].map((s) => store.path + s).concat(join(dirname(store.path), 'tfactl.key'))
+    const files = ['', '.bak'].map((s) => store.path + s).concat(`${store.path}.key`)
     const before = files.map((f) => readFileSync(f))
     const holder = await holdLock(`${store.path}.lock`, 60)
     try {
@@ -604,7 +605,7 @@ function snapshot(store: TempStore): Record<string, string> {
   const dir = dirname(store.path)
   const files: Record<string, string> = {}
   for (const name of readdirSync(dir).sort()) {
-    if (name === 'audit.log' || name.endsWith('.lock')) continue
+    if (name.endsWith('audit.log') || name.endsWith('.lock')) continue
     const st = statSync(join(dir, name))
     files[name] = `${(st.mode & 0o7777).toString(8)} ${st.uid} ${readFileSync(join(dir, name)).toString('base64')}`
   }

@@ -93,7 +93,7 @@ describe.each(['file', 'postgres'] as const)('store contract (%s backend)', (bac
     const {secret} = await renew(s, 'alice')
     const rotated = await s.run(['store:rotate-key', '--json'])
     expect(rotated.code, rotated.stderr).toBe(0)
-    expect(rotated.json).toMatchObject({rotated: true, secrets: 1})
+    expect(rotated.json).toMatchObject({rotated: true, users: ['alice']})
     expect(await secretOf(s, 'alice')).toBe(secret)
     const checked = await s.run(['store:check', '--json'])
     expect(checked.code, checked.stderr).toBe(0)
@@ -322,7 +322,7 @@ describe('database store: configuration and refusals', () => {
     expectDecision(await check(b, 'alice', {code: '000000'}), false, 'code_invalid')
     expectDecision(await check(a, 'alice', {code: '000000'}), false, 'code_invalid')
     expectDecision(await check(a, 'alice', {code: codes[1]}), false, 'locked_out')
-    expect(statSync(join(file.dir, 'state', 'tfactl.key')).isFile()).toBe(true)
+    expect(statSync(`${file.path}.key`).isFile()).toBe(true) // the file store and its key are only read
     expectJsonError(await a.run(['store:migrate', '--from', file.path, '--json']), 2)
     expect(readFileSync(file.path, 'utf8')).toContain('"alice"')
     file.cleanup()

@@ -30,7 +30,7 @@ function usersFile(name: string, text: string): string {
  */
 function runWithSlowStdin(args: string[], input: string, delayMs = 4000): Promise<{code: number | null; stdout: string; json: any}> {
   return new Promise((done) => {
-    const env = {...process.env, NO_COLOR: '1'}
+    const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1'}
     delete env.TFACTL_STORE
     delete env.SUDO_USER
     const child = spawn(process.execPath, [BIN, ...args, '--store', store.path], {env})

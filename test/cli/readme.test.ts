@@ -23,7 +23,7 @@ describe('README', () => {
   it('quick start works as pasted (denied without a code, allowed with oathtool\'s, refused when replayed)', async () => {
     dir = mkdtempSync(join(tmpdir(), 'tfactl-readme-'))
     symlinkSync(join(ROOT, 'bin'), join(dir, 'bin')) // as if pasted in the project directory
-    const env = {...process.env, NO_COLOR: '1'}
+    const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1'}
     delete env.TFACTL_STORE
     delete env.NODE_ENV
     // The two oathtool codes must fall in one 30 s step for the second to be a replay.

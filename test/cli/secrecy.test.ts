@@ -1,4 +1,4 @@
-// Store secrecy: secrets are sealed under tfactl.key and never written in clear (store, backup,
+// Store secrecy: secrets are sealed under <store>.key and never written in clear (store, backup,
 // temp files, audit log); the audit log records who did what without any secret or code; files
 // others could read, swap or own are refused and left alone; store:rotate-key re-seals
 // everything in one step that survives a crash.
@@ -33,8 +33,8 @@ function base32Bytes(secret: string): Buffer {
 }
 
 const mode = (path: string): number => statSync(path).mode & 0o777
-const keyPath = (store: TempStore): string => join(dirname(store.path), 'tfactl.key')
-const auditPath = (store: TempStore): string => join(dirname(store.path), 'audit.log')
+const keyPath = (store: TempStore): string => `${store.path}.key`
+const auditPath = (store: TempStore): string => `${store.path}.audit.log`
 const dist = async (file: string) => import(pathToFileURL(join(ROOT, 'dist', file)).href)
 
 /** Every file under `dir`, recursively. */
@@ -188,7 +188,7 @@ describe('after a full scenario (renew, checks, recovery codes, bypasses, disabl
   it('leaves no generated secret, in any form, in store.json, its backup, its journal, the temp file or audit.log, all 0600', () => {
     const dir = dirname(scenario.store.path)
     const files = filesUnder(dir)
-    for (const name of ['store.json', 'store.json.bak', 'store.json.journal', 'audit.log', 'tfactl.key']) expect(files).toContain(join(dir, name))
+    for (const name of ['store.json', 'store.json.bak', 'store.json.journal', 'store.json.audit.log', 'store.json.key']) expect(files).toContain(join(dir, name))
     expect(files).toContain(scenario.tempFile)
     for (const file of files) expect(mode(file), `${file} is not private`).toBe(0o600)
     expect(mode(dir)).toBe(0o700)
@@ -283,7 +283,7 @@ describe('after a full scenario (renew, checks, recovery codes, bypasses, disabl
 
 // --- the key -----------------------------------------------------------------------------------
 
-describe('tfactl.key', () => {
+describe('the key file (<store>.key)', () => {
   it('is created with the first secret: 32 bytes, 0600, beside the store, and not before', async () => {
     const store = newStore()
     await enable(store)
@@ -295,7 +295,7 @@ describe('tfactl.key', () => {
     // Without its key the store's secrets cannot be read: they are sealed by it.
     const key = readFileSync(keyPath(store))
     rmSync(keyPath(store))
-    expect(expectJsonError(await store.run(['user:secret:show', 'alice', '--qr', 'none', '--json']), 3)).toMatch(/tfactl\.key/)
+    expect(expectJsonError(await store.run(['user:secret:show', 'alice', '--qr', 'none', '--json']), 3)).toMatch(/store\.json\.key/)
     writeFileSync(keyPath(store), key, {mode: 0o600})
     expect((await store.run(['user:secret:show', 'alice', '--qr', 'none', '--json'])).json.secret).toBe(secret)
   })
@@ -375,9 +375,9 @@ const BAD: BadCase[] = [
     what: 'a wrong key (another 32 random bytes)',
     exit: 3,
     apply: (s) => writeFileSync(keyPath(s), randomBytes(32), {mode: 0o600}),
-    says: (s) => [s.path, 'tfactl.key'],
+    says: (s) => [s.path, keyPath(s)],
   },
-  {what: 'a missing key', exit: 3, apply: (s) => rmSync(keyPath(s)), says: (s) => [s.path, 'tfactl.key']},
+  {what: 'a missing key', exit: 3, apply: (s) => rmSync(keyPath(s)), says: (s) => [s.path, keyPath(s)]},
   {
     what: 'a key file of 16 bytes',
     exit: 3,
@@ -403,7 +403,7 @@ describe.concurrent('a store or key file that is not strictly private, or a wron
         }
         expect(snapshot(store, outside), `${args[0]} changed the files`).toEqual(before)
       }
-      expect(existsSync(join(dirname(store.path), 'tfactl.key.next'))).toBe(false)
+      expect(existsSync(`${store.path}.key.next`)).toBe(false)
       if (c.fix) {
         c.fix(store, message)
         const r = await store.run(['store:check', '--json'])
@@ -447,14 +447,15 @@ const sealed = (store: TempStore): Record<string, string> =>
   Object.fromEntries(Object.entries(JSON.parse(readFileSync(store.path, 'utf8')).users).map(([u, r]: [string, any]) => [u, r.secret]))
 
 describe.concurrent('store:rotate-key', () => {
-  it('re-seals every secret under a new tfactl.key, and every user\'s codes keep working', async () => {
+  it('re-seals every secret under a new key file, and every user\'s codes keep working', async () => {
     const store = newStore()
     const users = await enrolThree(store)
     const oldKey = readFileSync(keyPath(store))
     const oldSealed = sealed(store)
     const r = await store.run(['store:rotate-key', '--json'])
     expect(r.code, r.stderr).toBe(0)
-    expect(r.json).toMatchObject({rotated: true, secrets: 3})
+    expect(r.json).toMatchObject({rotated: true, users: ['alice', 'bob', 'carol']})
+    expect(r.json.users).toHaveLength(3)
     const newKey = readFileSync(keyPath(store))
     expect(newKey).toHaveLength(32)
     expect(newKey.equals(oldKey)).toBe(false)
@@ -523,7 +524,7 @@ describe.concurrent('store:rotate-key', () => {
       const measured = await runWatched(['store:rotate-key', '--store', probe.path], {dir: dir(probe)})
       expect(measured.code, measured.stderr).toBe(0)
       // From the moment the new key is made until the lock is let go.
-      const first = measured.ops.find((o) => o.target.includes('tfactl.key.next'))!.n
+      const first = measured.ops.find((o) => o.target.includes('store.json.key.next'))!.n
       const last = measured.ops.find((o) => o.name === 'closeSync' && o.target.endsWith('.lock'))!.n
       const {Store} = await dist('store/file/store.js')
       const secretsOf = async (s: TempStore) => {
@@ -563,7 +564,7 @@ describe.concurrent('store:rotate-key', () => {
       }
       expect([...outcomes].sort()).toEqual(['new key in place', 'old key kept'])
       // And through the CLI, from the middle of it (store re-sealed, key not yet renamed):
-      const middle = measured.ops.find((o) => o.name === 'renameSync' && o.target.startsWith(`${join(dir(probe), 'tfactl.key.next')} ->`))!.n
+      const middle = measured.ops.find((o) => o.name === 'renameSync' && o.target.startsWith(`${join(dir(probe), 'store.json.key.next')} ->`))!.n
       const s = copy()
       const r = await runWatched(['store:rotate-key', '--store', s.path], {dir: dir(s), crashAt: {op: middle}})
       expect(r.signal).toBe('SIGKILL')

@@ -234,7 +234,7 @@ describe('ssh:sync --check', () => {
   })
 
   it('exits 1 and names the stale users, writing nothing and logging no audit line', async () => {
-    const audit = join(store.dir, 'state', 'audit.log')
+    const audit = join(store.dir, 'state', 'store.json.audit.log')
     const auditBefore = readFileSync(audit, 'utf8')
     const good = fileText()
     const [a, b] = lines()

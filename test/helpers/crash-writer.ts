@@ -61,7 +61,7 @@ if (pauseAfter && pauseGo) {
   let paused = false
   fs.readFileSync = (...args) => {
     const result = orig.readFileSync(...args)
-    if (!paused && args[0] === pauseAfter) {
+    if (!paused && (typeof args[0] === 'number' ? fds.get(args[0]) : args[0]) === pauseAfter) {
       paused = true
       orig.writeFileSync(pauseGo + '.paused', '')
       const until = Date.now() + 30000

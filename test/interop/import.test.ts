@@ -197,7 +197,7 @@ describe('--secret-stdin', () => {
 
   it('reads the secret from a writer slower than tfactl\'s start-up', async () => {
     const r = await new Promise<{code: number | null; stdout: string}>((done) => {
-      const env = {...process.env, NO_COLOR: '1'}
+      const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1'}
       delete env.TFACTL_STORE
       delete env.SUDO_USER
       const child = spawn(process.execPath, [BIN, 'user:secret:import', 'alice', '--secret-stdin', '--json', '--store', store.path], {env})

@@ -49,6 +49,24 @@ describe('one-user reads of the line-per-user store', () => {
     expect(decodeOneUser(bufferSource(Buffer.from(empty)), 'alice', 'store.json', keys)!.doc.users.size).toBe(0)
   })
 
+  it('finds a present user by binary search: only a small part of a large store is read', () => {
+    const many = Array.from({length: 3000}, (_, i) => `u${String(i).padStart(4, '0')}`)
+    const buf = Buffer.from(encodeStore(docWith(many), keys, 'e').text)
+    for (const name of ['u0000', 'u1499', 'u2999', 'u0777', 'u2048']) {
+      let bytes = 0
+      const counting = {
+        size: buf.length,
+        read: (p: number, n: number) => {
+          bytes += n
+          return buf.subarray(p, p + n)
+        },
+      }
+      expect(decodeOneUser(counting, name, 'store.json', keys)!.doc.users.has(name)).toBe(true)
+      // A search that misses falls back to reading the whole body: this would catch it.
+      expect(bytes, `${name}: read ${bytes} of ${buf.length} bytes`).toBeLessThan(buf.length / 3)
+    }
+  })
+
   it('finds users in a large store', () => {
     const many = Array.from({length: 3000}, (_, i) => `u${i}`)
     const big = bufferSource(Buffer.from(encodeStore(docWith(many), keys, 'e').text))

@@ -4,6 +4,7 @@ import {BaseCommand} from '../../base-command.js'
 import {EXIT, usageError} from '../../core/errors.js'
 import {decideLogin, type Method, type Service} from '../../core/login.js'
 import {checkLogin} from '../../login-check.js'
+import {LOGIN_CHECK_FLAGS} from '../../login-flags.js'
 
 export default class Check extends BaseCommand<typeof Check> {
   static override description = `decide whether a login passes the 2FA step (exit 0 allowed, 1 denied)
@@ -14,12 +15,13 @@ that was not given is asked for (hidden).`
     '<%= config.bin %> login:check alice --code 123456',
     '<%= config.bin %> login:check alice --service ssh --method key --json',
     '<%= config.bin %> login:check alice --code K3JQ7-MX2PA',
+    'printf \'%s\\n\' "$CODE" | <%= config.bin %> login:check alice --code -',
   ]
   static override args = {username: requiredUsernameArg('user logging in')}
   static override flags = {
-    service: Flags.string({description: 'where the login happens', options: ['ui', 'ssh'], default: 'ui'}),
-    method: Flags.string({description: 'how the first factor was given (key: SSH public key)', options: ['password', 'key'], default: 'password'}),
-    code: Flags.string({description: 'the code from the app, a recovery code or a bypass code'}),
+    service: Flags.string({...LOGIN_CHECK_FLAGS.service, options: [...LOGIN_CHECK_FLAGS.service.options]}),
+    method: Flags.string({...LOGIN_CHECK_FLAGS.method, options: [...LOGIN_CHECK_FLAGS.method.options]}),
+    code: Flags.string({...LOGIN_CHECK_FLAGS.code}),
   }
 
   async run() {
@@ -27,7 +29,7 @@ that was not given is asked for (hidden).`
     const service = this.flags.service as Service
     const method = this.flags.method as Method
     if (method === 'key' && service !== 'ssh') throw usageError('--method key only exists for --service ssh')
-    const code = this.flags.code ?? (await this.askCode(user, service, method))
+    const code = (await this.codeFlag(this.flags.code)) ?? (await this.askCode(user, service, method))
 
     const {result, lines} = await checkLogin(this.store, {user, service, method, code})
     process.exitCode = result.allowed ? EXIT.ok : EXIT.denied

@@ -20,7 +20,7 @@ exit 2 and nothing is written. A pam_oath users file setting is dropped for a da
     'sudo <%= config.bin %> store:migrate --from /var/lib/tfactl/store.json --store postgresql://tfactl@db.example.net/tfactl --json',
   ]
   static override flags = {
-    from: Flags.string({description: 'the file store to copy (its key, tfactl.key, beside it)', required: true}),
+    from: Flags.string({description: 'the file store to copy (its key beside it)', required: true}),
   }
 
   async run() {

@@ -1,14 +1,15 @@
 import {BaseCommand} from '../../base-command.js'
 
 export default class RotateKey extends BaseCommand<typeof RotateKey> {
-  static override description = `seal every secret under a new key (tfactl.key), in one crash-safe step
+  static override description = `seal every user's secret under a new key, in one crash-safe step; other stores are not touched
 
-With a database store, every other host needs the new key file afterwards (until then they exit 3).`
-  static override examples = ['sudo <%= config.bin %> store:rotate-key']
+A file store's key is <store>.key beside it; a database store's is its key file (--key-file), and
+every other host needs the new key file afterwards (until then they exit 3).`
+  static override examples = ['sudo <%= config.bin %> store:rotate-key', 'sudo <%= config.bin %> store:rotate-key --json']
 
   async run() {
-    const {secrets, key} = await this.store.rotateKey()
-    this.say(`new key in ${key}; ${secrets} secret(s) re-encrypted`)
-    return {rotated: true, secrets, changed: true}
+    const {users, key} = await this.store.rotateKey()
+    this.say(`new key in ${key}; ${users.length} user(s) re-sealed${users.length > 0 && users.length <= 20 ? `: ${users.join(', ')}` : ''}`)
+    return {rotated: true, users, changed: true}
   }
 }

@@ -18,7 +18,7 @@ export default class Enable extends BaseCommand<typeof Enable> {
     'sudo <%= config.bin %> twofactor:enable --ssh --oath-file /etc/users.oath',
   ]
   static override flags = {
-    window: Flags.integer({description: 'codes from this many 30 s steps before and after now count (0-10) [default: 1]', min: 0, max: 10}),
+    window: Flags.integer({description: "codes from this many time steps (each user's own 30 or 60 s) before and after now count (0-10) [default: 1]", min: 0, max: 10}),
     ssh: Flags.boolean({description: 'require codes for password-based SSH logins', allowNo: true}),
     stig: Flags.boolean({description: 'STIG mode: 2FA mandatory for every web/API login; 2FA and SSH 2FA cannot be turned off', allowNo: true}),
     issuer: Flags.string({description: 'name shown in authenticator apps (1-64 characters, no ":") [default: tfactl]'}),

@@ -1,4 +1,5 @@
 import {BaseCommand} from '../../base-command.js'
+import {paint} from '../../ui/colour.js'
 
 export default class List extends BaseCommand<typeof List> {
   static override description = 'list every user the store knows, with their 2FA state'
@@ -20,7 +21,7 @@ export default class List extends BaseCommand<typeof List> {
     }))
     if (users.length === 0) this.say('no users with 2FA state')
     for (const u of users) {
-      const state = [u.configured ? `${u.digits} digits / ${u.interval} s` : 'no secret', u.pending && 'pending', u.lockedOut && 'LOCKED OUT']
+      const state = [u.configured ? `${u.digits} digits / ${u.interval} s` : 'no secret', u.pending && 'pending', u.lockedOut && paint('red', 'LOCKED OUT')]
       this.say(`${u.user.padEnd(20)} ${state.filter(Boolean).join(', ')}  last used: ${u.lastUsedAt ?? 'never'}  recovery codes: ${u.recoveryCodesLeft}`)
     }
     return {users}

@@ -1,7 +1,7 @@
 import {statSync} from 'node:fs'
 import {dirname} from 'node:path'
 import type {Doc} from '../../core/model.js'
-import {type AuditEvent, readAudit, recordEvent} from '../audit.js'
+import {type AuditEvent, auditLoss, lossMarker, readAudit, recordEvent} from '../audit.js'
 import type {Outcome, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
 import {checkPrivateFile} from '../files.js'
 import {Store} from './store.js'
@@ -34,17 +34,19 @@ export class FileBackend implements StoreBackend {
     return this.store.login(user, fn)
   }
 
-  async rotateKey(): Promise<{secrets: number; key: string}> {
-    const {secrets} = await this.store.rotateKey()
-    return {secrets, key: this.store.files.key}
+  async rotateKey(): Promise<{users: string[]; key: string}> {
+    const {users} = await this.store.rotateKey()
+    return {users, key: this.store.files.key}
   }
 
-  async recordEvent(command: string, user: string | null, outcome: Outcome): Promise<string | undefined> {
+  async recordEvent(command: string, user: string | null | string[], outcome: Outcome): Promise<string | undefined> {
     return recordEvent(this.store.files.audit, command, user, outcome)
   }
 
+  /** Events written before side files were named after the store (the directory's audit.log) come first. */
   async readAudit(): Promise<AuditEvent[]> {
-    return readAudit(this.store.files.audit)
+    const {audit, legacyAudit} = this.store.files
+    return [...readAudit(legacyAudit), ...readAudit(audit)]
   }
 
   async check(): Promise<StoreCheck> {
@@ -57,8 +59,20 @@ export class FileBackend implements StoreBackend {
   }
 
   async doctor(): Promise<{findings: StoreFinding[]; doc?: Doc}> {
-    const {path, files} = this.store
     const findings: StoreFinding[] = []
+    const doc = await this.checkFiles(findings)
+    const lost = auditLoss(this.store.files.audit)
+    if (lost)
+      findings.push({
+        check: 'audit log',
+        status: 'finding',
+        message: `events were lost: the audit log could not be written (first at ${lost.toISOString()}, e.g. a full disk); once looked at, remove ${lossMarker(this.store.files.audit)}`,
+      })
+    return {findings, doc}
+  }
+
+  private async checkFiles(findings: StoreFinding[]): Promise<Doc | undefined> {
+    const {path, files} = this.store
     const add = (status: StoreFinding['status'], message: string) => findings.push({check: 'store', status, message})
     try {
       const st = statSync(dirname(path))
@@ -71,7 +85,7 @@ export class FileBackend implements StoreBackend {
       doc = await this.store.read()
     } catch (error) {
       add('finding', (error as Error).message)
-      return {findings}
+      return undefined
     }
     const problems: string[] = []
     const present: string[] = []
@@ -84,7 +98,7 @@ export class FileBackend implements StoreBackend {
     }
     if (problems.length > 0) for (const p of problems) add('finding', p)
     else add('ok', present.includes('store') ? `${path} and its key are private (0600)` : `${path} does not exist yet (defaults apply)`)
-    return {findings, doc}
+    return doc
   }
 
   async close(): Promise<void> {}

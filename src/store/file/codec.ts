@@ -146,7 +146,7 @@ export function decodeStore(text: string, where: string, keys: KeyRing): Decoded
   const keyId = r.nullable(o.keyId, (x) => r.string(x, 'keyId'))
   const key = (): Buffer => {
     if (keyId === null) return r.fail('keyId', 'missing, but the store holds encrypted secrets')
-    return keys.byId(keyId) ?? r.fail('keyId', `the key file tfactl.key is missing or is not the key (id ${keyId}) that sealed these secrets`)
+    return keys.byId(keyId) ?? r.fail('keyId', `the key file ${keys.path ?? '(<store>.key)'} is missing or is not the key (id ${keyId}) that sealed these secrets`)
   }
   const users = new Map<string, UserRecord>()
   for (const [name, value] of Object.entries(r.object(o.users ?? {}, 'users'))) users.set(name, readUser(r, name, value, key))

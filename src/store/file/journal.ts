@@ -1,6 +1,6 @@
 import * as fs from 'node:fs'
 import {type HotState, readHotState, Reader} from './codec.js'
-import {atomicWrite, readPrivateFile} from '../files.js'
+import {atomicWrite, openAppend, readPrivateFile} from '../files.js'
 
 /**
  * The hot-state journal `<store>.journal`: what logins change (last accepted step, failure
@@ -61,7 +61,7 @@ export function resetJournal(path: string, epoch: string): void {
 /** Appends one user's state and fsyncs; returns the journal's size. Call under the store lock. */
 export function appendJournal(path: string, journal: Journal, epoch: string, user: string, state: HotState): number {
   if (!journal.current) resetJournal(path, epoch)
-  const fd = fs.openSync(path, 'a', 0o600)
+  const fd = openAppend(path)
   try {
     fs.writeSync(fd, `\n${JSON.stringify({u: user, s: state})}`)
     fs.fsyncSync(fd)

@@ -1,32 +1,24 @@
-import {closeSync, openSync} from 'node:fs'
-import {createRequire} from 'node:module'
+import {closeSync, constants, openSync} from 'node:fs'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {storeError} from '../../core/errors.js'
-
-const require = createRequire(import.meta.url)
-const fsExt = require('fs-ext') as {flockSync(fd: number, flags: 'ex' | 'exnb' | 'un'): void}
+import {tryLockExclusive} from '../oslock.js'
 
 export const LOCK_WAIT_MS = 10_000
 
 /**
- * Runs `fn` holding an exclusive flock(2) on `lockPath`. The kernel drops the lock when its
- * holder dies, so a crashed process never leaves a lock behind. Gives up after `waitMs` with
- * exit 3 (nothing has been changed by then).
+ * Runs `fn` holding an exclusive OFD lock (fcntl, whole file; src/store/oslock.ts) on `lockPath`.
+ * The kernel drops the lock when its holder dies, so a crashed process never leaves a lock
+ * behind; the file itself stays and means nothing (no lock is ever taken over on its contents or
+ * age). Gives up after `waitMs` with exit 3 (nothing has been changed by then).
  */
 export async function withLock<T>(lockPath: string, fn: () => Promise<T>, waitMs = LOCK_WAIT_MS): Promise<T> {
-  const fd = openSync(lockPath, 'a', 0o600)
+  const fd = openSync(lockPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
   try {
     const deadline = Date.now() + waitMs
     for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
-      try {
-        fsExt.flockSync(fd, 'exnb')
-        break
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EAGAIN' && (error as NodeJS.ErrnoException).code !== 'EWOULDBLOCK') throw error
-        if (Date.now() >= deadline)
-          throw storeError(`store is locked by another tfactl process (${lockPath}); nothing was changed, try again`)
-        await sleep(delay)
-      }
+      if (tryLockExclusive(fd)) break
+      if (Date.now() >= deadline) throw storeError(`store is locked by another tfactl process (${lockPath}); nothing was changed, try again`)
+      await sleep(delay)
     }
     return await fn()
   } finally {

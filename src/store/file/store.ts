@@ -3,7 +3,7 @@ import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
 import {type Doc, emptyDoc, isEmptyRecord} from '../../core/model.js'
 import {decodeOneUser, decodeStore, encodeStore, type HotState, hotStateOf, newEpoch} from './codec.js'
-import {atomicWrite, checkPrivateFile, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from '../files.js'
+import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from '../files.js'
 import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
 import {KeyFiles} from '../keys.js'
 import {withLock} from './lock.js'
@@ -89,11 +89,12 @@ export class Store {
   oathSync: SyncReport | undefined
   constructor(readonly path: string) {
     this.files = sidecars(path)
-    this.keys = new KeyFiles(this.files.key)
+    this.keys = new KeyFiles(this.files.key, this.files.legacyKey)
   }
 
   /** The current state. No lock needed: the file is only ever replaced whole, by rename. */
   async read(): Promise<Doc> {
+    checkStoreDir(dirname(this.path))
     const db = new Low<Doc>(new StoreFile(this.path, this.keys), emptyDoc())
     await db.read()
     return db.data
@@ -113,7 +114,9 @@ export class Store {
     const save = async () => {
       if (fingerprint(db.data) !== before) await db.write()
     }
-    const {result, report} = await syncUsersFile(db.data, async () => fn(db.data), save)
+    const f = this.files
+    const own = [this.path, f.lock, f.backup, f.journal, f.key, `${f.key}.next`, f.audit, `${f.audit}.lost`, f.legacyKey, `${f.legacyKey}.next`, f.legacyAudit]
+    const {result, report} = await syncUsersFile(db.data, async () => fn(db.data), save, own)
     this.oathSync = report
     return result
   }
@@ -125,6 +128,7 @@ export class Store {
    * record to create, a store not in tfactl's layout) takes the full update path.
    */
   async login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
+    checkStoreDir(dirname(this.path))
     ensureDir(dirname(this.path))
     return withLock(this.files.lock, async () => {
       let one
@@ -153,7 +157,7 @@ export class Store {
   }
 
   /** Seals every secret under a new key; the old key stays valid until the new store is in place. */
-  async rotateKey(): Promise<{secrets: number}> {
+  async rotateKey(): Promise<{users: string[]}> {
     return this.locked(async (db) => {
       this.keys.prepareNext()
       await db.write()
@@ -161,11 +165,12 @@ export class Store {
       // The old key is gone: a backup sealed with it could not be restored. The rotation changed
       // no data, so a copy of the rotated store is the backup.
       atomicWrite(this.files.backup, readPrivateFile(this.path)!)
-      return {secrets: [...db.data.users.values()].filter((u) => u.secret || u.pending).length}
+      return {users: [...db.data.users].filter(([, u]) => u.secret || u.pending).map(([name]) => name)}
     })
   }
 
   private async locked<T>(fn: (db: Low<Doc>) => Promise<T>): Promise<T> {
+    checkStoreDir(dirname(this.path))
     ensureDir(dirname(this.path))
     return withLock(this.files.lock, () => this.lockedFull(fn))
   }

@@ -1,8 +1,9 @@
 import * as fs from 'node:fs'
-import {basename, dirname, join} from 'node:path'
+import {basename, dirname} from 'node:path'
 import {storeError} from '../../core/errors.js'
 import {parseUsersFile, type OathEntry} from '../../core/oath.js'
 import {accessError} from '../files.js'
+import {warningPrefix} from '../../ui/colour.js'
 
 // The disk side of the pam_oath users file. pam_oath (liboath usersfile.c, Debian 12) reads the
 // file WITHOUT a lock, checks the code, then creates `<file>.lock` with O_CREAT|O_EXCL (if it
@@ -23,7 +24,7 @@ export const errno = (error: unknown): string | undefined => (error as NodeJS.Er
 export const isRoot = (): boolean => (process.getuid?.() ?? -1) === 0
 
 export const warn = (message: string): void => {
-  process.stderr.write(`tfactl: warning: ${message}\n`)
+  process.stderr.write(`${warningPrefix()} ${message}\n`)
 }
 
 export interface UsersFile {

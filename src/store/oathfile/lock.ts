@@ -1,20 +1,16 @@
 import * as fs from 'node:fs'
-import {createRequire} from 'node:module'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {storeError} from '../../core/errors.js'
 import {accessError} from '../files.js'
+import {waitLockExclusive} from '../oslock.js'
 import {errno, LOCK_MARK, warn} from './file.js'
 
-// Phase 1 (liboath: the lock). pam_oath creates `<file>.lock` O_EXCL and takes a blocking fcntl
-// write lock on it; tfactl takes the same lock before it reads the file it will replace.
-
-const require = createRequire(import.meta.url)
-// fs-ext's fcntlSync passes an int where F_SETLK(W) expects a `struct flock *` (EFAULT); only the
-// asynchronous fcntl builds the struct (whole file, l_whence SEEK_SET), like liboath's.
-const fsExt = require('fs-ext') as {
-  fcntl(fd: number, cmd: 'setlkw', arg: number, callback: (error: Error | null) => void): void
-  constants: {F_WRLCK: number}
-}
+// Phase 1 (liboath: the lock). pam_oath (Debian 12, liboath 2.6.7-3.1+deb12u1, seen with strace)
+// does: open(`<file>.lock`, O_WRONLY|O_CREAT|O_EXCL|O_TRUNC), then fcntl(F_SETLKW, F_WRLCK, whole
+// file), then `.new` O_EXCL, rename, unlink the lock. tfactl takes the same lock before it reads
+// the file it will replace. The O_EXCL create is what excludes; the fcntl lock is an OFD lock
+// (whole file, write), which conflicts with pam_oath's classic POSIX one exactly as two of those
+// would.
 
 /** How long a sync waits for a lock pam_oath (or another tfactl) holds; then exit 3. */
 export const OATH_LOCK_WAIT_MS = 10_000
@@ -66,10 +62,7 @@ function breakStaleLock(path: string): boolean {
   return true
 }
 
-const fcntlWriteLock = (fd: number): Promise<void> =>
-  new Promise((resolve, reject) => fsExt.fcntl(fd, 'setlkw', fsExt.constants.F_WRLCK, (error) => (error ? reject(error) : resolve())))
-
-/** The lock pam_oath takes: `<file>.lock` created O_EXCL (mode 0600), with a POSIX write lock on it. */
+/** The lock pam_oath takes: `<file>.lock` created O_EXCL (mode 0600), with a whole-file fcntl write lock on it. */
 export class UsersFileLock {
   private released = false
   private constructor(readonly path: string, private readonly fd: number, private readonly undefer: () => void) {}
@@ -96,7 +89,7 @@ export class UsersFileLock {
       }
       try {
         fs.writeSync(fd, `tfactl ${process.pid}\n`)
-        await fcntlWriteLock(fd)
+        await waitLockExclusive(fd)
       } catch (error) {
         fs.closeSync(fd)
         fs.rmSync(path, {force: true})

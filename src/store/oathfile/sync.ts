@@ -3,7 +3,7 @@ import * as fs from 'node:fs'
 import {basename, dirname, join} from 'node:path'
 import {EXIT, storeError, TfaError} from '../../core/errors.js'
 import type {Doc} from '../../core/model.js'
-import {importReplay, OATH_HEADER, type OathEntry, type OathUser, oathUsers, renderUsersFile} from '../../core/oath.js'
+import {findPamOath, foreignLine, importReplay, OATH_HEADER, type OathEntry, type OathUser, oathUsers, renderUsersFile} from '../../core/oath.js'
 import {fsyncDir} from '../files.js'
 import {isRoot, readUsersFile, TEMP_MARK, type UsersFile, warn} from './file.js'
 import {removeStalePamNew, UsersFileLock} from './lock.js'
@@ -72,6 +72,98 @@ function refuseForeignUsers(file: UsersFile | undefined, users: OathUser[]): voi
     )
 }
 
+/**
+ * Before a file becomes the users file (and is replaced by one holding secrets in clear): it
+ * must not be one of the store's own files (by name, or the same inode under another name),
+ * and it must be empty or a pam_oath users file, never a PAM config, /etc/passwd or a key.
+ */
+function refuseTakeover(path: string, file: UsersFile | undefined, protect: readonly string[]): void {
+  const real = (p: string): string => {
+    try {
+      return join(fs.realpathSync(dirname(p)), basename(p))
+    } catch {
+      return p
+    }
+  }
+  const target = real(path)
+  let dir: fs.Stats | undefined
+  try {
+    dir = fs.statSync(dirname(path))
+  } catch {
+    // no directory: creating the lock says so
+  }
+  const me = process.getuid?.() ?? 0
+  if (dir && ((dir.uid !== me && dir.uid !== 0) || dir.mode & 0o022))
+    throw new TfaError(
+      `${dirname(path)} can be written by another user (uid ${dir.uid}, mode ${(dir.mode & 0o7777).toString(8)}), who could swap the users file or its lock: choose a directory only root can write, e.g. /etc/users.oath`,
+      EXIT.usage,
+      'oath_unsafe_dir',
+    )
+  for (const own of protect) {
+    let same = real(own) === target
+    if (!same && file) {
+      try {
+        const st = fs.statSync(own)
+        same = st.dev === file.dev && st.ino === file.ino
+      } catch {
+        // that side file does not exist
+      }
+    }
+    if (same) throw new TfaError(`${path} is one of the store's own files (${own}): the users file needs a path of its own, e.g. /etc/users.oath`, EXIT.usage, 'oath_foreign')
+  }
+  const line = file ? foreignLine(file.text) : 0
+  if (line > 0)
+    throw new TfaError(
+      `${path} is not a pam_oath users file (line ${line} is not an entry or a comment), and tfactl only takes over an empty file or a users file: nothing was changed, choose another path`,
+      EXIT.usage,
+      'oath_foreign',
+    )
+}
+
+/** PAM files that still name `usersFile` in a pam_oath line. */
+export function pamFilesNaming(usersFile: string, pamDir = '/etc/pam.d'): string[] {
+  let names: string[]
+  try {
+    names = fs.readdirSync(pamDir)
+  } catch {
+    return []
+  }
+  return names
+    .map((n) => join(pamDir, n))
+    .filter((p) => {
+      try {
+        return fs
+          .readFileSync(p, 'utf8')
+          .split('\n')
+          .some((l) => findPamOath(l)?.usersFile === usersFile)
+      } catch {
+        return false
+      }
+    })
+}
+
+/**
+ * The users file moved: the old one must not keep the secrets in clear. It is removed (under
+ * its lock), not emptied: pam_oath fails a login when its users file is missing (fail closed),
+ * but an empty file answers "user unknown", which the recommended PAM line ignores (fail open).
+ * A PAM file still naming the old path then refuses every password login: say so.
+ */
+async function retireOldUsersFile(old: string): Promise<void> {
+  try {
+    const lock = await UsersFileLock.acquire(old)
+    try {
+      fs.rmSync(old, {force: true})
+      fsyncDir(dirname(old))
+    } finally {
+      lock.release()
+    }
+  } catch (error) {
+    warn(`the old users file ${old} still holds secrets in clear and could not be removed (${(error as Error).message}): remove it`)
+  }
+  const still = pamFilesNaming(old)
+  if (still.length > 0) warn(`${still.join(', ')} still name${still.length === 1 ? 's' : ''} the old users file ${old}, which is gone: pam_oath refuses every password login there until it names the new one (tfactl ssh:config)`)
+}
+
 /** The users file held under its lock for the length of one store update. */
 class Session {
   private constructor(readonly path: string, private readonly lock: UsersFileLock, readonly file: UsersFile | undefined) {}
@@ -106,7 +198,7 @@ class Session {
  *   writing the store's, e.g. a code login:check accepted, so sshd refuses it).
  * Without a users file it only runs `run` and `save`: no extra file I/O.
  */
-export async function syncUsersFile<T>(doc: Doc, run: () => Promise<T>, save: () => Promise<void>): Promise<{result: T; report?: SyncReport}> {
+export async function syncUsersFile<T>(doc: Doc, run: () => Promise<T>, save: () => Promise<void>, protect: readonly string[] = []): Promise<{result: T; report?: SyncReport}> {
   let session: Session | undefined
   const configured = doc.settings.oathFile
   try {
@@ -121,6 +213,7 @@ export async function syncUsersFile<T>(doc: Doc, run: () => Promise<T>, save: ()
       session?.release()
       session = undefined
       if (path) {
+        refuseTakeover(path, undefined, protect) // by name, before its lock is even created
         session = await Session.open(path)
         for (const user of importReplay(doc, session.entries, Date.now())) imported.add(user)
       }
@@ -130,7 +223,10 @@ export async function syncUsersFile<T>(doc: Doc, run: () => Promise<T>, save: ()
       return {result}
     }
     const users = oathUsers(doc) // fails closed, before anything is saved
-    if (path !== configured) refuseForeignUsers(session.file, users)
+    if (path !== configured) {
+      refuseTakeover(path, session.file, protect)
+      refuseForeignUsers(session.file, users)
+    }
     const text = renderUsersFile(users, session.entries, Date.now(), doc.settings.window)
     await save()
     const changed = needsWrite(session.file, text)
@@ -144,6 +240,11 @@ export async function syncUsersFile<T>(doc: Doc, run: () => Promise<T>, save: ()
       const left = await waitForStaleReaders(path)
       if (left.length > 0)
         warn(`pam_oath process(es) ${left.join(', ')} still hold an older copy of ${path} and may write it back: check with tfactl ssh:sync --check`)
+    }
+    if (configured && path !== configured) {
+      session.release()
+      session = undefined
+      await retireOldUsersFile(configured)
     }
     return {result, report: {path, users: users.map((u) => u.user), changed, imported: [...imported]}}
   } finally {

@@ -206,7 +206,7 @@ export class PgStore implements StoreBackend {
       if (doc.settings.oathFile) throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
       let keyId = head.keyId
       if (JSON.stringify(doc.settings) !== settings) await c.query('UPDATE tfactl_settings SET settings = $1::jsonb WHERE id = 1', [JSON.stringify(doc.settings)])
-      await this.write(c, head, rows, before, doc, async () => {
+      await this.write(c, rows, before, doc, async () => {
         if (keyId === null) {
           // the first secret: the key file is created (0600) now, and the database names it
           ensureDir(dirname(this.keyFile))
@@ -224,7 +224,7 @@ export class PgStore implements StoreBackend {
    * deleted, each only if its revision is still the one read (else Conflict: start over).
    * Unchanged secrets keep their sealed form; new ones are sealed with `sealKey()`.
    */
-  private async write(c: Client, head: Head, rows: Row[], before: Map<string, string>, doc: Doc, sealKey: () => Promise<Buffer>, reseal = false): Promise<void> {
+  private async write(c: Client, rows: Row[], before: Map<string, string>, doc: Doc, sealKey: () => Promise<Buffer>, reseal = false): Promise<void> {
     const byName = new Map(rows.map((r) => [r.name, r]))
     const ins: [string[], string[]] = [[], []]
     const upd: [string[], string[], string[]] = [[], [], []]
@@ -247,10 +247,20 @@ export class PgStore implements StoreBackend {
         secret: await seal(name, record.secret, old?.secret, oldSealed?.secret),
         pending: record.pending && {...record.pending, secret: await seal(`${name}:pending`, record.pending.secret, old?.pending?.secret, oldSealed?.pending?.secret)},
       })
-      if (row) upd[0].push(name), upd[1].push(row.rev), upd[2].push(data)
-      else ins[0].push(name), ins[1].push(data)
+      if (row) {
+        upd[0].push(name)
+        upd[1].push(row.rev)
+        upd[2].push(data)
+      } else {
+        ins[0].push(name)
+        ins[1].push(data)
+      }
     }
-    for (const name of before.keys()) if (!doc.users.has(name)) del[0].push(name), del[1].push(byName.get(name)!.rev)
+    for (const name of before.keys()) {
+      if (doc.users.has(name)) continue
+      del[0].push(name)
+      del[1].push(byName.get(name)!.rev)
+    }
     if (del[0].length > 0) {
       const r = await c.query('DELETE FROM tfactl_users u USING unnest($1::text[], $2::bigint[]) v(name, rev) WHERE u.name = v.name AND u.rev = v.rev', del)
       if (r.rowCount !== del[0].length) throw new Conflict()
@@ -278,7 +288,7 @@ export class PgStore implements StoreBackend {
       const doc = this.decode(head, r.rows)
       const before = snapshot(doc)
       const result = fn(doc)
-      await this.write(c, head, r.rows, before, doc, async () => this.keys.byId(head.keyId ?? '') ?? this.noKey())
+      await this.write(c, r.rows, before, doc, async () => this.keys.byId(head.keyId ?? '') ?? this.noKey())
       return result
     })
   }
@@ -287,11 +297,11 @@ export class PgStore implements StoreBackend {
     throw storeError(`${this.description}: a login cannot seal a new secret`)
   }
 
-  async rotateKey(): Promise<{secrets: number; key: string}> {
+  async rotateKey(): Promise<{users: string[]; key: string}> {
     ensureDir(dirname(this.keyFile))
     let newId: string | null = null
     try {
-      const secrets = await this.tx('the key rotation', async (c) => {
+      const users = await this.tx('the key rotation', async (c) => {
         await c.query(LOCK_UPDATE)
         const head = await this.head(c)
         this.checkKey(head.keyId)
@@ -300,32 +310,33 @@ export class PgStore implements StoreBackend {
         this.keys.prepareNext() // the new key on disk beside the old one before any row names it
         const next = this.keys.current()
         newId = next.id
-        await this.write(c, head, r.rows, snapshot(doc), doc, async () => next.key, true) // every row re-sealed with the new key
+        await this.write(c, r.rows, snapshot(doc), doc, async () => next.key, true) // every row re-sealed with the new key
         await c.query('UPDATE tfactl_settings SET key_id = $1 WHERE id = 1', [next.id])
-        return [...doc.users.values()].filter((u) => u.secret || u.pending).length
+        return [...doc.users].filter(([, u]) => u.secret || u.pending).map(([name]) => name)
       })
       this.keys.settle(newId) // committed: the new key becomes the key file
-      return {secrets, key: this.keyFile}
+      return {users, key: this.keyFile}
     } catch (error) {
       this.keys.settle(null) // not committed: the new key goes, the old one stays
       throw error
     }
   }
 
-  async recordEvent(command: string, user: string | null, outcome: Outcome): Promise<string | undefined> {
+  async recordEvent(command: string, user: string | null | string[], outcome: Outcome): Promise<string | undefined> {
     if (this.unreachable) return `audit event not recorded: ${this.description} is unreachable`
+    const users = Array.isArray(user) ? (user.length > 0 ? user : [null]) : [user]
     try {
-      await this.tx('recording the audit event', async (c) => {
-        await c.query('INSERT INTO tfactl_audit (time, host, uid, sudo_user, command, "user", outcome, reason) VALUES (now(), $1, $2, $3, $4, $5, $6, $7)', [
-          this.host,
-          process.getuid?.() ?? -1,
-          process.env.SUDO_USER || null,
-          command,
-          user,
-          outcome.outcome,
-          outcome.reason,
-        ])
-      }, {begin: null})
+      // one statement: one row per user the command acted on (a bulk command names every user)
+      await this.tx(
+        'recording the audit event',
+        async (c) => {
+          await c.query(
+            'INSERT INTO tfactl_audit (time, host, uid, sudo_user, command, "user", outcome, reason) SELECT now(), $1, $2, $3, $4, u, $6, $7 FROM unnest($5::text[]) AS u',
+            [this.host, process.getuid?.() ?? -1, process.env.SUDO_USER || null, command, users, outcome.outcome, outcome.reason],
+          )
+        },
+        {begin: null},
+      )
       return undefined
     } catch (error) {
       return `could not record the audit event: ${(error as Error).message}`

@@ -2,8 +2,7 @@ import {Flags} from '@oclif/core'
 import {usernameArg} from '../../../args.js'
 import {BaseCommand} from '../../../base-command.js'
 import {hashCodes, oneTimeCode} from '../../../core/codes.js'
-import {forbidden, usageError} from '../../../core/errors.js'
-import {checkSelfService} from '../../../core/selfservice.js'
+import {usageError} from '../../../core/errors.js'
 
 export default class Generate extends BaseCommand<typeof Generate> {
   static override description = `make one-time recovery codes for a user (replaces earlier ones)
@@ -14,23 +13,20 @@ only salted hashes are kept. Renewing or removing the secret voids them.`
   static override args = {username: usernameArg()}
   static override flags = {
     count: Flags.integer({description: 'how many codes (1-20)', min: 1, max: 20, default: 10}),
-    code: Flags.string({description: 'a current code or recovery code, to make your own codes under sudo'}),
+    code: Flags.string({description: 'a current code or recovery code, to make your own codes under sudo (- reads it from stdin)'}),
   }
 
   async run() {
     const user = this.targetUser(this.args.username)
     const proof = await this.selfServiceCode(user, this.flags.code)
     const codes = Array.from({length: this.flags.count}, () => oneTimeCode(2))
-    const outcome = await this.store.update((doc) => {
+    const outcome = await this.selfServiceUpdate((doc) => (doc.users.get(user)?.secret ? [user] : []), proof, (doc) => {
       const record = doc.users.get(user)
       if (!record?.secret) return {missing: true}
-      const refusal = checkSelfService(doc, user, process.env.SUDO_USER, proof, Date.now())
-      if (refusal) return {refusal}
       record.recovery = hashCodes(codes)
-      return {}
+      return {missing: false}
     })
     if (outcome.missing) throw usageError(`${user} has no 2FA secret: recovery codes go with a secret (user:secret:renew ${user})`)
-    if (outcome.refusal) throw forbidden(outcome.refusal)
     this.say(`recovery codes for ${user} (each works once; store them somewhere safe, they are not shown again):`)
     for (const c of codes) this.say(`  ${c}`)
     return {user, codes}

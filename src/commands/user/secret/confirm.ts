@@ -10,11 +10,11 @@ export default class Confirm extends BaseCommand<typeof Confirm> {
   static override description = 'activate a pending secret (from user:secret:renew --pending) with its first code'
   static override examples = ['<%= config.bin %> user:secret:confirm alice --code 123456']
   static override args = {username: usernameArg()}
-  static override flags = {code: Flags.string({description: 'the current code from the app', required: true})}
+  static override flags = {code: Flags.string({description: 'the current code from the app; - reads one line from stdin', required: true})}
 
   async run() {
     const user = this.targetUser(this.args.username)
-    const code = normalizeCode(this.flags.code)
+    const code = normalizeCode((await this.codeFlag(this.flags.code))!)
     const outcome = await this.store.update((doc) => {
       const pending = doc.users.get(user)?.pending
       if (!pending) return 'none' as const

@@ -3,10 +3,9 @@ import {readFileSync} from 'node:fs'
 import {readStdin} from '../../../args.js'
 import {BaseCommand} from '../../../base-command.js'
 import {hashCodes} from '../../../core/codes.js'
-import {forbidden, usageError} from '../../../core/errors.js'
+import {usageError} from '../../../core/errors.js'
 import {checkSecret, type Imported, parseGoogleAuthenticator, parseUsersOath} from '../../../core/importers.js'
-import type {Digits, Interval} from '../../../core/model.js'
-import {checkSelfService} from '../../../core/selfservice.js'
+import type {Digits, Doc, Interval} from '../../../core/model.js'
 import {activate} from '../../../core/users.js'
 
 export default class Import extends BaseCommand<typeof Import> {
@@ -27,33 +26,35 @@ The whole input is checked first; any problem → exit 2 with FILE:LINE, nothing
     user: Flags.string({description: 'user the google-authenticator file belongs to'}),
     interval: Flags.string({description: 'seconds per code, with --secret-stdin', options: ['30', '60'], default: '30'}),
     digits: Flags.string({description: 'digits per code, with --secret-stdin', options: ['6', '7', '8'], default: '6'}),
-    code: Flags.string({description: 'a current code or recovery code, to replace your own secret under sudo'}),
+    code: Flags.string({description: 'a current code or recovery code, to replace your own secret under sudo (- reads it from stdin)'}),
   }
 
   async run() {
     const imported = await this.readInput()
+    for (const entry of imported) this.auditUsers.add(entry.user)
     const now = Date.now()
-    const outcome = await this.store.update((doc) => {
+    const same = (doc: Doc, entry: Imported) => {
+      const record = doc.users.get(entry.user)
+      return record?.secret === entry.secret && record.interval === entry.interval && record.digits === entry.digits
+    }
+    const proof = await this.codeFlag(this.flags.code)
+    const changed = await this.selfServiceUpdate((doc) => imported.filter((e) => !same(doc, e)).map((e) => e.user), proof, (doc) => {
       const changed = new Set<string>()
       for (const entry of imported) {
-        const record = doc.users.get(entry.user)
-        if (record?.secret === entry.secret && record.interval === entry.interval && record.digits === entry.digits) continue
-        const refusal = checkSelfService(doc, entry.user, process.env.SUDO_USER, this.flags.code, now)
-        if (refusal) return {refusal}
+        if (same(doc, entry)) continue
         activate(doc, entry.user, {secret: entry.secret, interval: entry.interval, digits: entry.digits, algorithm: 'SHA1', createdAt: new Date(now).toISOString()})
         if (entry.scratchCodes.length > 0) doc.users.get(entry.user)!.recovery = hashCodes(entry.scratchCodes)
         changed.add(entry.user)
       }
-      return {changed}
+      return changed
     })
-    if (outcome.refusal) throw forbidden(outcome.refusal)
     const users = imported.map((e) => ({
       user: e.user,
       interval: e.interval,
       digits: e.digits,
       algorithm: 'SHA1',
       recoveryCodes: e.scratchCodes.length,
-      changed: outcome.changed!.has(e.user),
+      changed: changed.has(e.user),
     }))
     for (const u of users) this.say(`${u.user}: ${u.changed ? 'imported' : 'already had this secret'}${u.recoveryCodes ? ` (${u.recoveryCodes} recovery codes)` : ''}`)
     return {users}

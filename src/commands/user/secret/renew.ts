@@ -1,17 +1,16 @@
 import {Flags} from '@oclif/core'
 import {readStdin, usernameArg} from '../../../args.js'
-import {mkdirSync, readFileSync} from 'node:fs'
+import {readFileSync} from 'node:fs'
 import {hostname} from 'node:os'
-import {join} from 'node:path'
 import {BaseCommand} from '../../../base-command.js'
 import {enrolmentView, type EnrolmentView, matchEnrolment, newEnrolment} from '../../../core/enrol.js'
-import {EXIT, forbidden, TfaError, usageError} from '../../../core/errors.js'
-import type {Digits, Enrolment, Interval} from '../../../core/model.js'
-import {checkSelfService} from '../../../core/selfservice.js'
+import {EXIT, TfaError, usageError} from '../../../core/errors.js'
+import type {Digits, Doc, Enrolment, Interval} from '../../../core/model.js'
 import {parseUserList, unique} from '../../../core/userlist.js'
 import {activate, getOrCreate} from '../../../core/users.js'
 import {normalizeCode} from '../../../core/validate.js'
 import {progress} from '../../../ui/progress.js'
+import {prepareQrDir, writeNewPrivateFile} from '../../../ui/qr-dir.js'
 import {INTERVAL_WARNING, type QrChoice, renderEnrolment} from '../../../ui/enrolment.js'
 
 export default class Renew extends BaseCommand<typeof Renew> {
@@ -32,17 +31,19 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
     interval: Flags.string({description: 'seconds per code (Google Authenticator needs 30)', options: ['30', '60'], default: '30'}),
     digits: Flags.string({description: 'digits per code', options: ['6', '7', '8'], default: '6'}),
     qr: Flags.string({description: 'how to draw the QR code [default: terminal; none for several users]', options: ['terminal', 'small', 'none']}),
-    'qr-dir': Flags.string({description: 'also write <user>.png and <user>.svg (0600) into this directory'}),
+    'qr-dir': Flags.string({description: 'also write <user>.png and <user>.svg (new files, 0600) into this directory; it must be yours or root\'s and not writable by group or others'}),
     'users-file': Flags.string({description: 'file with one username per line (# comments; - = stdin)'}),
     'if-missing': Flags.boolean({description: 'only enrol users who have no secret yet (idempotent provisioning)'}),
     pending: Flags.boolean({description: 'store the new secret as pending until user:secret:confirm gets a right code'}),
     verify: Flags.boolean({description: 'on a terminal, ask for the first code before replacing the secret', allowNo: true, default: true}),
-    code: Flags.string({description: 'a current code or recovery code, to renew your own secret under sudo'}),
+    code: Flags.string({description: 'a current code or recovery code, to renew your own secret under sudo (- reads it from stdin)'}),
   }
 
   async run() {
     const f = this.flags
     const users = await this.users()
+    // Before anything is enrolled: an unsafe hand-out directory changes nothing (exit 2).
+    const qrDir = f['qr-dir'] === undefined ? undefined : prepareQrDir(f['qr-dir'])
     const interval = Number(f.interval) as Interval
     const digits = Number(f.digits) as Digits
     if (interval !== 30) this.warning(INTERVAL_WARNING)
@@ -54,7 +55,7 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
     const before = await this.store.read()
     let issuer = before.settings.issuer
     let confirmedStep: number | undefined
-    let proof = f.code
+    let proof = await this.codeFlag(f.code)
     if (askFirst) {
       const [user] = users
       // Ask for the proof before the QR is scanned, not after.
@@ -63,14 +64,15 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
       confirmedStep = await this.askFirstCode(fresh.get(user)!, before.settings.window)
     }
 
-    const changed = await this.store.update((doc) => {
+    const skipped = (doc: Doc, user: string) => {
+      const record = doc.users.get(user)
+      return Boolean(f['if-missing'] && (record?.secret || (f.pending && record?.pending)))
+    }
+    const changed = await this.selfServiceUpdate((doc) => users.filter((u) => !skipped(doc, u)), proof, (doc) => {
       issuer = doc.settings.issuer
       const done: string[] = []
       for (const user of users) {
-        const record = doc.users.get(user)
-        if (f['if-missing'] && (record?.secret || (f.pending && record?.pending))) continue
-        const refusal = checkSelfService(doc, user, process.env.SUDO_USER, proof, now)
-        if (refusal) return {refusal}
+        if (skipped(doc, user)) continue
         const enrolment = fresh.get(user)!
         if (f.pending) getOrCreate(doc, user).pending = enrolment
         else activate(doc, user, enrolment)
@@ -79,13 +81,12 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
       }
       return {done: new Set(done)}
     })
-    if ('refusal' in changed) throw forbidden(changed.refusal!)
 
     const results = users.map((user) => {
       const isNew = changed.done!.has(user)
       return isNew ? {...enrolmentView(user, fresh.get(user)!, issuer, host), changed: true, pending: Boolean(f.pending)} : {user, changed: false}
     })
-    await this.report(results, askFirst)
+    await this.report(results, askFirst, qrDir)
     return {users: results}
   }
 
@@ -110,16 +111,14 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
     }
   }
 
-  private async report(results: Array<Partial<EnrolmentView> & {user: string; changed: boolean; pending?: boolean}>, shown: boolean) {
-    const dir = this.flags['qr-dir']
+  private async report(results: Array<Partial<EnrolmentView> & {user: string; changed: boolean; pending?: boolean}>, shown: boolean, dir: string | undefined) {
     const enrolled = results.filter((r): r is EnrolmentView & {user: string; changed: boolean; pending: boolean} => r.changed)
     if (dir !== undefined) {
-      mkdirSync(dir, {recursive: true, mode: 0o700})
-      const {writeQrPng, writeQrSvg} = await import('../../../ui/qr.js')
+      const {qrPng, qrSvg} = await import('../../../ui/qr.js')
       const bar = progress('writing QR codes', enrolled.length)
       for (const r of enrolled) {
-        await writeQrPng(r.uri, join(dir, `${r.user}.png`))
-        await writeQrSvg(r.uri, join(dir, `${r.user}.svg`))
+        writeNewPrivateFile(dir, `${r.user}.png`, await qrPng(r.uri))
+        writeNewPrivateFile(dir, `${r.user}.svg`, await qrSvg(r.uri))
         bar.tick()
       }
       bar.done()

@@ -1,8 +1,6 @@
 import {Flags} from '@oclif/core'
 import {usernameArg} from '../../../args.js'
 import {BaseCommand} from '../../../base-command.js'
-import {forbidden} from '../../../core/errors.js'
-import {checkSelfService} from '../../../core/selfservice.js'
 import {removeSecret} from '../../../core/users.js'
 
 export default class Unset extends BaseCommand<typeof Unset> {
@@ -11,19 +9,15 @@ export default class Unset extends BaseCommand<typeof Unset> {
   static override args = {username: usernameArg()}
   static override flags = {
     yes: Flags.boolean({description: 'do not ask for confirmation'}),
-    code: Flags.string({description: 'a current code or recovery code, to remove your own secret under sudo'}),
+    code: Flags.string({description: 'a current code or recovery code, to remove your own secret under sudo (- reads it from stdin)'}),
   }
 
   async run() {
     const user = this.targetUser(this.args.username)
     await this.confirm(`remove ${user}'s 2FA secret?`, this.flags.yes)
     const proof = await this.selfServiceCode(user, this.flags.code)
-    const outcome = await this.store.update((doc) => {
-      const refusal = checkSelfService(doc, user, process.env.SUDO_USER, proof, Date.now())
-      return refusal ? {refusal} : {changed: removeSecret(doc, user)}
-    })
-    if (outcome.refusal) throw forbidden(outcome.refusal)
-    this.say(outcome.changed ? `${user}: 2FA secret removed` : `${user}: had no 2FA secret`)
-    return {user, changed: outcome.changed!}
+    const changed = await this.selfServiceUpdate(() => [user], proof, (doc) => removeSecret(doc, user))
+    this.say(changed ? `${user}: 2FA secret removed` : `${user}: had no 2FA secret`)
+    return {user, changed}
   }
 }
