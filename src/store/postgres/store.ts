@@ -23,6 +23,12 @@ interface Head {
   schema: number
 }
 
+interface HeadRow {
+  settings: string
+  key_id: string | null
+  schema: number | null
+}
+
 interface Row {
   name: string
   rev: string
@@ -104,15 +110,16 @@ export class PgStore implements StoreBackend {
    * Runs `fn` in a transaction on one connection; the schema is created or upgraded first when
    * missing. Retries when another writer got in between (row revision changed, a deadlock).
    */
-  private async tx<T>(what: string, fn: (c: Client) => Promise<T>, opts: {begin?: string | null} = {}): Promise<T> {
+  private async tx<T>(what: string, fn: (c: Client, begun: unknown) => Promise<T>, opts: {begin?: string | ((c: Client) => string) | null} = {}): Promise<T> {
     const client = await this.connect()
     const transaction = opts.begin !== null // null: one statement, committed on its own
     let broken: Error | undefined
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          if (transaction) await client.query(opts.begin ?? 'BEGIN')
-          const result = await fn(client)
+          const begin = typeof opts.begin === 'function' ? opts.begin(client) : (opts.begin ?? 'BEGIN')
+          const begun = transaction ? await client.query(begin) : undefined
+          const result = await fn(client, begun)
           if (transaction) await client.query('COMMIT')
           this.unreachable = false // answered again (a long-running process records events again)
           return result
@@ -150,7 +157,10 @@ export class PgStore implements StoreBackend {
 
   /** The settings row; creates or upgrades the schema when it is missing or older. */
   private async head(c: Client): Promise<Head> {
-    const r = await c.query<{settings: string; key_id: string | null; schema: number | null}>(HEAD)
+    return this.parseHead(await c.query<HeadRow>(HEAD))
+  }
+
+  private parseHead(r: pg.QueryResult<HeadRow>): Head {
     if (r.rows.length === 0) throw storeError(`${this.description}: the settings row is missing (tfactl_settings): restore it from a backup`)
     const schema = r.rows[0].schema ?? 0
     if (schema > SCHEMA_VERSION) throw this.newer(schema)
@@ -279,18 +289,21 @@ export class PgStore implements StoreBackend {
   }
 
   async login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
-    return this.tx('the login check', async (c) => {
-      const head = await this.head(c)
+    // One round trip for the start: BEGIN, the settings row and the user's row, sent together
+    // (the name is quoted by the client; usernames are validated before they get here anyway).
+    // The user's row stays locked until this transaction commits its effect: every other check
+    // of this user, on any host, waits for it and then sees the new state.
+    const begin = (c: Client) => `BEGIN; ${HEAD}; SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users WHERE name = ${c.escapeLiteral(user)} FOR UPDATE`
+    return this.tx('the login check', async (c, begun) => {
+      const [, headResult, r] = begun as [unknown, pg.QueryResult<HeadRow>, pg.QueryResult<Row>]
+      const head = this.parseHead(headResult)
       this.checkKey(head.keyId)
-      // the user's row stays locked until this transaction commits its effect: every other
-      // check of this user, on any host, waits here and then sees the new state
-      const r = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users WHERE name = $1 FOR UPDATE', [user])
       const doc = this.decode(head, r.rows)
       const before = snapshot(doc)
       const result = fn(doc)
       await this.write(c, r.rows, before, doc, async () => this.keys.byId(head.keyId ?? '') ?? this.noKey())
       return result
-    })
+    }, {begin})
   }
 
   private noKey(): never {
