@@ -1,17 +1,14 @@
 import {Flags} from '@oclif/core'
 import {execFileSync} from 'node:child_process'
-import {readFileSync, statSync} from 'node:fs'
-import {dirname} from 'node:path'
+import {readFileSync} from 'node:fs'
 import {BaseCommand} from '../base-command.js'
 import {EXIT} from '../core/errors.js'
 import type {Doc} from '../core/model.js'
 import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, PAM_OATH_DEFAULT_WINDOW, pamOathLine} from '../core/oath.js'
-import {auditLoss, lossMarker} from '../store/audit.js'
-import {checkPrivateFile} from '../store/files.js'
 import {leftovers, readUsersFile} from '../store/oathfile/file.js'
 import {clockSynced} from '../store/system.js'
-import {emergencyFix, procName} from '../store/file/recovery.js'
-import {describeOpeners, openers, processState} from '../store/procs.js'
+import {procName} from '../store/file/recovery.js'
+import {describeOpeners, openers} from '../store/procs.js'
 import {type Colour, paint} from '../ui/colour.js'
 
 type Status = 'ok' | 'finding' | 'unknown' | 'skipped'
@@ -50,10 +47,10 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
     else add('clock', 'unknown', 'cannot tell whether the clock is NTP-synchronised (no timedatectl or chronyc answer)')
 
     const doc = await this.checkStore(add)
-    const lost = auditLoss(this.store.files.audit)
-    if (lost)
-      add('audit log', 'finding', `events were lost: the audit log could not be written (first at ${lost.toISOString()}, e.g. a full disk); once looked at, remove ${lossMarker(this.store.files.audit)}`)
-    if (doc) {
+    if (doc && !this.store.localOathFile) {
+      for (const check of ['users file', 'sshd PAM', 'sshd settings'])
+        add(check, 'skipped', 'a database store keeps no pam_oath users file: SSH codes go through tfactl radius:serve (pam_radius_auth)')
+    } else if (doc) {
       this.checkUsersFile(doc, add)
       this.checkPam(doc, add)
       this.checkSshd(doc, add)
@@ -67,49 +64,9 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
   }
 
   private async checkStore(add: Add): Promise<Doc | undefined> {
-    const {path, files} = this.store
-    try {
-      const st = statSync(dirname(path))
-      if (st.mode & 0o022) add('store', 'finding', `${dirname(path)} can be written by group or others: run chmod 700 ${dirname(path)}`)
-    } catch {
-      // no directory yet: the store does not exist, reported below
-    }
-    let doc: Doc
-    try {
-      doc = await this.store.read()
-    } catch (error) {
-      let unsafe = false // a permission problem: its message says what to run
-      try {
-        checkPrivateFile(path)
-      } catch {
-        unsafe = true
-      }
-      add('store', 'finding', (error as Error).message, unsafe ? undefined : emergencyFix(this.store))
-      this.checkLocks(add)
-      return undefined
-    }
-    this.checkLocks(add)
-    const problems: string[] = []
-    const present: string[] = []
-    for (const [name, file] of [['store', path], ['key', files.key], ['backup', files.backup], ['audit log', files.audit]] as const) {
-      try {
-        if (checkPrivateFile(file)) present.push(name)
-      } catch (error) {
-        problems.push((error as Error).message)
-      }
-    }
-    if (problems.length > 0) for (const p of problems) add('store', 'finding', p)
-    else add('store', 'ok', present.includes('store') ? `${path} and its key are private (0600)` : `${path} does not exist yet (defaults apply)`)
+    const {findings, doc} = await this.store.doctor()
+    for (const f of findings) add(f.check, f.status, f.message, f.fix)
     return doc
-  }
-
-  /** A store lock held by a stopped process makes every command wait, then fail. */
-  private checkLocks(add: Add): void {
-    const lock = this.store.files.lock
-    for (const p of openers([procName(lock)])) {
-      if (processState(p.pid) === 'T')
-        add('store', 'finding', `the store lock ${lock} is held by pid ${p.pid} (${p.command}), which is stopped: every tfactl command waits for it, then fails`, `kill -CONT ${p.pid}`)
-    }
   }
 
   private checkUsersFile(doc: Doc, add: Add): void {
