@@ -21,7 +21,7 @@ export default class Audit extends BaseCommand<typeof Audit> {
       (e) => (user === undefined || e.user === user) && (since === undefined || Date.parse(e.time) >= since),
     )
     for (const e of events)
-      this.say(`${e.time}  uid=${e.actor.uid}${e.actor.sudoUser ? ` (sudo ${e.actor.sudoUser})` : ''}  ${e.command}  ${e.user ?? '-'}  ${e.outcome}${e.reason ? ` (${e.reason})` : ''}`)
+      this.say(`${e.time}  uid=${e.actor.uid}${e.actor.sudoUser ? ` (sudo ${e.actor.sudoUser})` : ''}  ${e.command}  ${e.user ?? '-'}  ${e.outcome}${e.reason ? ` (${e.reason})` : ''}${e.client ? `  client=${e.client}` : ''}`)
     return {events}
   }
 }

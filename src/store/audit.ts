@@ -10,6 +10,8 @@ export interface AuditEvent {
   user: string | null
   outcome: string
   reason: string | null
+  /** The RADIUS client (NAS) the request came from, for radius:serve decisions. */
+  client?: string
 }
 
 /** Appends one JSON line (O_APPEND: concurrent writers never interleave within a line). */
