@@ -148,7 +148,7 @@ export class RadiusServer {
     const seen = this.recent.get(key)
     if (seen) {
       this.stats.duplicates++
-      if (seen.answer) this.send(seen.answer, rinfo)
+      if (seen.answer) await this.send(seen.answer, rinfo)
       return // still deciding: the answer goes out once
     }
     const entry: {at: number; answer?: Buffer} = {at: Date.now()}
@@ -169,7 +169,7 @@ export class RadiusServer {
     this.opts.audit({command: 'radius:serve', user: answer.user, outcome: answer.outcome, reason: answer.reason, client: from})
     if (this.opts.verbose || answer.outcome === 'error')
       this.opts.log(`${from} ${answer.user ?? '-'}: ${answer.outcome} (${answer.reason})`)
-    this.send(datagram, rinfo)
+    await this.send(datagram, rinfo)
   }
 
   private count(code: number): void {
@@ -178,8 +178,11 @@ export class RadiusServer {
     else this.stats.rejected++
   }
 
-  private send(datagram: Buffer, rinfo: RemoteInfo): void {
-    this.socket?.send(datagram, rinfo.port, rinfo.address)
+  /** Resolves once the datagram has left (close() must not cut off an answer being sent). */
+  private send(datagram: Buffer, rinfo: RemoteInfo): Promise<void> {
+    const socket = this.socket
+    if (!socket) return Promise.resolve()
+    return new Promise((resolve) => socket.send(datagram, rinfo.port, rinfo.address, () => resolve()))
   }
 
   /** The decision for one Access-Request from a known client. */
