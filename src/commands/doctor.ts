@@ -7,6 +7,7 @@ import {EXIT} from '../core/errors.js'
 import type {Doc} from '../core/model.js'
 import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, pamOathLine} from '../core/oath.js'
 import {checkPrivateFile} from '../store/files.js'
+import {findPamRadius, parseServerFile, PAM_RADIUS_CONTROL, pamRadiusLine, DEFAULT_RADIUS_CONF} from '../radius/pam.js'
 import {leftovers, readUsersFile} from '../store/oathfile/file.js'
 import {clockSynced} from '../store/system.js'
 
@@ -42,8 +43,11 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
 
     const doc = await this.checkStore(add)
     if (doc) {
-      this.checkUsersFile(doc, add)
-      this.checkPam(doc, add)
+      const radius = this.radiusPam()
+      if (radius && !doc.settings.oathFile) add('users file', 'skipped', 'none needed: sshd asks a RADIUS responder (pam_radius_auth)')
+      else this.checkUsersFile(doc, add)
+      if (radius) this.checkRadiusPam(doc, radius, add)
+      else this.checkPam(doc, add)
       this.checkSshd(doc, add)
     }
 
@@ -142,6 +146,47 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
     if (!pam.afterPassword) problems.push('it does not come after the password module (@include common-auth / pam_unix)')
     if (problems.length > 0) add('sshd PAM', 'finding', `${pamFile}: ${problems.join('; ')}: use "${wanted}" (tfactl ssh:config)`)
     else add('sshd PAM', 'ok', `${pamFile} checks codes with pam_oath against ${pam.usersFile}`)
+  }
+
+  /** The pam_radius_auth line of sshd's PAM file, when it uses pam_radius_auth and not pam_oath. */
+  private radiusPam() {
+    try {
+      const text = readFileSync(this.flags['pam-file'], 'utf8')
+      return findPamOath(text) ? undefined : findPamRadius(text)
+    } catch {
+      return undefined
+    }
+  }
+
+  /** SSH 2FA through RADIUS: the PAM line as ssh:config --radius prints it, and its server file. */
+  private checkRadiusPam(doc: Doc, pam: NonNullable<ReturnType<Doctor['radiusPam']>>, add: (c: string, s: Status, m: string) => void): void {
+    const s = doc.settings
+    if (!s.enabled || !s.ssh) return add('sshd PAM', 'skipped', 'SSH 2FA is off')
+    const pamFile = this.flags['pam-file']
+    const wanted = pamRadiusLine(pam.conf ?? DEFAULT_RADIUS_CONF)
+    const problems: string[] = []
+    if (!pam.afterPassword) problems.push('it does not come after the password module (@include common-auth / pam_unix)')
+    if (!pam.failsClosed) problems.push(`its control lets a login on when the responder says no or is unreachable (use ${PAM_RADIUS_CONTROL})`)
+    if (!pam.skipPasswd) problems.push('without skip_passwd it asks for a second password instead of sending the one given')
+    if (!pam.promptAttribute) problems.push('without prompt_attribute the code is echoed as it is typed')
+    if (problems.length > 0) add('sshd PAM', 'finding', `${pamFile}: ${problems.join('; ')}: use "${wanted}" (tfactl ssh:config --radius)`)
+    else add('sshd PAM', 'ok', `${pamFile} asks for codes through pam_radius_auth (${pam.conf ?? '/etc/pam_radius_auth.conf'})`)
+
+    const conf = pam.conf ?? '/etc/pam_radius_auth.conf'
+    let servers
+    try {
+      const st = statSync(conf)
+      if (st.uid !== 0 || st.mode & 0o077) return add('radius servers', 'finding', `${conf} holds the shared secret and must be root's, mode 600 (it is uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}): run chown root ${conf} && chmod 600 ${conf}`)
+      servers = parseServerFile(readFileSync(conf, 'utf8'))
+    } catch (error) {
+      return add('radius servers', 'finding', `cannot read ${conf} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): pam_radius_auth refuses every password login; write it with tfactl ssh:config --radius`)
+    }
+    if (servers.length === 0) return add('radius servers', 'finding', `${conf} names no server: add "HOST:PORT SECRET TIMEOUT" (tfactl ssh:config --radius)`)
+    const noSecret = servers.filter((v) => !v.hasSecret).map((v) => v.server)
+    if (noSecret.length > 0) return add('radius servers', 'finding', `${conf}: no shared secret for ${noSecret.join(', ')}`)
+    const waitMs = Math.min(...servers.map((v) => (v.timeout ?? 3) * 1000))
+    if (waitMs <= s.failDelay) return add('radius servers', 'finding', `${conf}: a timeout of ${waitMs / 1000} s is not longer than the fail delay (${s.failDelay} ms): pam_radius would give up on refusals; use the timeout tfactl ssh:config --radius prints`)
+    add('radius servers', 'ok', `${conf} names ${servers.map((v) => v.server).join(', ')}`)
   }
 
   private checkSshd(doc: Doc, add: (c: string, s: Status, m: string) => void): void {
