@@ -1,11 +1,9 @@
-import {resolve} from 'node:path'
 import {TfaError} from './core/errors.js'
 import type {Method, Service} from './core/login.js'
 import {checkUsername} from './core/validate.js'
 import {checkLogin, type LoginInput} from './login-check.js'
-import {recordEvent} from './store/audit.js'
-import {defaultStorePath} from './store/paths.js'
-import {Store} from './store/file/store.js'
+import {openStore, type StoreBackend} from './store/backend.js'
+import {resolveStore} from './store/config.js'
 import {describeError} from './ui/errors.js'
 
 /**
@@ -21,10 +19,12 @@ const OPTIONS: Record<string, readonly string[] | null> = {
   '--method': ['password', 'key'],
   '--code': null,
   '--store': null,
+  '--key-file': null,
 }
 
 interface FastInput extends LoginInput {
   store?: string
+  keyFile?: string
   json: boolean
 }
 
@@ -58,16 +58,18 @@ export function parseLoginCheck(argv: string[]): FastInput | undefined {
   } catch {
     return undefined
   }
-  return {user, service, method, code: flags.get('--code'), store: flags.get('--store'), json}
+  return {user, service, method, code: flags.get('--code'), store: flags.get('--store'), keyFile: flags.get('--key-file'), json}
 }
 
 export async function fastLoginCheck(argv: string[]): Promise<boolean> {
   const input = parseLoginCheck(argv)
   if (!input) return false
   if (input.json ? process.stdout.isTTY : input.code === undefined && process.stdin.isTTY && process.stdout.isTTY) return false
-  const store = new Store(resolve(input.store || defaultStorePath()))
+  let store: StoreBackend | undefined
   let outcome: {outcome: string; reason: string | null}
   try {
+    const {spec, keyFile} = resolveStore({store: input.store, keyFile: input.keyFile})
+    store = await openStore(spec, {keyFile})
     const {result, lines} = await checkLogin(store, input)
     process.exitCode = result.allowed ? 0 : 1
     process.stdout.write(input.json ? `${JSON.stringify(result, null, 2)}\n` : `${lines.join('\n')}\n`)
@@ -79,7 +81,10 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
     else process.stderr.write(report.text)
     outcome = {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'}
   }
-  const problem = recordEvent(store.files.audit, 'login:check', input.user, outcome)
-  if (problem) process.stderr.write(`tfactl: warning: ${problem}\n`)
+  if (store) {
+    const problem = await store.recordEvent('login:check', input.user, outcome)
+    if (problem) process.stderr.write(`tfactl: warning: ${problem}\n`)
+    await store.close()
+  }
   return true
 }

@@ -2,10 +2,9 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../base-command.js'
 import {usageError} from '../core/errors.js'
 import {checkUsername} from '../core/validate.js'
-import {readAudit} from '../store/audit.js'
 
 export default class Audit extends BaseCommand<typeof Audit> {
-  static override description = 'show the audit trail (audit.log beside the store): who did what to whom'
+  static override description = 'show the audit trail (audit.log beside a file store; a table of a database store, with the host of each event): who did what to whom'
   static override examples = ['<%= config.bin %> audit', '<%= config.bin %> audit --user alice --since 2026-11-01T00:00:00Z --json']
   static override audited = false
   static override flags = {
@@ -17,11 +16,11 @@ export default class Audit extends BaseCommand<typeof Audit> {
     const user = this.flags.user === undefined ? undefined : checkUsername(this.flags.user)
     const since = this.flags.since === undefined ? undefined : Date.parse(this.flags.since)
     if (since !== undefined && Number.isNaN(since)) throw usageError(`--since ${JSON.stringify(this.flags.since)} is not an ISO 8601 time (e.g. 2026-11-01T00:00:00Z)`)
-    const events = readAudit(this.store.files.audit).filter(
+    const events = (await this.store.readAudit()).filter(
       (e) => (user === undefined || e.user === user) && (since === undefined || Date.parse(e.time) >= since),
     )
     for (const e of events)
-      this.say(`${e.time}  uid=${e.actor.uid}${e.actor.sudoUser ? ` (sudo ${e.actor.sudoUser})` : ''}  ${e.command}  ${e.user ?? '-'}  ${e.outcome}${e.reason ? ` (${e.reason})` : ''}${e.client ? `  client=${e.client}` : ''}`)
+      this.say(`${e.time}  ${e.host ? `${e.host}  ` : ''}uid=${e.actor.uid}${e.actor.sudoUser ? ` (sudo ${e.actor.sudoUser})` : ''}  ${e.command}  ${e.user ?? '-'}  ${e.outcome}${e.reason ? ` (${e.reason})` : ''}${e.client ? `  client=${e.client}` : ''}`)
     return {events}
   }
 }

@@ -1,12 +1,10 @@
 import {Flags} from '@oclif/core'
 import {execFileSync} from 'node:child_process'
 import {readFileSync, statSync} from 'node:fs'
-import {dirname} from 'node:path'
 import {BaseCommand} from '../base-command.js'
 import {EXIT} from '../core/errors.js'
 import type {Doc} from '../core/model.js'
 import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, pamOathLine} from '../core/oath.js'
-import {checkPrivateFile} from '../store/files.js'
 import {findPamRadius, parseServerFile, PAM_RADIUS_CONTROL, pamRadiusLine, DEFAULT_RADIUS_CONF} from '../radius/pam.js'
 import {leftovers, readUsersFile} from '../store/oathfile/file.js'
 import {clockSynced} from '../store/system.js'
@@ -43,12 +41,16 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
 
     const doc = await this.checkStore(add)
     if (doc) {
+      // pam_oath with a users file, or pam_radius_auth asking radius:serve (the only way with a database store)
       const radius = this.radiusPam()
-      if (radius && !doc.settings.oathFile) add('users file', 'skipped', 'none needed: sshd asks a RADIUS responder (pam_radius_auth)')
+      const noOath = 'a database store keeps no pam_oath users file: SSH codes go through tfactl radius:serve (pam_radius_auth)'
+      if (!this.store.localOathFile) add('users file', 'skipped', noOath)
+      else if (radius && !doc.settings.oathFile) add('users file', 'skipped', 'none needed: sshd asks a RADIUS responder (pam_radius_auth)')
       else this.checkUsersFile(doc, add)
       if (radius) this.checkRadiusPam(doc, radius, add)
+      else if (!this.store.localOathFile) for (const check of ['sshd PAM', 'sshd settings']) add(check, 'skipped', noOath)
       else this.checkPam(doc, add)
-      this.checkSshd(doc, add)
+      if (radius || this.store.localOathFile) this.checkSshd(doc, add)
     }
 
     const findings = checks.filter((c) => c.status === 'finding').length
@@ -59,31 +61,8 @@ Exit 0 when all is well, 1 with findings (each says what to do). Checks that can
   }
 
   private async checkStore(add: (c: string, s: Status, m: string) => void): Promise<Doc | undefined> {
-    const {path, files} = this.store
-    try {
-      const st = statSync(dirname(path))
-      if (st.mode & 0o022) add('store', 'finding', `${dirname(path)} can be written by group or others: run chmod 700 ${dirname(path)}`)
-    } catch {
-      // no directory yet: the store does not exist, reported below
-    }
-    let doc: Doc
-    try {
-      doc = await this.store.read()
-    } catch (error) {
-      add('store', 'finding', (error as Error).message)
-      return undefined
-    }
-    const problems: string[] = []
-    const present: string[] = []
-    for (const [name, file] of [['store', path], ['key', files.key], ['backup', files.backup], ['audit log', files.audit]] as const) {
-      try {
-        if (checkPrivateFile(file)) present.push(name)
-      } catch (error) {
-        problems.push((error as Error).message)
-      }
-    }
-    if (problems.length > 0) for (const p of problems) add('store', 'finding', p)
-    else add('store', 'ok', present.includes('store') ? `${path} and its key are private (0600)` : `${path} does not exist yet (defaults apply)`)
+    const {findings, doc} = await this.store.doctor()
+    for (const f of findings) add(f.check, f.status, f.message)
     return doc
   }
 

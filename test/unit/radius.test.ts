@@ -11,7 +11,7 @@ import {
 } from '../../src/radius/packet.js'
 import {RadiusServer} from '../../src/radius/server.js'
 import {StateBook} from '../../src/radius/state.js'
-import {Store} from '../../src/store/file/store.js'
+import {FileBackend} from '../../src/store/file/backend.js'
 import {tempStore} from '../helpers/cli.js'
 import {radiusRequest, sendRaw} from '../helpers/radius.js'
 
@@ -186,7 +186,7 @@ describe('RadiusServer with a real file store', () => {
     expect((await store.run(['twofactor:enable', '--ssh', '--fail-delay', '0', '--window', '1'])).code).toBe(0)
     const r = await store.run(['user:secret:renew', 'alice', '--qr', 'none', '--json'])
     key = base32Decode(r.json.users[0].secret)!
-    const files = new Store(store.path)
+    const files = new FileBackend(store.path)
     const clients = parseClients(`127.0.0.1 ${secret} challenge\n`, 'clients')
     server = new RadiusServer({
       clients,

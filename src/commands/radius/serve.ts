@@ -6,7 +6,9 @@ import {checkLogin} from '../../login-check.js'
 import {AuditWriter} from '../../radius/audit.js'
 import {loadClients} from '../../radius/clients.js'
 import {type Judge, RadiusServer} from '../../radius/server.js'
-import {Store} from '../../store/file/store.js'
+import {isDatabaseUrl, type StoreBackend} from '../../store/backend.js'
+import {resolveStore} from '../../store/config.js'
+import {FileBackend} from '../../store/file/backend.js'
 
 /** `ADDR:PORT`, `[V6ADDR]:PORT`. */
 export function parseListen(value: string): {host: string; port: number} {
@@ -19,17 +21,60 @@ export function parseListen(value: string): {host: string; port: number} {
 
 /**
  * One file store, one lock: the responder's own logins queue here instead of polling the flock
- * against each other (other tfactl processes still take the lock as usual).
+ * against each other (other tfactl processes still take the lock as usual). Only the locked
+ * part queues: checkLogin waits a failure's delay after the lock is released.
  */
-function serialised(store: Store): Store {
+function serialised(store: StoreBackend): StoreBackend {
   let tail: Promise<unknown> = Promise.resolve()
-  const login: Store['login'] = (user, fn) => {
+  const login: StoreBackend['login'] = (user, fn) => {
     const run = tail.then(() => store.login(user, fn))
     tail = run.catch(() => undefined)
     return run
   }
   return new Proxy(store, {get: (target, prop, receiver) => (prop === 'login' ? login : Reflect.get(target, prop, receiver))})
 }
+
+/** Concurrent logins one responder keeps open to a database (each holds one user's row). */
+const DATABASE_CONNECTIONS = 16
+
+/**
+ * Audit lines of a database store go through the backend, a few at a time, in order of the
+ * decisions; a failure is reported (once a minute), never fatal.
+ */
+function databaseAudit(store: StoreBackend, warn: (line: string) => void) {
+  const queue: AuditRecord[] = []
+  let running = 0
+  let last = 0
+  let idle: (() => void) | undefined
+  const pump = () => {
+    while (running < 4 && queue.length > 0) {
+      const e = queue.shift()!
+      running++
+      void store
+        .recordEvent(e.command, e.user, {outcome: e.outcome, reason: e.reason, client: e.client} as {outcome: string; reason: string | null})
+        .then((problem) => {
+          if (problem && Date.now() - last > 60_000) {
+            last = Date.now()
+            warn(problem)
+          }
+        })
+        .finally(() => {
+          running--
+          pump()
+          if (running === 0 && queue.length === 0) idle?.()
+        })
+    }
+  }
+  return {
+    record: (e: AuditRecord) => {
+      queue.push(e)
+      pump()
+    },
+    drain: () => (running === 0 && queue.length === 0 ? Promise.resolve() : new Promise<void>((resolve) => (idle = resolve))),
+  }
+}
+
+type AuditRecord = {command: string; user: string | null; outcome: string; reason: string | null; client?: string}
 
 export default class Serve extends BaseCommand<typeof Serve> {
   static override description = `answer RADIUS Access-Requests with the SSH 2FA rules (pam_radius_auth, VPNs, switches)
@@ -55,10 +100,10 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
     const clientsPath = this.flags.clients
     const clients = loadClients(clientsPath)
     const log = (line: string) => process.stderr.write(`tfactl radius: ${line}\n`)
-    const store = this.store
-    const judged = store instanceof Store ? serialised(store) : store
+    const store = await this.responderStore()
+    const judged = store instanceof FileBackend ? serialised(store) : store
     const judge: Judge = async ({user, code}) => (await checkLogin(judged, {user, service: 'ssh', method: 'password', code})).result
-    const audit = new AuditWriter(store.files.audit, log)
+    const audit = store instanceof FileBackend ? new AuditWriter(store.store.files.audit, log) : databaseAudit(store, log)
     const server = new RadiusServer({clients, judge, audit: (e) => audit.record(e), log, verbose: this.flags.verbose})
     let bound: number
     try {
@@ -66,7 +111,7 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
     } catch (error) {
       throw usageError(`cannot listen on ${this.flags.listen}: ${(error as Error).message}`)
     }
-    log(`answering on ${host.includes(':') ? `[${host}]` : host}:${bound} for ${clients.length} client network(s) from ${clientsPath}, store ${store.path}`)
+    log(`answering on ${host.includes(':') ? `[${host}]` : host}:${bound} for ${clients.length} client network(s) from ${clientsPath}, store ${store.description}`)
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         log(`${signal}: answering the requests in flight, then exiting`)
@@ -89,6 +134,15 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
     await audit.drain()
     const s = server.stats
     log(`stopped: ${s.accepted} accepted, ${s.rejected} rejected, ${s.challenged} challenged, ${s.dropped} dropped`)
+    if (store !== this.store) await store.close()
     process.exitCode = 0
+  }
+
+  /** The command's store; a database one is opened again with room for concurrent logins. */
+  private async responderStore(): Promise<StoreBackend> {
+    const {spec, keyFile} = resolveStore({store: this.flags.store, keyFile: this.flags['key-file']})
+    if (!isDatabaseUrl(spec)) return this.store
+    const {PgStore} = await import('../../store/postgres/store.js')
+    return new PgStore(spec, {keyFile}, DATABASE_CONNECTIONS)
   }
 }
