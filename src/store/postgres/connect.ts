@@ -40,15 +40,20 @@ export function poolConfig(url: string, max: number): PoolConfig {
   const user = c.user || process.env.PGUSER || userInfo().username
   const database = c.database || process.env.PGDATABASE
   const port = c.port ? Number(c.port) : Number(process.env.PGPORT || 5432)
-  const fromPgpass = () => new Promise<string | undefined>((done) => pgpass({host, port, database: database ?? undefined, user}, done))
-  const password = c.password ?? process.env.PGPASSWORD
+  const fromPgpass = () =>
+    new Promise<string>((done, fail) =>
+      pgpass({host, port, database: database ?? undefined, user}, (found) =>
+        found === undefined ? fail(new Error(`the server wants a password for ${user}: set PGPASSWORD or add it to ~/.pgpass (PGPASSFILE)`)) : done(found),
+      ),
+    )
+  const password = c.password || process.env.PGPASSWORD
   return {
     ...(c as PoolConfig),
     host,
     port,
     user,
     database: database ?? undefined,
-    password: password ?? (fromPgpass as () => Promise<string>),
+    password: password || fromPgpass,
     max,
     allowExitOnIdle: true,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,

@@ -89,6 +89,7 @@ export class PgStore implements StoreBackend {
     try {
       client = await this.getPool().connect()
     } catch (error) {
+      this.unreachable = true
       throw this.fail(error, 'connecting')
     }
     return client
