@@ -57,7 +57,7 @@ async function startPostgres(work) {
   const as = (cmd, args) => execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], {stdio: 'pipe', cwd: '/'})
   as(join(PG_BIN, 'initdb'), ['-A', 'trust', '-U', 'postgres', '-D', join(dir, 'data'), '--no-sync', '-E', 'UTF8', '--locale', 'C'])
   // the server's defaults (fsync on): what a host would run
-  as(join(PG_BIN, 'pg_ctl'), ['-D', join(dir, 'data'), '-l', join(dir, 'log'), '-o', `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1`, '-w', 'start'])
+  as(join(PG_BIN, 'pg_ctl'), ['-D', join(dir, 'data'), '-l', join(dir, 'log'), '-o', `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1 ${process.env.BENCH_PG_OPTS ?? ''}`, '-w', 'start'])
   as(join(PG_BIN, 'createdb'), ['-h', dir, '-p', String(port), '-U', 'postgres', 'tfactl'])
   return {url: `postgresql://postgres@127.0.0.1:${port}/tfactl`, stop: () => as(join(PG_BIN, 'pg_ctl'), ['-D', join(dir, 'data'), '-m', 'fast', '-w', 'stop'])}
 }

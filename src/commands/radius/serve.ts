@@ -6,7 +6,7 @@ import {checkLogin} from '../../login-check.js'
 import {AuditWriter} from '../../radius/audit.js'
 import {loadClients} from '../../radius/clients.js'
 import {type Judge, RadiusServer} from '../../radius/server.js'
-import {isDatabaseUrl, type StoreBackend} from '../../store/backend.js'
+import {type AuditRecord, isDatabaseUrl, type StoreBackend} from '../../store/backend.js'
 import {resolveStore} from '../../store/config.js'
 import {FileBackend} from '../../store/file/backend.js'
 
@@ -38,43 +38,38 @@ function serialised(store: StoreBackend): StoreBackend {
 const DATABASE_CONNECTIONS = 16
 
 /**
- * Audit lines of a database store go through the backend, a few at a time, in order of the
- * decisions; a failure is reported (once a minute), never fatal.
+ * Audit lines of a database store: the decisions of one turn go to the backend in one write
+ * (recordEvents), one batch at a time, in order; a failure is reported (once a minute), never fatal.
  */
 function databaseAudit(store: StoreBackend, warn: (line: string) => void) {
-  const queue: AuditRecord[] = []
-  let running = 0
+  let queue: AuditRecord[] = []
+  let flushing: Promise<void> | undefined
   let last = 0
-  let idle: (() => void) | undefined
-  const pump = () => {
-    while (running < 4 && queue.length > 0) {
-      const e = queue.shift()!
-      running++
-      void store
-        .recordEvent(e.command, e.user, {outcome: e.outcome, reason: e.reason, client: e.client} as {outcome: string; reason: string | null})
-        .then((problem) => {
-          if (problem && Date.now() - last > 60_000) {
-            last = Date.now()
-            warn(problem)
-          }
-        })
-        .finally(() => {
-          running--
-          pump()
-          if (running === 0 && queue.length === 0) idle?.()
-        })
+  const report = (problem: string | undefined) => {
+    if (problem && Date.now() - last > 60_000) {
+      last = Date.now()
+      warn(problem)
     }
   }
+  const flush = async () => {
+    while (queue.length > 0) {
+      const batch = queue.slice(0, 1000)
+      queue = queue.slice(batch.length)
+      if (store.recordEvents) report(await store.recordEvents(batch))
+      else for (const e of batch) report(await store.recordEvent(e.command, e.user, {outcome: e.outcome, reason: e.reason}))
+    }
+    flushing = undefined
+  }
   return {
-    record: (e: AuditRecord) => {
-      queue.push(e)
-      pump()
+    record: (e: Omit<AuditRecord, 'time'>) => {
+      queue.push({time: new Date().toISOString(), ...e})
+      flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(flush)
     },
-    drain: () => (running === 0 && queue.length === 0 ? Promise.resolve() : new Promise<void>((resolve) => (idle = resolve))),
+    drain: async () => {
+      while (flushing) await flushing
+    },
   }
 }
-
-type AuditRecord = {command: string; user: string | null; outcome: string; reason: string | null; client?: string}
 
 export default class Serve extends BaseCommand<typeof Serve> {
   static override description = `answer RADIUS Access-Requests with the SSH 2FA rules (pam_radius_auth, VPNs, switches)
