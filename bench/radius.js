@@ -64,7 +64,7 @@ async function startPostgres(work) {
 
 function startResponder(storeArgs, clients) {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [BIN, 'radius:serve', '--listen', '127.0.0.1:0', '--clients', clients, ...storeArgs], {env, stdio: ['ignore', 'ignore', 'pipe']})
+    const child = spawn(process.execPath, [...(process.env.BENCH_RADIUS_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_RADIUS_PROF] : []), BIN, 'radius:serve', '--listen', '127.0.0.1:0', '--clients', clients, ...storeArgs], {env, stdio: ['ignore', 'ignore', 'pipe']})
     let log = ''
     child.stderr.setEncoding('utf8').on('data', (d) => {
       log += d

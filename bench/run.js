@@ -9,6 +9,7 @@ import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {hotp, timeStep} from '../dist/core/totp.js'
 import {base32Decode} from '../dist/core/base32.js'
+import {radiusBench} from './radius.js'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = join(ROOT, 'bin', 'run.js')
@@ -109,3 +110,5 @@ try {
 } finally {
   rmSync(work, {recursive: true, force: true})
 }
+// The RADIUS responder: throughput, not one process's wall time (bench/radius.js).
+if (!process.env.BENCH_SKIP_RADIUS) await radiusBench()
