@@ -24,6 +24,7 @@ export const ATTR = {
   chapPassword: 3,
   replyMessage: 18,
   state: 24,
+  proxyState: 33,
   prompt: 76,
   messageAuthenticator: 80,
 } as const

@@ -162,7 +162,9 @@ export class RadiusServer {
       if (error instanceof PacketError) return this.drop(`bad:${from}`, `from ${from}: ${error.reason}`)
       throw error
     }
-    const datagram = encodeResponse(packet, answer.code, answer.attributes, client.secret)
+    // RFC 2865 §5.33: Proxy-State attributes go back unchanged and in order
+    const proxyStates = packet.attributes.filter((a) => a.type === ATTR.proxyState)
+    const datagram = encodeResponse(packet, answer.code, [...answer.attributes, ...proxyStates], client.secret)
     entry.answer = datagram
     entry.at = Date.now()
     this.count(answer.code)

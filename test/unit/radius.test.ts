@@ -234,6 +234,19 @@ describe('RadiusServer with a real file store', () => {
     expect(checkResponse(a as Buffer, auth, Buffer.from(secret)).code).toBe(CODE.accessAccept)
   })
 
+  it('drops requests from addresses not in the clients file; sends Proxy-State back', async () => {
+    const other = new RadiusServer({clients: parseClients(`10.0.0.0/8 ${secret}\n`, 'c'), judge: async () => ({allowed: true, reason: 'no_secret'}), audit: () => {}, log: () => {}})
+    const otherPort = await other.listen('127.0.0.1', 0)
+    try {
+      expect(await radiusRequest({port: otherPort, secret, user: 'nora', timeoutMs: 500})).toBe('timeout')
+      expect(other.stats.dropped).toBe(1)
+    } finally {
+      await other.close()
+    }
+    const proxied = (await radiusRequest({port, secret, user: 'nora', extra: [{type: ATTR.proxyState, value: text('p1')}, {type: ATTR.proxyState, value: text('p2')}]})) as any
+    expect(proxied.packet.attributes.filter((a: any) => a.type === ATTR.proxyState).map((a: any) => a.value.toString())).toEqual(['p1', 'p2'])
+  })
+
   it('never crashes on random or mangled datagrams, and answers a good request after them', async () => {
     const good = encodeRequest({id: 3, authenticator: randomBytes(16), attributes: [{type: ATTR.userName, value: text('nora')}], secret: Buffer.from(secret)})
     const rinfo = {address: '127.0.0.1', port: 9, family: 'IPv4' as const, size: 0}
