@@ -45,7 +45,7 @@ describe.skipIf(missing !== null)('radius:serve answers FreeRADIUS radclient', {
   let challengeMode: Responder
   let key: Buffer
   let lastStep = -1
-  const clients = (name: string, line: string) => writeClients(join(store.dir, name), [`# ${name}`, line])
+  const clients = (name: string, line: string, extra?: string) => writeClients(join(store.dir, name), [line + (extra ? ` ${extra}` : ''), `# ${name}`])
 
   /** A code of a step after the last one used (the replay rule), waiting for the clock if needed. */
   async function freshCode(): Promise<string> {
@@ -148,6 +148,21 @@ describe.skipIf(missing !== null)('radius:serve answers FreeRADIUS radclient', {
     } finally {
       await store.run(['twofactor:enable', '--fail-delay', '0'])
     }
+  })
+
+  it('reads the clients file again on SIGHUP; a bad one keeps the previous clients', async () => {
+    const waitLog = async (re: RegExp) => {
+      for (let i = 0; i < 100 && !re.test(challengeMode.logs()); i++) await new Promise((r) => setTimeout(r, 50))
+      expect(challengeMode.logs()).toMatch(re)
+    }
+    clients('challenge', `10.0.0.0/8 ${secret} challenge`)
+    challengeMode.child.kill('SIGHUP')
+    await waitLog(/SIGHUP: 1 client network\(s\) read/)
+    expect(await radiusRequest({port: challengeMode.port, secret, user: 'nora', timeoutMs: 500})).toBe('timeout') // 127.0.0.1 is no longer listed
+    clients('challenge', `127.0.0.1 ${secret} challenge`, 'not-a-mode')
+    challengeMode.child.kill('SIGHUP')
+    await waitLog(/SIGHUP: kept the previous clients: .*:1: unknown word "not-a-mode"/)
+    expect(challengeMode.child.exitCode).toBeNull()
   })
 })
 
