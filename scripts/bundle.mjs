@@ -1,18 +1,40 @@
 // Bundles the login:check fast path (src/fast.ts → dist/fast-bundle.cjs): one CommonJS file to
 // load instead of a tree of ES modules, on the path every login takes. fs-ext stays external
 // (native); import.meta.url (used to find it) becomes this file's URL. The PostgreSQL client (pg)
-// is bundled too, for database stores; its optional native binding (pg-native) and Cloudflare
-// socket are never used and stay out.
+// is bundled apart (src/store/postgres/client.ts → dist/pg-client.cjs) and loaded only for a
+// database store, so the file store's path loads no more than before; its optional native
+// binding (pg-native) and Cloudflare socket are never used and stay out.
 import {build} from 'esbuild'
+
+const pgClient = {
+  name: 'pg-client-apart',
+  setup(b) {
+    b.onResolve({filter: /\/client\.js$/}, (args) =>
+      args.importer.includes('/store/postgres/') ? {path: './pg-client.cjs', external: true} : undefined,
+    )
+  },
+}
+
+await build({
+  entryPoints: ['src/store/postgres/client.ts'],
+  outfile: 'dist/pg-client.cjs',
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  external: ['pg-native', 'cloudflare:sockets'],
+  logLevel: 'warning',
+})
 
 await build({
   entryPoints: ['src/fast.ts'],
+  plugins: [pgClient],
   outfile: 'dist/fast-bundle.cjs',
   bundle: true,
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  external: ['fs-ext', 'pg-native', 'cloudflare:sockets'],
+  external: ['fs-ext'],
   define: {'import.meta.url': '__importMetaUrl'},
   banner: {js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;"},
   logLevel: 'warning',

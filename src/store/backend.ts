@@ -74,6 +74,8 @@ export interface StoreBackend {
 export interface OpenOptions {
   /** Key file for a database store (file stores keep theirs beside the store). */
   keyFile?: string
+  /** Database connections kept open at most (a long-running responder wants more than a CLI run's 2). */
+  poolSize?: number
 }
 
 /** A PostgreSQL URL (libpq style) rather than a file path. */

@@ -210,10 +210,6 @@ describe('two hosts sharing one database', () => {
   })
 
   it('creates the schema once when many hosts start at once', async () => {
-    const {a, hostB} = await fleet()
-    await renew(a, 'alice')
-    const b = hostB()
-    void b
     const {url, keys} = await fleet()
     const runs = await Promise.all(Array.from({length: 6}, () => host(url, join(keys, 'a', 'tfactl.key')).run(['user:list', '--json'])))
     for (const r of runs) expect(r.code, r.stderr).toBe(0)
@@ -242,6 +238,19 @@ describe('database store: configuration and refusals', () => {
     const message = expectJsonError(bad, 2)
     expect(message).toContain('postgresql://u:***@')
     expect(bad.stdout + bad.stderr).not.toContain('topsecret')
+  })
+
+  it('validates rows as it validates files, and refuses a schema from a newer tfactl (exit 3)', async () => {
+    const {a, name} = await fleet()
+    await enable(a)
+    await renew(a, 'alice')
+    pg.tool('psql', ['-qc', `UPDATE tfactl_users SET data = jsonb_set(data, '{failures}', '"many"') WHERE name = 'alice'`, name])
+    expect(expectJsonError(await a.run(['store:check', '--json']), 3)).toContain('users.alice.failures')
+    expect(expectJsonError(await check(a, 'alice', {code: '123456'}), 3)).toContain('users.alice.failures')
+    pg.tool('psql', ['-qc', `UPDATE tfactl_users SET data = jsonb_set(data, '{failures}', '0') WHERE name = 'alice'`, name])
+    expect((await a.run(['store:check', '--json'])).code).toBe(0)
+    pg.tool('psql', ['-qc', 'INSERT INTO tfactl_schema (version) VALUES (99)', name])
+    expect(expectJsonError(await check(a, 'alice', {code: '123456'}), 3)).toMatch(/newer tfactl/)
   })
 
   it('refuses ssh:sync and --oath-file with exit 2 pointing to RADIUS', async () => {

@@ -2,12 +2,20 @@
 // the `postgres` user, pg_ctl on a free loopback port with its socket in that directory; stop()
 // shuts it down and removes everything. Tests run as root, so the server runs as `postgres`.
 import {execFileSync} from 'node:child_process'
-import {chownSync, mkdtempSync, rmSync} from 'node:fs'
+import {chownSync, existsSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-export const PG_BIN = process.env.TFACTL_PG_BIN ?? '/usr/lib/postgresql/15/bin'
+/** The newest installed server's programs (Debian: /usr/lib/postgresql/VERSION/bin). */
+export const PG_BIN =
+  process.env.TFACTL_PG_BIN ??
+  (existsSync('/usr/lib/postgresql')
+    ? readdirSync('/usr/lib/postgresql')
+        .filter((v) => existsSync(join('/usr/lib/postgresql', v, 'bin', 'pg_ctl')))
+        .sort((a, b) => Number(b) - Number(a))
+        .map((v) => join('/usr/lib/postgresql', v, 'bin'))[0] ?? '/usr/lib/postgresql/15/bin'
+    : '/usr/lib/postgresql/15/bin')
 
 export interface PgServer {
   dir: string

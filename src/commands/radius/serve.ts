@@ -6,7 +6,7 @@ import {checkLogin} from '../../login-check.js'
 import {AuditWriter} from '../../radius/audit.js'
 import {loadClients} from '../../radius/clients.js'
 import {type Judge, RadiusServer} from '../../radius/server.js'
-import {type AuditRecord, isDatabaseUrl, type StoreBackend} from '../../store/backend.js'
+import {type AuditRecord, isDatabaseUrl, openStore, type StoreBackend} from '../../store/backend.js'
 import {resolveStore} from '../../store/config.js'
 import {FileBackend} from '../../store/file/backend.js'
 
@@ -137,7 +137,6 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
   private async responderStore(): Promise<StoreBackend> {
     const {spec, keyFile} = resolveStore({store: this.flags.store, keyFile: this.flags['key-file']})
     if (!isDatabaseUrl(spec)) return this.store
-    const {PgStore} = await import('../../store/postgres/store.js')
-    return new PgStore(spec, {keyFile}, DATABASE_CONNECTIONS)
+    return openStore(spec, {keyFile, poolSize: DATABASE_CONNECTIONS})
   }
 }

@@ -1,8 +1,7 @@
 import {existsSync} from 'node:fs'
 import {userInfo} from 'node:os'
 import type {PoolConfig} from 'pg'
-import {parse} from 'pg-connection-string'
-import pgpass from 'pgpass'
+import {parse, pgpass} from './client.js'
 import {usageError} from '../../core/errors.js'
 
 /** libpq's sslmode values (plus node-postgres's no-verify). */

@@ -1,6 +1,7 @@
 import {hostname} from 'node:os'
 import {dirname} from 'node:path'
-import pg from 'pg'
+import type pg from 'pg'
+import {pg as client} from './client.js'
 import {storeError, TfaError} from '../../core/errors.js'
 import {type Doc, STORE_VERSION, type UserRecord} from '../../core/model.js'
 import type {AuditEvent} from '../audit.js'
@@ -57,16 +58,20 @@ export class PgStore implements StoreBackend {
   private unreachable = false
   private readonly host = hostname()
 
-  constructor(readonly spec: string, opts: OpenOptions = {}, private readonly poolSize = 2) {
+  private readonly poolSize: number
+
+  /** `poolSize` (or opts.poolSize): connections kept at most; a CLI run needs 2, a long-running responder more. */
+  constructor(readonly spec: string, opts: OpenOptions = {}, poolSize?: number) {
+    this.poolSize = poolSize ?? opts.poolSize ?? 2
     this.description = redactUrl(spec)
-    poolConfig(spec, poolSize) // a bad URL is a usage error now, before anything runs
+    poolConfig(spec, this.poolSize) // a bad URL is a usage error now, before anything runs
     this.keyFile = opts.keyFile ?? DEFAULT_KEY_FILE
     this.keys = new KeyFiles(this.keyFile)
   }
 
   private getPool(): pg.Pool {
     if (!this.pool) {
-      this.pool = new pg.Pool(poolConfig(this.spec, this.poolSize))
+      this.pool = new client.Pool(poolConfig(this.spec, this.poolSize))
       this.pool.on('error', () => {}) // an idle connection dropped: the next query reports it
     }
     return this.pool
@@ -99,22 +104,28 @@ export class PgStore implements StoreBackend {
    * Runs `fn` in a transaction on one connection; the schema is created or upgraded first when
    * missing. Retries when another writer got in between (row revision changed, a deadlock).
    */
-  private async tx<T>(what: string, fn: (c: Client) => Promise<T>, opts: {begin?: string} = {}): Promise<T> {
+  private async tx<T>(what: string, fn: (c: Client) => Promise<T>, opts: {begin?: string | null} = {}): Promise<T> {
     const client = await this.connect()
+    const transaction = opts.begin !== null // null: one statement, committed on its own
     let broken: Error | undefined
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          await client.query(opts.begin ?? 'BEGIN')
+          if (transaction) await client.query(opts.begin ?? 'BEGIN')
           const result = await fn(client)
-          await client.query('COMMIT')
-          this.unreachable = false // answered again (a long-running responder records events again)
+          if (transaction) await client.query('COMMIT')
+          this.unreachable = false // answered again (a long-running process records events again)
           return result
         } catch (error) {
-          await client.query('ROLLBACK').catch(() => {})
+          if (transaction) await client.query('ROLLBACK').catch(() => {})
           const code = (error as {code?: string}).code
           if (code === '42P01' && !this.schemaChecked) {
-            await this.ensureSchema(client)
+            try {
+              await this.ensureSchema(client)
+            } catch (failure) {
+              if (!(failure instanceof TfaError)) broken = failure as Error
+              throw this.fail(failure, 'creating the schema')
+            }
             continue
           }
           if ((error instanceof Conflict || (code && RETRY.has(code))) && attempt < 20) continue
@@ -305,7 +316,6 @@ export class PgStore implements StoreBackend {
     if (this.unreachable) return `audit event not recorded: ${this.description} is unreachable`
     try {
       await this.tx('recording the audit event', async (c) => {
-        await this.head(c)
         await c.query('INSERT INTO tfactl_audit (time, host, uid, sudo_user, command, "user", outcome, reason) VALUES (now(), $1, $2, $3, $4, $5, $6, $7)', [
           this.host,
           process.getuid?.() ?? -1,
@@ -315,19 +325,18 @@ export class PgStore implements StoreBackend {
           outcome.outcome,
           outcome.reason,
         ])
-      })
+      }, {begin: null})
       return undefined
     } catch (error) {
       return `could not record the audit event: ${(error as Error).message}`
     }
   }
 
-  /** Many events in one transaction (radius:serve records hundreds a second), with the RADIUS client's address. */
+  /** Many events in one statement (radius:serve records hundreds a second), with the RADIUS client's address. */
   async recordEvents(events: AuditRecord[]): Promise<string | undefined> {
     if (events.length === 0) return undefined
     try {
       await this.tx('recording audit events', async (c) => {
-        await this.head(c)
         const column = <K extends keyof AuditRecord>(k: K) => events.map((e) => e[k] ?? null)
         await c.query(
           `INSERT INTO tfactl_audit (time, host, uid, sudo_user, command, "user", outcome, reason, client)
@@ -335,7 +344,7 @@ export class PgStore implements StoreBackend {
            FROM unnest($3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS e(t, command, u, outcome, reason, client)`,
           [this.host, process.getuid?.() ?? -1, column('time'), column('command'), column('user'), column('outcome'), column('reason'), column('client')],
         )
-      })
+      }, {begin: null})
       return undefined
     } catch (error) {
       return `could not record ${events.length} audit event(s): ${(error as Error).message}`
