@@ -187,7 +187,8 @@ export async function radiusBench() {
   const work = mkdtempSync(join(tmpdir(), 'tfactl-bench-radius-'))
   console.log(`\nRADIUS: one responder, ${USERS} users, ${IN_FLIGHT} requests in flight (goal with PostgreSQL: ≥ 1 000 accepted logins/s)`)
   try {
-    const pg = await startPostgres(work).catch((error) => `PostgreSQL did not start: ${error.message}`)
+    const only = process.env.BENCH_ONLY // postgres | file, as in bench/run.js
+    const pg = only === 'file' ? 'BENCH_ONLY=file' : await startPostgres(work).catch((error) => `PostgreSQL did not start: ${error.message}`)
     if (typeof pg === 'string') console.log(`radius:serve, PostgreSQL: skipped (${pg})`)
     else
       try {
@@ -195,7 +196,7 @@ export async function radiusBench() {
       } finally {
         pg.stop()
       }
-    if (!process.env.BENCH_RADIUS_PG_ONLY) await scenario('file store', ['--store', join(work, 'file', 'store.json')], work)
+    if (only !== 'postgres' && !process.env.BENCH_RADIUS_PG_ONLY) await scenario('file store', ['--store', join(work, 'file', 'store.json')], work)
   } finally {
     rmSync(work, {recursive: true, force: true})
   }
