@@ -34,8 +34,6 @@ function serialised(store: StoreBackend): StoreBackend {
   return new Proxy(store, {get: (target, prop, receiver) => (prop === 'login' ? login : Reflect.get(target, prop, receiver))})
 }
 
-/** Concurrent logins one responder keeps open to a database (each holds one user's row). */
-const DATABASE_CONNECTIONS = 16
 
 /**
  * Audit lines of a database store: the decisions of one turn go to the backend in one write
@@ -88,6 +86,12 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
     listen: Flags.string({description: 'address and UDP port to answer on (ADDR:PORT, [V6ADDR]:PORT)', default: '127.0.0.1:1812'}),
     clients: Flags.string({description: 'the clients file (who may ask, with which shared secret)', required: true}),
     verbose: Flags.boolean({description: 'log every decision (user, client, outcome), not only problems'}),
+    'db-connections': Flags.integer({
+      description: 'connections kept to a database store: checks of that many users run at once (PostgreSQL\'s max_connections bounds the sum over responders)',
+      min: 1,
+      max: 500,
+      default: 32,
+    }),
   }
 
   async run() {
@@ -137,6 +141,6 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
   private async responderStore(): Promise<StoreBackend> {
     const {spec, keyFile} = resolveStore({store: this.flags.store, keyFile: this.flags['key-file']})
     if (!isDatabaseUrl(spec)) return this.store
-    return openStore(spec, {keyFile, poolSize: DATABASE_CONNECTIONS})
+    return openStore(spec, {keyFile, poolSize: this.flags['db-connections']})
   }
 }
