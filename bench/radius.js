@@ -2,7 +2,7 @@
 // RADIUS responder throughput (`npm run bench` runs it last; `node bench/radius.js` alone).
 // One `tfactl radius:serve` (code mode), 2 000 enrolled users, a load generator here sending real
 // Access-Requests over UDP with 64 in flight. Each user logs in with the codes of three steps in
-// order (window 1: previous, current, next), so every accepted login is a fresh code; one code in
+// order (previous, current, next), so every accepted login is a fresh code; one code in
 // ten is also sent a second time at once, and exactly one of the two may be accepted. Runs
 // against PostgreSQL on this host (a throwaway server; needs root and PostgreSQL 15) and the
 // file store. Goal (issue 13): ≥ 1 000 accepted logins/s through one responder with PostgreSQL.
@@ -151,7 +151,9 @@ async function scenario(name, storeArgs, work) {
   const list = join(work, `${name}-users.txt`)
   const users = Array.from({length: USERS}, (_, i) => `r${String(i).padStart(5, '0')}`)
   writeFileSync(list, users.join('\n'))
-  tfactl(['twofactor:enable', '--ssh', '--fail-delay', '0', '--window', '1', '--max-failures', '0', ...storeArgs])
+  // window 3: the codes of the previous, current and next step stay good for two more steps, so a
+  // slow run (the file store) may cross a step boundary without codes leaving the window
+  tfactl(['twofactor:enable', '--ssh', '--fail-delay', '0', '--window', '3', '--max-failures', '0', ...storeArgs])
   const secrets = JSON.parse(tfactl(['user:secret:renew', '--users-file', list, '--qr', 'none', '--json', ...storeArgs])).users
   const clients = join(work, `${name}-clients`)
   writeFileSync(clients, `127.0.0.1 ${SECRET} code\n`, {mode: 0o600})
@@ -163,14 +165,14 @@ async function scenario(name, storeArgs, work) {
       return {user: s.user, codes: [step - 1, step, step + 1].map((n) => hotp(key, n, 6))}
     })
     const r = await load(responder.port, queues)
-    const crossed = Math.floor(Date.now() / 30_000) !== step
+    const crossed = Math.floor(Date.now() / 30_000) > step + 1
     const expected = USERS * 3
     const rate = r.accepted / r.seconds
     const exact = r.accepted === expected && r.duplicateBothAccepted === 0 && r.duplicateNoneAccepted === 0 && r.timeout === 0 && r.bad === 0
     console.log(
       `radius:serve, ${name}: ${r.accepted} accepted (${expected} codes), ${r.rejected} rejected, ${r.timeout} timeouts in ${r.seconds.toFixed(2)} s → ` +
         `${rate.toFixed(0)} accepted logins/s; ${r.duplicatePairs} codes sent twice at once: ${r.duplicateBothAccepted} accepted twice, ${r.duplicateNoneAccepted} never` +
-        `${exact ? '; exactly one Accept per code' : '; NOT exactly one Accept per code'}${crossed ? ' (the run crossed a 30 s step: some codes left the window)' : ''}`,
+        `${exact ? '; exactly one Accept per code' : '; NOT exactly one Accept per code'}${crossed ? ' (the run took more than two 30 s steps: some codes left the window)' : ''}`,
     )
     return {name, rate, exact}
   } finally {
