@@ -10,6 +10,7 @@ import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {hotp, timeStep} from '../dist/core/totp.js'
 import {base32Decode} from '../dist/core/base32.js'
+import {radiusBench} from './radius.js'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = join(ROOT, 'bin', 'run.js')
@@ -191,3 +192,5 @@ function fileCases() {
     bench('bulk enrolment, 10 000 users', () => [BIN, 'user:secret:renew', '--users-file', bulkList, '--qr', 'none', '--json', '--store', join(bulkDir, 'state', 'store.json')], {setup: freshBulk}),
   ]
 }
+// The RADIUS responder: throughput, not one process's wall time (bench/radius.js).
+if (!process.env.BENCH_SKIP_RADIUS) await radiusBench()

@@ -25,7 +25,7 @@ shared audit.log too. Names are shown with control characters escaped; --json gi
     )
     const x = (s: unknown) => escapeControls(String(s))
     for (const e of events)
-      this.say(`${x(e.time)}  ${e.host ? `${x(e.host)}  ` : ''}uid=${x(e.actor?.uid)}${e.actor?.sudoUser ? ` (sudo ${x(e.actor.sudoUser)})` : ''}  ${x(e.command)}  ${e.user === null ? '-' : x(e.user)}  ${x(e.outcome)}${e.reason ? ` (${x(e.reason)})` : ''}`)
+      this.say(`${x(e.time)}  ${e.host ? `${x(e.host)}  ` : ''}uid=${x(e.actor?.uid)}${e.actor?.sudoUser ? ` (sudo ${x(e.actor.sudoUser)})` : ''}  ${x(e.command)}  ${e.user === null ? '-' : x(e.user)}  ${x(e.outcome)}${e.reason ? ` (${x(e.reason)})` : ''}${e.client ? `  client=${x(e.client)}` : ''}`)
     return {events}
   }
 }

@@ -12,6 +12,8 @@ export interface AuditEvent {
   user: string | null
   outcome: string
   reason: string | null
+  /** The RADIUS client (NAS) the request came from, for radius:serve decisions. */
+  client?: string
 }
 
 /**

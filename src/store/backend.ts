@@ -8,6 +8,16 @@ export interface Outcome {
   reason: string | null
 }
 
+/** An audit event decided elsewhere (radius:serve): its own time, and the RADIUS client's address. */
+export interface AuditRecord {
+  time: string
+  command: string
+  user: string | null
+  outcome: string
+  reason: string | null
+  client?: string
+}
+
 /** One line of `doctor`'s report about the store. */
 export interface StoreFinding {
   check: string
@@ -52,6 +62,8 @@ export interface StoreBackend {
   rotateKey(): Promise<{users: string[]; key: string}>
   /** Records one run: one event per user it acted on (or one without a user); returns a warning instead of failing the command. */
   recordEvent(command: string, user: string | null | string[], outcome: Outcome): Promise<string | undefined>
+  /** Many events at once, in one write (radius:serve); optional: others get recordEvent one by one. */
+  recordEvents?(events: AuditRecord[]): Promise<string | undefined>
   readAudit(): Promise<AuditEvent[]>
   /** store:check: validates everything (throws exit 3 on a problem). */
   check(): Promise<StoreCheck>

@@ -14,7 +14,7 @@ export const MIGRATIONS: readonly string[] = [
    CREATE TABLE IF NOT EXISTS tfactl_users (name text PRIMARY KEY, rev bigint NOT NULL DEFAULT 1, data jsonb NOT NULL);
    CREATE TABLE IF NOT EXISTS tfactl_audit (
      id bigserial PRIMARY KEY, time timestamptz NOT NULL, host text NOT NULL, uid integer, sudo_user text,
-     command text NOT NULL, "user" text, outcome text NOT NULL, reason text);
+     command text NOT NULL, "user" text, outcome text NOT NULL, reason text, client text);
    CREATE INDEX IF NOT EXISTS tfactl_audit_time ON tfactl_audit (time);
    CREATE INDEX IF NOT EXISTS tfactl_audit_user ON tfactl_audit ("user", time);`,
 ]

@@ -5,7 +5,7 @@ import {pg as client} from './client.js'
 import {storeError, TfaError} from '../../core/errors.js'
 import {type Doc, STORE_VERSION, type UserRecord} from '../../core/model.js'
 import type {AuditEvent} from '../audit.js'
-import type {OpenOptions, Outcome, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
+import type {AuditRecord, OpenOptions, Outcome, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
 import {DEFAULT_KEY_FILE} from '../config.js'
 import {decodeStore} from '../file/codec.js'
 import {checkPrivateFile, ensureDir} from '../files.js'
@@ -356,11 +356,30 @@ export class PgStore implements StoreBackend {
     }
   }
 
+  /** Many events in one statement (radius:serve records hundreds a second), with the RADIUS client's address. */
+  async recordEvents(events: AuditRecord[]): Promise<string | undefined> {
+    if (events.length === 0) return undefined
+    try {
+      await this.tx('recording audit events', async (c) => {
+        const column = <K extends keyof AuditRecord>(k: K) => events.map((e) => e[k] ?? null)
+        await c.query(
+          `INSERT INTO tfactl_audit (time, host, uid, sudo_user, command, "user", outcome, reason, client)
+           SELECT t, $1, $2, NULL, command, u, outcome, reason, client
+           FROM unnest($3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS e(t, command, u, outcome, reason, client)`,
+          [this.host, process.getuid?.() ?? -1, column('time'), column('command'), column('user'), column('outcome'), column('reason'), column('client')],
+        )
+      }, {begin: null})
+      return undefined
+    } catch (error) {
+      return `could not record ${events.length} audit event(s): ${(error as Error).message}`
+    }
+  }
+
   async readAudit(): Promise<AuditEvent[]> {
     return this.tx('reading the audit trail', async (c) => {
       await this.head(c)
-      const r = await c.query<{time: Date; host: string; uid: number | null; sudo_user: string | null; command: string; user: string | null; outcome: string; reason: string | null}>(
-        'SELECT time, host, uid, sudo_user, command, "user", outcome, reason FROM tfactl_audit ORDER BY id',
+      const r = await c.query<{time: Date; host: string; uid: number | null; sudo_user: string | null; command: string; user: string | null; outcome: string; reason: string | null; client: string | null}>(
+        'SELECT time, host, uid, sudo_user, command, "user", outcome, reason, client FROM tfactl_audit ORDER BY id',
       )
       return r.rows.map((e) => ({
         time: e.time.toISOString(),
@@ -370,6 +389,7 @@ export class PgStore implements StoreBackend {
         user: e.user,
         outcome: e.outcome,
         reason: e.reason,
+        ...(e.client ? {client: e.client} : {}),
       }))
     })
   }
