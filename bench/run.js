@@ -2,19 +2,26 @@
 // Benchmarks (`npm run bench`): each case runs several times after a warm-up, side by side with
 // `node -e 0` in the same run, and prints the median wall time, the ratio to `node -e 0`, and
 // the peak RSS. Never part of `npm test`: timings depend on the machine.
-import {spawnSync} from 'node:child_process'
-import {cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {execFileSync, spawnSync} from 'node:child_process'
+import {chownSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {createServer} from 'node:net'
 import {cpus, tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {hotp, timeStep} from '../dist/core/totp.js'
 import {base32Decode} from '../dist/core/base32.js'
+import {radiusBench} from './radius.js'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = join(ROOT, 'bin', 'run.js')
 const RSS_PROBE = join(ROOT, 'bench', 'rss-probe.cjs')
 const RUNS = Number(process.env.BENCH_RUNS ?? 15)
+// BENCH_ONLY=postgres runs only the PostgreSQL cases; BENCH_ONLY=file skips them
+const ONLY = process.env.BENCH_ONLY
+const PG_BIN = process.env.TFACTL_PG_BIN ?? '/usr/lib/postgresql/15/bin'
 const WARMUP = 2
+// BENCH_CASES=regex picks file-store cases by name
+const SELECT = process.env.BENCH_CASES ? new RegExp(process.env.BENCH_CASES) : undefined
 const work = mkdtempSync(join(tmpdir(), 'tfactl-bench-'))
 const env = {...process.env, NO_COLOR: '1'}
 delete env.TFACTL_STORE
@@ -62,6 +69,50 @@ function bench(name, argsFor, {check = (r) => must(r, name), setup} = {}) {
 /** The current code of a base32 secret, as an app shows it. */
 const codeFor = (secret) => hotp(base32Decode(secret), timeStep(Date.now(), 30), 6, 'SHA1')
 
+/**
+ * A throwaway PostgreSQL server on a free loopback port (initdb as `postgres`, as the tests do),
+ * or undefined when PostgreSQL is not installed or we are not root.
+ */
+async function startPostgres() {
+  if (process.getuid?.() !== 0) return undefined
+  try {
+    execFileSync(join(PG_BIN, 'pg_ctl'), ['--version'])
+  } catch {
+    return undefined
+  }
+  const port = await new Promise((done) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = s.address().port
+      s.close(() => done(p))
+    })
+  })
+  const dir = mkdtempSync(join(tmpdir(), 'tfactl-bench-pg-'))
+  const ids = (flag) => Number(execFileSync('id', [flag, 'postgres'], {encoding: 'utf8'}))
+  chownSync(dir, ids('-u'), ids('-g'))
+  const asPg = (tool, args) => execFileSync('runuser', ['-u', 'postgres', '--', join(PG_BIN, tool), ...args], {stdio: 'ignore', cwd: '/'})
+  asPg('initdb', ['-A', 'trust', '-U', 'postgres', '-D', join(dir, 'data'), '--no-sync'])
+  asPg('pg_ctl', ['-D', join(dir, 'data'), '-l', join(dir, 'log'), '-o', `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1`, '-w', 'start'])
+  let n = 0
+  return {
+    database() {
+      const name = `bench${++n}`
+      asPg('createdb', ['-h', dir, '-p', String(port), '-U', 'postgres', name])
+      return `postgresql://postgres@127.0.0.1:${port}/${name}`
+    },
+    dropAll() {
+      for (let i = 1; i <= n; i++) asPg('dropdb', ['-h', dir, '-p', String(port), '-U', 'postgres', '--if-exists', `bench${i}`])
+      n = 0
+    },
+    stop() {
+      try {
+        asPg('pg_ctl', ['-D', join(dir, 'data'), '-m', 'fast', '-w', 'stop'])
+      } finally {
+        rmSync(dir, {recursive: true, force: true})
+      }
+    },
+  }
+}
+
 function enrolStore(dir, users) {
   const store = join(dir, 'store.json')
   const list = join(dir, 'users.txt')
@@ -75,9 +126,49 @@ function enrolStore(dir, users) {
 console.log(`tfactl benchmarks — ${new Date().toISOString()} — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`)
 console.log(`${RUNS} runs per case after ${WARMUP} warm-up runs; medians\n`)
 
-const SELECT = process.env.BENCH_CASES ? new RegExp(process.env.BENCH_CASES) : undefined
-
+const pg = ONLY === 'file' ? undefined : await startPostgres()
 try {
+  const baseline = bench('node -e 0', () => ['-e', '0'])
+  const results = ONLY === 'postgres' ? [] : fileCases()
+  if (pg) results.push(...pgCases())
+  else console.log('(PostgreSQL cases skipped: needs root and PostgreSQL in ${PG_BIN})\n')
+  const rows = [baseline, ...results]
+  const pad = (s, n) => String(s).padEnd(n)
+  console.log(`${pad('case', 44)} ${pad('median', 10)} ${pad('ratio', 7)} peak RSS`)
+  for (const r of rows)
+    console.log(`${pad(r.name, 44)} ${pad(`${r.median.toFixed(0)} ms`, 10)} ${pad(`${(r.median / baseline.median).toFixed(2)}×`, 7)} ${r.rss.toFixed(0)} MB`)
+} finally {
+  pg?.stop()
+  rmSync(work, {recursive: true, force: true})
+}
+
+/** The PostgreSQL store (same host, TCP on loopback): the login fast path and bulk enrolment. */
+function pgCases() {
+  const url = pg.database()
+  const keyFile = join(work, 'pg-key', 'tfactl.key')
+  const extraEnv = {TFACTL_STORE: url, TFACTL_KEY_FILE: keyFile}
+  const list = join(work, 'pg-users.txt')
+  const users = Array.from({length: WARMUP + RUNS + 1}, (_, i) => `pguser${i}`)
+  writeFileSync(list, users.join('\n'))
+  must(run([BIN, 'twofactor:enable', '--fail-delay', '0'], {extraEnv}), 'pg enable')
+  const r = must(run([BIN, 'user:secret:renew', '--users-file', list, '--qr', 'none', '--json'], {extraEnv}), 'pg enrol')
+  const secrets = new Map(JSON.parse(r.stdout).users.map((u) => [u.user, u.secret]))
+  const withDb = (args) => [...args, '--store', url, '--key-file', keyFile]
+  const check = bench('login:check, PostgreSQL (valid code)', (i) => withDb([BIN, 'login:check', users[i], '--code', codeFor(secrets.get(users[i]))]))
+  const bulkList = join(work, 'pg-bulk.txt')
+  writeFileSync(bulkList, Array.from({length: 10_000}, (_, i) => `bulk${i}`).join('\n'))
+  let bulkUrl
+  const bulk = bench('bulk enrolment, 10 000 users, PostgreSQL', () => [BIN, 'user:secret:renew', '--users-file', bulkList, '--qr', 'none', '--json', '--store', bulkUrl, '--key-file', join(work, 'pg-bulk-key', 'tfactl.key')], {
+    setup: () => {
+      rmSync(join(work, 'pg-bulk-key'), {recursive: true, force: true})
+      bulkUrl = pg.database()
+    },
+  })
+  pg.dropAll()
+  return [check, bulk]
+}
+
+function fileCases() {
   const small = enrolStore(mkdtempSync(join(work, 'small-')), Array.from({length: WARMUP + RUNS + 1}, (_, i) => `user${i}`))
   const big = enrolStore(mkdtempSync(join(work, 'big-')), Array.from({length: 100_000}, (_, i) => `u${String(i).padStart(6, '0')}`))
   const bigUsers = [...big.secrets.keys()].filter((_, i) => i % 4999 === 0)
@@ -97,7 +188,6 @@ try {
     if (r.status !== 0 && !r.stdout.includes('code_replayed')) must(r, what)
   }
 
-  const baseline = bench('node -e 0', () => ['-e', '0'])
   const cases = [
     ['login:check (valid code)', () => bench('login:check (valid code)', (i) => {
       const user = `user${i}`
@@ -123,12 +213,8 @@ try {
     // last: its large writes would otherwise still be flushing while the next case fsyncs
     ['bulk enrolment, 10 000 users', () => bench('bulk enrolment, 10 000 users', () => [BIN, 'user:secret:renew', '--users-file', bulkList, '--qr', 'none', '--json', '--store', join(bulkDir, 'state', 'store.json')], {setup: freshBulk})],
   ]
-  const results = cases.filter(([name]) => !SELECT || SELECT.test(name)).map(([, run]) => run())
-  const rows = [baseline, ...results]
-  const pad = (s, n) => String(s).padEnd(n)
-  console.log(`${pad('case', 44)} ${pad('median', 10)} ${pad('ratio', 7)} peak RSS`)
-  for (const r of rows)
-    console.log(`${pad(r.name, 44)} ${pad(`${r.median.toFixed(0)} ms`, 10)} ${pad(`${(r.median / baseline.median).toFixed(2)}×`, 7)} ${r.rss.toFixed(0)} MB`)
-} finally {
-  rmSync(work, {recursive: true, force: true})
+  // BENCH_CASES=regex picks cases by name
+  return cases.filter(([name]) => !SELECT || SELECT.test(name)).map(([, run]) => run())
 }
+// The RADIUS responder: throughput, not one process's wall time (bench/radius.js).
+if (!process.env.BENCH_SKIP_RADIUS) await radiusBench()

@@ -2,11 +2,41 @@
 // load instead of a tree of ES modules, on the path every login takes. The lock addon
 // (fs-native-extensions' prebuilt .node file, see src/store/oslock.ts) stays external: it is
 // required at run time, through createRequire(import.meta.url), from the node_modules next to
-// this file (a local or a global install alike); import.meta.url becomes this file's URL.
+// this file (a local or a global install alike); import.meta.url becomes this file's URL. The PostgreSQL client (pg) is bundled apart
+// (src/store/postgres/client.ts → dist/pg-client.cjs) and loaded only for a database store, so
+// the file store's path loads no more than before; its optional native binding (pg-native) and
+// Cloudflare socket are never used and stay out.
 import {build} from 'esbuild'
+
+const pgClient = {
+  name: 'pg-client-apart',
+  setup(b) {
+    b.onResolve({filter: /\/client\.js$/}, (args) =>
+      args.importer.includes('/store/postgres/') ? {path: './pg-client.cjs', external: true} : undefined,
+    )
+  },
+}
+
+await build({
+  entryPoints: ['src/store/postgres/client.ts'],
+  outfile: 'dist/pg-client.cjs',
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  external: ['pg-native', 'cloudflare:sockets'],
+  // pg asks whether it runs on Cloudflare Workers by touching the Response and navigator
+  // globals; on Node, that loads Node's whole fetch implementation (undici): 8 ms of every
+  // database login. Within this file the two names are undefined, so pg takes its Node path at once.
+  banner: {js: "'use strict'; var Response = void 0, navigator = void 0;"},
+  minifyWhitespace: true,
+  minifySyntax: true,
+  logLevel: 'warning',
+})
 
 await build({
   entryPoints: ['src/fast.ts'],
+  plugins: [pgClient],
   outfile: 'dist/fast-bundle.cjs',
   bundle: true,
   platform: 'node',

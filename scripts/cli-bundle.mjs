@@ -40,8 +40,19 @@ writeFileSync(
 // and the TypeScript compilers oclif looks for only when it runs from sources (development).
 const external = ['fs-native-extensions', 'fs-native-extensions/*', '@inquirer/prompts', 'qrcode', 'typescript', 'ts-node', 'tsx']
 
+// The PostgreSQL client stays in dist/pg-client.cjs (scripts/bundle.mjs), loaded only for a database store.
+const pgClient = {
+  name: 'pg-client-apart',
+  setup(b) {
+    b.onResolve({filter: /\/client\.js$/}, (args) =>
+      args.importer.includes('/store/postgres/') ? {path: './pg-client.cjs', external: true} : undefined,
+    )
+  },
+}
+
 try {
   await build({
+    plugins: [pgClient],
     entryPoints: [ENTRY],
     outfile: 'dist/cli-bundle.cjs',
     bundle: true,

@@ -1,16 +1,16 @@
 import {Command, Flags, type Interfaces} from '@oclif/core'
 import {userInfo} from 'node:os'
-import {resolve} from 'node:path'
 import {EXIT, forbidden, TfaError, usageError} from './core/errors.js'
 import type {Doc} from './core/model.js'
 import {guardSelfService} from './core/selfservice.js'
 import {checkUsername} from './core/validate.js'
 import {readCodeLine} from './code-input.js'
-import {recordEvent} from './store/audit.js'
-import {defaultStorePath} from './store/paths.js'
+import {openStore, type StoreBackend} from './store/backend.js'
+import {FileBackend} from './store/file/backend.js'
+import type {Store} from './store/file/store.js'
+import {resolveStore} from './store/config.js'
 import {describeError} from './ui/errors.js'
 import {warningPrefix} from './ui/colour.js'
-import {Store} from './store/file/store.js'
 
 export type FlagsOf<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type ArgsOf<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -23,8 +23,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true
   static override baseFlags = {
     store: Flags.string({
-      description: 'store file [default: /var/lib/tfactl/store.json as root, and for anyone while it exists; else $XDG_STATE_HOME/tfactl/store.json]',
+      description: 'store file, or a PostgreSQL URL (postgresql://HOST/DB) [default: the config file\'s, else /var/lib/tfactl/store.json as root, and for anyone while it exists; else $XDG_STATE_HOME/tfactl/store.json]',
       env: 'TFACTL_STORE',
+      helpGroup: 'GLOBAL',
+    }),
+    'key-file': Flags.string({
+      description: 'key that seals the secrets of a database store [default: the config file\'s, else /etc/tfactl/tfactl.key]',
+      env: 'TFACTL_KEY_FILE',
       helpGroup: 'GLOBAL',
     }),
   }
@@ -41,7 +46,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected args!: ArgsOf<T>
   /** Every positional argument, for commands that take several (`strict = false`). */
   protected argList: string[] = []
-  private storeInstance?: Store
+  private storeInstance?: StoreBackend
+  /** Whether the command reached the store (only those runs are audited). */
+  private storeUsed = false
 
   public override async init(): Promise<void> {
     await super.init()
@@ -55,11 +62,26 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.flags = flags as FlagsOf<T>
     this.args = args as ArgsOf<T>
     this.argList = argv as string[]
+    // Opening touches nothing (a database is connected to on first use); a bad URL or config
+    // file is a usage error here.
+    const {spec, keyFile} = resolveStore({store: this.flags.store, keyFile: this.flags['key-file']})
+    this.storeInstance = await openStore(spec, {keyFile})
   }
 
-  /** Opened on first use, so that usage errors are reported before the store is touched. */
-  protected get store(): Store {
-    return (this.storeInstance ??= new Store(resolve(this.flags.store || defaultStorePath())))
+  /** The store (a file or a database: commands never need to know which). */
+  protected get store(): StoreBackend {
+    this.storeUsed = true
+    return this.storeInstance!
+  }
+
+  /**
+   * The file store under the seam, for the emergency commands that repair its files (moving a
+   * broken store aside, restoring `.bak`). A database is repaired with PostgreSQL's own tools.
+   */
+  protected fileStore(what: string): Store {
+    const store = this.store
+    if (store instanceof FileBackend) return store.store
+    throw usageError(`${what} repairs a store file; ${store.description} is a database: restore it with PostgreSQL's own backups (pg_dump, PITR)`)
   }
 
   /** Human output on stdout (muted under --json). */
@@ -129,12 +151,18 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Every run that reached the store is recorded, refusals and errors included. */
   public override async finally(error: Error | undefined): Promise<void> {
-    if (!(this.ctor as unknown as typeof BaseCommand).audited || !this.storeInstance) return
-    const outcome = error ? {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'} : this.auditOutcome
-    const users = new Set(this.auditUsers)
-    if (this.auditUser) users.add(this.auditUser)
-    const problem = recordEvent(this.storeInstance.files.audit, this.id ?? 'unknown', [...users], outcome)
-    if (problem) this.warning(problem)
+    const store = this.storeInstance
+    if (!store) return
+    try {
+      if (!(this.ctor as unknown as typeof BaseCommand).audited || !this.storeUsed) return
+      const outcome = error ? {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'} : this.auditOutcome
+      const users = new Set(this.auditUsers)
+      if (this.auditUser) users.add(this.auditUser)
+      const problem = await store.recordEvent(this.id ?? 'unknown', [...users], outcome)
+      if (problem) this.warning(problem)
+    } finally {
+      await store.close()
+    }
   }
 
   /** Maps every failure to its documented exit code and prints it on one line, never a stack. */

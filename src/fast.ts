@@ -1,13 +1,11 @@
-import {resolve} from 'node:path'
 import {TfaError} from './core/errors.js'
 import type {Method, Service} from './core/login.js'
 import {checkUsername} from './core/validate.js'
 import {checkLogin, type LoginInput} from './login-check.js'
-import {recordEvent} from './store/audit.js'
-import {defaultStorePath} from './store/paths.js'
+import {openStore, type StoreBackend} from './store/backend.js'
+import {resolveStore} from './store/config.js'
 import {readCodeLine} from './code-input.js'
 import {loginDefault, loginOptionTable} from './login-flags.js'
-import {Store} from './store/file/store.js'
 import {warningPrefix} from './ui/colour.js'
 import {describeError} from './ui/errors.js'
 import {statusLines, statusResult} from './ui/output.js'
@@ -20,10 +18,11 @@ import {statusLines, statusResult} from './ui/output.js'
  * checkLogin, the error rendering and the audit record, so they answer alike.
  */
 
-const OPTIONS: Record<string, readonly string[] | null> = {...loginOptionTable(), '--store': null}
+const OPTIONS: Record<string, readonly string[] | null> = {...loginOptionTable(), '--store': null, '--key-file': null}
 
 interface FastInput extends LoginInput {
   store?: string
+  keyFile?: string
   json: boolean
 }
 
@@ -57,17 +56,18 @@ export function parseLoginCheck(argv: string[]): FastInput | undefined {
   } catch {
     return undefined
   }
-  return {user, service, method, code: flags.get('--code'), store: flags.get('--store'), json}
+  return {user, service, method, code: flags.get('--code'), store: flags.get('--store'), keyFile: flags.get('--key-file'), json}
 }
 
 export async function fastLoginCheck(argv: string[]): Promise<boolean> {
   const input = parseLoginCheck(argv)
   if (!input) return false
   if (input.json ? process.stdout.isTTY : input.code === undefined && process.stdin.isTTY && process.stdout.isTTY) return false
-  let store: Store | undefined
+  let store: StoreBackend | undefined
   let outcome: {outcome: string; reason: string | null}
   try {
-    store = new Store(resolve(input.store || defaultStorePath())) // exit 4: a system store this caller cannot read
+    const {spec, keyFile} = resolveStore({store: input.store, keyFile: input.keyFile})
+    store = await openStore(spec, {keyFile})
     if (input.code === '-') input.code = await readCodeLine()
     const {result, lines} = await checkLogin(store, input)
     process.exitCode = result.allowed ? 0 : 1
@@ -80,8 +80,11 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
     else process.stderr.write(report.text)
     outcome = {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'}
   }
-  const problem = store && recordEvent(store.files.audit, 'login:check', input.user, outcome)
-  if (problem) process.stderr.write(`${warningPrefix()} ${problem}\n`)
+  if (store) {
+    const problem = await store.recordEvent('login:check', input.user, outcome)
+    if (problem) process.stderr.write(`${warningPrefix()} ${problem}\n`)
+    await store.close()
+  }
   return true
 }
 
@@ -102,14 +105,20 @@ export async function fastStatus(argv: string[]): Promise<boolean> {
     else return false
   }
   if (json && process.stdout.isTTY) return false
+  let store: StoreBackend | undefined
   try {
-    const summary = await new Store(resolve(storeFlag || defaultStorePath())).summary()
+    const {spec, keyFile} = resolveStore({store: storeFlag})
+    store = await openStore(spec, {keyFile})
+    if (!store.summary) return false // a backend without a cheap summary: the oclif command reads it whole
+    const summary = await store.summary()
     process.stdout.write(json ? `${JSON.stringify(statusResult(summary), null, 2)}\n` : `${statusLines(summary).join('\n')}\n`)
   } catch (error) {
     const report = describeError(error as Error)
     process.exitCode = report.exit
     if (json) process.stdout.write(`${JSON.stringify(report.json, null, 2)}\n`)
     else process.stderr.write(report.text)
+  } finally {
+    await store?.close()
   }
   return true
 }

@@ -2,10 +2,10 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../base-command.js'
 import {usageError} from '../core/errors.js'
 import {checkUsername} from '../core/validate.js'
-import {escapeControls, readAudit} from '../store/audit.js'
+import {escapeControls} from '../store/audit.js'
 
 export default class Audit extends BaseCommand<typeof Audit> {
-  static override description = `show the audit trail (<store>.audit.log): who did what to whom
+  static override description = `show the audit trail (<store>.audit.log, or a database store's audit table with each event's host): who did what to whom
 
 Events written before side files were named after the store are read from the directory's
 shared audit.log too. Names are shown with control characters escaped; --json gives them exactly.`
@@ -20,13 +20,12 @@ shared audit.log too. Names are shown with control characters escaped; --json gi
     const user = this.flags.user === undefined ? undefined : checkUsername(this.flags.user)
     const since = this.flags.since === undefined ? undefined : Date.parse(this.flags.since)
     if (since !== undefined && Number.isNaN(since)) throw usageError(`--since ${JSON.stringify(this.flags.since)} is not an ISO 8601 time (e.g. 2026-11-01T00:00:00Z)`)
-    const {audit, legacyAudit} = this.store.files
-    const events = [...readAudit(legacyAudit), ...readAudit(audit)].filter(
+    const events = (await this.store.readAudit()).filter(
       (e) => (user === undefined || e.user === user) && (since === undefined || Date.parse(e.time) >= since),
     )
     const x = (s: unknown) => escapeControls(String(s))
     for (const e of events)
-      this.say(`${x(e.time)}  uid=${x(e.actor?.uid)}${e.actor?.sudoUser ? ` (sudo ${x(e.actor.sudoUser)})` : ''}  ${x(e.command)}  ${e.user === null ? '-' : x(e.user)}  ${x(e.outcome)}${e.reason ? ` (${x(e.reason)})` : ''}`)
+      this.say(`${x(e.time)}  ${e.host ? `${x(e.host)}  ` : ''}uid=${x(e.actor?.uid)}${e.actor?.sudoUser ? ` (sudo ${x(e.actor.sudoUser)})` : ''}  ${x(e.command)}  ${e.user === null ? '-' : x(e.user)}  ${x(e.outcome)}${e.reason ? ` (${x(e.reason)})` : ''}${e.client ? `  client=${x(e.client)}` : ''}`)
     return {events}
   }
 }

@@ -1,17 +1,15 @@
 import {Flags} from '@oclif/core'
 import {execFileSync} from 'node:child_process'
 import {readFileSync, statSync} from 'node:fs'
-import {dirname} from 'node:path'
 import {BaseCommand} from '../base-command.js'
 import {EXIT} from '../core/errors.js'
 import type {Doc} from '../core/model.js'
 import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, PAM_OATH_DEFAULT_WINDOW, pamOathLine} from '../core/oath.js'
-import {auditLoss, lossMarker} from '../store/audit.js'
-import {checkPrivateFile} from '../store/files.js'
+import {DEFAULT_RADIUS_CONF, findPamRadius, PAM_RADIUS_CONTROL, pamRadiusLine, parseServerFile} from '../radius/pam.js'
 import {leftovers, readUsersFile} from '../store/oathfile/file.js'
 import {clockSynced} from '../store/system.js'
-import {emergencyFix, procName} from '../store/file/recovery.js'
-import {describeOpeners, openers, processState} from '../store/procs.js'
+import {procName} from '../store/file/recovery.js'
+import {describeOpeners, openers} from '../store/procs.js'
 import {type Colour, paint} from '../ui/colour.js'
 
 type Status = 'ok' | 'finding' | 'unknown' | 'skipped'
@@ -50,13 +48,17 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
     else add('clock', 'unknown', 'cannot tell whether the clock is NTP-synchronised (no timedatectl or chronyc answer)')
 
     const doc = await this.checkStore(add)
-    const lost = auditLoss(this.store.files.audit)
-    if (lost)
-      add('audit log', 'finding', `events were lost: the audit log could not be written (first at ${lost.toISOString()}, e.g. a full disk); once looked at, remove ${lossMarker(this.store.files.audit)}`)
     if (doc) {
-      this.checkUsersFile(doc, add)
-      this.checkPam(doc, add)
-      this.checkSshd(doc, add)
+      // pam_oath with a users file, or pam_radius_auth asking radius:serve (the only way with a database store)
+      const radius = this.radiusPam()
+      const noOath = 'a database store keeps no pam_oath users file: SSH codes go through tfactl radius:serve (pam_radius_auth)'
+      if (!this.store.localOathFile) add('users file', 'skipped', noOath)
+      else if (radius && !doc.settings.oathFile) add('users file', 'skipped', 'none needed: sshd asks a RADIUS responder (pam_radius_auth)')
+      else this.checkUsersFile(doc, add)
+      if (radius) this.checkRadiusPam(doc, radius, add)
+      else if (!this.store.localOathFile) for (const check of ['sshd PAM', 'sshd settings']) add(check, 'skipped', noOath)
+      else this.checkPam(doc, add)
+      if (radius || this.store.localOathFile) this.checkSshd(doc, add)
     }
 
     const findings = checks.filter((c) => c.status === 'finding').length
@@ -67,49 +69,9 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
   }
 
   private async checkStore(add: Add): Promise<Doc | undefined> {
-    const {path, files} = this.store
-    try {
-      const st = statSync(dirname(path))
-      if (st.mode & 0o022) add('store', 'finding', `${dirname(path)} can be written by group or others: run chmod 700 ${dirname(path)}`)
-    } catch {
-      // no directory yet: the store does not exist, reported below
-    }
-    let doc: Doc
-    try {
-      doc = await this.store.read()
-    } catch (error) {
-      let unsafe = false // a permission problem: its message says what to run
-      try {
-        checkPrivateFile(path)
-      } catch {
-        unsafe = true
-      }
-      add('store', 'finding', (error as Error).message, unsafe ? undefined : emergencyFix(this.store))
-      this.checkLocks(add)
-      return undefined
-    }
-    this.checkLocks(add)
-    const problems: string[] = []
-    const present: string[] = []
-    for (const [name, file] of [['store', path], ['key', files.key], ['backup', files.backup], ['audit log', files.audit]] as const) {
-      try {
-        if (checkPrivateFile(file)) present.push(name)
-      } catch (error) {
-        problems.push((error as Error).message)
-      }
-    }
-    if (problems.length > 0) for (const p of problems) add('store', 'finding', p)
-    else add('store', 'ok', present.includes('store') ? `${path} and its key are private (0600)` : `${path} does not exist yet (defaults apply)`)
+    const {findings, doc} = await this.store.doctor()
+    for (const f of findings) add(f.check, f.status, f.message, f.fix)
     return doc
-  }
-
-  /** A store lock held by a stopped process makes every command wait, then fail. */
-  private checkLocks(add: Add): void {
-    const lock = this.store.files.lock
-    for (const p of openers([procName(lock)])) {
-      if (processState(p.pid) === 'T')
-        add('store', 'finding', `the store lock ${lock} is held by pid ${p.pid} (${p.command}), which is stopped: every tfactl command waits for it, then fails`, `kill -CONT ${p.pid}`)
-    }
   }
 
   private checkUsersFile(doc: Doc, add: Add): void {
@@ -175,6 +137,47 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
     if (!pam.afterPassword) problems.push('it does not come after the password module (@include common-auth / pam_unix)')
     if (problems.length > 0) add('sshd PAM', 'finding', `${pamFile}: ${problems.join('; ')}: use "${wanted}" (tfactl ssh:config)`)
     else add('sshd PAM', 'ok', `${pamFile} checks codes with pam_oath against ${pam.usersFile}`)
+  }
+
+  /** The pam_radius_auth line of sshd's PAM file, when it uses pam_radius_auth and not pam_oath. */
+  private radiusPam() {
+    try {
+      const text = readFileSync(this.flags['pam-file'], 'utf8')
+      return findPamOath(text) ? undefined : findPamRadius(text)
+    } catch {
+      return undefined
+    }
+  }
+
+  /** SSH 2FA through RADIUS: the PAM line as ssh:config --radius prints it, and its server file. */
+  private checkRadiusPam(doc: Doc, pam: NonNullable<ReturnType<Doctor['radiusPam']>>, add: Add): void {
+    const s = doc.settings
+    if (!s.enabled || !s.ssh) return add('sshd PAM', 'skipped', 'SSH 2FA is off')
+    const pamFile = this.flags['pam-file']
+    const wanted = pamRadiusLine(pam.conf ?? DEFAULT_RADIUS_CONF)
+    const problems: string[] = []
+    if (!pam.afterPassword) problems.push('it does not come after the password module (@include common-auth / pam_unix)')
+    if (!pam.failsClosed) problems.push(`its control lets a login on when the responder says no or is unreachable (use ${PAM_RADIUS_CONTROL})`)
+    if (!pam.skipPasswd) problems.push('without skip_passwd it asks for a second password instead of sending the one given')
+    if (!pam.promptAttribute) problems.push('without prompt_attribute the code is echoed as it is typed')
+    if (problems.length > 0) add('sshd PAM', 'finding', `${pamFile}: ${problems.join('; ')}: use "${wanted}" (tfactl ssh:config --radius)`)
+    else add('sshd PAM', 'ok', `${pamFile} asks for codes through pam_radius_auth (${pam.conf ?? '/etc/pam_radius_auth.conf'})`)
+
+    const conf = pam.conf ?? '/etc/pam_radius_auth.conf'
+    let servers
+    try {
+      const st = statSync(conf)
+      if (st.uid !== 0 || st.mode & 0o077) return add('radius servers', 'finding', `${conf} holds the shared secret and must be root's, mode 600 (it is uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}): run chown root ${conf} && chmod 600 ${conf}`)
+      servers = parseServerFile(readFileSync(conf, 'utf8'))
+    } catch (error) {
+      return add('radius servers', 'finding', `cannot read ${conf} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): pam_radius_auth refuses every password login; write it with tfactl ssh:config --radius`)
+    }
+    if (servers.length === 0) return add('radius servers', 'finding', `${conf} names no server: add "HOST:PORT SECRET TIMEOUT" (tfactl ssh:config --radius)`)
+    const noSecret = servers.filter((v) => !v.hasSecret).map((v) => v.server)
+    if (noSecret.length > 0) return add('radius servers', 'finding', `${conf}: no shared secret for ${noSecret.join(', ')}`)
+    const waitMs = Math.min(...servers.map((v) => (v.timeout ?? 3) * 1000))
+    if (waitMs <= s.failDelay) return add('radius servers', 'finding', `${conf}: a timeout of ${waitMs / 1000} s is not longer than the fail delay (${s.failDelay} ms): pam_radius would give up on refusals; use the timeout tfactl ssh:config --radius prints`)
+    add('radius servers', 'ok', `${conf} names ${servers.map((v) => v.server).join(', ')}`)
   }
 
   private checkSshd(doc: Doc, add: Add): void {

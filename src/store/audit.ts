@@ -5,11 +5,15 @@ import {dirname} from 'node:path'
 /** One line of the audit log. Never a secret or a code: only who, what, whom and the outcome. */
 export interface AuditEvent {
   time: string
+  /** The host that ran the command (database stores, which many hosts share). */
+  host?: string
   actor: {uid: number; sudoUser: string | null}
   command: string
   user: string | null
   outcome: string
   reason: string | null
+  /** The RADIUS client (NAS) the request came from, for radius:serve decisions. */
+  client?: string
 }
 
 /**

@@ -1,4 +1,4 @@
-import type {Settings} from '../core/model.js'
+import type {Doc, Settings} from '../core/model.js'
 
 const onOff = (v: boolean) => (v ? 'on' : 'off')
 
@@ -39,3 +39,10 @@ export const statusLines = ({settings, total, configured}: StatusSummary): strin
   ...settingsLines(settings),
   `users:        ${configured} with a secret (${total} known)`,
 ]
+
+/** The summary from a full read, for a backend without a cheaper one. */
+export const summaryOf = (doc: Doc): StatusSummary => ({
+  settings: doc.settings,
+  total: doc.users.size,
+  configured: [...doc.users.values()].filter((u) => u.secret).length,
+})

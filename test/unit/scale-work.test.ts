@@ -10,6 +10,7 @@ import {newEnrolment} from '../../src/core/enrol.js'
 import {activate} from '../../src/core/users.js'
 import {hotp, timeStep} from '../../src/core/totp.js'
 import {checkLogin} from '../../src/login-check.js'
+import {FileBackend} from '../../src/store/file/backend.js'
 import {Store} from '../../src/store/file/store.js'
 import {secretWork} from '../../src/store/secrets.js'
 
@@ -85,7 +86,7 @@ describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) =
     const code = hotp(base32Decode(secrets.get(target)!)!, timeStep(Date.now(), 30), 6)
     let allowed: boolean | undefined
     const w = await work(async () => {
-      allowed = (await checkLogin(store, {user: target, service: 'ssh', method: 'password', code})).result.allowed
+      allowed = (await checkLogin(new FileBackend(store.path), {user: target, service: 'ssh', method: 'password', code})).result.allowed
     })
     expect(allowed).toBe(true)
     expect(w).toEqual({decrypted: 1, encrypted: 0})
@@ -95,7 +96,7 @@ describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) =
     expect(changed.map((i) => after[i].split('\t')[1])).toEqual([target])
     expect(after[changed[0]].split('\t')[5]).toBe(code) // pam_oath now refuses the code too
     // a user without a secret needs no secret opened at all
-    const none = await work(() => checkLogin(store, {user: 'nobody', service: 'ssh', method: 'password'}))
+    const none = await work(() => checkLogin(new FileBackend(store.path), {user: 'nobody', service: 'ssh', method: 'password'}))
     expect(none).toEqual({decrypted: 0, encrypted: 0})
   }, 60_000)
 

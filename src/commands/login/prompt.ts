@@ -23,7 +23,8 @@ user has no secret. Never blocks a login: every error is swallowed with exit 0.`
     const {confirm} = await import('@inquirer/prompts')
     this.say(`Two-factor authentication is on, and ${user} has no second factor yet.`)
     if (await confirm({message: 'Set up an authenticator app now?', default: true})) {
-      await this.config.runCommand('user:secret:renew', [user, '--store', this.store.path])
+      const key = this.flags['key-file']
+      await this.config.runCommand('user:secret:renew', [user, '--store', this.store.spec, ...(key ? ['--key-file', key] : [])])
     } else {
       this.say('Skipped. Set it up any time with: tfactl user:secret:renew')
     }

@@ -1,16 +1,34 @@
+import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 import {DEFAULT_OATH_FILE, pamOathLine, SSHD_SETTINGS} from '../../core/oath.js'
+import type {Doc} from '../../core/model.js'
+import {loadClients, matchClient} from '../../radius/clients.js'
+import {DEFAULT_RADIUS_CONF, DEFAULT_RADIUS_SERVER, pamRadiusLine, radiusTimeout, serverLine} from '../../radius/pam.js'
 
 export default class Config extends BaseCommand<typeof Config> {
   static override description = `print the lines that make sshd ask for codes through pam_oath
 
 The PAM line goes into /etc/pam.d/sshd right after the password module (on Debian/Ubuntu: after
-"@include common-auth"); the settings go into /etc/ssh/sshd_config. The window is the store's.`
+"@include common-auth"); the settings go into /etc/ssh/sshd_config. The window is the store's.
+With --radius: the pam_radius_auth line, its server file and the same sshd settings, for a
+tfactl radius:serve responder (challenge mode) on this host or a central one.`
   static override audited = false
-  static override examples = ['<%= config.bin %> ssh:config', '<%= config.bin %> ssh:config --json']
+  static override examples = [
+    '<%= config.bin %> ssh:config',
+    '<%= config.bin %> ssh:config --json',
+    'sudo <%= config.bin %> ssh:config --radius --clients /etc/tfactl/radius-clients',
+    '<%= config.bin %> ssh:config --radius --radius-server 10.0.0.5:1812 --radius-server 10.0.0.6:1812',
+  ]
+  static override flags = {
+    radius: Flags.boolean({description: 'print the pam_radius_auth setup instead (asks a tfactl radius:serve responder)'}),
+    'radius-server': Flags.string({description: 'responder for the pam_radius server file, HOST:PORT (repeatable: tried in order)', multiple: true}),
+    'radius-conf': Flags.string({description: 'where the pam_radius server file goes', default: DEFAULT_RADIUS_CONF}),
+    clients: Flags.string({description: "the responder's clients file: the shared secret of 127.0.0.1 is printed in the server file"}),
+  }
 
   async run() {
     const doc = await this.store.read()
+    if (this.flags.radius) return this.radius(doc)
     const s = doc.settings
     const usersFile = s.oathFile ?? DEFAULT_OATH_FILE
     const pamLine = pamOathLine(usersFile, s.window)
@@ -26,6 +44,40 @@ The PAM line goes into /etc/pam.d/sshd right after the password module (on Debia
       configured: s.oathFile !== null,
       window: s.window,
       pam: {file: '/etc/pam.d/sshd', after: '@include common-auth', line: pamLine},
+      sshd: {file: '/etc/ssh/sshd_config', lines: [...SSHD_SETTINGS]},
+    }
+  }
+
+  /** SSH 2FA through pam_radius_auth and a tfactl radius:serve responder (challenge mode). */
+  private radius(doc: Doc) {
+    const s = doc.settings
+    const conf = this.flags['radius-conf']
+    const servers = this.flags['radius-server'] ?? [DEFAULT_RADIUS_SERVER]
+    let secret = 'SHARED-SECRET'
+    if (this.flags.clients) {
+      const client = matchClient(loadClients(this.flags.clients), '127.0.0.1')
+      if (!client) this.warning(`${this.flags.clients} lists no client for 127.0.0.1: add "127.0.0.1 SECRET challenge"`)
+      else {
+        secret = client.secret.toString('utf8')
+        if (client.mode !== 'challenge') this.warning(`${this.flags.clients}:${client.line}: pam_radius_auth skip_passwd needs the challenge mode: end the line with "challenge"`)
+      }
+    } else this.warning('no --clients: replace SHARED-SECRET with the secret of this host\'s line in the responder\'s clients file')
+    if (!s.enabled || !s.ssh) this.warning('SSH 2FA is off in the store: the responder accepts every login until twofactor:enable --ssh')
+    const pamLine = pamRadiusLine(conf)
+    const timeout = radiusTimeout(s.failDelay)
+    const serverLines = servers.map((server) => serverLine(server, secret, timeout))
+    this.say('# /etc/pam.d/sshd: add right after the password module (Debian/Ubuntu: after "@include common-auth")')
+    this.say(pamLine)
+    this.say('')
+    this.say(`# ${conf}: root's, mode 600 (install -m 600 /dev/null ${conf}); server[:port] secret timeout`)
+    for (const line of serverLines) this.say(line)
+    this.say('')
+    this.say('# /etc/ssh/sshd_config (or a file in /etc/ssh/sshd_config.d/), then reload sshd')
+    for (const line of SSHD_SETTINGS) this.say(line)
+    return {
+      radius: true,
+      pam: {file: '/etc/pam.d/sshd', after: '@include common-auth', line: pamLine},
+      serverFile: {file: conf, mode: '600', lines: serverLines},
       sshd: {file: '/etc/ssh/sshd_config', lines: [...SSHD_SETTINGS]},
     }
   }

@@ -1,8 +1,11 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
-import {EXIT} from '../../core/errors.js'
+import {EXIT, usageError} from '../../core/errors.js'
 import {checkOathPath, compareUsersFile, DEFAULT_OATH_FILE, oathUsers} from '../../core/oath.js'
 import {readUsersFile} from '../../store/oathfile/file.js'
+
+/** pam_oath reads a local file only; a database store serves SSH through RADIUS instead. */
+export const RADIUS_INSTEAD = 'a database store keeps no pam_oath users file (pam_oath reads only a local file): serve SSH codes with tfactl radius:serve and pam_radius_auth instead'
 
 export default class Sync extends BaseCommand<typeof Sync> {
   static override description = `write the pam_oath users file that sshd checks codes with
@@ -24,6 +27,7 @@ store, 1 when it is stale.`
   }
 
   async run() {
+    if (!this.store.localOathFile) throw usageError(RADIUS_INSTEAD)
     const given = this.flags['oath-file'] === undefined ? undefined : checkOathPath(this.flags['oath-file'])
     return this.flags.check ? this.check(given) : this.sync(given)
   }

@@ -1,5 +1,4 @@
 import {BaseCommand} from '../../base-command.js'
-import {checkPrivateFile} from '../../store/files.js'
 
 export default class Check extends BaseCommand<typeof Check> {
   static override description = 'validate the store, its key and backup (exit 0 valid, 3 not)'
@@ -7,12 +6,9 @@ export default class Check extends BaseCommand<typeof Check> {
   static override audited = false
 
   async run() {
-    const doc = await this.store.read()
-    const {key, backup} = this.store.files
-    const exists = checkPrivateFile(this.store.path)
-    checkPrivateFile(key)
-    checkPrivateFile(backup)
-    this.say(exists ? `${this.store.path}: valid (${doc.users.size} users)` : `${this.store.path}: does not exist yet (defaults apply)`)
-    return {path: this.store.path, valid: true, exists, version: doc.version, users: doc.users.size}
+    const result = await this.store.check()
+    const {path, exists, users, schema} = result
+    this.say(exists ? `${path}: valid (${users} users${schema ? `, schema version ${schema}` : ''})` : `${path}: does not exist yet (defaults apply)`)
+    return result
   }
 }

@@ -17,11 +17,12 @@ reported (undecryptable). Exit 3, nothing changed, when there is no valid backup
   }
 
   async run() {
-    const from = resolve(this.flags.from ?? this.store.files.backup)
-    const report = await restoreStore(this.store, from)
+    const file = this.fileStore('store:restore')
+    const from = resolve(this.flags.from ?? file.files.backup)
+    const report = await restoreStore(file, from)
     for (const w of report.warnings) this.warning(w)
     for (const path of report.movedAside) this.say(`moved aside: ${path}`)
-    this.say(`restored ${this.store.path} from ${from} (${report.users} user(s))`)
+    this.say(`restored ${file.path} from ${from} (${report.users} user(s))`)
     // The pam_oath users file follows the restored store (an update that changes nothing else).
     let usersFile = null
     try {

@@ -4,6 +4,7 @@ import {EXIT, TfaError} from '../../core/errors.js'
 import {checkOathPath} from '../../core/oath.js'
 import {disableSettings} from '../../core/settings.js'
 import {recordEvent} from '../../store/audit.js'
+import {FileBackend} from '../../store/file/backend.js'
 import {peekSettings} from '../../store/file/header.js'
 import {forceDisable, updateSettingsSealed} from '../../store/file/recovery.js'
 
@@ -36,25 +37,19 @@ removed, and the users file is rewritten so that sshd asks for no code.`
     // pam_oath records the codes used over SSH in its users file; the full update copies them
     // into the store before the file is emptied, and opens the secrets for that. Otherwise (no
     // users file, or secrets that cannot be opened) only the settings are rewritten: no key needed.
+    if (!(this.store instanceof FileBackend)) return this.disable()
+    const file = this.fileStore('twofactor:disable')
     let unreadable: string | undefined
-    if (peekSettings(this.store.path)?.oathFile) {
+    if (peekSettings(file.path)?.oathFile) {
       try {
         await this.store.read()
       } catch (error) {
         if (!(error instanceof TfaError) || error.exit !== EXIT.store) throw error
         unreadable = error.message
       }
-      if (unreadable === undefined) {
-        const changed = await this.store.update((doc) => {
-          const was = doc.settings.enabled
-          doc.settings = disableSettings(doc.settings)
-          return was
-        })
-        this.say(changed ? '2FA disabled: logins need the password only; secrets are kept' : '2FA was already off')
-        return {enabled: false, changed}
-      }
+      if (unreadable === undefined) return this.disable()
     }
-    const {before, keyProblem} = await updateSettingsSealed(this.store, disableSettings)
+    const {before, keyProblem} = await updateSettingsSealed(file, disableSettings)
     const problem = unreadable ?? keyProblem
     const changed = before.enabled
     if (problem) {
@@ -67,11 +62,23 @@ removed, and the users file is rewritten so that sshd asks for no code.`
     return problem ? {enabled: false, changed, sealedOnly: true} : {enabled: false, changed}
   }
 
+  /** The ordinary update (a database store, or a users file whose replay state must be kept). */
+  private async disable() {
+    const changed = await this.store.update((doc) => {
+      const was = doc.settings.enabled
+      doc.settings = disableSettings(doc.settings)
+      return was
+    })
+    this.say(changed ? '2FA disabled: logins need the password only; secrets are kept' : '2FA was already off')
+    return {enabled: false, changed}
+  }
+
   private async force() {
     this.requireRoot('twofactor:disable --force')
+    const file = this.fileStore('twofactor:disable --force')
     const oathFile = this.flags['oath-file'] === undefined ? undefined : checkOathPath(this.flags['oath-file'])
-    const report = await forceDisable(this.store, {leaveStig: this.flags['no-stig'], oathFile})
-    const audit = this.store.files.audit
+    const report = await forceDisable(file, {leaveStig: this.flags['no-stig'], oathFile})
+    const audit = file.files.audit
     for (const path of report.movedAside) recordEvent(audit, 'twofactor:disable', null, {outcome: 'moved_aside', reason: path})
     for (const path of report.removedLocks) recordEvent(audit, 'twofactor:disable', null, {outcome: 'removed_lock', reason: path})
     if (report.usersFile?.savedCopy) recordEvent(audit, 'twofactor:disable', null, {outcome: 'users_file_copied', reason: report.usersFile.savedCopy})
@@ -83,7 +90,7 @@ removed, and the users file is rewritten so that sshd asks for no code.`
     if (report.usersFile?.savedCopy) this.say(`users file lines before: copied to ${report.usersFile.savedCopy} (0600; secrets in clear)`)
     if (report.usersFile) this.say(`users file: ${report.usersFile.path} lists nobody${report.usersFile.changed ? ' (rewritten)' : ''}: sshd asks for no code`)
     if (report.settingsFrom !== 'store')
-      this.say(`new store written with 2FA off (settings from ${report.settingsFrom === 'backup' ? this.store.files.backup : 'the defaults'})`)
+      this.say(`new store written with 2FA off (settings from ${report.settingsFrom === 'backup' ? file.files.backup : 'the defaults'})`)
     this.say(report.changed ? '2FA disabled: logins need the password only' : '2FA was already off; nothing needed repair')
     return {
       enabled: false,

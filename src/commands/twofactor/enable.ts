@@ -1,6 +1,8 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 import {checkOathPath} from '../../core/oath.js'
+import {usageError} from '../../core/errors.js'
+import {RADIUS_INSTEAD} from '../ssh/sync.js'
 import {enableSettings, sameSettings} from '../../core/settings.js'
 import {checkIssuer} from '../../core/validate.js'
 import {clockSynced} from '../../store/system.js'
@@ -28,6 +30,7 @@ export default class Enable extends BaseCommand<typeof Enable> {
 
   async run() {
     const f = this.flags
+    if (f['oath-file'] !== undefined && !this.store.localOathFile) throw usageError(`--oath-file: ${RADIUS_INSTEAD}`)
     const change = {
       window: f.window,
       ssh: f.ssh,
@@ -47,7 +50,8 @@ export default class Enable extends BaseCommand<typeof Enable> {
     this.say(changed ? '2FA enabled' : '2FA already enabled with these settings')
     for (const line of settingsLines(settings)) this.say(`  ${line}`)
     const oath = this.store.oathSync
-    if (settings.ssh && !settings.oathFile) this.warning('SSH 2FA is on, but sshd asks for no code until the pam_oath users file exists: run tfactl ssh:sync and tfactl ssh:config')
+    if (settings.ssh && !this.store.localOathFile) this.warning('SSH 2FA is on: with a database store sshd checks codes through tfactl radius:serve and pam_radius_auth')
+    else if (settings.ssh && !settings.oathFile) this.warning('SSH 2FA is on, but sshd asks for no code until the pam_oath users file exists: run tfactl ssh:sync and tfactl ssh:config')
     if (oath) this.say(`  users file:   ${oath.path} (${oath.users.length} user(s)${oath.changed ? ', written' : ''})`)
     return {...publicSettings(settings), oathFile: settings.oathFile, changed: changed || Boolean(oath?.changed)}
   }

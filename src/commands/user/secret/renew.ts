@@ -52,7 +52,8 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
     const askFirst = users.length === 1 && f.verify && !f.pending && this.interactive()
     const host = hostname()
 
-    const before = {settings: await this.store.settings()} // the header alone: no record is decoded
+    // the settings alone (the file store reads the header only: no record is decoded)
+    const before = {settings: this.store.settings ? await this.store.settings() : (await this.store.read()).settings}
     let issuer = before.settings.issuer
     let confirmedStep: number | undefined
     let proof = await this.codeFlag(f.code)

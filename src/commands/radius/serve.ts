@@ -1,0 +1,146 @@
+import {Flags} from '@oclif/core'
+import {isIP} from 'node:net'
+import {BaseCommand} from '../../base-command.js'
+import {usageError} from '../../core/errors.js'
+import {checkLogin} from '../../login-check.js'
+import {AuditWriter} from '../../radius/audit.js'
+import {loadClients} from '../../radius/clients.js'
+import {type Judge, RadiusServer} from '../../radius/server.js'
+import {type AuditRecord, isDatabaseUrl, openStore, type StoreBackend} from '../../store/backend.js'
+import {resolveStore} from '../../store/config.js'
+import {FileBackend} from '../../store/file/backend.js'
+
+/** `ADDR:PORT`, `[V6ADDR]:PORT`. */
+export function parseListen(value: string): {host: string; port: number} {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value)
+  const host = m ? (m[1] ?? m[2]) : ''
+  const port = m ? Number(m[3]) : -1
+  if (!m || !isIP(host) || port > 65535) throw usageError(`--listen ${JSON.stringify(value)} is not ADDR:PORT (e.g. 127.0.0.1:1812 or [::]:1812)`)
+  return {host, port}
+}
+
+/**
+ * One file store, one lock: the responder's own logins queue here instead of polling the flock
+ * against each other (other tfactl processes still take the lock as usual). Only the locked
+ * part queues: checkLogin waits a failure's delay after the lock is released.
+ */
+function serialised(store: StoreBackend): StoreBackend {
+  let tail: Promise<unknown> = Promise.resolve()
+  const login: StoreBackend['login'] = (user, fn) => {
+    const run = tail.then(() => store.login(user, fn))
+    tail = run.catch(() => undefined)
+    return run
+  }
+  return new Proxy(store, {get: (target, prop, receiver) => (prop === 'login' ? login : Reflect.get(target, prop, receiver))})
+}
+
+
+/**
+ * Audit lines of a database store: the decisions of one turn go to the backend in one write
+ * (recordEvents), one batch at a time, in order; a failure is reported (once a minute), never fatal.
+ */
+function databaseAudit(store: StoreBackend, warn: (line: string) => void) {
+  let queue: AuditRecord[] = []
+  let flushing: Promise<void> | undefined
+  let last = 0
+  const report = (problem: string | undefined) => {
+    if (problem && Date.now() - last > 60_000) {
+      last = Date.now()
+      warn(problem)
+    }
+  }
+  const flush = async () => {
+    while (queue.length > 0) {
+      const batch = queue.slice(0, 1000)
+      queue = queue.slice(batch.length)
+      if (store.recordEvents) report(await store.recordEvents(batch))
+      else for (const e of batch) report(await store.recordEvent(e.command, e.user, {outcome: e.outcome, reason: e.reason}))
+    }
+    flushing = undefined
+  }
+  return {
+    record: (e: Omit<AuditRecord, 'time'>) => {
+      queue.push({time: new Date().toISOString(), ...e})
+      flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(flush)
+    },
+    drain: async () => {
+      while (flushing) await flushing
+    },
+  }
+}
+
+export default class Serve extends BaseCommand<typeof Serve> {
+  static override description = `answer RADIUS Access-Requests with the SSH 2FA rules (pam_radius_auth, VPNs, switches)
+
+Runs in the foreground (SIGTERM or SIGINT: answers the requests already taken, then exits 0;
+SIGHUP: reads the clients file again). Each request is judged like
+"login:check USER --service ssh --method password --code CODE" and recorded in the audit trail.
+Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [require-ma]", mode 600.`
+  static override audited = false // each decision is audited on its own, with the client's address
+  static override enableJsonFlag = false
+  static override examples = [
+    'sudo <%= config.bin %> radius:serve --listen 127.0.0.1:1812 --clients /etc/tfactl/radius-clients',
+    'sudo <%= config.bin %> radius:serve --listen 0.0.0.0:1812 --clients /etc/tfactl/radius-clients --verbose',
+  ]
+  static override flags = {
+    listen: Flags.string({description: 'address and UDP port to answer on (ADDR:PORT, [V6ADDR]:PORT)', default: '127.0.0.1:1812'}),
+    clients: Flags.string({description: 'the clients file (who may ask, with which shared secret)', required: true}),
+    verbose: Flags.boolean({description: 'log every decision (user, client, outcome), not only problems'}),
+    'db-connections': Flags.integer({
+      description: 'connections kept to a database store: checks of that many users run at once (PostgreSQL\'s max_connections bounds the sum over responders)',
+      min: 1,
+      max: 500,
+      default: 32,
+    }),
+  }
+
+  async run() {
+    const {host, port} = parseListen(this.flags.listen)
+    const clientsPath = this.flags.clients
+    const clients = loadClients(clientsPath)
+    const log = (line: string) => process.stderr.write(`tfactl radius: ${line}\n`)
+    const store = await this.responderStore()
+    const judged = store instanceof FileBackend ? serialised(store) : store
+    const judge: Judge = async ({user, code}) => (await checkLogin(judged, {user, service: 'ssh', method: 'password', code})).result
+    const audit = store instanceof FileBackend ? new AuditWriter(store.store.files.audit, log) : databaseAudit(store, log)
+    const server = new RadiusServer({clients, judge, audit: (e) => audit.record(e), log, verbose: this.flags.verbose})
+    let bound: number
+    try {
+      bound = await server.listen(host, port)
+    } catch (error) {
+      throw usageError(`cannot listen on ${this.flags.listen}: ${(error as Error).message}`)
+    }
+    log(`answering on ${host.includes(':') ? `[${host}]` : host}:${bound} for ${clients.length} client network(s) from ${clientsPath}, store ${store.description}`)
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        log(`${signal}: answering the requests in flight, then exiting`)
+        process.off('SIGHUP', reload)
+        resolve()
+      }
+      const reload = () => {
+        try {
+          server.clients = loadClients(clientsPath)
+          log(`SIGHUP: ${server.clients.length} client network(s) read from ${clientsPath}`)
+        } catch (error) {
+          log(`SIGHUP: kept the previous clients: ${(error as Error).message}`)
+        }
+      }
+      process.once('SIGTERM', () => stop('SIGTERM'))
+      process.once('SIGINT', () => stop('SIGINT'))
+      process.on('SIGHUP', reload)
+    })
+    await server.close()
+    await audit.drain()
+    const s = server.stats
+    log(`stopped: ${s.accepted} accepted, ${s.rejected} rejected, ${s.challenged} challenged, ${s.dropped} dropped`)
+    if (store !== this.store) await store.close()
+    process.exitCode = 0
+  }
+
+  /** The command's store; a database one is opened again with room for concurrent logins. */
+  private async responderStore(): Promise<StoreBackend> {
+    const {spec, keyFile} = resolveStore({store: this.flags.store, keyFile: this.flags['key-file']})
+    if (!isDatabaseUrl(spec)) return this.store
+    return openStore(spec, {keyFile, poolSize: this.flags['db-connections']})
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * SSH 2FA through RADIUS: the pam_radius_auth line for /etc/pam.d/sshd, its server file, and
+ * what a PAM file or server file says (for doctor). pam_radius_auth 2.0.0 with `skip_passwd`
+ * sends the password the stack already checked (the responder ignores it in challenge mode) and
+ * answers an Access-Challenge; `prompt_attribute` makes it honour Prompt = No-Echo.
+ */
+
+export const DEFAULT_RADIUS_CONF = '/etc/tfactl/pam_radius_auth.conf'
+export const DEFAULT_RADIUS_SERVER = '127.0.0.1:1812'
+/** Success goes on to the rest of the stack; anything else (Reject, no answer) ends the login. */
+export const PAM_RADIUS_CONTROL = '[success=ok default=die]'
+
+export const pamRadiusLine = (conf: string): string => `auth ${PAM_RADIUS_CONTROL} pam_radius_auth.so conf=${conf} skip_passwd prompt_attribute`
+
+/** Seconds pam_radius waits for an answer: longer than a failed check's delay, or it gives up first. */
+export const radiusTimeout = (failDelayMs: number): number => Math.ceil(failDelayMs / 1000) + 5
+
+/** One line of pam_radius's server file: `server[:port] secret [timeout]`. */
+export const serverLine = (server: string, secret: string, timeout: number): string => `${server}\t${secret}\t${timeout}`
+
+export interface PamRadius {
+  line: string
+  conf?: string
+  skipPasswd: boolean
+  promptAttribute: boolean
+  /** The control field ends the login on failure (die / requisite / required). */
+  failsClosed: boolean
+  afterPassword: boolean
+}
+
+/** The first active `auth … pam_radius_auth.so` line of a PAM file, if any. */
+export function findPamRadius(pamText: string): PamRadius | undefined {
+  const lines = pamText.split('\n').map((l) => l.replace(/#.*/, '').trim())
+  const index = lines.findIndex((l) => /^auth\s/.test(l) && /(^|[\s/])pam_radius_auth\.so(\s|$)/.test(l))
+  if (index < 0) return undefined
+  const line = lines[index]
+  const words = line.split(/\s+/)
+  const control = /^auth\s+(\[[^\]]*\]|\S+)/.exec(line)?.[1] ?? ''
+  return {
+    line,
+    conf: /(?:^|\s)conf=(\S+)/.exec(line)?.[1],
+    skipPasswd: words.includes('skip_passwd'),
+    promptAttribute: words.includes('prompt_attribute'),
+    failsClosed: control === 'required' || control === 'requisite' || /default=(die|bad)/.test(control),
+    afterPassword: lines.slice(0, index).some((l) => /^@include\s+common-auth$/.test(l) || /^auth\s.*pam_unix\.so/.test(l)),
+  }
+}
+
+/** The servers a pam_radius server file names (comments and blank lines skipped). */
+export function parseServerFile(text: string): {server: string; hasSecret: boolean; timeout?: number}[] {
+  return text
+    .split('\n')
+    .map((l) => l.replace(/#.*/, '').trim())
+    .filter(Boolean)
+    .map((l) => {
+      const [server, secret, timeout] = l.split(/\s+/)
+      return {server, hasSecret: Boolean(secret), timeout: timeout === undefined ? undefined : Number(timeout)}
+    })
+}

@@ -1,0 +1,103 @@
+import type {Doc, Settings} from '../core/model.js'
+import type {StatusSummary} from '../ui/output.js'
+import type {AuditEvent} from './audit.js'
+import type {SyncReport} from './oathfile/sync.js'
+
+/** What a run did, as the audit trail records it (never a secret or a code). */
+export interface Outcome {
+  outcome: string
+  reason: string | null
+}
+
+/** An audit event decided elsewhere (radius:serve): its own time, and the RADIUS client's address. */
+export interface AuditRecord {
+  time: string
+  command: string
+  user: string | null
+  outcome: string
+  reason: string | null
+  client?: string
+}
+
+/** One line of `doctor`'s report about the store. */
+export interface StoreFinding {
+  check: string
+  status: 'ok' | 'finding' | 'unknown' | 'skipped'
+  message: string
+  /** The one command that gets out of a broken state (README "Emergency"), where there is one. */
+  fix?: string
+}
+
+/** `store:check`'s answer (the same fields for every backend). */
+export interface StoreCheck {
+  path: string
+  valid: true
+  exists: boolean
+  version: number
+  users: number
+  schema?: number
+  keyId?: string | null
+}
+
+/**
+ * Persistence behind one seam: commands and the login path talk to this interface only; each
+ * backend folder (file/, postgres/) implements it. The policy (decideLogin/applyEffect) never
+ * learns which backend it runs on.
+ */
+export interface StoreBackend {
+  /** The store as given (a path or a URL): passed on to sub-commands. */
+  readonly spec: string
+  /** How messages name the store (a path, or a URL without its password). */
+  readonly description: string
+  /** False where the pam_oath users file cannot be kept (a shared database): SSH goes through RADIUS. */
+  readonly localOathFile: boolean
+  /** What the last update did to the pam_oath users file (undefined: none is configured). */
+  readonly oathSync: SyncReport | undefined
+  /** The full, validated state. */
+  read(): Promise<Doc>
+  /** The settings alone, without reading any user (optional: callers fall back to read()). */
+  settings?(): Promise<Settings>
+  /** Settings and user counts without decoding records (twofactor:status; optional: callers fall back to read()). */
+  summary?(): Promise<StatusSummary>
+  /** Read-modify-write, serialised with every other writer and atomic; nothing is written when `fn` throws. */
+  update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T>
+  /** One user's check: `fn` sees the settings and that user's record, locked until its effect is stored. */
+  login<T>(user: string, fn: (doc: Doc) => T): Promise<T>
+  /** Seals every secret under a new key; `users` were re-sealed, `key` names where the new key is. */
+  rotateKey(): Promise<{users: string[]; key: string}>
+  /** Records one run: one event per user it acted on (or one without a user); returns a warning instead of failing the command. */
+  recordEvent(command: string, user: string | null | string[], outcome: Outcome): Promise<string | undefined>
+  /** Many events at once, in one write (radius:serve); optional: others get recordEvent one by one. */
+  recordEvents?(events: AuditRecord[]): Promise<string | undefined>
+  readAudit(): Promise<AuditEvent[]>
+  /** store:check: validates everything (throws exit 3 on a problem). */
+  check(): Promise<StoreCheck>
+  /** doctor's store checks; returns the document when it could be read. */
+  doctor(): Promise<{findings: StoreFinding[]; doc?: Doc}>
+  /** Releases connections (a no-op for files). */
+  close(): Promise<void>
+}
+
+export interface OpenOptions {
+  /** Key file for a database store (file stores keep theirs beside the store). */
+  keyFile?: string
+  /** Database connections kept open at most (a long-running responder wants more than a CLI run's 2). */
+  poolSize?: number
+}
+
+/** A PostgreSQL URL (libpq style) rather than a file path. */
+export const isDatabaseUrl = (spec: string): boolean => /^postgres(ql)?:\/\//i.test(spec)
+
+/**
+ * Opens the store `spec` names: a PostgreSQL URL → the database backend (its code, and the
+ * client, are loaded only then, so the file path stays as fast as it was); anything else → the
+ * file store at that path.
+ */
+export async function openStore(spec: string, opts: OpenOptions = {}): Promise<StoreBackend> {
+  if (isDatabaseUrl(spec)) {
+    const {PgStore} = await import('./postgres/store.js')
+    return new PgStore(spec, opts)
+  }
+  const {FileBackend} = await import('./file/backend.js')
+  return new FileBackend(spec)
+}

@@ -1,0 +1,133 @@
+import {statSync} from 'node:fs'
+import {dirname} from 'node:path'
+import type {Doc, Settings} from '../../core/model.js'
+import type {StatusSummary} from '../../ui/output.js'
+import {type AuditEvent, auditLoss, lossMarker, readAudit, recordEvent} from '../audit.js'
+import type {Outcome, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
+import {checkPrivateFile} from '../files.js'
+import {openers, processState} from '../procs.js'
+import {emergencyFix, procName} from './recovery.js'
+import {Store} from './store.js'
+
+/** The file store (store.ts) behind the StoreBackend seam; its behaviour is the file Store's own. */
+export class FileBackend implements StoreBackend {
+  readonly store: Store
+  readonly localOathFile = true
+  constructor(readonly spec: string) {
+    this.store = new Store(spec)
+  }
+
+  get description(): string {
+    return this.store.path
+  }
+
+  get oathSync() {
+    return this.store.oathSync
+  }
+
+  read(): Promise<Doc> {
+    return this.store.read()
+  }
+
+  settings(): Promise<Settings> {
+    return this.store.settings()
+  }
+
+  summary(): Promise<StatusSummary> {
+    return this.store.summary()
+  }
+
+  update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+    return this.store.update(fn)
+  }
+
+  login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
+    return this.store.login(user, fn)
+  }
+
+  async rotateKey(): Promise<{users: string[]; key: string}> {
+    const {users} = await this.store.rotateKey()
+    return {users, key: this.store.files.key}
+  }
+
+  async recordEvent(command: string, user: string | null | string[], outcome: Outcome): Promise<string | undefined> {
+    return recordEvent(this.store.files.audit, command, user, outcome)
+  }
+
+  /** Events written before side files were named after the store (the directory's audit.log) come first. */
+  async readAudit(): Promise<AuditEvent[]> {
+    const {audit, legacyAudit} = this.store.files
+    return [...readAudit(legacyAudit), ...readAudit(audit)]
+  }
+
+  async check(): Promise<StoreCheck> {
+    const {path, files} = this.store
+    const doc = await this.store.read()
+    const exists = checkPrivateFile(path)
+    checkPrivateFile(files.key)
+    checkPrivateFile(files.backup)
+    return {path, valid: true, exists, version: doc.version, users: doc.users.size}
+  }
+
+  async doctor(): Promise<{findings: StoreFinding[]; doc?: Doc}> {
+    const findings: StoreFinding[] = []
+    const doc = await this.checkFiles(findings)
+    const lost = auditLoss(this.store.files.audit)
+    if (lost)
+      findings.push({
+        check: 'audit log',
+        status: 'finding',
+        message: `events were lost: the audit log could not be written (first at ${lost.toISOString()}, e.g. a full disk); once looked at, remove ${lossMarker(this.store.files.audit)}`,
+      })
+    return {findings, doc}
+  }
+
+  private async checkFiles(findings: StoreFinding[]): Promise<Doc | undefined> {
+    const {path, files} = this.store
+    const add = (status: StoreFinding['status'], message: string, fix?: string) => findings.push(fix ? {check: 'store', status, message, fix} : {check: 'store', status, message})
+    try {
+      const st = statSync(dirname(path))
+      if (st.mode & 0o022) add('finding', `${dirname(path)} can be written by group or others: run chmod 700 ${dirname(path)}`)
+    } catch {
+      // no directory yet: the store does not exist, reported below
+    }
+    let doc: Doc
+    try {
+      doc = await this.store.read()
+    } catch (error) {
+      let unsafe = false // a permission problem: its message says what to run
+      try {
+        checkPrivateFile(path)
+      } catch {
+        unsafe = true
+      }
+      add('finding', (error as Error).message, unsafe ? undefined : emergencyFix(this.store))
+      this.checkLock(add)
+      return undefined
+    }
+    this.checkLock(add)
+    const problems: string[] = []
+    const present: string[] = []
+    for (const [name, file] of [['store', path], ['key', files.key], ['backup', files.backup], ['audit log', files.audit]] as const) {
+      try {
+        if (checkPrivateFile(file)) present.push(name)
+      } catch (error) {
+        problems.push((error as Error).message)
+      }
+    }
+    if (problems.length > 0) for (const p of problems) add('finding', p)
+    else add('ok', present.includes('store') ? `${path} and its key are private (0600)` : `${path} does not exist yet (defaults apply)`)
+    return doc
+  }
+
+  /** A store lock held by a stopped process makes every command wait, then fail. */
+  private checkLock(add: (status: StoreFinding['status'], message: string, fix?: string) => void): void {
+    const lock = this.store.files.lock
+    for (const p of openers([procName(lock)])) {
+      if (processState(p.pid) === 'T')
+        add('finding', `the store lock ${lock} is held by pid ${p.pid} (${p.command}), which is stopped: every tfactl command waits for it, then fails`, `kill -CONT ${p.pid}`)
+    }
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,455 @@
+import {hostname} from 'node:os'
+import {dirname} from 'node:path'
+import type pg from 'pg'
+import {pg as client} from './client.js'
+import {storeError, TfaError} from '../../core/errors.js'
+import {type Doc, STORE_VERSION, type UserRecord} from '../../core/model.js'
+import type {AuditEvent} from '../audit.js'
+import type {AuditRecord, OpenOptions, Outcome, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
+import {DEFAULT_KEY_FILE} from '../config.js'
+import {decodeStore} from '../file/codec.js'
+import {checkPrivateFile, ensureDir} from '../files.js'
+import {KeyFiles} from '../keys.js'
+import {encryptSecret} from '../secrets.js'
+import {poolConfig, redactUrl} from './connect.js'
+import {LOCK_UPDATE, migrate, SCHEMA_VERSION} from './schema.js'
+
+type Client = pg.PoolClient
+
+/** The settings row, read at the start of every transaction. */
+interface Head {
+  settings: string
+  keyId: string | null
+  schema: number
+}
+
+interface HeadRow {
+  settings: string
+  key_id: string | null
+  schema: number | null
+}
+
+interface Row {
+  name: string
+  rev: string
+  data: string
+}
+
+/** Another writer changed a row between our read and our write: the transaction starts over. */
+class Conflict extends Error {}
+
+const HEAD = 'SELECT settings::text AS settings, key_id, (SELECT max(version) FROM tfactl_schema) AS schema FROM tfactl_settings WHERE id = 1'
+
+/** PostgreSQL error codes that mean "try again" (serialization failure, deadlock, unique violation). */
+const RETRY = new Set(['40001', '40P01', '23505'])
+const CONNECTION = new Set(['ECONNREFUSED', 'ENOENT', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', '57P01', '57P03', '08006', '08001', '08004'])
+
+/**
+ * The fleet store: one PostgreSQL database shared by many hosts. Each user is one row whose
+ * `data` is the record the file store writes (secrets sealed with the key file, bound to the
+ * user's name), so validation and sealing are the file store's own. A login locks its user's row
+ * (SELECT … FOR UPDATE) for the transaction that stores its effect, so checks of one user
+ * serialise across hosts; whole-store updates serialise on an advisory lock and write only the
+ * rows they changed, each guarded by the row's revision.
+ */
+export class PgStore implements StoreBackend {
+  readonly description: string
+  readonly localOathFile = false
+  readonly oathSync = undefined
+  readonly keyFile: string
+  private readonly keys: KeyFiles
+  private pool?: pg.Pool
+  private schemaChecked = false
+  /** Set once a connection failed: the audit record of this run is not attempted (no second timeout). */
+  private unreachable = false
+  private readonly host = hostname()
+
+  private readonly poolSize: number
+
+  /** `poolSize` (or opts.poolSize): connections kept at most; a CLI run needs 2, a long-running responder more. */
+  constructor(readonly spec: string, opts: OpenOptions = {}, poolSize?: number) {
+    this.poolSize = poolSize ?? opts.poolSize ?? 2
+    this.description = redactUrl(spec)
+    poolConfig(spec, this.poolSize) // a bad URL is a usage error now, before anything runs
+    this.keyFile = opts.keyFile ?? DEFAULT_KEY_FILE
+    this.keys = new KeyFiles(this.keyFile)
+  }
+
+  private getPool(): pg.Pool {
+    if (!this.pool) {
+      this.pool = new client.Pool(poolConfig(this.spec, this.poolSize))
+      this.pool.on('error', () => {}) // an idle connection dropped: the next query reports it
+    }
+    return this.pool
+  }
+
+  /** A database failure as one line naming the store (exit 3); our own errors pass through. */
+  private fail(error: unknown, what: string): TfaError {
+    if (error instanceof TfaError) return error
+    const e = error as {code?: string; message?: string}
+    const message = (e.message || String(error)).split('\n')[0]
+    if ((e.code && CONNECTION.has(e.code)) || /timeout|terminated|connect/i.test(message)) {
+      this.unreachable = true
+      return storeError(`${this.description}: database unreachable (${message}); no login is allowed until it answers`)
+    }
+    return storeError(`${this.description}: ${what} failed: ${message}`)
+  }
+
+  private async connect(): Promise<Client> {
+    let client: Client
+    try {
+      client = await this.getPool().connect()
+    } catch (error) {
+      this.unreachable = true
+      throw this.fail(error, 'connecting')
+    }
+    return client
+  }
+
+  /**
+   * Runs `fn` in a transaction on one connection; the schema is created or upgraded first when
+   * missing. Retries when another writer got in between (row revision changed, a deadlock).
+   */
+  private async tx<T>(what: string, fn: (c: Client, begun: unknown) => Promise<T>, opts: {begin?: string | ((c: Client) => string) | null} = {}): Promise<T> {
+    const client = await this.connect()
+    const transaction = opts.begin !== null // null: one statement, committed on its own
+    let broken: Error | undefined
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const begin = typeof opts.begin === 'function' ? opts.begin(client) : (opts.begin ?? 'BEGIN')
+          const begun = transaction ? await client.query(begin) : undefined
+          const result = await fn(client, begun)
+          if (transaction) await client.query('COMMIT')
+          this.unreachable = false // answered again (a long-running process records events again)
+          return result
+        } catch (error) {
+          if (transaction) await client.query('ROLLBACK').catch(() => {})
+          const code = (error as {code?: string}).code
+          if (code === '42P01' && !this.schemaChecked) {
+            try {
+              await this.ensureSchema(client)
+            } catch (failure) {
+              if (!(failure instanceof TfaError)) broken = failure as Error
+              throw this.fail(failure, 'creating the schema')
+            }
+            continue
+          }
+          if ((error instanceof Conflict || (code && RETRY.has(code))) && attempt < 20) continue
+          if (!(error instanceof TfaError)) broken = error as Error
+          throw this.fail(error, what)
+        }
+      }
+    } finally {
+      client.release(broken)
+    }
+  }
+
+  private async ensureSchema(client: Client): Promise<void> {
+    const found = await migrate(client)
+    if (found > SCHEMA_VERSION) throw this.newer(found)
+    this.schemaChecked = true
+  }
+
+  private newer(version: number): TfaError {
+    return storeError(`${this.description}: the schema is version ${version}, written by a newer tfactl (this one knows up to ${SCHEMA_VERSION}): upgrade tfactl on this host`)
+  }
+
+  /** The settings row; creates or upgrades the schema when it is missing or older. */
+  private async head(c: Client): Promise<Head> {
+    return this.parseHead(await c.query<HeadRow>(HEAD))
+  }
+
+  private parseHead(r: pg.QueryResult<HeadRow>): Head {
+    if (r.rows.length === 0) throw storeError(`${this.description}: the settings row is missing (tfactl_settings): restore it from a backup`)
+    const schema = r.rows[0].schema ?? 0
+    if (schema > SCHEMA_VERSION) throw this.newer(schema)
+    if (schema < SCHEMA_VERSION) {
+      const e = new Error('schema upgrade needed') as Error & {code: string}
+      e.code = '42P01'
+      throw e
+    }
+    this.schemaChecked = true
+    return {settings: r.rows[0].settings, keyId: r.rows[0].key_id, schema}
+  }
+
+  /** A host whose key file is not the database's key may not read or write: exit 3, never a login. */
+  private checkKey(keyId: string | null): void {
+    if (keyId === null) return
+    for (const retry of [false, true]) {
+      if (retry) this.keys.forget() // the file may have been replaced since it was read (a rotation)
+      if (this.keys.byId(keyId)) return
+    }
+    throw storeError(
+      checkPrivateFile(this.keyFile)
+        ? `${this.keyFile} is not the key of ${this.description} (its secrets are sealed with key id ${keyId}): copy the key file from a host that uses this database`
+        : `${this.keyFile} is missing: ${this.description} seals its secrets with key id ${keyId}; copy the key file from a host that uses this database (--key-file, TFACTL_KEY_FILE)`,
+    )
+  }
+
+  /** The rows as a store document, validated and opened by the file store's decoder. */
+  private decode(head: Head, rows: Row[]): Doc {
+    const users = rows.map((r) => `${JSON.stringify(r.name)}:${r.data}`).join(',')
+    const text = `{"version":${STORE_VERSION},"keyId":${JSON.stringify(head.keyId)},"settings":${head.settings},"users":{${users}}}`
+    return decodeStore(text, this.description, this.keys).doc
+  }
+
+  private async readAll(c: Client, lock = false): Promise<{head: Head; rows: Row[]; doc: Doc}> {
+    const head = await this.head(c)
+    this.checkKey(head.keyId)
+    const r = await c.query<Row>(`SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name${lock ? ' FOR UPDATE' : ''}`)
+    return {head, rows: r.rows, doc: this.decode(head, r.rows)}
+  }
+
+  async read(): Promise<Doc> {
+    return this.tx('reading', async (c) => (await this.readAll(c)).doc, {begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'})
+  }
+
+  async update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+    return this.tx('the update', async (c) => {
+      await c.query(LOCK_UPDATE) // one whole-store writer at a time, on every host
+      const {head, rows, doc} = await this.readAll(c)
+      this.keys.settle(head.keyId) // finishes or drops a key rotation a crash interrupted
+      const before = snapshot(doc)
+      const settings = JSON.stringify(doc.settings)
+      const result = await fn(doc)
+      if (doc.settings.oathFile) throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
+      let keyId = head.keyId
+      if (JSON.stringify(doc.settings) !== settings) await c.query('UPDATE tfactl_settings SET settings = $1::jsonb WHERE id = 1', [JSON.stringify(doc.settings)])
+      await this.write(c, rows, before, doc, async () => {
+        if (keyId === null) {
+          // the first secret: the key file is created (0600) now, and the database names it
+          ensureDir(dirname(this.keyFile))
+          keyId = this.keys.current().id
+          await c.query('UPDATE tfactl_settings SET key_id = $1 WHERE id = 1', [keyId])
+        }
+        return this.keys.byId(keyId)!
+      })
+      return result
+    })
+  }
+
+  /**
+   * Writes the users `doc` changed: new rows inserted, changed rows updated and emptied rows
+   * deleted, each only if its revision is still the one read (else Conflict: start over).
+   * Unchanged secrets keep their sealed form; new ones are sealed with `sealKey()`.
+   */
+  private async write(c: Client, rows: Row[], before: Map<string, string>, doc: Doc, sealKey: () => Promise<Buffer>, reseal = false): Promise<void> {
+    const byName = new Map(rows.map((r) => [r.name, r]))
+    const ins: [string[], string[]] = [[], []]
+    const upd: [string[], string[], string[]] = [[], [], []]
+    const del: [string[], string[]] = [[], []]
+    let key: Buffer | undefined
+    for (const [name, record] of doc.users) {
+      const json = JSON.stringify(record)
+      if (!reseal && before.get(name) === json) continue
+      const row = byName.get(name)
+      const old = !reseal && before.has(name) ? (JSON.parse(before.get(name)!) as UserRecord) : undefined
+      const oldSealed = row ? (JSON.parse(row.data) as {secret: string | null; pending: {secret: string} | null}) : undefined
+      const seal = async (tag: string, secret: string | null, was: string | null | undefined, sealed: string | null | undefined): Promise<string | null> => {
+        if (secret === null) return null
+        if (secret === was && sealed) return sealed
+        key ??= await sealKey()
+        return encryptSecret(key, tag, secret)
+      }
+      const data = JSON.stringify({
+        ...record,
+        secret: await seal(name, record.secret, old?.secret, oldSealed?.secret),
+        pending: record.pending && {...record.pending, secret: await seal(`${name}:pending`, record.pending.secret, old?.pending?.secret, oldSealed?.pending?.secret)},
+      })
+      if (row) {
+        upd[0].push(name)
+        upd[1].push(row.rev)
+        upd[2].push(data)
+      } else {
+        ins[0].push(name)
+        ins[1].push(data)
+      }
+    }
+    for (const name of before.keys()) {
+      if (doc.users.has(name)) continue
+      del[0].push(name)
+      del[1].push(byName.get(name)!.rev)
+    }
+    if (del[0].length > 0) {
+      const r = await c.query('DELETE FROM tfactl_users u USING unnest($1::text[], $2::bigint[]) v(name, rev) WHERE u.name = v.name AND u.rev = v.rev', del)
+      if (r.rowCount !== del[0].length) throw new Conflict()
+    }
+    if (upd[0].length > 0) {
+      const r = await c.query(
+        'UPDATE tfactl_users u SET data = v.data::jsonb, rev = u.rev + 1 FROM unnest($1::text[], $2::bigint[], $3::text[]) v(name, rev, data) WHERE u.name = v.name AND u.rev = v.rev',
+        upd,
+      )
+      if (r.rowCount !== upd[0].length) throw new Conflict()
+    }
+    if (ins[0].length > 0) {
+      const r = await c.query('INSERT INTO tfactl_users (name, data) SELECT name, data::jsonb FROM unnest($1::text[], $2::text[]) v(name, data) ON CONFLICT (name) DO NOTHING', ins)
+      if (r.rowCount !== ins[0].length) throw new Conflict()
+    }
+  }
+
+  async login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
+    // One round trip for the start: BEGIN, the settings row and the user's row, sent together
+    // (the name is quoted by the client; usernames are validated before they get here anyway).
+    // The user's row stays locked until this transaction commits its effect: every other check
+    // of this user, on any host, waits for it and then sees the new state.
+    const begin = (c: Client) => `BEGIN; ${HEAD}; SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users WHERE name = ${c.escapeLiteral(user)} FOR UPDATE`
+    return this.tx('the login check', async (c, begun) => {
+      const [, headResult, r] = begun as [unknown, pg.QueryResult<HeadRow>, pg.QueryResult<Row>]
+      const head = this.parseHead(headResult)
+      this.checkKey(head.keyId)
+      const doc = this.decode(head, r.rows)
+      const before = snapshot(doc)
+      const result = fn(doc)
+      await this.write(c, r.rows, before, doc, async () => this.keys.byId(head.keyId ?? '') ?? this.noKey())
+      return result
+    }, {begin})
+  }
+
+  private noKey(): never {
+    throw storeError(`${this.description}: a login cannot seal a new secret`)
+  }
+
+  async rotateKey(): Promise<{users: string[]; key: string}> {
+    ensureDir(dirname(this.keyFile))
+    let newId: string | null = null
+    try {
+      const users = await this.tx('the key rotation', async (c) => {
+        await c.query(LOCK_UPDATE)
+        const head = await this.head(c)
+        this.checkKey(head.keyId)
+        const r = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name FOR UPDATE')
+        const doc = this.decode(head, r.rows)
+        this.keys.prepareNext() // the new key on disk beside the old one before any row names it
+        const next = this.keys.current()
+        newId = next.id
+        await this.write(c, r.rows, snapshot(doc), doc, async () => next.key, true) // every row re-sealed with the new key
+        await c.query('UPDATE tfactl_settings SET key_id = $1 WHERE id = 1', [next.id])
+        return [...doc.users].filter(([, u]) => u.secret || u.pending).map(([name]) => name)
+      })
+      this.keys.settle(newId) // committed: the new key becomes the key file
+      return {users, key: this.keyFile}
+    } catch (error) {
+      this.keys.settle(null) // not committed: the new key goes, the old one stays
+      throw error
+    }
+  }
+
+  async recordEvent(command: string, user: string | null | string[], outcome: Outcome): Promise<string | undefined> {
+    if (this.unreachable) return `audit event not recorded: ${this.description} is unreachable`
+    const users = Array.isArray(user) ? (user.length > 0 ? user : [null]) : [user]
+    try {
+      // one statement: one row per user the command acted on (a bulk command names every user)
+      await this.tx(
+        'recording the audit event',
+        async (c) => {
+          await c.query(
+            'INSERT INTO tfactl_audit (time, host, uid, sudo_user, command, "user", outcome, reason) SELECT now(), $1, $2, $3, $4, u, $6, $7 FROM unnest($5::text[]) AS u',
+            [this.host, process.getuid?.() ?? -1, process.env.SUDO_USER || null, command, users, outcome.outcome, outcome.reason],
+          )
+        },
+        {begin: null},
+      )
+      return undefined
+    } catch (error) {
+      return `could not record the audit event: ${(error as Error).message}`
+    }
+  }
+
+  /** Many events in one statement (radius:serve records hundreds a second), with the RADIUS client's address. */
+  async recordEvents(events: AuditRecord[]): Promise<string | undefined> {
+    if (events.length === 0) return undefined
+    try {
+      await this.tx('recording audit events', async (c) => {
+        const column = <K extends keyof AuditRecord>(k: K) => events.map((e) => e[k] ?? null)
+        await c.query(
+          `INSERT INTO tfactl_audit (time, host, uid, sudo_user, command, "user", outcome, reason, client)
+           SELECT t, $1, $2, NULL, command, u, outcome, reason, client
+           FROM unnest($3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS e(t, command, u, outcome, reason, client)`,
+          [this.host, process.getuid?.() ?? -1, column('time'), column('command'), column('user'), column('outcome'), column('reason'), column('client')],
+        )
+      }, {begin: null})
+      return undefined
+    } catch (error) {
+      return `could not record ${events.length} audit event(s): ${(error as Error).message}`
+    }
+  }
+
+  async readAudit(): Promise<AuditEvent[]> {
+    return this.tx('reading the audit trail', async (c) => {
+      await this.head(c)
+      const r = await c.query<{time: Date; host: string; uid: number | null; sudo_user: string | null; command: string; user: string | null; outcome: string; reason: string | null; client: string | null}>(
+        'SELECT time, host, uid, sudo_user, command, "user", outcome, reason, client FROM tfactl_audit ORDER BY id',
+      )
+      return r.rows.map((e) => ({
+        time: e.time.toISOString(),
+        host: e.host,
+        actor: {uid: e.uid ?? -1, sudoUser: e.sudo_user},
+        command: e.command,
+        user: e.user,
+        outcome: e.outcome,
+        reason: e.reason,
+        ...(e.client ? {client: e.client} : {}),
+      }))
+    })
+  }
+
+  async check(): Promise<StoreCheck> {
+    return this.tx('the check', async (c) => {
+      const {head, doc} = await this.readAll(c)
+      if (head.keyId !== null) checkPrivateFile(this.keyFile)
+      return {path: this.description, valid: true, exists: true, version: doc.version, users: doc.users.size, schema: head.schema, keyId: head.keyId}
+    })
+  }
+
+  async doctor(): Promise<{findings: StoreFinding[]; doc?: Doc}> {
+    const findings: StoreFinding[] = []
+    const add = (check: string, status: StoreFinding['status'], message: string) => findings.push({check, status, message})
+    let info: {version: string; skewMs: number; schema: number; keyId: string | null; doc: Doc}
+    try {
+      info = await this.tx('the doctor checks', async (c) => {
+        const sent = Date.now()
+        const t = await c.query<{now: string; version: string}>("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8::text AS now, current_setting('server_version') AS version")
+        const local = (sent + Date.now()) / 2
+        const head = await this.head(c)
+        const users = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name')
+        const base = {version: t.rows[0].version, skewMs: Number(t.rows[0].now) - local, schema: head.schema, keyId: head.keyId}
+        try {
+          this.checkKey(head.keyId)
+        } catch (error) {
+          add('key', 'finding', (error as Error).message)
+          return {...base, doc: undefined as unknown as Doc}
+        }
+        return {...base, doc: this.decode(head, users.rows)}
+      })
+    } catch (error) {
+      add('database', 'finding', (error as Error).message)
+      return {findings}
+    }
+    add('database', 'ok', `${this.description}: PostgreSQL ${info.version}, schema version ${info.schema}`)
+    if (info.keyId === null) add('key', 'ok', `no secret sealed yet; the first one creates ${this.keyFile}`)
+    else if (info.doc) {
+      try {
+        checkPrivateFile(this.keyFile)
+        add('key', 'ok', `${this.keyFile} is the database's key (key id ${info.keyId}) and is private (0600)`)
+      } catch (error) {
+        add('key', 'finding', (error as Error).message)
+      }
+    }
+    const skew = Math.abs(info.skewMs) / 1000
+    if (skew > 10) add('database clock', 'finding', `this host's clock and the database server's differ by ${skew.toFixed(0)} s: codes depend on each host's clock (check NTP on both)`)
+    else add('database clock', 'ok', `within ${Math.max(skew, 0.001).toFixed(3)} s of the database server's`)
+    return {findings, doc: info.doc}
+  }
+
+  async close(): Promise<void> {
+    const pool = this.pool
+    this.pool = undefined
+    await pool?.end().catch(() => {})
+  }
+}
+
+/** Each user's record as JSON, to tell afterwards which ones changed. */
+function snapshot(doc: Doc): Map<string, string> {
+  return new Map([...doc.users].map(([name, record]) => [name, JSON.stringify(record)]))
+}

@@ -1,0 +1,127 @@
+// Test helper: a minimal RADIUS client over real UDP (the client side of src/radius/packet.ts),
+// and a responder (`tfactl radius:serve`, the real binary) started on a free port.
+import {spawn, type ChildProcess} from 'node:child_process'
+import {createSocket} from 'node:dgram'
+import {randomBytes} from 'node:crypto'
+import {chmodSync, writeFileSync} from 'node:fs'
+import {ATTR, type Attribute, checkResponse, CODE, encodeRequest, findAttribute, hidePassword, type Packet, text} from '../../src/radius/packet.js'
+import {BIN} from './cli.js'
+
+export interface RadiusAnswer {
+  code: number
+  kind: 'accept' | 'reject' | 'challenge' | 'other'
+  packet: Packet
+  state?: Buffer
+  reply?: string
+  prompt?: number
+}
+
+const KINDS: Record<number, RadiusAnswer['kind']> = {[CODE.accessAccept]: 'accept', [CODE.accessReject]: 'reject', [CODE.accessChallenge]: 'challenge'}
+
+export interface RequestOptions {
+  port: number
+  host?: string
+  secret: string
+  user?: string
+  password?: string
+  state?: Buffer
+  /** Send a Message-Authenticator (default true). */
+  messageAuthenticator?: boolean
+  extra?: Attribute[]
+  timeoutMs?: number
+}
+
+/** One Access-Request; resolves with the verified answer, or 'timeout' when none came (a drop). */
+export function radiusRequest(opts: RequestOptions): Promise<RadiusAnswer | 'timeout'> {
+  const secret = Buffer.from(opts.secret)
+  const authenticator = randomBytes(16)
+  const attributes: Attribute[] = []
+  if (opts.user !== undefined) attributes.push({type: ATTR.userName, value: text(opts.user)})
+  if (opts.password !== undefined) attributes.push({type: ATTR.userPassword, value: hidePassword(opts.password, secret, authenticator)})
+  if (opts.state) attributes.push({type: ATTR.state, value: opts.state})
+  attributes.push(...(opts.extra ?? []))
+  const datagram = encodeRequest({id: authenticator[0], authenticator, attributes, secret, messageAuthenticator: opts.messageAuthenticator})
+  return sendRaw(datagram, opts.port, opts.host, opts.timeoutMs).then((reply) => {
+    if (reply === 'timeout') return reply
+    const packet = checkResponse(reply, authenticator, secret)
+    const prompt = findAttribute(packet, ATTR.prompt)
+    return {
+      code: packet.code,
+      kind: KINDS[packet.code] ?? 'other',
+      packet,
+      state: findAttribute(packet, ATTR.state),
+      reply: findAttribute(packet, ATTR.replyMessage)?.toString('utf8'),
+      prompt: prompt?.readUInt32BE(0),
+    }
+  })
+}
+
+/** Sends one datagram from a fresh socket; the first reply, or 'timeout'. */
+export function sendRaw(datagram: Buffer, port: number, host = '127.0.0.1', timeoutMs = 3000): Promise<Buffer | 'timeout'> {
+  return new Promise((resolve) => {
+    const socket = createSocket('udp4')
+    const timer = setTimeout(() => {
+      socket.close()
+      resolve('timeout')
+    }, timeoutMs)
+    socket.once('message', (msg) => {
+      clearTimeout(timer)
+      socket.close()
+      resolve(msg)
+    })
+    socket.send(datagram, port, host)
+  })
+}
+
+/** Writes a clients file (0600). */
+export function writeClients(path: string, lines: string[]): string {
+  writeFileSync(path, lines.map((l) => `${l}\n`).join(''), {mode: 0o600})
+  chmodSync(path, 0o600)
+  return path
+}
+
+export interface Responder {
+  port: number
+  child: ChildProcess
+  logs(): string
+  /** SIGTERM; resolves with the exit code. */
+  stop(): Promise<number | null>
+}
+
+/** Starts the real `tfactl radius:serve` on 127.0.0.1 and waits until it answers. */
+export async function startResponder(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Responder> {
+  const child = spawn(process.execPath, [BIN, 'radius:serve', '--listen', '127.0.0.1:0', ...args], {
+    env: {...process.env, NO_COLOR: '1', NODE_ENV: '', ...env},
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let log = ''
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (log += d))
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (log += d))
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`radius:serve did not start:\n${log}`)), 20_000)
+    const look = () => {
+      const m = /answering on [^\s]+:(\d+)/.exec(log)
+      if (m) {
+        clearTimeout(timer)
+        resolve(Number(m[1]))
+      }
+    }
+    child.stderr!.on('data', look)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`radius:serve exited ${code}:\n${log}`))
+    })
+  })
+  child.removeAllListeners('exit')
+  return {
+    port,
+    child,
+    logs: () => log,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode)
+        child.once('exit', (code) => resolve(code))
+        child.kill('SIGTERM')
+      }),
+  }
+}

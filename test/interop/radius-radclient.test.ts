@@ -1,0 +1,186 @@
+// A real RADIUS client no one here wrote: FreeRADIUS's radclient (freeradius-utils) against the
+// real `tfactl radius:serve`, in code mode and in challenge mode (State sent back). radclient
+// checks the Response Authenticator and the Message-Authenticator of every answer.
+import {spawn, spawnSync} from 'node:child_process'
+import {readFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {base32Decode} from '../../src/core/base32.js'
+import {hotp, timeStep} from '../../src/core/totp.js'
+import {tempStore} from '../helpers/cli.js'
+import {radiusRequest, type Responder, startResponder, writeClients} from '../helpers/radius.js'
+
+const missing = spawnSync('sh', ['-c', 'command -v radclient']).status === 0 ? null : 'no radclient (apt-get install freeradius-utils)'
+if (missing) console.warn(`[radclient] skipped: ${missing}`)
+
+interface Reply {
+  status: number | null
+  out: string
+  code?: string
+  attrs: Record<string, string>
+}
+
+/** radclient -x: sends the attribute lines, returns the reply code and attributes it printed. */
+function radclient(port: number, secret: string, attrs: string[], timeout = 2): Promise<Reply> {
+  return new Promise((resolve) => {
+    const child = spawn('radclient', ['-x', '-r', '1', '-t', String(timeout), `127.0.0.1:${port}`, 'auth', secret])
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    child.stdin.end(attrs.join('\n') + '\n')
+    child.on('close', (status) => {
+      const received = out.split(/^Received /m)[1]
+      const code = received ? /^(Access-\w+)/.exec(received)?.[1] : undefined
+      const attributes: Record<string, string> = {}
+      for (const m of (received ?? '').matchAll(/^\t(\S+) = (.*)$/gm)) attributes[m[1]] = m[2]
+      resolve({status, out, code, attrs: attributes})
+    })
+  })
+}
+
+describe.skipIf(missing !== null)('radius:serve answers FreeRADIUS radclient', {timeout: 120_000}, () => {
+  const store = tempStore()
+  const secret = 'radclient-secret'
+  let codeMode: Responder
+  let challengeMode: Responder
+  let key: Buffer
+  let lastStep = -1
+  const clients = (name: string, line: string, extra?: string) => writeClients(join(store.dir, name), [line + (extra ? ` ${extra}` : ''), `# ${name}`])
+
+  /** A code of a step after the last one used (the replay rule), waiting for the clock if needed. */
+  async function freshCode(): Promise<string> {
+    for (;;) {
+      const now = timeStep(Date.now(), 30)
+      const step = Math.max(lastStep + 1, now - 1)
+      if (step <= now + 1) {
+        lastStep = step
+        return hotp(key, step, 6)
+      }
+      await new Promise((r) => setTimeout(r, 1000))
+    }
+  }
+
+  beforeAll(async () => {
+    expect((await store.run(['twofactor:enable', '--ssh', '--fail-delay', '0', '--window', '1', '--max-failures', '3'])).code).toBe(0)
+    key = base32Decode((await store.run(['user:secret:renew', 'alice', '--qr', 'none', '--json'])).json.users[0].secret)!
+    await store.run(['user:secret:renew', 'lock', '--qr', 'none'])
+    codeMode = await startResponder(['--clients', clients('code', `127.0.0.1/32 ${secret} code require-ma`), '--store', store.path])
+    challengeMode = await startResponder(['--clients', clients('challenge', `127.0.0.0/8 ${secret} challenge`), '--store', store.path])
+  })
+  afterAll(async () => {
+    await codeMode?.stop()
+    await challengeMode?.stop()
+    store.cleanup()
+  })
+
+  const signed = (...lines: string[]) => [...lines, 'Message-Authenticator = 0x00']
+
+  it('code mode: accepts a code once; a replayed or wrong code is rejected; a user without a secret passes', async () => {
+    const code = await freshCode()
+    const ok = await radclient(codeMode.port, secret, signed('User-Name = alice', `User-Password = ${code}`))
+    expect(ok.code, ok.out).toBe('Access-Accept')
+    expect(ok.attrs['Message-Authenticator']).toMatch(/^0x[0-9a-f]{32}$/)
+    expect((await radclient(codeMode.port, secret, signed('User-Name = alice', `User-Password = ${code}`))).code).toBe('Access-Reject')
+    expect((await radclient(codeMode.port, secret, signed('User-Name = alice', 'User-Password = 000000x'))).code).toBe('Access-Reject')
+    expect((await radclient(codeMode.port, secret, signed('User-Name = nora', 'User-Password = anything'))).code).toBe('Access-Accept')
+    const audit = readFileSync(`${store.path}.audit.log`, 'utf8')
+    expect(audit).toContain('"command":"radius:serve","user":"alice","outcome":"allowed","reason":"code_accepted","client":"127.0.0.1"')
+    expect(audit).toContain('"reason":"code_replayed"')
+    expect(audit).not.toContain(code)
+  })
+
+  it('code mode with require-ma: a request without a Message-Authenticator is dropped', async () => {
+    const r = await radclient(codeMode.port, secret, ['User-Name = nora', 'User-Password = x'], 1)
+    expect(r.code).toBeUndefined()
+    expect(r.out).toMatch(/No reply from server/)
+  })
+
+  it('code mode: recovery codes and bypass codes, once each; lockout after failures', async () => {
+    const recovery = (await store.run(['user:recovery:generate', 'alice', '--count', '2', '--json'])).json.codes as string[]
+    expect((await radclient(codeMode.port, secret, signed('User-Name = alice', `User-Password = ${recovery[0]}`))).code).toBe('Access-Accept')
+    expect((await radclient(codeMode.port, secret, signed('User-Name = alice', `User-Password = ${recovery[0]}`))).code).toBe('Access-Reject')
+    for (let i = 0; i < 3; i++) expect((await radclient(codeMode.port, secret, signed('User-Name = lock', 'User-Password = 000000'))).code).toBe('Access-Reject')
+    expect((await radclient(codeMode.port, secret, signed('User-Name = lock', 'User-Password = 000000'))).code).toBe('Access-Reject')
+    const bypass = (await store.run(['user:bypass', 'lock', '--json'])).json.code as string
+    expect((await radclient(codeMode.port, secret, signed('User-Name = lock', `User-Password = ${bypass}`))).code).toBe('Access-Accept')
+    expect((await radclient(codeMode.port, secret, signed('User-Name = lock', `User-Password = ${bypass}`))).code).toBe('Access-Reject')
+    expect(readFileSync(`${store.path}.audit.log`, 'utf8')).toMatch(/"user":"lock","outcome":"denied","reason":"locked_out"/)
+  })
+
+  it('challenge mode: Access-Challenge with State, Reply-Message and Prompt = No-Echo; the code comes back with the State', async () => {
+    const first = await radclient(challengeMode.port, secret, ['User-Name = alice', 'User-Password = unix-password'])
+    expect(first.code, first.out).toBe('Access-Challenge')
+    expect(first.attrs['Reply-Message']).toBe('"2FA code: "')
+    expect(first.attrs['Prompt']).toBe('No-Echo')
+    const state = first.attrs['State']
+    expect(state).toMatch(/^0x[0-9a-f]+$/)
+    const code = await freshCode()
+    const second = await radclient(challengeMode.port, secret, ['User-Name = alice', `User-Password = ${code}`, `State = ${state}`])
+    expect(second.code, second.out).toBe('Access-Accept')
+    const replay = await radclient(challengeMode.port, secret, ['User-Name = alice', `User-Password = ${code}`, `State = ${state}`])
+    expect(replay.code).toBe('Access-Reject')
+    const forged = await radclient(challengeMode.port, secret, ['User-Name = alice', `User-Password = ${code}`, `State = 0x01${'00'.repeat(36)}`])
+    expect(forged.code).toBe('Access-Reject')
+    const audit = readFileSync(`${store.path}.audit.log`, 'utf8')
+    expect(audit).not.toContain('unix-password')
+    expect(audit).toContain('"reason":"state_replayed"')
+  })
+
+  it('challenge mode: a user who needs no code is accepted at once', async () => {
+    expect((await radclient(challengeMode.port, secret, ['User-Name = nora', 'User-Password = unix-password'])).code).toBe('Access-Accept')
+    expect((await radclient(challengeMode.port, secret, ['User-Name = nora'])).code).toBe('Access-Accept')
+  })
+
+  it('a failing request waits its fail delay; the others are answered meanwhile; SIGTERM lets it finish and exits 0', async () => {
+    expect((await store.run(['twofactor:enable', '--fail-delay', '2000'])).code).toBe(0)
+    try {
+      const started = Date.now()
+      const failing = radiusRequest({port: codeMode.port, secret, user: 'alice', password: '999999x', timeoutMs: 8000}).then((r) => ({r, ms: Date.now() - started}))
+      await new Promise((r) => setTimeout(r, 100))
+      const quick = await radiusRequest({port: codeMode.port, secret, user: 'nora', password: 'x'})
+      expect(quick).toMatchObject({kind: 'accept'})
+      expect(Date.now() - started).toBeLessThan(1500)
+      const exit = codeMode.stop() // SIGTERM while the failing request waits
+      const {r, ms} = await failing
+      expect(r).toMatchObject({kind: 'reject'})
+      expect(ms).toBeGreaterThanOrEqual(1900)
+      expect(await exit).toBe(0)
+    } finally {
+      await store.run(['twofactor:enable', '--fail-delay', '0'])
+    }
+  })
+
+  it('reads the clients file again on SIGHUP; a bad one keeps the previous clients', async () => {
+    const waitLog = async (re: RegExp) => {
+      for (let i = 0; i < 100 && !re.test(challengeMode.logs()); i++) await new Promise((r) => setTimeout(r, 50))
+      expect(challengeMode.logs()).toMatch(re)
+    }
+    clients('challenge', `10.0.0.0/8 ${secret} challenge`)
+    challengeMode.child.kill('SIGHUP')
+    await waitLog(/SIGHUP: 1 client network\(s\) read/)
+    expect(await radiusRequest({port: challengeMode.port, secret, user: 'nora', timeoutMs: 500})).toBe('timeout') // 127.0.0.1 is no longer listed
+    clients('challenge', `127.0.0.1 ${secret} challenge`, 'not-a-mode')
+    challengeMode.child.kill('SIGHUP')
+    await waitLog(/SIGHUP: kept the previous clients: .*:1: unknown word "not-a-mode"/)
+    expect(challengeMode.child.exitCode).toBeNull()
+  })
+})
+
+describe('radius:serve refuses a bad start', () => {
+  const store = tempStore()
+  afterAll(() => store.cleanup())
+  it('names the clients file when it is open to others or malformed, and a bad --listen', async () => {
+    const open = writeClients(join(store.dir, 'open'), ['127.0.0.1 s'])
+    spawnSync('chmod', ['644', open])
+    let r = await store.run(['radius:serve', '--clients', open])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`${open}: holds shared secrets but can be read or written by group or others`)
+    const bad = writeClients(join(store.dir, 'bad'), ['127.0.0.1 s', '300.1.1.1 t'])
+    r = await store.run(['radius:serve', '--clients', bad])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toBe(`tfactl: ${bad}:2: "300.1.1.1" is not an IPv4 or IPv6 address\n`)
+    r = await store.run(['radius:serve', '--clients', bad.replace('bad', 'open'), '--listen', 'localhost'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('--listen "localhost" is not ADDR:PORT')
+  })
+})
