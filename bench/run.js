@@ -131,7 +131,7 @@ try {
   const baseline = bench('node -e 0', () => ['-e', '0'])
   const results = ONLY === 'postgres' ? [] : fileCases()
   if (pg) results.push(...pgCases())
-  else console.log('(PostgreSQL cases skipped: needs root and PostgreSQL in ${PG_BIN})\n')
+  else console.log(`(PostgreSQL cases skipped: needs root and PostgreSQL in ${PG_BIN})\n`)
   const rows = [baseline, ...results]
   const pad = (s, n) => String(s).padEnd(n)
   console.log(`${pad('case', 44)} ${pad('median', 10)} ${pad('ratio', 7)} peak RSS`)

@@ -12,24 +12,13 @@ import {describe, expect, it} from 'vitest'
 import {oathtool, ROOT} from '../helpers/cli.js'
 import {runWatched, type WatchedRun} from '../helpers/crash-writer.js'
 import {check, enable, expectDecision, expectJsonError, renew, type TempStore, writeStore, seededCopy, trackedStores} from './support.js'
+import {prng, SEED} from '../helpers/random.js'
 
 // Every store a test makes is removed once the file is done (tests here may run concurrently).
 const newStore = trackedStores()
 
 // --- helpers ---------------------------------------------------------------------------------
 
-/** A reproducible random sequence (mulberry32); the seed is printed with every failure. */
-const SEED = Number(process.env.TFACTL_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31))
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
 /** A fresh base32 TOTP secret of 20 random bytes. */

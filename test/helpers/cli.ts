@@ -32,13 +32,7 @@ export function tfactl(args: string[], opts: RunOptions = {}): Promise<Run> {
     const child = execFile(process.execPath, [BIN, ...args], {env, timeout: opts.timeoutMs ?? 30_000, maxBuffer: 64 << 20}, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0
       if (error && typeof error.code !== 'number') return fail(error)
-      let json: any
-      try {
-        json = JSON.parse(stdout)
-      } catch {
-        json = undefined
-      }
-      done({code, stdout, stderr, json})
+      done({code, stdout, stderr, json: jsonOf(stdout)})
     })
     child.stdin!.end(opts.input ?? '')
   })
@@ -77,4 +71,13 @@ export function oathtool(secret: string, opts: {interval?: number; digits?: numb
     child.on('error', fail)
     child.on('close', (code) => (code === 0 ? done(out.trim()) : fail(new Error(`oathtool exited ${code}`))))
   })
+}
+
+/** The JSON a command printed, or undefined when stdout is not one JSON document. */
+export function jsonOf(stdout: string): any {
+  try {
+    return JSON.parse(stdout)
+  } catch {
+    return undefined
+  }
 }

@@ -1,7 +1,7 @@
 // An unprivileged local attacker for tests that run as root: the system user `tfactl-mallory`,
 // created once (idempotent, and safe when several test files create it at the same time).
 import {execFile, execFileSync} from 'node:child_process'
-import {BIN, type Run} from './cli.js'
+import {BIN, jsonOf, type Run} from './cli.js'
 
 export const MALLORY = 'tfactl-mallory'
 
@@ -36,13 +36,7 @@ export function asMallory(cmd: string[], input = ''): Promise<Run> {
     const env = {PATH: process.env.PATH, NO_COLOR: '1', HOME: '/nonexistent', LANG: 'C'}
     const child = execFile('runuser', ['-u', MALLORY, '--', ...cmd], {env, timeout: 30_000}, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0
-      let json: any
-      try {
-        json = JSON.parse(stdout)
-      } catch {
-        json = undefined
-      }
-      done({code, stdout, stderr, json})
+      done({code, stdout, stderr, json: jsonOf(stdout)})
     })
     child.stdin!.end(input)
   })

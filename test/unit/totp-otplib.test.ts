@@ -8,19 +8,8 @@ import {describe, expect, it} from 'vitest'
 import {base32Encode} from '../../src/core/base32.js'
 import {ALGORITHMS, hotp, matchStep, timeStep} from '../../src/core/totp.js'
 import {otpauthUri} from '../../src/core/uri.js'
+import {prng, SEED} from '../helpers/random.js'
 
-const SEED = Number(process.env.TFACTL_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31))
-/** A reproducible random sequence (mulberry32); the seed is in every test name. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 const rand = prng(SEED)
 const int = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1))
 const bytes = (n: number) => Uint8Array.from({length: n}, () => int(0, 255))
