@@ -57,14 +57,36 @@ async function startPostgres(work) {
   const as = (cmd, args) => execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], {stdio: 'pipe', cwd: '/'})
   as(join(PG_BIN, 'initdb'), ['-A', 'trust', '-U', 'postgres', '-D', join(dir, 'data'), '--no-sync', '-E', 'UTF8', '--locale', 'C'])
   // the server's defaults (fsync on): what a host would run
-  as(join(PG_BIN, 'pg_ctl'), ['-D', join(dir, 'data'), '-l', join(dir, 'log'), '-o', `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1 ${process.env.BENCH_PG_OPTS ?? ''}`, '-w', 'start'])
+  as(join(PG_BIN, 'pg_ctl'), [
+    '-D',
+    join(dir, 'data'),
+    '-l',
+    join(dir, 'log'),
+    '-o',
+    `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1 ${process.env.BENCH_PG_OPTS ?? ''}`,
+    '-w',
+    'start',
+  ])
   as(join(PG_BIN, 'createdb'), ['-h', dir, '-p', String(port), '-U', 'postgres', 'tfactl'])
   return {url: `postgresql://postgres@127.0.0.1:${port}/tfactl`, stop: () => as(join(PG_BIN, 'pg_ctl'), ['-D', join(dir, 'data'), '-m', 'fast', '-w', 'stop'])}
 }
 
 function startResponder(storeArgs, clients) {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [...(process.env.BENCH_RADIUS_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_RADIUS_PROF] : []), BIN, 'radius:serve', '--listen', '127.0.0.1:0', '--clients', clients, ...storeArgs], {env, stdio: ['ignore', 'ignore', 'pipe']})
+    const child = spawn(
+      process.execPath,
+      [
+        ...(process.env.BENCH_RADIUS_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_RADIUS_PROF] : []),
+        BIN,
+        'radius:serve',
+        '--listen',
+        '127.0.0.1:0',
+        '--clients',
+        clients,
+        ...storeArgs,
+      ],
+      {env, stdio: ['ignore', 'ignore', 'pipe']},
+    )
     let log = ''
     child.stderr.setEncoding('utf8').on('data', (d) => {
       log += d
@@ -100,7 +122,10 @@ async function load(port, queues) {
     new Promise((resolve) => {
       const id = freeIds.shift()
       const authenticator = randomBytes(16)
-      const attributes = [{type: ATTR.userName, value: text(user)}, {type: ATTR.userPassword, value: hidePassword(code, SECRET, authenticator)}]
+      const attributes = [
+        {type: ATTR.userName, value: text(user)},
+        {type: ATTR.userPassword, value: hidePassword(code, SECRET, authenticator)},
+      ]
       const timer = setTimeout(() => {
         waiting.delete(id)
         freeIds.push(id)

@@ -158,19 +158,41 @@ function pgCases() {
   const bulkList = join(work, 'pg-bulk.txt')
   writeFileSync(bulkList, Array.from({length: 10_000}, (_, i) => `bulk${i}`).join('\n'))
   let bulkUrl
-  const bulk = bench('bulk enrolment, 10 000 users, PostgreSQL', () => [BIN, 'user:secret:renew', '--users-file', bulkList, '--qr', 'none', '--json', '--store', bulkUrl, '--key-file', join(work, 'pg-bulk-key', 'tfactl.key')], {
-    setup: () => {
-      rmSync(join(work, 'pg-bulk-key'), {recursive: true, force: true})
-      bulkUrl = pg.database()
+  const bulk = bench(
+    'bulk enrolment, 10 000 users, PostgreSQL',
+    () => [
+      BIN,
+      'user:secret:renew',
+      '--users-file',
+      bulkList,
+      '--qr',
+      'none',
+      '--json',
+      '--store',
+      bulkUrl,
+      '--key-file',
+      join(work, 'pg-bulk-key', 'tfactl.key'),
+    ],
+    {
+      setup: () => {
+        rmSync(join(work, 'pg-bulk-key'), {recursive: true, force: true})
+        bulkUrl = pg.database()
+      },
     },
-  })
+  )
   pg.dropAll()
   return [check, bulk]
 }
 
 function fileCases() {
-  const small = enrolStore(mkdtempSync(join(work, 'small-')), Array.from({length: WARMUP + RUNS + 1}, (_, i) => `user${i}`))
-  const big = enrolStore(mkdtempSync(join(work, 'big-')), Array.from({length: 100_000}, (_, i) => `u${String(i).padStart(6, '0')}`))
+  const small = enrolStore(
+    mkdtempSync(join(work, 'small-')),
+    Array.from({length: WARMUP + RUNS + 1}, (_, i) => `user${i}`),
+  )
+  const big = enrolStore(
+    mkdtempSync(join(work, 'big-')),
+    Array.from({length: 100_000}, (_, i) => `u${String(i).padStart(6, '0')}`),
+  )
   const bigUsers = [...big.secrets.keys()].filter((_, i) => i % 4999 === 0)
   // The same 100 000 users with SSH 2FA on: a copy of the store whose users file lists them all.
   const sshDir = mkdtempSync(join(work, 'big-ssh-'))
@@ -189,29 +211,72 @@ function fileCases() {
   }
 
   const cases = [
-    ['login:check (valid code)', () => bench('login:check (valid code)', (i) => {
-      const user = `user${i}`
-      return [BIN, 'login:check', user, '--code', codeFor(small.secrets.get(user)), '--store', small.store]
-    })],
+    [
+      'login:check (valid code)',
+      () =>
+        bench('login:check (valid code)', (i) => {
+          const user = `user${i}`
+          return [BIN, 'login:check', user, '--code', codeFor(small.secrets.get(user)), '--store', small.store]
+        }),
+    ],
     ['--help', () => bench('--help', () => [BIN, '--help'])],
-    ['user:secret:renew --json (one user)', () => bench('user:secret:renew --json (one user)', (i) => [BIN, 'user:secret:renew', `new${i}`, '--json', '--store', small.store])],
-    ['login:check, 100 000-user store', () => bench('login:check, 100 000-user store', (i) => {
-      const user = bigUsers[i % bigUsers.length]
-      // each user's code once: a second use would be a replay
-      return [BIN, 'login:check', user, '--code', codeFor(big.secrets.get(user)), '--store', big.store, '--json']
-    }, {check: replayOk('login:check 100k')})],
-    ['100k: login:check, no-secret user', () => bench('100k: login:check, no-secret user', () => [BIN, 'login:check', 'nobody', '--store', big.store, '--json'])],
-    ['100k: renew one user', () => bench('100k: renew one user', (i) => [BIN, 'user:secret:renew', renewUsers(1)[i % 21], '--qr', 'none', '--json', '--store', big.store])],
+    [
+      'user:secret:renew --json (one user)',
+      () => bench('user:secret:renew --json (one user)', (i) => [BIN, 'user:secret:renew', `new${i}`, '--json', '--store', small.store]),
+    ],
+    [
+      'login:check, 100 000-user store',
+      () =>
+        bench(
+          'login:check, 100 000-user store',
+          (i) => {
+            const user = bigUsers[i % bigUsers.length]
+            // each user's code once: a second use would be a replay
+            return [BIN, 'login:check', user, '--code', codeFor(big.secrets.get(user)), '--store', big.store, '--json']
+          },
+          {check: replayOk('login:check 100k')},
+        ),
+    ],
+    [
+      '100k: login:check, no-secret user',
+      () => bench('100k: login:check, no-secret user', () => [BIN, 'login:check', 'nobody', '--store', big.store, '--json']),
+    ],
+    [
+      '100k: renew one user',
+      () => bench('100k: renew one user', (i) => [BIN, 'user:secret:renew', renewUsers(1)[i % 21], '--qr', 'none', '--json', '--store', big.store]),
+    ],
     ['100k: twofactor:status', () => bench('100k: twofactor:status', () => [BIN, 'twofactor:status', '--json', '--store', big.store])],
-    ['100k SSH 2FA: login:check (valid code)', () => bench('100k SSH 2FA: login:check (valid code)', (i) => {
-      const user = sshUsers[i % sshUsers.length]
-      return [BIN, 'login:check', user, '--service', 'ssh', '--code', codeFor(ssh.secrets.get(user)), '--store', ssh.store, '--json']
-    }, {check: replayOk('login:check 100k ssh')})],
-    ['100k SSH 2FA: login:check, no-secret user', () => bench('100k SSH 2FA: login:check, no-secret user', () => [BIN, 'login:check', 'nobody', '--service', 'ssh', '--store', ssh.store, '--json'])],
-    ['100k SSH 2FA: renew one user', () => bench('100k SSH 2FA: renew one user', (i) => [BIN, 'user:secret:renew', renewUsers(2)[i % 21], '--qr', 'none', '--json', '--store', ssh.store])],
+    [
+      '100k SSH 2FA: login:check (valid code)',
+      () =>
+        bench(
+          '100k SSH 2FA: login:check (valid code)',
+          (i) => {
+            const user = sshUsers[i % sshUsers.length]
+            return [BIN, 'login:check', user, '--service', 'ssh', '--code', codeFor(ssh.secrets.get(user)), '--store', ssh.store, '--json']
+          },
+          {check: replayOk('login:check 100k ssh')},
+        ),
+    ],
+    [
+      '100k SSH 2FA: login:check, no-secret user',
+      () => bench('100k SSH 2FA: login:check, no-secret user', () => [BIN, 'login:check', 'nobody', '--service', 'ssh', '--store', ssh.store, '--json']),
+    ],
+    [
+      '100k SSH 2FA: renew one user',
+      () => bench('100k SSH 2FA: renew one user', (i) => [BIN, 'user:secret:renew', renewUsers(2)[i % 21], '--qr', 'none', '--json', '--store', ssh.store]),
+    ],
     ['100k SSH 2FA: twofactor:status', () => bench('100k SSH 2FA: twofactor:status', () => [BIN, 'twofactor:status', '--json', '--store', ssh.store])],
     // last: its large writes would otherwise still be flushing while the next case fsyncs
-    ['bulk enrolment, 10 000 users', () => bench('bulk enrolment, 10 000 users', () => [BIN, 'user:secret:renew', '--users-file', bulkList, '--qr', 'none', '--json', '--store', join(bulkDir, 'state', 'store.json')], {setup: freshBulk})],
+    [
+      'bulk enrolment, 10 000 users',
+      () =>
+        bench(
+          'bulk enrolment, 10 000 users',
+          () => [BIN, 'user:secret:renew', '--users-file', bulkList, '--qr', 'none', '--json', '--store', join(bulkDir, 'state', 'store.json')],
+          {setup: freshBulk},
+        ),
+    ],
   ]
   // BENCH_CASES=regex picks cases by name
   return cases.filter(([name]) => !SELECT || SELECT.test(name)).map(([, run]) => run())

@@ -11,9 +11,7 @@ import {build} from 'esbuild'
 const pgClient = {
   name: 'pg-client-apart',
   setup(b) {
-    b.onResolve({filter: /\/client\.js$/}, (args) =>
-      args.importer.includes('/store/postgres/') ? {path: './pg-client.cjs', external: true} : undefined,
-    )
+    b.onResolve({filter: /\/client\.js$/}, (args) => (args.importer.includes('/store/postgres/') ? {path: './pg-client.cjs', external: true} : undefined))
   },
 }
 

@@ -23,13 +23,21 @@ function commandFiles(dir) {
 // Each command is required on first use (a getter): `--help` reads oclif.manifest.json and runs no
 // command module at all; running one command evaluates that command's modules.
 const files = commandFiles(COMMANDS_DIR).sort()
-const id = (file) => relative(COMMANDS_DIR, file).replace(/\.js$/, '').split(sep).filter((p) => p !== 'index').join(':')
+const id = (file) =>
+  relative(COMMANDS_DIR, file)
+    .replace(/\.js$/, '')
+    .split(sep)
+    .filter((p) => p !== 'index')
+    .join(':')
 writeFileSync(
   ENTRY,
   [
     "exports.execute = require('@oclif/core').execute",
     'const COMMANDS = {}',
-    ...files.map((f) => `Object.defineProperty(COMMANDS, ${JSON.stringify(id(f))}, {enumerable: true, get: () => require('./${relative('dist', f).split(sep).join('/')}').default})`),
+    ...files.map(
+      (f) =>
+        `Object.defineProperty(COMMANDS, ${JSON.stringify(id(f))}, {enumerable: true, get: () => require('./${relative('dist', f).split(sep).join('/')}').default})`,
+    ),
     'exports.COMMANDS = COMMANDS',
     '',
   ].join('\n'),
@@ -44,9 +52,7 @@ const external = ['fs-native-extensions', 'fs-native-extensions/*', '@inquirer/p
 const pgClient = {
   name: 'pg-client-apart',
   setup(b) {
-    b.onResolve({filter: /\/client\.js$/}, (args) =>
-      args.importer.includes('/store/postgres/') ? {path: './pg-client.cjs', external: true} : undefined,
-    )
+    b.onResolve({filter: /\/client\.js$/}, (args) => (args.importer.includes('/store/postgres/') ? {path: './pg-client.cjs', external: true} : undefined))
   },
 }
 

@@ -23,12 +23,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true
   static override baseFlags = {
     store: Flags.string({
-      description: 'store file, or a PostgreSQL URL (postgresql://HOST/DB) [default: the config file\'s, else /var/lib/tfactl/store.json as root, and for anyone while it exists; else $XDG_STATE_HOME/tfactl/store.json]',
+      description:
+        "store file, or a PostgreSQL URL (postgresql://HOST/DB) [default: the config file's, else /var/lib/tfactl/store.json as root, and for anyone while it exists; else $XDG_STATE_HOME/tfactl/store.json]",
       env: 'TFACTL_STORE',
       helpGroup: 'GLOBAL',
     }),
     'key-file': Flags.string({
-      description: 'key that seals the secrets of a database store [default: the config file\'s, else /etc/tfactl/tfactl.key]',
+      description: "key that seals the secrets of a database store [default: the config file's, else /etc/tfactl/tfactl.key]",
       env: 'TFACTL_KEY_FILE',
       helpGroup: 'GLOBAL',
     }),

@@ -16,4 +16,5 @@ export const loginOptionTable = (): Record<string, readonly string[] | null> =>
   Object.fromEntries(Object.entries(LOGIN_CHECK_FLAGS).map(([name, spec]) => [`--${name}`, 'options' in spec ? spec.options : null]))
 
 /** The default of a flag (as the oclif command declares it). */
-export const loginDefault = (name: LoginFlagName): string | undefined => ('default' in LOGIN_CHECK_FLAGS[name] ? (LOGIN_CHECK_FLAGS[name] as {default: string}).default : undefined)
+export const loginDefault = (name: LoginFlagName): string | undefined =>
+  'default' in LOGIN_CHECK_FLAGS[name] ? (LOGIN_CHECK_FLAGS[name] as {default: string}).default : undefined

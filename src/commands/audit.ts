@@ -19,13 +19,14 @@ shared audit.log too. Names are shown with control characters escaped; --json gi
   async run() {
     const user = this.flags.user === undefined ? undefined : checkUsername(this.flags.user)
     const since = this.flags.since === undefined ? undefined : Date.parse(this.flags.since)
-    if (since !== undefined && Number.isNaN(since)) throw usageError(`--since ${JSON.stringify(this.flags.since)} is not an ISO 8601 time (e.g. 2026-11-01T00:00:00Z)`)
-    const events = (await this.store.readAudit()).filter(
-      (e) => (user === undefined || e.user === user) && (since === undefined || Date.parse(e.time) >= since),
-    )
+    if (since !== undefined && Number.isNaN(since))
+      throw usageError(`--since ${JSON.stringify(this.flags.since)} is not an ISO 8601 time (e.g. 2026-11-01T00:00:00Z)`)
+    const events = (await this.store.readAudit()).filter((e) => (user === undefined || e.user === user) && (since === undefined || Date.parse(e.time) >= since))
     const x = (s: unknown) => escapeControls(String(s))
     for (const e of events)
-      this.say(`${x(e.time)}  ${e.host ? `${x(e.host)}  ` : ''}uid=${x(e.actor?.uid)}${e.actor?.sudoUser ? ` (sudo ${x(e.actor.sudoUser)})` : ''}  ${x(e.command)}  ${e.user === null ? '-' : x(e.user)}  ${x(e.outcome)}${e.reason ? ` (${x(e.reason)})` : ''}${e.client ? `  client=${x(e.client)}` : ''}`)
+      this.say(
+        `${x(e.time)}  ${e.host ? `${x(e.host)}  ` : ''}uid=${x(e.actor?.uid)}${e.actor?.sudoUser ? ` (sudo ${x(e.actor.sudoUser)})` : ''}  ${x(e.command)}  ${e.user === null ? '-' : x(e.user)}  ${x(e.outcome)}${e.reason ? ` (${x(e.reason)})` : ''}${e.client ? `  client=${x(e.client)}` : ''}`,
+      )
     return {events}
   }
 }

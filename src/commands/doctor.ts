@@ -62,7 +62,10 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
     }
 
     const findings = checks.filter((c) => c.status === 'finding').length
-    for (const c of checks) this.say(`${HUES[c.status] ? paint(HUES[c.status]!, SIGNS[c.status]) : SIGNS[c.status]}  ${c.check}: ${c.message}${c.fix ? `\n         fix: ${c.fix}` : ''}`)
+    for (const c of checks)
+      this.say(
+        `${HUES[c.status] ? paint(HUES[c.status]!, SIGNS[c.status]) : SIGNS[c.status]}  ${c.check}: ${c.message}${c.fix ? `\n         fix: ${c.fix}` : ''}`,
+      )
     this.say(findings === 0 ? paint('green', 'no findings') : paint('red', `${findings} finding(s)`))
     process.exitCode = findings === 0 ? EXIT.ok : EXIT.denied
     return {ok: findings === 0, findings, checks}
@@ -78,7 +81,8 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
     const s = doc.settings
     const path = s.oathFile
     if (!path) {
-      if (s.enabled && s.ssh) add('users file', 'finding', `SSH 2FA is on but no pam_oath users file is configured: run tfactl ssh:sync (writes ${DEFAULT_OATH_FILE})`)
+      if (s.enabled && s.ssh)
+        add('users file', 'finding', `SSH 2FA is on but no pam_oath users file is configured: run tfactl ssh:sync (writes ${DEFAULT_OATH_FILE})`)
       else add('users file', 'skipped', 'none configured (SSH 2FA is off)')
       return
     }
@@ -99,21 +103,37 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
     const left = leftovers(path)
     if (left.lock) {
       const holders = openers([procName(path), procName(`${path}.lock`)])
-      if (holders.length > 0) add('users file', 'finding', `${path}.lock exists, open in ${describeOpeners(holders)}: a login is running; if it stays, check that process`)
-      else add('users file', 'finding', `${path}.lock exists and no process has it open (left by a crash): pam_oath refuses every code while it does`, 'tfactl twofactor:disable --force')
+      if (holders.length > 0)
+        add('users file', 'finding', `${path}.lock exists, open in ${describeOpeners(holders)}: a login is running; if it stays, check that process`)
+      else
+        add(
+          'users file',
+          'finding',
+          `${path}.lock exists and no process has it open (left by a crash): pam_oath refuses every code while it does`,
+          'tfactl twofactor:disable --force',
+        )
     }
-    if (left.pamNew) add('users file', 'finding', `${path}.new exists (left by an interrupted pam_oath): pam_oath fails every login until it is removed`, 'tfactl ssh:sync')
+    if (left.pamNew)
+      add('users file', 'finding', `${path}.new exists (left by an interrupted pam_oath): pam_oath fails every login until it is removed`, 'tfactl ssh:sync')
     if (left.temps.length > 0) add('users file', 'finding', `temp files of an interrupted tfactl: ${left.temps.join(', ')} (the next ssh:sync removes them)`)
     if (!file) {
       add('users file', 'finding', `${path} is missing: pam_oath refuses every password login; run tfactl ssh:sync`)
       return
     }
     if (file.mode !== 0o600 || file.uid !== 0)
-      add('users file', 'finding', `${path} holds secrets in clear and must be root's, mode 600 (it is uid ${file.uid}, mode ${file.mode.toString(8)}): run tfactl ssh:sync`)
+      add(
+        'users file',
+        'finding',
+        `${path} holds secrets in clear and must be root's, mode 600 (it is uid ${file.uid}, mode ${file.mode.toString(8)}): run tfactl ssh:sync`,
+      )
     const f = compareUsersFile(users, file.entries)
     if (f.fresh) add('users file', 'ok', `${path} matches the store (${users.length} user(s))`)
     else {
-      const what = [...f.missing.map((u) => `${u} missing`), ...f.extra.map((u) => `${u} should not be listed`), ...f.different.map((u) => `${u}'s line differs`)]
+      const what = [
+        ...f.missing.map((u) => `${u} missing`),
+        ...f.extra.map((u) => `${u} should not be listed`),
+        ...f.different.map((u) => `${u}'s line differs`),
+      ]
       add('users file', 'finding', `${path} is stale (${what.join(', ')}): run tfactl ssh:sync`)
     }
   }
@@ -130,9 +150,15 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
       return add('sshd PAM', 'unknown', `cannot read ${pamFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
     }
     const pam = findPamOath(text)
-    if (!pam) return add('sshd PAM', 'finding', `${pamFile} does not use pam_oath, so SSH logins ask for no code: add "${wanted}" after the password module (tfactl ssh:config)`)
+    if (!pam)
+      return add(
+        'sshd PAM',
+        'finding',
+        `${pamFile} does not use pam_oath, so SSH logins ask for no code: add "${wanted}" after the password module (tfactl ssh:config)`,
+      )
     const problems: string[] = []
-    if (pam.usersFile !== (s.oathFile ?? DEFAULT_OATH_FILE)) problems.push(`it reads usersfile=${pam.usersFile ?? '(none)'}, tfactl writes ${s.oathFile ?? '(nothing yet)'}`)
+    if (pam.usersFile !== (s.oathFile ?? DEFAULT_OATH_FILE))
+      problems.push(`it reads usersfile=${pam.usersFile ?? '(none)'}, tfactl writes ${s.oathFile ?? '(nothing yet)'}`)
     if ((pam.window ?? PAM_OATH_DEFAULT_WINDOW) !== s.window) problems.push(`its window is ${pam.window ?? '5 (pam_oath default)'}, the store's is ${s.window}`)
     if (!pam.afterPassword) problems.push('it does not come after the password module (@include common-auth / pam_unix)')
     if (problems.length > 0) add('sshd PAM', 'finding', `${pamFile}: ${problems.join('; ')}: use "${wanted}" (tfactl ssh:config)`)
@@ -167,16 +193,30 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
     let servers
     try {
       const st = statSync(conf)
-      if (st.uid !== 0 || st.mode & 0o077) return add('radius servers', 'finding', `${conf} holds the shared secret and must be root's, mode 600 (it is uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}): run chown root ${conf} && chmod 600 ${conf}`)
+      if (st.uid !== 0 || st.mode & 0o077)
+        return add(
+          'radius servers',
+          'finding',
+          `${conf} holds the shared secret and must be root's, mode 600 (it is uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}): run chown root ${conf} && chmod 600 ${conf}`,
+        )
       servers = parseServerFile(readFileSync(conf, 'utf8'))
     } catch (error) {
-      return add('radius servers', 'finding', `cannot read ${conf} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): pam_radius_auth refuses every password login; write it with tfactl ssh:config --radius`)
+      return add(
+        'radius servers',
+        'finding',
+        `cannot read ${conf} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): pam_radius_auth refuses every password login; write it with tfactl ssh:config --radius`,
+      )
     }
     if (servers.length === 0) return add('radius servers', 'finding', `${conf} names no server: add "HOST:PORT SECRET TIMEOUT" (tfactl ssh:config --radius)`)
     const noSecret = servers.filter((v) => !v.hasSecret).map((v) => v.server)
     if (noSecret.length > 0) return add('radius servers', 'finding', `${conf}: no shared secret for ${noSecret.join(', ')}`)
     const waitMs = Math.min(...servers.map((v) => (v.timeout ?? 3) * 1000))
-    if (waitMs <= s.failDelay) return add('radius servers', 'finding', `${conf}: a timeout of ${waitMs / 1000} s is not longer than the fail delay (${s.failDelay} ms): pam_radius would give up on refusals; use the timeout tfactl ssh:config --radius prints`)
+    if (waitMs <= s.failDelay)
+      return add(
+        'radius servers',
+        'finding',
+        `${conf}: a timeout of ${waitMs / 1000} s is not longer than the fail delay (${s.failDelay} ms): pam_radius would give up on refusals; use the timeout tfactl ssh:config --radius prints`,
+      )
     add('radius servers', 'ok', `${conf} names ${servers.map((v) => v.server).join(', ')}`)
   }
 

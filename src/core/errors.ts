@@ -11,7 +11,11 @@ export type ExitCode = (typeof EXIT)[keyof typeof EXIT]
 
 /** An expected failure: one line for the user, and the exit code that goes with it. */
 export class TfaError extends Error {
-  constructor(message: string, readonly exit: ExitCode, readonly code?: string) {
+  constructor(
+    message: string,
+    readonly exit: ExitCode,
+    readonly code?: string,
+  ) {
     super(message)
     this.name = 'TfaError'
   }

@@ -72,7 +72,14 @@ export function parseUsersOath(text: string, file: string): Imported[] {
     if (line === '' || line.startsWith('#')) return
     const [type, user, password, hex] = line.split(/\s+/)
     const match = TOTP_TYPE.exec(type)
-    if (!match) fail(file, n, type.startsWith('HOTP') && !type.startsWith('HOTP/T') ? 'counter-based HOTP lines cannot be imported: only HOTP/T30 or HOTP/T60' : 'field 1 is not a supported type: expected HOTP/T30 or HOTP/T60, optionally /6, /7 or /8')
+    if (!match)
+      fail(
+        file,
+        n,
+        type.startsWith('HOTP') && !type.startsWith('HOTP/T')
+          ? 'counter-based HOTP lines cannot be imported: only HOTP/T30 or HOTP/T60'
+          : 'field 1 is not a supported type: expected HOTP/T30 or HOTP/T60, optionally /6, /7 or /8',
+      )
     if (!user) fail(file, n, 'missing username')
     try {
       checkUsername(user)
@@ -83,7 +90,13 @@ export function parseUsersOath(text: string, file: string): Imported[] {
     if (!hex || !/^([0-9a-fA-F]{2}){10,64}$/.test(hex)) fail(file, n, 'expected a hex secret of 10-64 bytes')
     if (seen.has(user)) fail(file, n, `${user} appears twice`)
     seen.add(user)
-    out.push({user, secret: base32Encode(Buffer.from(hex, 'hex')), interval: Number(match![1]) as Interval, digits: Number(match![2] ?? 6) as Digits, scratchCodes: []})
+    out.push({
+      user,
+      secret: base32Encode(Buffer.from(hex, 'hex')),
+      interval: Number(match![1]) as Interval,
+      digits: Number(match![2] ?? 6) as Digits,
+      scratchCodes: [],
+    })
   })
   return out
 }

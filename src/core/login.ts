@@ -28,12 +28,7 @@ export interface LoginRequest {
 }
 
 /** What the check changes in the user's record; applied under the store lock. */
-export type Effect =
-  | {kind: 'none'}
-  | {kind: 'accepted'; step: number}
-  | {kind: 'recovery_used'; index: number}
-  | {kind: 'bypass_used'}
-  | {kind: 'failed'}
+export type Effect = {kind: 'none'} | {kind: 'accepted'; step: number} | {kind: 'recovery_used'; index: number} | {kind: 'bypass_used'} | {kind: 'failed'}
 
 export interface Decision {
   allowed: boolean
@@ -44,13 +39,10 @@ export interface Decision {
   effect: Effect
 }
 
-const allow = (reason: Reason, extra: Partial<Decision> = {}): Decision =>
-  ({allowed: true, reason, setupPrompt: false, effect: {kind: 'none'}, ...extra})
-const deny = (reason: Reason, effect: Effect = {kind: 'none'}): Decision =>
-  ({allowed: false, reason, setupPrompt: false, effect})
+const allow = (reason: Reason, extra: Partial<Decision> = {}): Decision => ({allowed: true, reason, setupPrompt: false, effect: {kind: 'none'}, ...extra})
+const deny = (reason: Reason, effect: Effect = {kind: 'none'}): Decision => ({allowed: false, reason, setupPrompt: false, effect})
 
-const isLocked = (user: UserRecord | undefined, now: number): boolean =>
-  Boolean(user?.lockedUntil && Date.parse(user.lockedUntil) > now)
+const isLocked = (user: UserRecord | undefined, now: number): boolean => Boolean(user?.lockedUntil && Date.parse(user.lockedUntil) > now)
 
 function bypassMatches(user: UserRecord | undefined, code: string, now: number): boolean {
   const bypass = user?.bypass
@@ -62,6 +54,7 @@ function bypassMatches(user: UserRecord | undefined, code: string, now: number):
  * The 2FA step of a login, decided from the global settings and the user's record alone.
  * Each line is one rule of the documentation; the test table mirrors them.
  */
+// biome-ignore format: one aligned row per rule, like the documentation
 export function decideLogin(cfg: Settings, user: UserRecord | undefined, req: LoginRequest): Decision {
   const {service: svc, method, now} = req
   const code = req.code === undefined ? undefined : normalizeCode(req.code)
@@ -103,7 +96,8 @@ function checkCode(cfg: Settings, user: UserRecord, code: string, now: number): 
 export function applyEffect(cfg: Settings, user: UserRecord, effect: Effect, now: number): void {
   const at = new Date(now).toISOString()
   switch (effect.kind) {
-    case 'none': return
+    case 'none':
+      return
     case 'accepted':
       user.lastUsedStep = effect.step
       user.lastUsedAt = at
@@ -119,8 +113,7 @@ export function applyEffect(cfg: Settings, user: UserRecord, effect: Effect, now
     case 'failed':
       if (user.lockedUntil && Date.parse(user.lockedUntil) <= now) [user.failures, user.lockedUntil] = [0, null]
       user.failures += 1
-      if (cfg.maxFailures > 0 && user.failures >= cfg.maxFailures)
-        user.lockedUntil = new Date(now + cfg.lockout * 1000).toISOString()
+      if (cfg.maxFailures > 0 && user.failures >= cfg.maxFailures) user.lockedUntil = new Date(now + cfg.lockout * 1000).toISOString()
       return
   }
   user.failures = 0

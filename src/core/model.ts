@@ -97,5 +97,4 @@ export const newUserRecord = (): UserRecord => ({
 })
 
 /** A record with nothing left in it is dropped, so `user:list` shows only users with state. */
-export const isEmptyRecord = (r: UserRecord): boolean =>
-  !r.secret && !r.pending && !r.recovery && !r.bypass && r.failures === 0 && !r.lockedUntil
+export const isEmptyRecord = (r: UserRecord): boolean => !r.secret && !r.pending && !r.recovery && !r.bypass && r.failures === 0 && !r.lockedUntil

@@ -23,8 +23,7 @@ export const PAM_OATH_MAX_SECRET_BYTES = 32
 /** pam_oath's own default for `window=` when the PAM line does not set it. */
 export const PAM_OATH_DEFAULT_WINDOW = 5
 
-export const OATH_HEADER =
-  '# pam_oath users file, written by tfactl from its store (tfactl ssh:sync). pam_oath records each login here; do not edit by hand.'
+export const OATH_HEADER = '# pam_oath users file, written by tfactl from its store (tfactl ssh:sync). pam_oath records each login here; do not edit by hand.'
 
 /** The first-field values liboath's parse_type accepts; other lines are skipped by pam_oath. */
 const OATH_TYPE = /^(?:HOTP(?:\/E(?:\/[678])?)?|HOTP\/T(?:30|60)(?:\/[678])?)$/
@@ -171,7 +170,14 @@ export function parseOathTime(text: string | undefined): {local: number; utc: nu
  * away from its clock). The newest match wins: refusing a little more is the safe mistake.
  * Steps are only compared while codes could still be accepted, so losing an old step is harmless.
  */
-export function recordedStep(key: Buffer, interval: number, lastOtp: string | undefined, time: string | undefined, now: number, window: number): number | undefined {
+export function recordedStep(
+  key: Buffer,
+  interval: number,
+  lastOtp: string | undefined,
+  time: string | undefined,
+  now: number,
+  window: number,
+): number | undefined {
   if (!lastOtp || !/^\d{6,8}$/.test(lastOtp)) return undefined
   const radius = Math.max(window, PAM_OATH_DEFAULT_WINDOW) + 1
   const latest = timeStep(now, interval) + radius
@@ -190,8 +196,7 @@ export function recordedStep(key: Buffer, interval: number, lastOtp: string | un
 }
 
 /** The user's entries whose type and secret are the ones the store holds (same key, same step length). */
-const sameSecret = (u: Pick<OathUser, 'hex' | 'interval'>, e: OathEntry): boolean =>
-  e.secret?.toLowerCase() === u.hex && typeInterval(e.type) === u.interval
+const sameSecret = (u: Pick<OathUser, 'hex' | 'interval'>, e: OathEntry): boolean => e.secret?.toLowerCase() === u.hex && typeInterval(e.type) === u.interval
 
 /**
  * Copies the replay state pam_oath recorded into the store: for each user whose line holds
@@ -300,8 +305,7 @@ export function checkOathPath(path: string): string {
 export const PAM_OATH_CONTROL = '[success=ok user_unknown=ignore default=die]'
 
 /** The auth line for /etc/pam.d/sshd, after the password module. */
-export const pamOathLine = (usersFile: string, window: number): string =>
-  `auth ${PAM_OATH_CONTROL} pam_oath.so usersfile=${usersFile} window=${window}`
+export const pamOathLine = (usersFile: string, window: number): string => `auth ${PAM_OATH_CONTROL} pam_oath.so usersfile=${usersFile} window=${window}`
 
 export const SSHD_SETTINGS = ['UsePAM yes', 'KbdInteractiveAuthentication yes'] as const
 

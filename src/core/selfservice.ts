@@ -1,8 +1,7 @@
 import {applyEffect, verifyCode} from './login.js'
 import type {Doc} from './model.js'
 
-export const proofNeeded = (user: string): string =>
-  `${user} already has a 2FA secret: prove it is you with --code (a current code or a recovery code)`
+export const proofNeeded = (user: string): string => `${user} already has a 2FA secret: prove it is you with --code (a current code or a recovery code)`
 
 /**
  * A user renewing or removing their own secret under sudo must prove they hold it: a current

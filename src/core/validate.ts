@@ -15,8 +15,7 @@ export function checkUsername(name: string, where = ''): string {
 }
 
 export function checkIssuer(issuer: string): string {
-  if (!ISSUER.test(issuer) || [...issuer].length > 64)
-    throw usageError(`invalid issuer ${quote(issuer)}: use 1-64 printable characters without ':'`)
+  if (!ISSUER.test(issuer) || [...issuer].length > 64) throw usageError(`invalid issuer ${quote(issuer)}: use 1-64 printable characters without ':'`)
   return issuer
 }
 

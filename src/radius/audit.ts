@@ -14,7 +14,10 @@ export class AuditWriter {
   private flushing: Promise<void> | undefined
   private lastProblem = 0
 
-  constructor(private readonly path: string, private readonly warn: (message: string) => void) {}
+  constructor(
+    private readonly path: string,
+    private readonly warn: (message: string) => void,
+  ) {}
 
   record(event: Omit<AuditEvent, 'time' | 'actor'>): void {
     const line: AuditEvent = {time: new Date().toISOString(), actor: {uid: process.getuid?.() ?? -1, sudoUser: null}, ...event}

@@ -46,7 +46,9 @@ export function readClientsFile(path: string): string {
     const st = fs.fstatSync(fd)
     if (!st.isFile()) throw clientsError(`${path}: not a regular file`)
     if (st.mode & 0o066)
-      throw clientsError(`${path}: holds shared secrets but can be read or written by group or others (mode ${(st.mode & 0o777).toString(8)}): run chmod 600 ${path}`)
+      throw clientsError(
+        `${path}: holds shared secrets but can be read or written by group or others (mode ${(st.mode & 0o777).toString(8)}): run chmod 600 ${path}`,
+      )
     return fs.readFileSync(fd, 'utf8')
   } finally {
     fs.closeSync(fd)
@@ -76,7 +78,7 @@ export function parseClients(textOfFile: string, path: string): Client[] {
     // A `#` starting a word starts a comment (a secret may contain `#` inside it).
     const tokens: string[] = []
     for (const token of rawLine.trim().split(/[ \t]+/)) {
-      if (token === '' ) continue
+      if (token === '') continue
       if (token.startsWith('#')) break
       tokens.push(token)
     }

@@ -88,8 +88,7 @@ export function decodePacket(datagram: Buffer): Packet {
   return {code, id: datagram[1], authenticator: raw.subarray(4, 20), attributes, raw}
 }
 
-export const findAttribute = (packet: {attributes: Attribute[]}, type: number): Buffer | undefined =>
-  packet.attributes.find((a) => a.type === type)?.value
+export const findAttribute = (packet: {attributes: Attribute[]}, type: number): Buffer | undefined => packet.attributes.find((a) => a.type === type)?.value
 
 const countAttribute = (packet: {attributes: Attribute[]}, type: number): number => packet.attributes.filter((a) => a.type === type).length
 
@@ -186,18 +185,23 @@ function frame(code: number, id: number, authenticator: Buffer, attributes: Attr
  */
 export function encodeResponse(request: {id: number; authenticator: Buffer}, code: number, attributes: Attribute[], secret: Buffer): Buffer {
   const out = frame(code, request.id, request.authenticator, attributes, true)
-  createHmac('md5', secret).update(out).digest().copy(out, HEADER_LENGTH + 2)
+  createHmac('md5', secret)
+    .update(out)
+    .digest()
+    .copy(out, HEADER_LENGTH + 2)
   createHash('md5').update(out).update(secret).digest().copy(out, 4)
   return out
 }
 
 /** The client side: an Access-Request, with a Message-Authenticator unless `messageAuthenticator` is false. */
-export function encodeRequest(
-  opts: {id: number; authenticator: Buffer; attributes: Attribute[]; secret: Buffer; messageAuthenticator?: boolean},
-): Buffer {
+export function encodeRequest(opts: {id: number; authenticator: Buffer; attributes: Attribute[]; secret: Buffer; messageAuthenticator?: boolean}): Buffer {
   const withMa = opts.messageAuthenticator !== false
   const out = frame(CODE.accessRequest, opts.id, opts.authenticator, opts.attributes, withMa)
-  if (withMa) createHmac('md5', opts.secret).update(out).digest().copy(out, HEADER_LENGTH + 2)
+  if (withMa)
+    createHmac('md5', opts.secret)
+      .update(out)
+      .digest()
+      .copy(out, HEADER_LENGTH + 2)
   return out
 }
 

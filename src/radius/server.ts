@@ -5,8 +5,19 @@ import {checkUsername} from '../core/validate.js'
 import type {AuditEvent} from '../store/audit.js'
 import {type Client, matchClient} from './clients.js'
 import {
-  ATTR, type Attribute, checkMessageAuthenticator, CODE, decodePacket, encodeResponse, findAttribute, integer, type Packet,
-  PacketError, PROMPT_NO_ECHO, revealPassword, text,
+  ATTR,
+  type Attribute,
+  checkMessageAuthenticator,
+  CODE,
+  decodePacket,
+  encodeResponse,
+  findAttribute,
+  integer,
+  type Packet,
+  PacketError,
+  PROMPT_NO_ECHO,
+  revealPassword,
+  text,
 } from './packet.js'
 import {StateBook} from './state.js'
 
@@ -169,8 +180,7 @@ export class RadiusServer {
     entry.at = Date.now()
     this.count(answer.code)
     this.opts.audit({command: 'radius:serve', user: answer.user, outcome: answer.outcome, reason: answer.reason, client: from})
-    if (this.opts.verbose || answer.outcome === 'error')
-      this.opts.log(`${from} ${answer.user ?? '-'}: ${answer.outcome} (${answer.reason})`)
+    if (this.opts.verbose || answer.outcome === 'error') this.opts.log(`${from} ${answer.user ?? '-'}: ${answer.outcome} (${answer.reason})`)
     await this.send(datagram, rinfo)
   }
 
@@ -189,8 +199,13 @@ export class RadiusServer {
 
   /** The decision for one Access-Request from a known client. */
   private async decide(packet: Packet, client: Client): Promise<Answer> {
-    const reject = (user: string | null, reason: string, outcome: Answer['outcome'] = 'denied'): Answer =>
-      ({code: CODE.accessReject, attributes: [], user, outcome, reason})
+    const reject = (user: string | null, reason: string, outcome: Answer['outcome'] = 'denied'): Answer => ({
+      code: CODE.accessReject,
+      attributes: [],
+      user,
+      outcome,
+      reason,
+    })
     const names = packet.attributes.filter((a) => a.type === ATTR.userName)
     if (names.length !== 1) return reject(null, names.length === 0 ? 'no_user_name' : 'several_user_names')
     let user: string

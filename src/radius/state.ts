@@ -21,7 +21,10 @@ export class StateBook {
   /** nonce (hex) → expiry (ms): the States already answered. */
   private readonly used = new Map<string, number>()
 
-  constructor(private readonly ttlSeconds = STATE_TTL_SECONDS, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly ttlSeconds = STATE_TTL_SECONDS,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   private static mac(key: Buffer, body: Buffer, user: string, client: string): Buffer {
     return createHmac('sha256', key).update(body).update(`\0${user}\0${client}`).digest().subarray(0, 16)

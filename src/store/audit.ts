@@ -78,12 +78,20 @@ function markLoss(path: string): void {
  * user), or one line without a user. Returns a warning instead of failing the command, and
  * leaves the loss marker when nothing could be written.
  */
-export function recordEvent(path: string, command: string, user: string | null | string[], outcome: {outcome: string; reason: string | null}): string | undefined {
+export function recordEvent(
+  path: string,
+  command: string,
+  user: string | null | string[],
+  outcome: {outcome: string; reason: string | null},
+): string | undefined {
   const users = Array.isArray(user) ? (user.length > 0 ? user : [null]) : [user]
   const time = new Date().toISOString()
   const actor = {uid: process.getuid?.() ?? -1, sudoUser: process.env.SUDO_USER || null}
   try {
-    appendAudit(path, users.map((u) => ({time, actor, command, user: u, ...outcome})))
+    appendAudit(
+      path,
+      users.map((u) => ({time, actor, command, user: u, ...outcome})),
+    )
     return undefined
   } catch (error) {
     // A caller without access to the store's directory (a user on root's store) was already
@@ -122,4 +130,6 @@ export function auditLoss(path: string): Date | undefined {
 
 /** A name as a terminal should show it: control and format characters escaped (\\xNN, \\u{N}). */
 export const escapeControls = (text: string): string =>
-  text.replace(/[\p{C}\\]/gu, (c) => (c === '\\' ? '\\\\' : c.codePointAt(0)! < 0x100 ? `\\x${c.codePointAt(0)!.toString(16).padStart(2, '0')}` : `\\u{${c.codePointAt(0)!.toString(16)}}`))
+  text.replace(/[\p{C}\\]/gu, (c) =>
+    c === '\\' ? '\\\\' : c.codePointAt(0)! < 0x100 ? `\\x${c.codePointAt(0)!.toString(16).padStart(2, '0')}` : `\\u{${c.codePointAt(0)!.toString(16)}}`,
+  )

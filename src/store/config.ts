@@ -35,7 +35,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, uid = process.g
   } catch (error) {
     throw usageError(`config file ${path}: not valid JSON (${(error as Error).message})`)
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw usageError(`config file ${path}: expected a JSON object like {"store": "postgresql://…", "keyFile": "/etc/tfactl/tfactl.key"}`)
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw usageError(`config file ${path}: expected a JSON object like {"store": "postgresql://…", "keyFile": "/etc/tfactl/tfactl.key"}`)
   const config: StoreConfig = {}
   for (const [name, value] of Object.entries(raw)) {
     if (name !== 'store' && name !== 'keyFile') throw usageError(`config file ${path}: unknown setting ${JSON.stringify(name)} (known: store, keyFile)`)
@@ -50,7 +51,11 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, uid = process.g
  * which beats the config file, which beats the defaults. `flags` holds what was given on the
  * command line or through the environment (oclif merges the two).
  */
-export function resolveStore(flags: {store?: string; keyFile?: string}, env: NodeJS.ProcessEnv = process.env, uid = process.getuid?.() ?? -1): {spec: string; keyFile?: string} {
+export function resolveStore(
+  flags: {store?: string; keyFile?: string},
+  env: NodeJS.ProcessEnv = process.env,
+  uid = process.getuid?.() ?? -1,
+): {spec: string; keyFile?: string} {
   const store = flags.store || env.TFACTL_STORE
   const keyFile = flags.keyFile || env.TFACTL_KEY_FILE
   const config = store && keyFile ? {} : readConfig(env, uid)

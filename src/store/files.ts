@@ -21,8 +21,7 @@ export function checkPrivateFile(path: string): boolean {
   if (!st.isFile()) throw storeError(`${path} is not a regular file`)
   const me = process.getuid?.() ?? 0
   if (st.uid !== me && st.uid !== 0) throw forbidden(`${path} belongs to uid ${st.uid}, not to you (uid ${me}): use your own --store, or run as root`)
-  if (st.mode & 0o077)
-    throw storeError(`${path} can be read or written by group or others (mode ${(st.mode & 0o777).toString(8)}): run chmod 600 ${path}`)
+  if (st.mode & 0o077) throw storeError(`${path} can be read or written by group or others (mode ${(st.mode & 0o777).toString(8)}): run chmod 600 ${path}`)
   return true
 }
 
@@ -70,9 +69,13 @@ export function checkStoreDir(dir: string): void {
   if (!st.isDirectory()) throw storeError(`${dir} is not a directory`)
   const me = process.getuid?.() ?? 0
   if (st.uid !== me && st.uid !== 0)
-    throw storeError(`the store directory ${dir} belongs to uid ${st.uid}, who could replace the store's files: run chown ${me} ${dir}, or use a store in a directory of your own`)
+    throw storeError(
+      `the store directory ${dir} belongs to uid ${st.uid}, who could replace the store's files: run chown ${me} ${dir}, or use a store in a directory of your own`,
+    )
   if (st.mode & 0o022)
-    throw storeError(`the store directory ${dir} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)}), who could plant files in it: run chmod go-w ${dir}`)
+    throw storeError(
+      `the store directory ${dir} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)}), who could plant files in it: run chmod go-w ${dir}`,
+    )
 }
 
 /** Reads a private file, or undefined when it does not exist. */
@@ -159,7 +162,8 @@ export function atomicWrite(path: string, data: string | Buffer | Buffer[], back
   const temp = join(dir, `${tempPrefix(path)}${process.pid}-${randomBytes(4).toString('hex')}`)
   const fd = openNoFollow(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL)
   try {
-    if (Array.isArray(data)) for (const chunk of data) for (let done = 0; done < chunk.length; ) done += fs.writeSync(fd, chunk, done) // pieces: no copy into one buffer
+    if (Array.isArray(data))
+      for (const chunk of data) for (let done = 0; done < chunk.length; ) done += fs.writeSync(fd, chunk, done) // pieces: no copy into one buffer
     else fs.writeFileSync(fd, data)
     fs.fsyncSync(fd)
   } finally {

@@ -32,7 +32,10 @@ export class KeyFiles implements KeyRing {
   private cache = new Map<string, Buffer | undefined>()
   private override: Buffer | undefined
 
-  constructor(readonly path: string, readonly legacy?: string) {
+  constructor(
+    readonly path: string,
+    readonly legacy?: string,
+  ) {
     this.next = `${path}.next`
   }
 

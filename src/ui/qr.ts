@@ -29,9 +29,7 @@ function paddedMatrix(text: string): boolean[][] {
     const inside = r >= 0 && c >= 0 && r < modules.size && c < modules.size
     return inside && modules.get(r, c) === 1
   }
-  return Array.from({length: size}, (_, row) =>
-    Array.from({length: size}, (_, col) => isDark(row, col)),
-  )
+  return Array.from({length: size}, (_, row) => Array.from({length: size}, (_, col) => isDark(row, col)))
 }
 
 /** One module = two background-coloured spaces; colour codes only where it changes. */

@@ -293,9 +293,15 @@ describe('TFACTL_STORE', () => {
 
 describe('--help', () => {
   const COMMANDS = [
-    'twofactor:enable', 'twofactor:disable', 'twofactor:status',
-    'user:secret:renew', 'user:secret:unset', 'user:secret:show', 'user:secret:confirm',
-    'user:list', 'login:check',
+    'twofactor:enable',
+    'twofactor:disable',
+    'twofactor:status',
+    'user:secret:renew',
+    'user:secret:unset',
+    'user:secret:show',
+    'user:secret:confirm',
+    'user:list',
+    'login:check',
   ]
   it('of every command shows at least one example', async () => {
     const runs = await Promise.all(COMMANDS.map((cmd) => tfactl([cmd, '--help'])))

@@ -19,13 +19,15 @@ const newStore = trackedStores()
 
 // --- helpers ---------------------------------------------------------------------------------
 
-
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
 /** A fresh base32 TOTP secret of 20 random bytes. */
 function newSecret(): string {
   let bits = ''
   for (const byte of randomBytes(20)) bits += byte.toString(2).padStart(8, '0')
-  return bits.match(/.{5}/g)!.map((b) => B32[parseInt(b, 2)]).join('')
+  return bits
+    .match(/.{5}/g)!
+    .map((b) => B32[parseInt(b, 2)])
+    .join('')
 }
 
 /** The RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 secret for time step `step`. */
@@ -65,9 +67,16 @@ async function validState(store: TempStore): Promise<State> {
     users: users.map(([name, u]: [string, any]) => [
       name,
       {
-        secret: u.secret, interval: u.interval, digits: u.digits, algorithm: u.algorithm,
-        lastUsedStep: u.lastUsedStep, failures: u.failures, lockedUntil: u.lockedUntil,
-        recovery: u.recovery?.hashes.length ?? null, bypass: Boolean(u.bypass), pending: u.pending?.secret ?? null,
+        secret: u.secret,
+        interval: u.interval,
+        digits: u.digits,
+        algorithm: u.algorithm,
+        lastUsedStep: u.lastUsedStep,
+        failures: u.failures,
+        lockedUntil: u.lockedUntil,
+        recovery: u.recovery?.hashes.length ?? null,
+        bypass: Boolean(u.bypass),
+        pending: u.pending?.secret ?? null,
       },
     ]),
   })
@@ -103,133 +112,138 @@ interface UserTrace {
 }
 
 describe('concurrent processes', () => {
-  it(
-    'lose no update when 8 processes make 25 mixed renew/unset/login:check mutations each, and readers never see a partial file',
-    async () => {
-      const store = newStore()
-      await enable(store)
-      const wrongCode = (right: string) => String((Number(right) + 500_000) % 1_000_000).padStart(6, '0')
+  it('lose no update when 8 processes make 25 mixed renew/unset/login:check mutations each, and readers never see a partial file', async () => {
+    const store = newStore()
+    await enable(store)
+    const wrongCode = (right: string) => String((Number(right) + 500_000) % 1_000_000).padStart(6, '0')
 
-      let storming = true
-      // A reader in this process, as fast as it can: the file at the store path is always complete JSON.
-      let fileReads = 0
-      const fileReader = (async () => {
-        while (storming) {
-          let text: string | undefined
-          try {
-            text = readFileSync(store.path, 'utf8')
-          } catch (error) {
-            if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-          }
-          if (text !== undefined) {
-            expect(() => JSON.parse(text!), `a reader saw a partial store: ${JSON.stringify(text!.slice(-80))}`).not.toThrow()
-            expect(JSON.parse(text).version).toBeTypeOf('number')
-            fileReads++
-          }
-          await sleep(2)
+    let storming = true
+    // A reader in this process, as fast as it can: the file at the store path is always complete JSON.
+    let fileReads = 0
+    const fileReader = (async () => {
+      while (storming) {
+        let text: string | undefined
+        try {
+          text = readFileSync(store.path, 'utf8')
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
         }
-      })()
-      // Readers through the CLI (which decrypt every secret) never fail either; a few, spread
-      // over the storm, so that they do not slow the writers down much.
-      let cliReads = 0
-      const cliReader = (async () => {
-        while (storming && cliReads < 12) {
-          const r = await store.run(['twofactor:status', '--json'], {timeoutMs: 120_000})
-          expect(r.code, `a concurrent reader failed: ${r.stdout} ${r.stderr}`).toBe(0)
-          expect(r.json.users.configured).toBeTypeOf('number')
-          cliReads++
-          await sleep(1000)
+        if (text !== undefined) {
+          expect(() => JSON.parse(text!), `a reader saw a partial store: ${JSON.stringify(text!.slice(-80))}`).not.toThrow()
+          expect(JSON.parse(text).version).toBeTypeOf('number')
+          fileReads++
         }
-      })()
+        await sleep(2)
+      }
+    })()
+    // Readers through the CLI (which decrypt every secret) never fail either; a few, spread
+    // over the storm, so that they do not slow the writers down much.
+    let cliReads = 0
+    const cliReader = (async () => {
+      while (storming && cliReads < 12) {
+        const r = await store.run(['twofactor:status', '--json'], {timeoutMs: 120_000})
+        expect(r.code, `a concurrent reader failed: ${r.stdout} ${r.stderr}`).toBe(0)
+        expect(r.json.users.configured).toBeTypeOf('number')
+        cliReads++
+        await sleep(1000)
+      }
+    })()
 
-      const worker = async (p: number): Promise<Record<string, UserTrace>> => {
-        const traces: Record<string, UserTrace> = {}
-        const names = (['a', 'b', 'c'] as const).map((s) => `p${p}-${s}`)
-        for (const name of names) traces[name] = {secret: null, lastLogin: null, failures: 0}
-        const position = {a: 0, b: 0, c: 0}
-        for (let s = 0; s < 25; s++) {
-          const suffix = (['a', 'b', 'c'] as const)[s % 3]
-          const user = `p${p}-${suffix}`
-          const step = SEQUENCES[suffix][position[suffix]++]
-          const t = traces[user]
-          const where = `process ${p} step ${s} (${step} ${user})`
-          if (step === 'renew') {
-            const r = await store.run(['user:secret:renew', user, '--qr', 'none', '--json'], {timeoutMs: 120_000})
-            expect(r.code, `${where}: ${r.stderr}`).toBe(0)
-            Object.assign(t, {secret: r.json.users[0].secret, lastLogin: null, failures: 0})
-          } else if (step === 'unset') {
-            const r = await store.run(['user:secret:unset', user, '--yes', '--json'], {timeoutMs: 120_000})
-            expect(r.code, `${where}: ${r.stderr}`).toBe(0)
-            expect(r.json, where).toMatchObject({user, changed: true})
-            Object.assign(t, {secret: null, lastLogin: null, failures: 0})
+    const worker = async (p: number): Promise<Record<string, UserTrace>> => {
+      const traces: Record<string, UserTrace> = {}
+      const names = (['a', 'b', 'c'] as const).map((s) => `p${p}-${s}`)
+      for (const name of names) traces[name] = {secret: null, lastLogin: null, failures: 0}
+      const position = {a: 0, b: 0, c: 0}
+      for (let s = 0; s < 25; s++) {
+        const suffix = (['a', 'b', 'c'] as const)[s % 3]
+        const user = `p${p}-${suffix}`
+        const step = SEQUENCES[suffix][position[suffix]++]
+        const t = traces[user]
+        const where = `process ${p} step ${s} (${step} ${user})`
+        if (step === 'renew') {
+          const r = await store.run(['user:secret:renew', user, '--qr', 'none', '--json'], {timeoutMs: 120_000})
+          expect(r.code, `${where}: ${r.stderr}`).toBe(0)
+          Object.assign(t, {secret: r.json.users[0].secret, lastLogin: null, failures: 0})
+        } else if (step === 'unset') {
+          const r = await store.run(['user:secret:unset', user, '--yes', '--json'], {timeoutMs: 120_000})
+          expect(r.code, `${where}: ${r.stderr}`).toBe(0)
+          expect(r.json, where).toMatchObject({user, changed: true})
+          Object.assign(t, {secret: null, lastLogin: null, failures: 0})
+        } else {
+          const right = await oathtool(t.secret!)
+          const started = Date.now()
+          const r = await check(store, user, {code: step === 'check' ? right : wrongCode(right)}, {timeoutMs: 120_000})
+          if (step === 'check') {
+            expect(r.json, `${where}: ${r.stdout} ${r.stderr}`).toMatchObject({allowed: true, reason: 'code_accepted'})
+            expect(r.code).toBe(0)
+            Object.assign(t, {lastLogin: [started, Date.now()], failures: 0})
           } else {
-            const right = await oathtool(t.secret!)
-            const started = Date.now()
-            const r = await check(store, user, {code: step === 'check' ? right : wrongCode(right)}, {timeoutMs: 120_000})
-            if (step === 'check') {
-              expect(r.json, `${where}: ${r.stdout} ${r.stderr}`).toMatchObject({allowed: true, reason: 'code_accepted'})
-              expect(r.code).toBe(0)
-              Object.assign(t, {lastLogin: [started, Date.now()], failures: 0})
-            } else {
-              expect(r.json, `${where}: ${r.stdout} ${r.stderr}`).toMatchObject({allowed: false, reason: 'code_invalid'})
-              expect(r.code).toBe(1)
-              t.failures++
-            }
+            expect(r.json, `${where}: ${r.stdout} ${r.stderr}`).toMatchObject({allowed: false, reason: 'code_invalid'})
+            expect(r.code).toBe(1)
+            t.failures++
           }
         }
-        return traces
       }
+      return traces
+    }
 
-      let traces: Record<string, UserTrace>
-      try {
-        const results = await Promise.all(Array.from({length: PROCESSES}, (_, p) => worker(p)))
-        traces = Object.assign({}, ...results)
-      } finally {
-        storming = false
-        await Promise.all([fileReader, cliReader])
-      }
-      expect(fileReads).toBeGreaterThan(0)
-      expect(cliReads).toBeGreaterThan(0)
+    let traces: Record<string, UserTrace>
+    try {
+      const results = await Promise.all(Array.from({length: PROCESSES}, (_, p) => worker(p)))
+      traces = Object.assign({}, ...results)
+    } finally {
+      storming = false
+      await Promise.all([fileReader, cliReader])
+    }
+    expect(fileReads).toBeGreaterThan(0)
+    expect(cliReads).toBeGreaterThan(0)
 
-      // Every expected final state is there, and nothing else.
-      const list = await store.run(['user:list', '--json'])
-      expect(list.code, list.stderr).toBe(0)
-      const expectedUsers = Object.keys(traces).filter((u) => traces[u].secret).sort()
-      expect(expectedUsers).toHaveLength(2 * PROCESSES)
-      expect(list.json.users.map((u: any) => u.user).sort()).toEqual(expectedUsers)
-      for (const u of list.json.users) {
-        const t = traces[u.user]
-        expect(u.configured, u.user).toBe(true)
-        expect(t.lastLogin, u.user).not.toBeNull()
-        const at = Date.parse(u.lastUsedAt)
-        expect(at, `${u.user}: lastUsedAt ${u.lastUsedAt} is not the time of its last accepted login`).toBeGreaterThanOrEqual(t.lastLogin![0] - 1000)
-        expect(at, `${u.user}: lastUsedAt ${u.lastUsedAt}`).toBeLessThanOrEqual(t.lastLogin![1] + 1000)
-      }
-      // The stored secret of each user is the one its last renewal printed; failures were all counted.
-      const {Store} = await dist('store/file/store.js')
-      const doc = await new Store(store.path).read()
-      for (const user of expectedUsers) {
-        expect(doc.users.get(user).secret, user).toBe(traces[user].secret)
-        expect(doc.users.get(user).failures, user).toBe(traces[user].failures)
-      }
+    // Every expected final state is there, and nothing else.
+    const list = await store.run(['user:list', '--json'])
+    expect(list.code, list.stderr).toBe(0)
+    const expectedUsers = Object.keys(traces)
+      .filter((u) => traces[u].secret)
+      .sort()
+    expect(expectedUsers).toHaveLength(2 * PROCESSES)
+    expect(list.json.users.map((u: any) => u.user).sort()).toEqual(expectedUsers)
+    for (const u of list.json.users) {
+      const t = traces[u.user]
+      expect(u.configured, u.user).toBe(true)
+      expect(t.lastLogin, u.user).not.toBeNull()
+      const at = Date.parse(u.lastUsedAt)
+      expect(at, `${u.user}: lastUsedAt ${u.lastUsedAt} is not the time of its last accepted login`).toBeGreaterThanOrEqual(t.lastLogin![0] - 1000)
+      expect(at, `${u.user}: lastUsedAt ${u.lastUsedAt}`).toBeLessThanOrEqual(t.lastLogin![1] + 1000)
+    }
+    // The stored secret of each user is the one its last renewal printed; failures were all counted.
+    const {Store} = await dist('store/file/store.js')
+    const doc = await new Store(store.path).read()
+    for (const user of expectedUsers) {
+      expect(doc.users.get(user).secret, user).toBe(traces[user].secret)
+      expect(doc.users.get(user).failures, user).toBe(traces[user].failures)
+    }
 
-      // The file parses and is private; the audit log holds every one of the 200 mutations.
-      expect(() => JSON.parse(readFileSync(store.path, 'utf8'))).not.toThrow()
-      expect(mode(store.path)).toBe(0o600)
-      expect(mode(dirname(store.path))).toBe(0o700)
-      expect(mode(`${store.path}.bak`)).toBe(0o600)
-      expect(leftoverTemps(store)).toEqual([])
-      const audit = readFileSync(`${store.path}.audit.log`, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
-      const counted = (command: string) => audit.filter((e) => e.command === command).length
-      const planned = (step: Step) => PROCESSES * Object.values(SEQUENCES).flat().filter((s) => s === step).length
-      expect(audit).toHaveLength(1 + PROCESSES * 25)
-      expect(counted('user:secret:renew')).toBe(planned('renew'))
-      expect(counted('user:secret:unset')).toBe(planned('unset'))
-      expect(counted('login:check')).toBe(planned('check') + planned('wrong'))
-      await expectStoreCheckPasses(store)
-    },
-    600_000,
-  )
+    // The file parses and is private; the audit log holds every one of the 200 mutations.
+    expect(() => JSON.parse(readFileSync(store.path, 'utf8'))).not.toThrow()
+    expect(mode(store.path)).toBe(0o600)
+    expect(mode(dirname(store.path))).toBe(0o700)
+    expect(mode(`${store.path}.bak`)).toBe(0o600)
+    expect(leftoverTemps(store)).toEqual([])
+    const audit = readFileSync(`${store.path}.audit.log`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+    const counted = (command: string) => audit.filter((e) => e.command === command).length
+    const planned = (step: Step) =>
+      PROCESSES *
+      Object.values(SEQUENCES)
+        .flat()
+        .filter((s) => s === step).length
+    expect(audit).toHaveLength(1 + PROCESSES * 25)
+    expect(counted('user:secret:renew')).toBe(planned('renew'))
+    expect(counted('user:secret:unset')).toBe(planned('unset'))
+    expect(counted('login:check')).toBe(planned('check') + planned('wrong'))
+    await expectStoreCheckPasses(store)
+  }, 600_000)
 })
 
 // --- 2. crash safety ---------------------------------------------------------------------------
@@ -246,12 +260,14 @@ interface Mutation {
 function mutations(rng: () => number, current: State): Mutation {
   const int = (n: number) => Math.floor(rng() * n)
   const user = `u${int(3)}`
-  const edit = (fn: (s: any) => void) => (before: State): State => {
-    const s = JSON.parse(before)
-    fn(s)
-    s.users.sort(([a]: [string], [b]: [string]) => (a < b ? -1 : 1))
-    return JSON.stringify(s)
-  }
+  const edit =
+    (fn: (s: any) => void) =>
+    (before: State): State => {
+      const s = JSON.parse(before)
+      fn(s)
+      s.users.sort(([a]: [string], [b]: [string]) => (a < b ? -1 : 1))
+      return JSON.stringify(s)
+    }
   const record = (s: any) => s.users.find(([n]: [string]) => n === user)?.[1]
   switch (int(6)) {
     case 0: {
@@ -262,17 +278,39 @@ function mutations(rng: () => number, current: State): Mutation {
         input: secret,
         after: edit((s) => {
           s.users = s.users.filter(([n]: [string]) => n !== user)
-          s.users.push([user, {secret, interval: 30, digits: 6, algorithm: 'SHA1', lastUsedStep: null, failures: 0, lockedUntil: null, recovery: null, bypass: false, pending: null}])
+          s.users.push([
+            user,
+            {
+              secret,
+              interval: 30,
+              digits: 6,
+              algorithm: 'SHA1',
+              lastUsedStep: null,
+              failures: 0,
+              lockedUntil: null,
+              recovery: null,
+              bypass: false,
+              pending: null,
+            },
+          ])
         }),
       }
     }
     case 1: {
       // 1-10, never 0: a code of the step a check starts in is still good in the next one.
       const window = 1 + ((JSON.parse(current).settings.window + int(9)) % 10)
-      return {label: `enable --window ${window}`, args: ['twofactor:enable', '--window', String(window), '--json'], after: edit((s) => (s.settings.window = window))}
+      return {
+        label: `enable --window ${window}`,
+        args: ['twofactor:enable', '--window', String(window), '--json'],
+        after: edit((s) => (s.settings.window = window)),
+      }
     }
     case 2:
-      return {label: `unset ${user}`, args: ['user:secret:unset', user, '--yes', '--json'], after: edit((s) => (s.users = s.users.filter(([n]: [string]) => n !== user)))}
+      return {
+        label: `unset ${user}`,
+        args: ['user:secret:unset', user, '--yes', '--json'],
+        after: edit((s) => (s.users = s.users.filter(([n]: [string]) => n !== user))),
+      }
     case 4:
       // A login (the hot path: one line appended to the store's journal). A code of the wrong
       // length is always code_invalid and counts one failure (the lockout is off).
@@ -400,45 +438,44 @@ async function crashLane(store: TempStore, runs: number, rng: () => number, lane
 }
 
 describe('100 writers SIGKILLed at random moments', () => {
-  it(
-    'leaves, in 100 runs, a store that validates and equals the state before or after the write, and never blocks the next write',
-    async () => {
-      const lanes = [newStore(), newStore()]
-      await Promise.all(lanes.map(seedCrashStore))
-      // Two stores in parallel, 50 writers each, one after the other on each store.
-      const reports = await Promise.all(lanes.map((store, i) => crashLane(store, 50, prng(SEED + i + 1), `lane ${i}`)))
-      const total = reports.reduce((a, r) => ({
-        runs: a.runs + r.runs,
-        killed: a.killed + r.killed,
-        killedLeavingBefore: a.killedLeavingBefore + r.killedLeavingBefore,
-        killedLeavingAfter: a.killedLeavingAfter + r.killedLeavingAfter,
-      }))
-      expect(total.runs).toBe(100)
-      // The kills hit the write itself: most runs died, some before the new store was in place
-      // and some after.
-      expect(total.killed, JSON.stringify(total)).toBeGreaterThanOrEqual(70)
-      expect(total.killedLeavingBefore, JSON.stringify(total)).toBeGreaterThan(0)
-      expect(total.killedLeavingAfter, JSON.stringify(total)).toBeGreaterThan(0)
+  it('leaves, in 100 runs, a store that validates and equals the state before or after the write, and never blocks the next write', async () => {
+    const lanes = [newStore(), newStore()]
+    await Promise.all(lanes.map(seedCrashStore))
+    // Two stores in parallel, 50 writers each, one after the other on each store.
+    const reports = await Promise.all(lanes.map((store, i) => crashLane(store, 50, prng(SEED + i + 1), `lane ${i}`)))
+    const total = reports.reduce((a, r) => ({
+      runs: a.runs + r.runs,
+      killed: a.killed + r.killed,
+      killedLeavingBefore: a.killedLeavingBefore + r.killedLeavingBefore,
+      killedLeavingAfter: a.killedLeavingAfter + r.killedLeavingAfter,
+    }))
+    expect(total.runs).toBe(100)
+    // The kills hit the write itself: most runs died, some before the new store was in place
+    // and some after.
+    expect(total.killed, JSON.stringify(total)).toBeGreaterThanOrEqual(70)
+    expect(total.killedLeavingBefore, JSON.stringify(total)).toBeGreaterThan(0)
+    expect(total.killedLeavingAfter, JSON.stringify(total)).toBeGreaterThan(0)
 
-      // After all that, an ordinary write succeeds at once and every secret still works.
-      for (const store of lanes) {
-        const left = leftoverTemps(store)
-        const started = Date.now()
-        const r = await store.run(['user:secret:import', 'last', '--secret-stdin', '--json'], {input: newSecret()})
-        expect(r.code, r.stderr).toBe(0)
-        expect(r.json.users[0]).toMatchObject({user: 'last', changed: true})
-        expect(Date.now() - started).toBeLessThan(9500)
-        expect(left.filter((t) => leftoverTemps(store).includes(t)), 'temp files of the crashes survived').toEqual([])
-        await expectStoreCheckPasses(store)
-        const {Store} = await dist('store/file/store.js')
-        const doc = await new Store(store.path).read()
-        // (The code of the next step: the current one may have been used by a check above.)
-        for (const [user, record] of doc.users as Map<string, any>)
-          if (record.secret) expectDecision(await check(store, user, {code: await oathtool(record.secret, {now: '30 seconds'})}), true, 'code_accepted')
-      }
-    },
-    600_000,
-  )
+    // After all that, an ordinary write succeeds at once and every secret still works.
+    for (const store of lanes) {
+      const left = leftoverTemps(store)
+      const started = Date.now()
+      const r = await store.run(['user:secret:import', 'last', '--secret-stdin', '--json'], {input: newSecret()})
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.json.users[0]).toMatchObject({user: 'last', changed: true})
+      expect(Date.now() - started).toBeLessThan(9500)
+      expect(
+        left.filter((t) => leftoverTemps(store).includes(t)),
+        'temp files of the crashes survived',
+      ).toEqual([])
+      await expectStoreCheckPasses(store)
+      const {Store} = await dist('store/file/store.js')
+      const doc = await new Store(store.path).read()
+      // (The code of the next step: the current one may have been used by a check above.)
+      for (const [user, record] of doc.users as Map<string, any>)
+        if (record.secret) expectDecision(await check(store, user, {code: await oathtool(record.secret, {now: '30 seconds'})}), true, 'code_accepted')
+    }
+  }, 600_000)
 })
 
 // The tests below are independent and mostly wait on single processes: they run concurrently.
@@ -453,7 +490,11 @@ describe.concurrent('a writer SIGKILLed during its write', () => {
     expect(measured.code, measured.stderr).toBe(0)
     const op = measured.ops.find((o) => when(o.name, o.target.slice(dirname(probe.path).length + 1)))
     expect(op, JSON.stringify(measured.ops)).toBeDefined()
-    const r = await runWatched(['user:secret:import', 'bob', '--secret-stdin', '--store', store.path], {dir, input: newSecret(), crashAt: {op: op!.n, after: true}})
+    const r = await runWatched(['user:secret:import', 'bob', '--secret-stdin', '--store', store.path], {
+      dir,
+      input: newSecret(),
+      crashAt: {op: op!.n, after: true},
+    })
     expect(r.signal).toBe('SIGKILL')
     return r
   }
@@ -690,7 +731,11 @@ describe.concurrent('the backup (<store>.bak)', () => {
   it('holds the previous store after every write, private (0600)', async () => {
     const store = newStore()
     await enable(store)
-    for (const args of [['user:secret:renew', 'alice', '--qr', 'none'], ['twofactor:enable', '--window', '3'], ['user:secret:unset', 'alice', '--yes']]) {
+    for (const args of [
+      ['user:secret:renew', 'alice', '--qr', 'none'],
+      ['twofactor:enable', '--window', '3'],
+      ['user:secret:unset', 'alice', '--yes'],
+    ]) {
       const previous = store.bytes()
       const r = await store.run([...args, '--json'])
       expect(r.code, r.stderr).toBe(0)

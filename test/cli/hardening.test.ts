@@ -113,11 +113,15 @@ describe('the store directory is trusted only when nobody else can write it', ()
     const store = newStore()
     await enable(store)
     chmodSync(dirname(store.path), 0o777)
-    for (const args of [['twofactor:enable', '--json'], ['user:list', '--json'], ['login:check', 'alice', '--json']])
+    for (const args of [
+      ['twofactor:enable', '--json'],
+      ['user:list', '--json'],
+      ['login:check', 'alice', '--json'],
+    ])
       expect(expectJsonError(await store.run(args), 3)).toMatch(/chmod go-w/)
   })
 
-  it("refuses a store directory that belongs to another user (exit 3, saying chown)", async () => {
+  it('refuses a store directory that belongs to another user (exit 3, saying chown)', async () => {
     const {uid, gid} = mallory()
     const store = newStore()
     mkdirSync(dirname(store.path), {mode: 0o700})
@@ -173,7 +177,7 @@ describe('--oath-file only takes over an empty file or a pam_oath users file', (
     return store
   }
 
-  it('refuses a file that is not a users file (a PAM config) and the store\'s own files (exit 2), changing nothing', async () => {
+  it("refuses a file that is not a users file (a PAM config) and the store's own files (exit 2), changing nothing", async () => {
     const store = await sshStore()
     const pam = join(scratchDir(), 'sshd')
     writeFileSync(pam, '@include common-auth\nauth required pam_unix.so\n', {mode: 0o644})
@@ -182,7 +186,9 @@ describe('--oath-file only takes over an empty file or a pam_oath users file', (
     // (the audit log is left out of the comparison: each refusal is recorded in it)
     for (const own of [`${store.path}.key`, `${store.path}.bak`, `${store.path}.journal`, `${store.path}.lock`, join(dirname(store.path), 'tfactl.key')]) {
       const before = existsSync(own) ? readFileSync(own) : undefined
-      expect(expectJsonError(await store.run(['twofactor:enable', '--oath-file', own, '--json']), 2), own).toMatch(/store's own files|not a pam_oath users file/)
+      expect(expectJsonError(await store.run(['twofactor:enable', '--oath-file', own, '--json']), 2), own).toMatch(
+        /store's own files|not a pam_oath users file/,
+      )
       expect(existsSync(own) ? readFileSync(own) : undefined, own).toEqual(before)
     }
     expect((await store.run(['twofactor:status', '--json'])).json.oathFile ?? null).toBeNull()
@@ -207,11 +213,15 @@ describe('--oath-file only takes over an empty file or a pam_oath users file', (
     const second = join(dir, 'second.oath')
     // sshd's PAM file still names the first path: tmpfs over /etc/pam.d in a mount namespace.
     const script = `mount -t tmpfs tmpfs /etc/pam.d && echo 'auth [success=ok user_unknown=ignore default=die] pam_oath.so usersfile=${first} window=1' > /etc/pam.d/sshd && exec "$0" "$@"`
-    const out = execFileSync('unshare', ['-m', 'sh', '-c', script, process.execPath, join(ROOT, 'bin', 'run.js'), 'twofactor:enable', '--oath-file', second, '--store', store.path, '--json'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {...process.env, NODE_ENV: ''},
-    })
+    const out = execFileSync(
+      'unshare',
+      ['-m', 'sh', '-c', script, process.execPath, join(ROOT, 'bin', 'run.js'), 'twofactor:enable', '--oath-file', second, '--store', store.path, '--json'],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: {...process.env, NODE_ENV: ''},
+      },
+    )
     expect(JSON.parse(out).oathFile).toBe(second)
     expect(existsSync(first)).toBe(false)
     expect(readFileSync(second, 'utf8')).toMatch(/\talice\t/)
@@ -226,13 +236,17 @@ describe('--oath-file only takes over an empty file or a pam_oath users file', (
     const first = join(dir, 'a.oath')
     expect((await store.run(['twofactor:enable', '--oath-file', first, '--json'])).code).toBe(0)
     const script = `mount -t tmpfs tmpfs /etc/pam.d && echo 'auth [success=ok user_unknown=ignore default=die] pam_oath.so usersfile=${first} window=1' > /etc/pam.d/sshd && exec "$0" "$@" 2>&1`
-    const out = execFileSync('unshare', ['-m', 'sh', '-c', script, process.execPath, join(ROOT, 'bin', 'run.js'), 'twofactor:enable', '--oath-file', join(dir, 'b.oath'), '--store', store.path], {encoding: 'utf8'})
+    const out = execFileSync(
+      'unshare',
+      ['-m', 'sh', '-c', script, process.execPath, join(ROOT, 'bin', 'run.js'), 'twofactor:enable', '--oath-file', join(dir, 'b.oath'), '--store', store.path],
+      {encoding: 'utf8'},
+    )
     expect(out).toMatch(/\/etc\/pam\.d\/sshd still names the old users file/)
   })
 })
 
 describe('stores in one directory share no key and no audit log', () => {
-  it('rotating one store\'s key leaves another store of the same directory readable', async () => {
+  it("rotating one store's key leaves another store of the same directory readable", async () => {
     const dir = join(scratchDir(), 'state')
     const one = join(dir, 'one.json')
     const two = join(dir, 'two.json')
@@ -256,7 +270,11 @@ describe('stores in one directory share no key and no audit log', () => {
     const {secret} = await renew(store, 'alice')
     const dir = dirname(store.path)
     renameSync(`${store.path}.key`, join(dir, 'tfactl.key')) // the layout before side files were named after the store
-    writeFileSync(join(dir, 'audit.log'), '{"time":"2026-01-01T00:00:00.000Z","actor":{"uid":0,"sudoUser":null},"command":"old","user":"alice","outcome":"ok","reason":null}\n', {mode: 0o600})
+    writeFileSync(
+      join(dir, 'audit.log'),
+      '{"time":"2026-01-01T00:00:00.000Z","actor":{"uid":0,"sudoUser":null},"command":"old","user":"alice","outcome":"ok","reason":null}\n',
+      {mode: 0o600},
+    )
     const legacy = readFileSync(join(dir, 'tfactl.key'))
     const shown = await store.run(['user:secret:show', 'alice', '--qr', 'none', '--json'])
     expect(shown.json?.secret, shown.stderr).toBe(secret)
@@ -291,7 +309,10 @@ describe('--code - reads the code from stdin (never on the command line)', () =>
     const proof = async () => ({...sudo('alice'), input: `${await oathtool(secret)}\n`})
     const gen = await store.run(['user:recovery:generate', '--code', '-', '--json'], await proof())
     expect(gen.code, gen.stderr).toBe(0)
-    const pending = await store.run(['user:secret:renew', 'alice', '--pending', '--qr', 'none', '--code', '-', '--json'], {input: `${gen.json.codes[0]}\n`, ...sudo('alice')})
+    const pending = await store.run(['user:secret:renew', 'alice', '--pending', '--qr', 'none', '--code', '-', '--json'], {
+      input: `${gen.json.codes[0]}\n`,
+      ...sudo('alice'),
+    })
     expect(pending.code, pending.stderr).toBe(0)
     const confirmed = await store.run(['user:secret:confirm', 'alice', '--code', '-', '--json'], {input: `${await oathtool(pending.json.users[0].secret)}\n`})
     expect(confirmed.code, confirmed.stderr).toBe(0)
@@ -403,7 +424,12 @@ describe('contract gaps', () => {
     for (const dirMode of [0o755, 0o700]) {
       chmodSync(dirname(store.path), dirMode)
       chmodSync(dirname(dirname(store.path)), 0o755)
-      for (const args of [['login:check', 'alice', '--code', '123456'], ['twofactor:enable', '--window', '2'], ['user:list'], ['user:secret:renew', 'bob', '--qr', 'none']]) {
+      for (const args of [
+        ['login:check', 'alice', '--code', '123456'],
+        ['twofactor:enable', '--window', '2'],
+        ['user:list'],
+        ['user:secret:renew', 'bob', '--qr', 'none'],
+      ]) {
         const r = await tfactlAsMallory([...args, '--store', store.path])
         expect(r.code, `${args[0]} (dir ${dirMode.toString(8)}): ${r.stderr}`).toBe(4)
         expect(r.stderr.trim().split('\n')).toHaveLength(1)

@@ -53,7 +53,7 @@ describe('TrueNAS behaviour', () => {
     expectDecision(await check(store, 'alice', {code: await oathtool(secret)}), true, 'code_accepted')
   })
 
-  it('renewing changes the secret: the old secret\'s codes stop working and the new one\'s work', async () => {
+  it("renewing changes the secret: the old secret's codes stop working and the new one's work", async () => {
     await enable(store)
     const {secret: old} = await renew(store, 'alice')
     const {secret: fresh} = await renew(store, 'alice')
@@ -96,7 +96,7 @@ describe('TrueNAS behaviour', () => {
     expect(entry?.recoveryCodesLeft ?? 0).toBe(0)
   })
 
-  it('keeps each user\'s own interval and digits side by side (30/6, 60/7, 30/8)', async () => {
+  it("keeps each user's own interval and digits side by side (30/6, 60/7, 30/8)", async () => {
     await enable(store)
     const users = [
       {user: 'alice', interval: 30, digits: 6},
@@ -104,8 +104,7 @@ describe('TrueNAS behaviour', () => {
       {user: 'carol', interval: 30, digits: 8},
     ]
     const secrets: Record<string, string> = {}
-    for (const {user, interval, digits} of users)
-      secrets[user] = (await renew(store, user, '--interval', String(interval), '--digits', String(digits))).secret
+    for (const {user, interval, digits} of users) secrets[user] = (await renew(store, user, '--interval', String(interval), '--digits', String(digits))).secret
     const list = await store.run(['user:list', '--json'])
     for (const u of users) expect(list.json.users).toContainEqual(expect.objectContaining({...u, configured: true}))
     for (const {user, interval, digits} of users) {
@@ -117,7 +116,7 @@ describe('TrueNAS behaviour', () => {
     expectDecision(await check(store, 'carol', {code: await oathtool(secrets.carol)}), false, 'code_invalid')
   })
 
-  it('refuses intervals other than 30 and 60 (exit 2) and leaves the user\'s state unchanged', async () => {
+  it("refuses intervals other than 30 and 60 (exit 2) and leaves the user's state unchanged", async () => {
     await enable(store)
     const {secret} = await renew(store, 'alice')
     const before = store.bytes()
@@ -125,7 +124,9 @@ describe('TrueNAS behaviour', () => {
       expectJsonError(await store.run(['user:secret:renew', 'alice', '--interval', interval, '--qr', 'none', '--json']), 2)
       expect(store.bytes()).toEqual(before)
     }
-    const imported = await store.run(['user:secret:import', 'alice', '--secret-stdin', '--interval', '45', '--json'], {input: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'})
+    const imported = await store.run(['user:secret:import', 'alice', '--secret-stdin', '--interval', '45', '--json'], {
+      input: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP',
+    })
     expectJsonError(imported, 2)
     expect(store.bytes()).toEqual(before)
     expectDecision(await check(store, 'alice', {code: await oathtool(secret)}), true, 'code_accepted')
@@ -164,11 +165,10 @@ describe('clock skew', () => {
     expect(r.stdout).toMatch(/clock on one side is off by about 30 seconds/)
   })
 
-  it('reports the skew of a 60 s user in that user\'s steps (about 60 seconds for one step)', async () => {
+  it("reports the skew of a 60 s user in that user's steps (about 60 seconds for one step)", async () => {
     await enable(store)
     const {secret} = await renew(store, 'alice', '--interval', '60')
-    const r = await withinOneStep(60, async () =>
-      store.run(['login:check', 'alice', '--code', await oathtool(secret, {interval: 60, now: '60 seconds ago'})]))
+    const r = await withinOneStep(60, async () => store.run(['login:check', 'alice', '--code', await oathtool(secret, {interval: 60, now: '60 seconds ago'})]))
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toMatch(/allowed \(code_accepted\)/)
     expect(r.stdout).toMatch(/off by about 60 seconds/)
@@ -246,7 +246,12 @@ describe('lockout', () => {
   it('has the documented defaults and refuses settings out of range (exit 2)', async () => {
     const status = await store.run(['twofactor:status', '--json'])
     expect(status.json).toMatchObject({maxFailures: 5, lockout: 300, failDelay: 1000})
-    for (const flags of [['--max-failures', '101'], ['--lockout', '0'], ['--lockout', '86401'], ['--fail-delay', '10001']])
+    for (const flags of [
+      ['--max-failures', '101'],
+      ['--lockout', '0'],
+      ['--lockout', '86401'],
+      ['--fail-delay', '10001'],
+    ])
       expectJsonError(await store.run(['twofactor:enable', ...flags, '--json']), 2)
     expect(store.bytes()).toBeUndefined()
   })
@@ -265,8 +270,7 @@ describe('recovery codes', () => {
     expect((await listed('alice')).recoveryCodesLeft).toBe(10)
     const dir = dirname(store.path)
     const files = readdirSync(dir).map((f) => readFileSync(join(dir, f), 'utf8').toUpperCase())
-    for (const c of r.json.codes as string[])
-      for (const text of files) expect(text.includes(c) || text.includes(c.replace('-', ''))).toBe(false)
+    for (const c of r.json.codes as string[]) for (const text of files) expect(text.includes(c) || text.includes(c.replace('-', ''))).toBe(false)
     const record = JSON.parse(readFileSync(store.path, 'utf8')).users.alice
     expect(record.recovery.salt).toEqual(expect.any(String))
     expect(record.recovery.hashes).toHaveLength(10)

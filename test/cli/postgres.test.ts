@@ -316,7 +316,10 @@ describe('database store: configuration and refusals', () => {
     })
     const b = hostB()
     expect(await secretOf(b, 'alice')).toBe(secret)
-    expect((await b.run(['user:list', '--json'])).json.users).toMatchObject([{user: 'alice', recoveryCodesLeft: 10}, {user: 'carol', pending: true}])
+    expect((await b.run(['user:list', '--json'])).json.users).toMatchObject([
+      {user: 'alice', recoveryCodesLeft: 10},
+      {user: 'carol', pending: true},
+    ])
     expectDecision(await check(b, 'alice', {code: codes[0]}), true, 'recovery_code_accepted')
     // the failure came along: one more (after the recovery code reset it: two) locks alice
     expectDecision(await check(b, 'alice', {code: '000000'}), false, 'code_invalid')
@@ -352,7 +355,17 @@ describe('database store: configuration and refusals', () => {
     try {
       const {port} = silent.address() as {port: number}
       const started = Date.now()
-      const r = await tfactl(['login:check', 'alice', '--code', '123456', '--json', '--store', `postgresql://postgres@127.0.0.1:${port}/hung`, '--key-file', join(work, 'hung.key')])
+      const r = await tfactl([
+        'login:check',
+        'alice',
+        '--code',
+        '123456',
+        '--json',
+        '--store',
+        `postgresql://postgres@127.0.0.1:${port}/hung`,
+        '--key-file',
+        join(work, 'hung.key'),
+      ])
       expect(Date.now() - started).toBeLessThan(10_000)
       expect(expectJsonError(r, 3)).toMatch(/unreachable/)
     } finally {

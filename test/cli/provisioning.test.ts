@@ -86,9 +86,9 @@ describe('bulk enrolment from --users-file', () => {
       const runs = await Promise.all(pair.map(async (user) => check(store, user, {code: await oathtool(bySecret.get(user)!)})))
       for (const r of runs) expectDecision(r, true, 'code_accepted')
     }
-   }, 120_000)
+  }, 120_000)
 
-  it('--if-missing enrols only users without a secret and keeps the others\' secrets', async () => {
+  it("--if-missing enrols only users without a secret and keeps the others' secrets", async () => {
     const alice = await renew(store, 'alice')
     const r = await renewJson(['alice', 'bob', '--if-missing'])
     expect(r.code, r.stderr).toBe(0)
@@ -122,7 +122,7 @@ describe('bulk enrolment from --users-file', () => {
     }
   })
 
-  it('reads --users-file - from a writer slower than tfactl\'s start-up', async () => {
+  it("reads --users-file - from a writer slower than tfactl's start-up", async () => {
     const r = await runWithSlowStdin(['user:secret:renew', 'erin', '--users-file', '-', '--qr', 'none', '--json'], 'alice\nbob\n')
     expect(r.code, r.stdout).toBe(0)
     expect(r.json.users.map((u: any) => u.user)).toEqual(['erin', 'alice', 'bob'])
@@ -160,7 +160,7 @@ describe('bulk enrolment from --users-file', () => {
 })
 
 describe('QR files for hand-out (--qr-dir)', () => {
-  it('writes <user>.png and <user>.svg, 0600, whose PNG decodes with zbarimg to the user\'s URI', async () => {
+  it("writes <user>.png and <user>.svg, 0600, whose PNG decodes with zbarimg to the user's URI", async () => {
     const dir = join(store.dir, 'handout')
     const file = usersFile('few.txt', 'alice\nbob\ncarol\n')
     const r = await renewJson(['--users-file', file, '--qr-dir', dir])

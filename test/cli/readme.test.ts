@@ -20,7 +20,7 @@ describe('README', () => {
   let dir: string
   afterEach(() => rmSync(dir, {recursive: true, force: true}))
 
-  it('quick start works as pasted (denied without a code, allowed with oathtool\'s, refused when replayed)', async () => {
+  it("quick start works as pasted (denied without a code, allowed with oathtool's, refused when replayed)", async () => {
     dir = mkdtempSync(join(tmpdir(), 'tfactl-readme-'))
     symlinkSync(join(ROOT, 'bin'), join(dir, 'bin')) // as if pasted in the project directory
     const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1'}

@@ -5,8 +5,20 @@
 import {execFileSync, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {
-  chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync,
-  rmSync, statSync, symlinkSync, writeFileSync,
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
 } from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
@@ -24,7 +36,10 @@ const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
 function newSecret(): string {
   let bits = ''
   for (const byte of randomBytes(20)) bits += byte.toString(2).padStart(8, '0')
-  return bits.match(/.{5}/g)!.map((b) => B32[parseInt(b, 2)]).join('')
+  return bits
+    .match(/.{5}/g)!
+    .map((b) => B32[parseInt(b, 2)])
+    .join('')
 }
 function base32Bytes(secret: string): Buffer {
   let bits = ''
@@ -45,7 +60,16 @@ function filesUnder(dir: string): string[] {
 /** The forms a base32 secret could leak in: as typed, lowercase, in groups, hex, base64, raw. */
 function secretForms(secret: string): Array<string | Buffer> {
   const raw = base32Bytes(secret)
-  return [secret, secret.toLowerCase(), secret.match(/.{1,4}/g)!.join(' '), raw.toString('hex'), raw.toString('hex').toUpperCase(), raw.toString('base64'), raw.toString('base64url'), raw]
+  return [
+    secret,
+    secret.toLowerCase(),
+    secret.match(/.{1,4}/g)!.join(' '),
+    raw.toString('hex'),
+    raw.toString('hex').toUpperCase(),
+    raw.toString('base64'),
+    raw.toString('base64url'),
+    raw,
+  ]
 }
 /** The forms a one-time code (XXXXX-XXXXX) could leak in. */
 function oneTimeForms(code: string): string[] {
@@ -183,18 +207,28 @@ describe('after a full scenario (renew, checks, recovery codes, bypasses, disabl
   }, 300_000)
   afterAll(() => scenario?.store.cleanup())
 
-  const events = () => scenario.auditText.trim().split('\n').map((line) => JSON.parse(line))
+  const events = () =>
+    scenario.auditText
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
 
   it('leaves no generated secret, in any form, in store.json, its backup, its journal, the temp file or audit.log, all 0600', () => {
     const dir = dirname(scenario.store.path)
     const files = filesUnder(dir)
-    for (const name of ['store.json', 'store.json.bak', 'store.json.journal', 'store.json.audit.log', 'store.json.key']) expect(files).toContain(join(dir, name))
+    for (const name of ['store.json', 'store.json.bak', 'store.json.journal', 'store.json.audit.log', 'store.json.key'])
+      expect(files).toContain(join(dir, name))
     expect(files).toContain(scenario.tempFile)
     for (const file of files) expect(mode(file), `${file} is not private`).toBe(0o600)
     expect(mode(dir)).toBe(0o700)
     const needles = scenario.secrets.flatMap(secretForms)
     expect(leaks(files, needles)).toEqual([])
-    expect(grepHits([dir], needles.filter((n): n is string => typeof n === 'string'))).toBe('')
+    expect(
+      grepHits(
+        [dir],
+        needles.filter((n): n is string => typeof n === 'string'),
+      ),
+    ).toBe('')
   })
 
   it('leaves no recovery code or bypass code in any file, and no code of any kind in audit.log', () => {
@@ -207,7 +241,12 @@ describe('after a full scenario (renew, checks, recovery codes, bypasses, disabl
   })
 
   it('prints no secret or code from `audit`, as text or JSON', async () => {
-    const needles = [...scenario.secrets, ...scenario.secrets.map((s) => s.toLowerCase()), ...scenario.totpCodes, ...[...scenario.recoveryCodes, ...scenario.bypassCodes].flatMap(oneTimeForms)]
+    const needles = [
+      ...scenario.secrets,
+      ...scenario.secrets.map((s) => s.toLowerCase()),
+      ...scenario.totpCodes,
+      ...[...scenario.recoveryCodes, ...scenario.bypassCodes].flatMap(oneTimeForms),
+    ]
     for (const args of [['audit'], ['audit', '--json']]) {
       const r = await scenario.store.run(args)
       expect(r.code, r.stderr).toBe(0)
@@ -245,7 +284,9 @@ describe('after a full scenario (renew, checks, recovery codes, bypasses, disabl
   })
 
   it('records each login check with its outcome and reason, and the SUDO_USER of the actor', () => {
-    const checks = events().filter((e) => e.command === 'login:check').map((e) => [e.user, e.outcome, e.reason])
+    const checks = events()
+      .filter((e) => e.command === 'login:check')
+      .map((e) => [e.user, e.outcome, e.reason])
     expect(checks).toEqual([
       ['alice', 'allowed', 'code_accepted'],
       ['alice', 'denied', 'code_invalid'],
@@ -345,13 +386,15 @@ const moved = (store: TempStore, file: string) => {
 }
 
 const BAD: BadCase[] = [
-  ...[0o640, 0o620, 0o604, 0o602].map((m): BadCase => ({
-    what: `a store of mode ${m.toString(8)}`,
-    exit: 3,
-    apply: (s) => chmodSync(s.path, m),
-    says: (s) => [s.path, `chmod 600 ${s.path}`],
-    fix: runSuggestedChmod,
-  })),
+  ...[0o640, 0o620, 0o604, 0o602].map(
+    (m): BadCase => ({
+      what: `a store of mode ${m.toString(8)}`,
+      exit: 3,
+      apply: (s) => chmodSync(s.path, m),
+      says: (s) => [s.path, `chmod 600 ${s.path}`],
+      fix: runSuggestedChmod,
+    }),
+  ),
   {
     what: 'a journal (<store>.journal) of mode 640',
     exit: 3,
@@ -425,7 +468,11 @@ async function enrolThree(store: TempStore): Promise<Map<string, [string, number
     const source = newStore()
     await enable(source)
     const users = new Map<string, [string, number, number]>()
-    for (const [user, interval, digits] of [['alice', 30, 6], ['bob', 60, 8], ['carol', 30, 7]] as const) {
+    for (const [user, interval, digits] of [
+      ['alice', 30, 6],
+      ['bob', 60, 8],
+      ['carol', 30, 7],
+    ] as const) {
       const {secret} = await renew(source, user, '--interval', String(interval), '--digits', String(digits))
       users.set(user, [secret, interval, digits])
     }
@@ -447,7 +494,7 @@ const sealed = (store: TempStore): Record<string, string> =>
   Object.fromEntries(Object.entries(JSON.parse(readFileSync(store.path, 'utf8')).users).map(([u, r]: [string, any]) => [u, r.secret]))
 
 describe.concurrent('store:rotate-key', () => {
-  it('re-seals every secret under a new key file, and every user\'s codes keep working', async () => {
+  it("re-seals every secret under a new key file, and every user's codes keep working", async () => {
     const store = newStore()
     const users = await enrolThree(store)
     const oldKey = readFileSync(keyPath(store))
@@ -508,42 +555,43 @@ describe.concurrent('store:rotate-key', () => {
     expect(after.json?.secret, after.stdout).toBe(users.get('carol')![0])
   })
 
-  it(
-    'leaves a store whose key is on disk when SIGKILLed at any file operation, and the next write completes the rotation or drops it',
-    async () => {
-      const base = newStore()
-      const users = await enrolThree(base)
-      const dir = (s: TempStore) => dirname(s.path)
-      const copy = () => {
-        const s = newStore()
-        cpSync(dir(base), dir(s), {recursive: true})
-        chmodSync(dir(s), 0o700)
-        return s
-      }
-      const probe = copy()
-      const measured = await runWatched(['store:rotate-key', '--store', probe.path], {dir: dir(probe)})
-      expect(measured.code, measured.stderr).toBe(0)
-      // From the moment the new key is made until the lock is let go.
-      const first = measured.ops.find((o) => o.target.includes('store.json.key.next'))!.n
-      const last = measured.ops.find((o) => o.name === 'closeSync' && o.target.endsWith('.lock'))!.n
-      const {Store} = await dist('store/file/store.js')
-      const secretsOf = async (s: TempStore) => {
-        const doc = await new Store(s.path).read()
-        return [...users.keys()].map((u) => doc.users.get(u).secret)
-      }
-      const expected = [...users.values()].map(([secret]) => secret)
-      const oldKey = readFileSync(keyPath(base))
-      const outcomes = new Set<string>()
-      // A SIGKILL loses no written data (the page cache survives the process), so the states a
-      // kill can leave on disk are exactly those just before each operation that changes the
-      // directory or a file's content, and the end: kill there. (fsync and close change neither.)
-      const changes = /^(openSync|writeFileSync|writeSync|renameSync|linkSync|unlinkSync|rmSync)$/
-      const points = measured.ops.filter((o) => o.n >= first && o.n <= last && changes.test(o.name) && o.target !== dir(probe) && !o.target.endsWith('.lock')).map((o) => o.n)
-      points.push(last + 1)
-      expect(points.length).toBeGreaterThanOrEqual(8)
-      // Two at a time (each on its own copy of the store).
-      for (let i = 0; i < points.length; i += 2) {
-        await Promise.all(points.slice(i, i + 2).map(async (op) => {
+  it('leaves a store whose key is on disk when SIGKILLed at any file operation, and the next write completes the rotation or drops it', async () => {
+    const base = newStore()
+    const users = await enrolThree(base)
+    const dir = (s: TempStore) => dirname(s.path)
+    const copy = () => {
+      const s = newStore()
+      cpSync(dir(base), dir(s), {recursive: true})
+      chmodSync(dir(s), 0o700)
+      return s
+    }
+    const probe = copy()
+    const measured = await runWatched(['store:rotate-key', '--store', probe.path], {dir: dir(probe)})
+    expect(measured.code, measured.stderr).toBe(0)
+    // From the moment the new key is made until the lock is let go.
+    const first = measured.ops.find((o) => o.target.includes('store.json.key.next'))!.n
+    const last = measured.ops.find((o) => o.name === 'closeSync' && o.target.endsWith('.lock'))!.n
+    const {Store} = await dist('store/file/store.js')
+    const secretsOf = async (s: TempStore) => {
+      const doc = await new Store(s.path).read()
+      return [...users.keys()].map((u) => doc.users.get(u).secret)
+    }
+    const expected = [...users.values()].map(([secret]) => secret)
+    const oldKey = readFileSync(keyPath(base))
+    const outcomes = new Set<string>()
+    // A SIGKILL loses no written data (the page cache survives the process), so the states a
+    // kill can leave on disk are exactly those just before each operation that changes the
+    // directory or a file's content, and the end: kill there. (fsync and close change neither.)
+    const changes = /^(openSync|writeFileSync|writeSync|renameSync|linkSync|unlinkSync|rmSync)$/
+    const points = measured.ops
+      .filter((o) => o.n >= first && o.n <= last && changes.test(o.name) && o.target !== dir(probe) && !o.target.endsWith('.lock'))
+      .map((o) => o.n)
+    points.push(last + 1)
+    expect(points.length).toBeGreaterThanOrEqual(8)
+    // Two at a time (each on its own copy of the store).
+    for (let i = 0; i < points.length; i += 2) {
+      await Promise.all(
+        points.slice(i, i + 2).map(async (op) => {
           const s = copy()
           const where = `killed before file operation ${op} (${measured.ops[op - 1]?.name ?? 'end'} ${measured.ops[op - 1]?.target ?? ''})`
           const r = await runWatched(['store:rotate-key', '--store', s.path], {dir: dir(s), crashAt: {op}})
@@ -557,27 +605,29 @@ describe.concurrent('store:rotate-key', () => {
             doc.settings.window = 2
           })
           expect(existsSync(`${keyPath(s)}.next`), where).toBe(false)
-          expect(left.filter((t) => temps().includes(t)), where).toEqual([])
+          expect(
+            left.filter((t) => temps().includes(t)),
+            where,
+          ).toEqual([])
           expect(await secretsOf(s), where).toEqual(expected)
           outcomes.add(readFileSync(keyPath(s)).equals(oldKey) ? 'old key kept' : 'new key in place')
-        }))
-      }
-      expect([...outcomes].sort()).toEqual(['new key in place', 'old key kept'])
-      // And through the CLI, from the middle of it (store re-sealed, key not yet renamed):
-      const middle = measured.ops.find((o) => o.name === 'renameSync' && o.target.startsWith(`${join(dir(probe), 'store.json.key.next')} ->`))!.n
-      const s = copy()
-      const r = await runWatched(['store:rotate-key', '--store', s.path], {dir: dir(s), crashAt: {op: middle}})
-      expect(r.signal).toBe('SIGKILL')
-      expect(existsSync(`${keyPath(s)}.next`)).toBe(true)
-      const list = await s.run(['store:check', '--json'])
-      expect(list.code, list.stdout).toBe(0)
-      await expectCodesWork(s, users)
-      expect((await s.run(['twofactor:enable', '--window', '2', '--json'])).code).toBe(0)
-      expect(existsSync(`${keyPath(s)}.next`)).toBe(false)
-      expect(readFileSync(keyPath(s)).equals(oldKey)).toBe(false)
-    },
-    600_000,
-  )
+        }),
+      )
+    }
+    expect([...outcomes].sort()).toEqual(['new key in place', 'old key kept'])
+    // And through the CLI, from the middle of it (store re-sealed, key not yet renamed):
+    const middle = measured.ops.find((o) => o.name === 'renameSync' && o.target.startsWith(`${join(dir(probe), 'store.json.key.next')} ->`))!.n
+    const s = copy()
+    const r = await runWatched(['store:rotate-key', '--store', s.path], {dir: dir(s), crashAt: {op: middle}})
+    expect(r.signal).toBe('SIGKILL')
+    expect(existsSync(`${keyPath(s)}.next`)).toBe(true)
+    const list = await s.run(['store:check', '--json'])
+    expect(list.code, list.stdout).toBe(0)
+    await expectCodesWork(s, users)
+    expect((await s.run(['twofactor:enable', '--window', '2', '--json'])).code).toBe(0)
+    expect(existsSync(`${keyPath(s)}.next`)).toBe(false)
+    expect(readFileSync(keyPath(s)).equals(oldKey)).toBe(false)
+  }, 600_000)
 
   // The rotation takes the old key away: the backup must be one the new key opens.
   it('keeps a backup that the key on disk opens, after a rotation', async () => {
@@ -596,7 +646,10 @@ describe.concurrent('store:rotate-key', () => {
   it('serves a reader that read the store just before a rotation (rotation is atomic for readers)', async () => {
     const store = newStore()
     const users = await enrolThree(store)
-    const reader = watched(['user:secret:show', 'alice', '--qr', 'none', '--json', '--store', store.path], {dir: dirname(store.path), pauseAfterReading: store.path})
+    const reader = watched(['user:secret:show', 'alice', '--qr', 'none', '--json', '--store', store.path], {
+      dir: dirname(store.path),
+      pauseAfterReading: store.path,
+    })
     await reader.paused()
     const rotated = await store.run(['store:rotate-key', '--json'])
     expect(rotated.code, rotated.stderr).toBe(0)

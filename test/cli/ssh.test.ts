@@ -26,7 +26,11 @@ const codeAt = (secret: string, step: number, digits = 6) => hotp(base32Decode(s
 const nowStep = () => Math.floor(Date.now() / 30_000)
 const fileText = () => readFileSync(oath, 'utf8')
 /** The users file's user lines as field lists. */
-const lines = () => fileText().split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split('\t'))
+const lines = () =>
+  fileText()
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => l.split('\t'))
 const lineOf = (user: string) => lines().find((f) => f[1] === user)
 
 async function sync(...flags: string[]) {
@@ -152,7 +156,10 @@ describe('ssh:sync', () => {
     const foreign = `HOTP/T30/6\tlegacy\t-\t${'ab'.repeat(20)}\nHOTP/T30/6\talice\t-\t${'cd'.repeat(20)}\n`
     writeFileSync(oath, foreign, {mode: 0o600})
     const before = store.bytes()
-    for (const args of [['ssh:sync', '--oath-file', oath], ['twofactor:enable', '--oath-file', oath]]) {
+    for (const args of [
+      ['ssh:sync', '--oath-file', oath],
+      ['twofactor:enable', '--oath-file', oath],
+    ]) {
       const r = await store.run([...args, '--json'])
       expect(expectJsonError(r, 2)).toMatch(/was not written by tfactl and lists users who would lose 2FA over SSH \(legacy\)/)
       expect(r.json.error.code).toBe('oath_foreign')
@@ -228,7 +235,7 @@ describe('ssh:sync --check', () => {
     await renew(store, 'bob')
   })
 
-  it('ignores pam_oath\'s trailing fields', async () => {
+  it("ignores pam_oath's trailing fields", async () => {
     pamOathRecords('alice', '123456', '4')
     expect(await expectFresh()).toEqual({path: oath, fresh: true, exists: true, missing: [], extra: [], different: []})
   })
@@ -256,7 +263,7 @@ describe('ssh:sync --check', () => {
 })
 
 describe('one replay state with pam_oath', () => {
-  it('writes a code login:check accepted into the user\'s line, as pam_oath would', async () => {
+  it("writes a code login:check accepted into the user's line, as pam_oath would", async () => {
     await enable(store, '--ssh', '--oath-file', oath)
     const {secret} = await renew(store, 'alice')
     const step = await withinOneStep(30, async () => {
@@ -283,7 +290,7 @@ describe('one replay state with pam_oath', () => {
     expect(lineOf('alice')![5]).not.toBe('') // the newer code is now the recorded one
   })
 
-  it('keeps pam_oath\'s fields byte for byte when other users change, and restores them after disable and re-enable', async () => {
+  it("keeps pam_oath's fields byte for byte when other users change, and restores them after disable and re-enable", async () => {
     await enable(store, '--ssh', '--window', '2', '--oath-file', oath)
     const {secret} = await renew(store, 'alice')
     const step = nowStep()
@@ -303,7 +310,7 @@ describe('one replay state with pam_oath', () => {
     expect(list.json.users.find((u: any) => u.user === 'alice').lastUsedAt).not.toBeNull()
   })
 
-  it('starts a renewed secret without the old secret\'s replay fields', async () => {
+  it("starts a renewed secret without the old secret's replay fields", async () => {
     await enable(store, '--ssh', '--oath-file', oath)
     const old = await renew(store, 'alice')
     pamOathRecords('alice', codeAt(old.secret, nowStep()))
@@ -313,7 +320,7 @@ describe('one replay state with pam_oath', () => {
 })
 
 describe('ssh:config', () => {
-  it('prints the PAM line with the store\'s users file and window, and the sshd settings', async () => {
+  it("prints the PAM line with the store's users file and window, and the sshd settings", async () => {
     await enable(store, '--ssh', '--window', '3', '--oath-file', oath)
     const r = await store.run(['ssh:config', '--json'])
     expect(r.code, r.stderr).toBe(0)
@@ -321,7 +328,11 @@ describe('ssh:config', () => {
       usersFile: oath,
       configured: true,
       window: 3,
-      pam: {file: '/etc/pam.d/sshd', after: '@include common-auth', line: `auth [success=ok user_unknown=ignore default=die] pam_oath.so usersfile=${oath} window=3`},
+      pam: {
+        file: '/etc/pam.d/sshd',
+        after: '@include common-auth',
+        line: `auth [success=ok user_unknown=ignore default=die] pam_oath.so usersfile=${oath} window=3`,
+      },
       sshd: {file: '/etc/ssh/sshd_config', lines: ['UsePAM yes', 'KbdInteractiveAuthentication yes']},
     })
     const human = await store.run(['ssh:config'])
@@ -378,7 +389,10 @@ describe('doctor', () => {
     writeFileSync(sshdConfig, 'UsePAM yes\nKbdInteractiveAuthentication no\n')
     const r = await doctor()
     expect(r.code).toBe(1)
-    const messages = r.json.checks.filter((c: any) => c.status === 'finding').map((c: any) => c.message).join('\n')
+    const messages = r.json.checks
+      .filter((c: any) => c.status === 'finding')
+      .map((c: any) => c.message)
+      .join('\n')
     expect(messages).toMatch(/users\.oath\.lock exists/)
     expect(messages).toMatch(/mode 644/)
     expect(messages).toMatch(/stale \(alice missing, bob missing\)/)

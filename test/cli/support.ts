@@ -90,8 +90,7 @@ export function copyStore(from: TempStore, store: TempStore): void {
 export const hasStack = (stderr: string): boolean => /^\s{4}at /m.test(stderr)
 
 /** stderr lines that are not `tfactl: warning:` notes. */
-export const errorLines = (stderr: string): string[] =>
-  stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('tfactl: warning:'))
+export const errorLines = (stderr: string): string[] => stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('tfactl: warning:'))
 
 /** A code of the same length that is not `code` (each digit shifted by 5). */
 export const wrongCode = (code: string): string => [...code].map((d) => String((Number(d) + 5) % 10)).join('')

@@ -16,10 +16,12 @@ const BAD_USERNAMES: Record<string, string> = {
 }
 
 const CASES: Array<[string, string[]]> = [
-  ...Object.entries(BAD_USERNAMES).flatMap(([label, name]): Array<[string, string[]]> => [
-    [`renew with ${label}`, ['user:secret:renew', name, '--qr', 'none']],
-    [`login:check with ${label}`, ['login:check', name, '--code', '123456']],
-  ]),
+  ...Object.entries(BAD_USERNAMES).flatMap(
+    ([label, name]): Array<[string, string[]]> => [
+      [`renew with ${label}`, ['user:secret:renew', name, '--qr', 'none']],
+      [`login:check with ${label}`, ['login:check', name, '--code', '123456']],
+    ],
+  ),
   ['show with a bad username', ['user:secret:show', 'a b']],
   ['unset with an empty username', ['user:secret:unset', '', '--yes']],
   ['confirm with a bad username', ['user:secret:confirm', 'é', '--code', '123456']],

@@ -23,7 +23,7 @@ export interface RunOptions {
 /** Runs the real CLI (the built `bin/run.js`), as a user or script would. */
 export function tfactl(args: string[], opts: RunOptions = {}): Promise<Run> {
   return new Promise((done, fail) => {
-    const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: "1", ...opts.env}
+    const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', ...opts.env}
     delete env.TFACTL_STORE
     delete env.NODE_ENV // vitest sets `test`; the CLI must run as users run it
     delete env.SUDO_USER

@@ -11,10 +11,10 @@ import {join} from 'node:path'
 export const PG_BIN =
   process.env.TFACTL_PG_BIN ??
   (existsSync('/usr/lib/postgresql')
-    ? readdirSync('/usr/lib/postgresql')
+    ? (readdirSync('/usr/lib/postgresql')
         .filter((v) => existsSync(join('/usr/lib/postgresql', v, 'bin', 'pg_ctl')))
         .sort((a, b) => Number(b) - Number(a))
-        .map((v) => join('/usr/lib/postgresql', v, 'bin'))[0] ?? '/usr/lib/postgresql/15/bin'
+        .map((v) => join('/usr/lib/postgresql', v, 'bin'))[0] ?? '/usr/lib/postgresql/15/bin')
     : '/usr/lib/postgresql/15/bin')
 
 export interface PgServer {
@@ -68,7 +68,16 @@ export async function startPostgres(): Promise<PgServer> {
       return server.url(name)
     },
     start() {
-      asPostgres(join(PG_BIN, 'pg_ctl'), ['-D', data, '-l', join(dir, 'log'), '-o', `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1 -c fsync=off`, '-w', 'start'])
+      asPostgres(join(PG_BIN, 'pg_ctl'), [
+        '-D',
+        data,
+        '-l',
+        join(dir, 'log'),
+        '-o',
+        `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1 -c fsync=off`,
+        '-w',
+        'start',
+      ])
     },
     stop() {
       asPostgres(join(PG_BIN, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop'])

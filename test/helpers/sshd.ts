@@ -5,17 +5,15 @@
 // prompts (system password, then pam_oath's one-time password).
 //
 // Requires root, /usr/sbin/sshd, pam_oath.so and unshare(1). See canRunSshd().
-import {execFileSync, spawn, spawnSync, type ChildProcess} from 'node:child_process';
-import {
-  chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync,
-} from 'node:fs';
-import {createConnection, createServer} from 'node:net';
-import {tmpdir} from 'node:os';
-import {join} from 'node:path';
-import {Client, type AuthenticationType, type ConnectConfig} from 'ssh2';
+import {execFileSync, spawn, spawnSync, type ChildProcess} from 'node:child_process'
+import {chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {createConnection, createServer} from 'node:net'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Client, type AuthenticationType, type ConnectConfig} from 'ssh2'
 
-export const SSHD_BIN = '/usr/sbin/sshd';
-export const HOST_PAM_SSHD = '/etc/pam.d/sshd';
+export const SSHD_BIN = '/usr/sbin/sshd'
+export const HOST_PAM_SSHD = '/etc/pam.d/sshd'
 const PAM_OATH_CANDIDATES = [
   '/lib/x86_64-linux-gnu/security/pam_oath.so',
   '/usr/lib/x86_64-linux-gnu/security/pam_oath.so',
@@ -23,37 +21,36 @@ const PAM_OATH_CANDIDATES = [
   '/usr/lib/aarch64-linux-gnu/security/pam_oath.so',
   '/lib/security/pam_oath.so',
   '/usr/lib/security/pam_oath.so',
-];
+]
 
 function which(cmd: string): string | null {
-  const r = spawnSync('sh', ['-c', `command -v "$1"`, 'sh', cmd], {encoding: 'utf8'});
-  return r.status === 0 ? r.stdout.trim() || null : null;
+  const r = spawnSync('sh', ['-c', `command -v "$1"`, 'sh', cmd], {encoding: 'utf8'})
+  return r.status === 0 ? r.stdout.trim() || null : null
 }
 
 export function findPamOath(): string | null {
-  return PAM_OATH_CANDIDATES.find((p) => existsSync(p)) ?? null;
+  return PAM_OATH_CANDIDATES.find((p) => existsSync(p)) ?? null
 }
 
 /** null when an sshd+pam_oath end-to-end test can run here, else the reason why not. */
 export function canRunSshd(): string | null {
-  if (process.platform !== 'linux') return `not Linux (${process.platform})`;
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'not running as root';
-  if (!existsSync(SSHD_BIN)) return `no ${SSHD_BIN} (apt-get install openssh-server)`;
-  if (!findPamOath()) return 'no pam_oath.so (apt-get install libpam-oath)';
-  if (!existsSync(HOST_PAM_SSHD)) return `no ${HOST_PAM_SSHD} to base the PAM stack on`;
+  if (process.platform !== 'linux') return `not Linux (${process.platform})`
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'not running as root'
+  if (!existsSync(SSHD_BIN)) return `no ${SSHD_BIN} (apt-get install openssh-server)`
+  if (!findPamOath()) return 'no pam_oath.so (apt-get install libpam-oath)'
+  if (!existsSync(HOST_PAM_SSHD)) return `no ${HOST_PAM_SSHD} to base the PAM stack on`
   for (const tool of ['unshare', 'mount', 'ssh-keygen', 'useradd', 'userdel', 'chpasswd']) {
-    if (!which(tool)) return `no ${tool} in PATH`;
+    if (!which(tool)) return `no ${tool} in PATH`
   }
   // Can we actually create a mount namespace and bind-mount (needs CAP_SYS_ADMIN)?
-  const probe = spawnSync(
-    'unshare',
-    ['-m', '--propagation', 'private', 'sh', '-c', 'mount --bind /etc/hostname /etc/hostname'],
-    {encoding: 'utf8', timeout: 10_000},
-  );
+  const probe = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount --bind /etc/hostname /etc/hostname'], {
+    encoding: 'utf8',
+    timeout: 10_000,
+  })
   if (probe.status !== 0) {
-    return `cannot bind-mount in a private mount namespace: ${(probe.stderr || probe.error?.message || '').trim()}`;
+    return `cannot bind-mount in a private mount namespace: ${(probe.stderr || probe.error?.message || '').trim()}`
   }
-  return null;
+  return null
 }
 
 // ---------------------------------------------------------------------------
@@ -62,25 +59,25 @@ export function canRunSshd(): string | null {
 
 export interface PamOathOptions {
   /** Absolute path of the pam_oath usersfile. */
-  usersfile: string;
+  usersfile: string
   /** pam_oath `window=` (TOTP: steps checked on each side of now). Omitted = pam_oath default (5). */
-  window?: number;
+  window?: number
   /** PAM control field; default is the TrueNAS-like `[success=ok user_unknown=ignore default=die]`. */
-  control?: string;
+  control?: string
   /** Extra pam_oath arguments, e.g. ['debug'] or ['digits=6']. */
-  extraArgs?: string[];
+  extraArgs?: string[]
   /** Base PAM file to insert into (default: the host's /etc/pam.d/sshd, read only). */
-  baseFile?: string;
+  baseFile?: string
 }
 
-export const DEFAULT_OATH_CONTROL = '[success=ok user_unknown=ignore default=die]';
+export const DEFAULT_OATH_CONTROL = '[success=ok user_unknown=ignore default=die]'
 
 /** The pam_oath `auth` line that buildSshdPamConfig() inserts. */
 export function pamOathLine(opts: PamOathOptions): string {
-  const args = [`usersfile=${opts.usersfile}`];
-  if (opts.window !== undefined) args.push(`window=${opts.window}`);
-  args.push(...(opts.extraArgs ?? []));
-  return `auth ${opts.control ?? DEFAULT_OATH_CONTROL} pam_oath.so ${args.join(' ')}`;
+  const args = [`usersfile=${opts.usersfile}`]
+  if (opts.window !== undefined) args.push(`window=${opts.window}`)
+  args.push(...(opts.extraArgs ?? []))
+  return `auth ${opts.control ?? DEFAULT_OATH_CONTROL} pam_oath.so ${args.join(' ')}`
 }
 
 /**
@@ -88,7 +85,7 @@ export function pamOathLine(opts: PamOathOptions): string {
  * pam_oath line inserted right after `@include common-auth`.
  */
 export function buildSshdPamConfig(opts: PamOathOptions): string {
-  return insertPamLine(pamOathLine(opts), opts.baseFile);
+  return insertPamLine(pamOathLine(opts), opts.baseFile)
 }
 
 /**
@@ -96,11 +93,11 @@ export function buildSshdPamConfig(opts: PamOathOptions): string {
  * `tfactl ssh:config` prints) inserted right after `@include common-auth`.
  */
 export function insertPamLine(line: string, baseFile = HOST_PAM_SSHD): string {
-  const lines = readFileSync(baseFile, 'utf8').split('\n');
-  const idx = lines.findIndex((l) => /^\s*@include\s+common-auth\s*$/.test(l));
-  if (idx < 0) throw new Error(`no "@include common-auth" line in ${baseFile}`);
-  lines.splice(idx + 1, 0, line);
-  return lines.join('\n');
+  const lines = readFileSync(baseFile, 'utf8').split('\n')
+  const idx = lines.findIndex((l) => /^\s*@include\s+common-auth\s*$/.test(l))
+  if (idx < 0) throw new Error(`no "@include common-auth" line in ${baseFile}`)
+  lines.splice(idx + 1, 0, line)
+  return lines.join('\n')
 }
 
 // ---------------------------------------------------------------------------
@@ -109,74 +106,74 @@ export function insertPamLine(line: string, baseFile = HOST_PAM_SSHD): string {
 
 export interface SshdOptions {
   /** Full content of the PAM file to use as /etc/pam.d/sshd for this sshd. */
-  pamConfig: string;
+  pamConfig: string
   /** Directory for config, host key, pid file, PAM file (default: fresh mkdtemp, removed on stop). */
-  workDir?: string;
+  workDir?: string
   /** sshd LogLevel (default VERBOSE; DEBUG1..DEBUG3 for more). */
-  logLevel?: string;
+  logLevel?: string
   /** Extra sshd_config lines appended at the end. */
-  extraConfig?: string[];
+  extraConfig?: string[]
   /** How long to wait for the listener (default 20 s). */
-  startTimeoutMs?: number;
+  startTimeoutMs?: number
   /** Extra environment for sshd (and so for PAM modules), e.g. LD_PRELOAD of a test shim. */
-  env?: Record<string, string>;
+  env?: Record<string, string>
 }
 
 export interface SshdHandle {
-  port: number;
+  port: number
   /** The directory holding sshd_config, host key and the PAM file. */
-  workDir: string;
-  pid: number;
+  workDir: string
+  pid: number
   /** Everything sshd wrote to stderr/stdout so far (sshd -e logs to stderr). */
-  logs(): string;
+  logs(): string
   /** SIGTERM the sshd process group (SIGKILL after 5 s), wait for exit, remove our temp dir. */
-  stop(): Promise<void>;
+  stop(): Promise<void>
 }
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
+    const srv = createServer()
+    srv.unref()
+    srv.on('error', reject)
     srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => (port ? resolve(port) : reject(new Error('no port'))));
-    });
-  });
+      const addr = srv.address()
+      const port = typeof addr === 'object' && addr ? addr.port : 0
+      srv.close(() => (port ? resolve(port) : reject(new Error('no port'))))
+    })
+  })
 }
 
 function portAccepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const sock = createConnection({host: '127.0.0.1', port});
+    const sock = createConnection({host: '127.0.0.1', port})
     const done = (ok: boolean) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(1000, () => done(false));
-    sock.once('connect', () => done(true));
-    sock.once('error', () => done(false));
-  });
+      sock.destroy()
+      resolve(ok)
+    }
+    sock.setTimeout(1000, () => done(false))
+    sock.once('connect', () => done(true))
+    sock.once('error', () => done(false))
+  })
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)
   return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
+    const t = setTimeout(() => resolve(false), ms)
     child.once('exit', () => {
-      clearTimeout(t);
-      resolve(true);
-    });
-  });
+      clearTimeout(t)
+      resolve(true)
+    })
+  })
 }
 
 /** Signal the process group led by `pid` (a child we spawned detached). Never our own group. */
 function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (!pid || pid <= 1) return; // -0 would be *our* process group
+  if (!pid || pid <= 1) return // -0 would be *our* process group
   try {
-    process.kill(-pid, signal);
+    process.kill(-pid, signal)
   } catch {
     /* group already gone */
   }
@@ -207,7 +204,7 @@ function sshdConfig(opts: {port: number; hostKey: string; pidFile: string; logLe
     `LogLevel ${opts.logLevel}`,
     ...opts.extra,
     '',
-  ].join('\n');
+  ].join('\n')
 }
 
 /**
@@ -215,38 +212,38 @@ function sshdConfig(opts: {port: number; hostKey: string; pidFile: string; logLe
  * with opts.pamConfig bind-mounted over /etc/pam.d/sshd (only in that namespace).
  */
 export async function startSshd(opts: SshdOptions): Promise<SshdHandle> {
-  const reason = canRunSshd();
-  if (reason) throw new Error(`cannot run sshd: ${reason}`);
+  const reason = canRunSshd()
+  if (reason) throw new Error(`cannot run sshd: ${reason}`)
 
-  const ownDir = opts.workDir === undefined;
-  const dir = opts.workDir ?? mkdtempSync(join(tmpdir(), 'tfactl-sshd-'));
-  mkdirSync(dir, {recursive: true, mode: 0o700});
+  const ownDir = opts.workDir === undefined
+  const dir = opts.workDir ?? mkdtempSync(join(tmpdir(), 'tfactl-sshd-'))
+  mkdirSync(dir, {recursive: true, mode: 0o700})
 
   try {
-    const hostKey = join(dir, 'ssh_host_ed25519_key');
+    const hostKey = join(dir, 'ssh_host_ed25519_key')
     if (!existsSync(hostKey)) {
       execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'tfactl-test-host', '-f', hostKey], {
         stdio: 'ignore',
-      });
+      })
     }
-    const pamFile = join(dir, 'pam.d-sshd');
-    writeFileSync(pamFile, opts.pamConfig, {mode: 0o644});
-    chmodSync(pamFile, 0o644);
-    return await launch(dir, ownDir, hostKey, pamFile, opts);
+    const pamFile = join(dir, 'pam.d-sshd')
+    writeFileSync(pamFile, opts.pamConfig, {mode: 0o644})
+    chmodSync(pamFile, 0o644)
+    return await launch(dir, ownDir, hostKey, pamFile, opts)
   } catch (err) {
-    if (ownDir) rmSync(dir, {recursive: true, force: true});
-    throw err;
+    if (ownDir) rmSync(dir, {recursive: true, force: true})
+    throw err
   }
 }
 
 async function launch(dir: string, ownDir: boolean, hostKey: string, pamFile: string, opts: SshdOptions): Promise<SshdHandle> {
-  const startTimeout = opts.startTimeoutMs ?? 20_000;
-  let lastError = '';
+  const startTimeout = opts.startTimeoutMs ?? 20_000
+  let lastError = ''
   // Retry a couple of times in case another process grabs the port between
   // freePort() and sshd's bind().
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    const configFile = join(dir, 'sshd_config');
+    const port = await freePort()
+    const configFile = join(dir, 'sshd_config')
     writeFileSync(
       configFile,
       sshdConfig({
@@ -257,69 +254,67 @@ async function launch(dir: string, ownDir: boolean, hostKey: string, pamFile: st
         extra: opts.extraConfig ?? [],
       }),
       {mode: 0o600},
-    );
+    )
     // Privilege-separation dir: sshd (even `sshd -t`) refuses to run without it; it must be
     // root-owned and not group/world writable. Debian normally creates it via systemd's
     // RuntimeDirectory, which doesn't exist here.
-    mkdirSync('/run/sshd', {recursive: true, mode: 0o755});
-    chmodSync('/run/sshd', 0o755);
+    mkdirSync('/run/sshd', {recursive: true, mode: 0o755})
+    chmodSync('/run/sshd', 0o755)
     // Validate the config first for a clear error message.
-    const check = spawnSync(SSHD_BIN, ['-t', '-f', configFile], {encoding: 'utf8'});
-    if (check.status !== 0) throw new Error(`sshd -t rejected the config: ${check.stderr}`);
+    const check = spawnSync(SSHD_BIN, ['-t', '-f', configFile], {encoding: 'utf8'})
+    if (check.status !== 0) throw new Error(`sshd -t rejected the config: ${check.stderr}`)
 
-    const script =
-      'mount --bind "$1" /etc/pam.d/sshd && ' +
-      `exec ${SSHD_BIN} -D -e -f "$2"`;
+    const script = 'mount --bind "$1" /etc/pam.d/sshd && ' + `exec ${SSHD_BIN} -D -e -f "$2"`
     const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, 'sh', pamFile, configFile], {
       detached: true, // own process group, so stop() can signal sshd and its per-connection children
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {...process.env, ...opts.env},
-    });
-    let log = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (log += d));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (log += d));
-    let spawnError: Error | undefined;
-    child.on('error', (e) => (spawnError = e));
+    })
+    let log = ''
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (log += d))
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (log += d))
+    let spawnError: Error | undefined
+    child.on('error', (e) => (spawnError = e))
 
-    const deadline = Date.now() + startTimeout;
-    let up = false;
+    const deadline = Date.now() + startTimeout
+    let up = false
     while (Date.now() < deadline) {
-      if (spawnError || child.exitCode !== null || child.signalCode !== null) break;
+      if (spawnError || child.exitCode !== null || child.signalCode !== null) break
       if (log.includes(`Server listening on 127.0.0.1 port ${port}`) && (await portAccepts(port))) {
-        up = true;
-        break;
+        up = true
+        break
       }
-      await sleep(50);
+      await sleep(50)
     }
     if (up) {
-      const pid = child.pid!;
-      let stopped = false;
+      const pid = child.pid!
+      let stopped = false
       return {
         port,
         workDir: dir,
         pid,
         logs: () => log,
         async stop() {
-          if (stopped) return;
-          stopped = true;
-          killGroup(pid, 'SIGTERM');
+          if (stopped) return
+          stopped = true
+          killGroup(pid, 'SIGTERM')
           if (!(await waitExit(child, 5000))) {
-            killGroup(pid, 'SIGKILL');
-            await waitExit(child, 5000);
+            killGroup(pid, 'SIGKILL')
+            await waitExit(child, 5000)
           }
           // Per-connection children are in the same process group; make sure they're gone too.
-          killGroup(pid, 'SIGKILL');
-          if (ownDir) rmSync(dir, {recursive: true, force: true});
+          killGroup(pid, 'SIGKILL')
+          if (ownDir) rmSync(dir, {recursive: true, force: true})
         },
-      };
+      }
     }
     // Failed: clean up this attempt.
-    killGroup(child.pid, 'SIGKILL');
-    await waitExit(child, 5000);
-    lastError = spawnError ? spawnError.message : `sshd exited (code ${child.exitCode}, signal ${child.signalCode})\n${log}`;
-    if (!/Address already in use|Bind to port/.test(log)) break;
+    killGroup(child.pid, 'SIGKILL')
+    await waitExit(child, 5000)
+    lastError = spawnError ? spawnError.message : `sshd exited (code ${child.exitCode}, signal ${child.signalCode})\n${log}`
+    if (!/Address already in use|Bind to port/.test(log)) break
   }
-  throw new Error(`sshd did not start: ${lastError || 'timeout'}`);
+  throw new Error(`sshd did not start: ${lastError || 'timeout'}`)
 }
 
 // ---------------------------------------------------------------------------
@@ -327,77 +322,77 @@ async function launch(dir: string, ownDir: boolean, hostKey: string, pamFile: st
 // ---------------------------------------------------------------------------
 
 export interface TestUser {
-  name: string;
-  uid: number;
-  gid: number;
-  home: string;
+  name: string
+  uid: number
+  gid: number
+  home: string
 }
 
 export function userExists(name: string): boolean {
-  return spawnSync('getent', ['passwd', name], {encoding: 'utf8'}).status === 0;
+  return spawnSync('getent', ['passwd', name], {encoding: 'utf8'}).status === 0
 }
 
 export function getUser(name: string): TestUser {
-  const r = spawnSync('getent', ['passwd', name], {encoding: 'utf8'});
-  if (r.status !== 0) throw new Error(`no such user ${name}`);
-  const f = r.stdout.trim().split(':');
-  return {name, uid: Number(f[2]), gid: Number(f[3]), home: f[5]};
+  const r = spawnSync('getent', ['passwd', name], {encoding: 'utf8'})
+  if (r.status !== 0) throw new Error(`no such user ${name}`)
+  const f = r.stdout.trim().split(':')
+  return {name, uid: Number(f[2]), gid: Number(f[3]), home: f[5]}
 }
 
 /** A random, valid, short user name (useradd limit is 32 chars). */
 export function randomUserName(prefix = 'tfat'): string {
-  return `${prefix}${Math.random().toString(36).slice(2, 8)}`;
+  return `${prefix}${Math.random().toString(36).slice(2, 8)}`
 }
 
 /** useradd -m (bash shell, own group) + chpasswd. Removes a stale user of that name first. */
 export function createUser(name: string, password: string): TestUser {
-  if (!/^[a-z_][a-z0-9_-]{0,30}$/.test(name)) throw new Error(`bad user name ${name}`);
-  removeUser(name);
-  execFileSync('useradd', ['-m', '-U', '-s', '/bin/bash', '-c', 'tfactl test user', name], {stdio: 'pipe'});
-  execFileSync('chpasswd', [], {input: `${name}:${password}\n`, stdio: ['pipe', 'pipe', 'pipe']});
-  return getUser(name);
+  if (!/^[a-z_][a-z0-9_-]{0,30}$/.test(name)) throw new Error(`bad user name ${name}`)
+  removeUser(name)
+  execFileSync('useradd', ['-m', '-U', '-s', '/bin/bash', '-c', 'tfactl test user', name], {stdio: 'pipe'})
+  execFileSync('chpasswd', [], {input: `${name}:${password}\n`, stdio: ['pipe', 'pipe', 'pipe']})
+  return getUser(name)
 }
 
 /** userdel -r -f; a no-op when the user doesn't exist. Never throws. */
 export function removeUser(name: string): void {
-  if (!userExists(name)) return;
-  spawnSync('userdel', ['-r', '-f', name], {stdio: 'ignore'});
-  if (userExists(name)) spawnSync('userdel', ['-f', name], {stdio: 'ignore'});
+  if (!userExists(name)) return
+  spawnSync('userdel', ['-r', '-f', name], {stdio: 'ignore'})
+  if (userExists(name)) spawnSync('userdel', ['-f', name], {stdio: 'ignore'})
   // userdel -U removes the user's private group; be sure it is gone too.
-  if (spawnSync('getent', ['group', name]).status === 0) spawnSync('groupdel', [name], {stdio: 'ignore'});
+  if (spawnSync('getent', ['group', name]).status === 0) spawnSync('groupdel', [name], {stdio: 'ignore'})
 }
 
 export interface KeyPair {
   /** OpenSSH-format private key (accepted by ssh2's privateKey). */
-  privateKey: Buffer;
+  privateKey: Buffer
   /** One-line `ssh-ed25519 AAAA... comment`. */
-  publicKey: string;
+  publicKey: string
 }
 
 /** Generate an unencrypted ed25519 key pair with ssh-keygen (files are deleted afterwards). */
 export function generateKeyPair(comment = 'tfactl-test'): KeyPair {
-  const dir = mkdtempSync(join(tmpdir(), 'tfactl-key-'));
+  const dir = mkdtempSync(join(tmpdir(), 'tfactl-key-'))
   try {
-    const file = join(dir, 'id_ed25519');
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], {stdio: 'ignore'});
-    return {privateKey: readFileSync(file), publicKey: readFileSync(`${file}.pub`, 'utf8').trim()};
+    const file = join(dir, 'id_ed25519')
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], {stdio: 'ignore'})
+    return {privateKey: readFileSync(file), publicKey: readFileSync(`${file}.pub`, 'utf8').trim()}
   } finally {
-    rmSync(dir, {recursive: true, force: true});
+    rmSync(dir, {recursive: true, force: true})
   }
 }
 
 /** Append a public key to ~user/.ssh/authorized_keys with StrictModes-proof ownership/modes. */
 export function installAuthorizedKey(user: string, publicKey: string): void {
-  const u = getUser(user);
-  const sshDir = join(u.home, '.ssh');
-  mkdirSync(sshDir, {recursive: true, mode: 0o700});
-  chmodSync(sshDir, 0o700);
-  chownSync(sshDir, u.uid, u.gid);
-  const file = join(sshDir, 'authorized_keys');
-  const prev = existsSync(file) ? readFileSync(file, 'utf8') : '';
-  writeFileSync(file, `${prev}${publicKey.trim()}\n`, {mode: 0o600});
-  chmodSync(file, 0o600);
-  chownSync(file, u.uid, u.gid);
+  const u = getUser(user)
+  const sshDir = join(u.home, '.ssh')
+  mkdirSync(sshDir, {recursive: true, mode: 0o700})
+  chmodSync(sshDir, 0o700)
+  chownSync(sshDir, u.uid, u.gid)
+  const file = join(sshDir, 'authorized_keys')
+  const prev = existsSync(file) ? readFileSync(file, 'utf8') : ''
+  writeFileSync(file, `${prev}${publicKey.trim()}\n`, {mode: 0o600})
+  chmodSync(file, 0o600)
+  chownSync(file, u.uid, u.gid)
 }
 
 // ---------------------------------------------------------------------------
@@ -406,19 +401,19 @@ export function installAuthorizedKey(user: string, publicKey: string): void {
 
 /** TOTP code via oathtool (the reference implementation). `at` = Unix seconds (default now). */
 export function oathtoolTotp(hexSecret: string, opts: {at?: number; digits?: number; step?: number} = {}): string {
-  const args = ['--totp'];
-  if (opts.digits) args.push(`--digits=${opts.digits}`);
-  if (opts.step) args.push(`--time-step-size=${opts.step}s`);
-  if (opts.at !== undefined) args.push(`--now=@${Math.floor(opts.at)}`);
-  args.push(hexSecret);
-  return execFileSync('oathtool', args, {encoding: 'utf8'}).trim();
+  const args = ['--totp']
+  if (opts.digits) args.push(`--digits=${opts.digits}`)
+  if (opts.step) args.push(`--time-step-size=${opts.step}s`)
+  if (opts.at !== undefined) args.push(`--now=@${Math.floor(opts.at)}`)
+  args.push(hexSecret)
+  return execFileSync('oathtool', args, {encoding: 'utf8'}).trim()
 }
 
 /** Write a pam_oath usersfile (root-owned, 0600). Lines are joined with \n, trailing newline added. */
 export function writeUsersFile(path: string, lines: string[]): void {
-  writeFileSync(path, lines.map((l) => `${l}\n`).join(''), {mode: 0o600});
-  chmodSync(path, 0o600);
-  chownSync(path, 0, 0);
+  writeFileSync(path, lines.map((l) => `${l}\n`).join(''), {mode: 0o600})
+  chmodSync(path, 0o600)
+  chownSync(path, 0, 0)
 }
 
 // ---------------------------------------------------------------------------
@@ -426,71 +421,71 @@ export function writeUsersFile(path: string, lines: string[]): void {
 // ---------------------------------------------------------------------------
 
 export interface SshLoginOptions {
-  port: number;
-  user: string;
+  port: number
+  user: string
   /** Answer to prompts containing "assword" (and not matching the OTP patterns below). */
-  password?: string;
+  password?: string
   /** Answer to prompts containing "OATH", "one-time", "code" or "verification" (checked first). */
-  code?: string;
+  code?: string
   /** Try public-key auth first with this OpenSSH private key. */
-  privateKey?: Buffer;
+  privateKey?: Buffer
   /** Run this command after 'ready' and report its exit code/stdout (opens a session). */
-  command?: string;
-  timeoutMs?: number;
+  command?: string
+  timeoutMs?: number
 }
 
 export interface SshLoginResult {
   /** The connection reached 'ready' (and, if `command` was given, it ran). */
-  ok: boolean;
+  ok: boolean
   /** Every keyboard-interactive prompt text, in order. */
-  prompts: string[];
+  prompts: string[]
   /** Keyboard-interactive "instructions"/name texts that were not empty (PAM info/error messages). */
-  messages: string[];
+  messages: string[]
   /** Auth methods the client attempted, in order. */
-  methods: AuthenticationType[];
-  error?: string;
-  exitCode?: number | null;
-  stdout?: string;
-  durationMs: number;
+  methods: AuthenticationType[]
+  error?: string
+  exitCode?: number | null
+  stdout?: string
+  durationMs: number
 }
 
 export function sshLogin(opts: SshLoginOptions): Promise<SshLoginResult> {
-  const started = Date.now();
-  const prompts: string[] = [];
-  const messages: string[] = [];
-  const methods: AuthenticationType[] = [];
-  const timeoutMs = opts.timeoutMs ?? 20_000;
+  const started = Date.now()
+  const prompts: string[] = []
+  const messages: string[] = []
+  const methods: AuthenticationType[] = []
+  const timeoutMs = opts.timeoutMs ?? 20_000
 
   return new Promise((resolve) => {
-    const conn = new Client();
-    let settled = false;
-    let ready = false;
+    const conn = new Client()
+    let settled = false
+    let ready = false
     const finish = (r: Partial<SshLoginResult> & {ok: boolean}) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
       try {
-        conn.end();
+        conn.end()
       } catch {
         /* ignore */
       }
       // Don't leave a half-open socket behind.
-      setTimeout(() => conn.destroy(), 200).unref();
-      resolve({prompts, messages, methods, durationMs: Date.now() - started, ...r});
-    };
-    const timer = setTimeout(() => finish({ok: false, error: `timeout after ${timeoutMs} ms${ready ? ' (after ready)' : ''}`}), timeoutMs);
+      setTimeout(() => conn.destroy(), 200).unref()
+      resolve({prompts, messages, methods, durationMs: Date.now() - started, ...r})
+    }
+    const timer = setTimeout(() => finish({ok: false, error: `timeout after ${timeoutMs} ms${ready ? ' (after ready)' : ''}`}), timeoutMs)
 
     const answer = (prompt: string): string => {
       // OTP first: pam_oath's prompt "One-time password (OATH) for `user': " also contains "password".
-      if (/OATH|one-time|code|verification/i.test(prompt)) return opts.code ?? '';
-      if (/assword/i.test(prompt)) return opts.password ?? '';
-      return '';
-    };
+      if (/OATH|one-time|code|verification/i.test(prompt)) return opts.code ?? ''
+      if (/assword/i.test(prompt)) return opts.password ?? ''
+      return ''
+    }
 
-    const authMethods: AuthenticationType[] = [];
-    if (opts.privateKey) authMethods.push('publickey');
-    authMethods.push('keyboard-interactive');
-    let next = 0;
+    const authMethods: AuthenticationType[] = []
+    if (opts.privateKey) authMethods.push('publickey')
+    authMethods.push('keyboard-interactive')
+    let next = 0
 
     const config: ConnectConfig = {
       host: '127.0.0.1',
@@ -501,40 +496,40 @@ export function sshLogin(opts: SshLoginOptions): Promise<SshLoginResult> {
       privateKey: opts.privateKey,
       authHandler: (_methodsLeft, _partial, cb) => {
         // ssh2 accepts false ("no more methods"); @types/ssh2 omits it from NextAuthHandler.
-        if (next >= authMethods.length) return (cb as unknown as (v: false) => void)(false);
-        const type = authMethods[next++];
-        methods.push(type);
-        if (type === 'publickey') return cb({type, username: opts.user, key: opts.privateKey!});
+        if (next >= authMethods.length) return (cb as unknown as (v: false) => void)(false)
+        const type = authMethods[next++]
+        methods.push(type)
+        if (type === 'publickey') return cb({type, username: opts.user, key: opts.privateKey!})
         return cb({
           type: 'keyboard-interactive',
           username: opts.user,
           prompt: (name, instructions, _lang, kbPrompts, reply) => {
-            if (name) messages.push(name);
-            if (instructions) messages.push(instructions);
-            for (const p of kbPrompts) prompts.push(p.prompt);
-            reply(kbPrompts.map((p) => answer(p.prompt)));
+            if (name) messages.push(name)
+            if (instructions) messages.push(instructions)
+            for (const p of kbPrompts) prompts.push(p.prompt)
+            reply(kbPrompts.map((p) => answer(p.prompt)))
           },
-        });
+        })
       },
-    };
+    }
 
     conn.on('ready', () => {
-      ready = true;
-      if (!opts.command) return finish({ok: true});
+      ready = true
+      if (!opts.command) return finish({ok: true})
       conn.exec(opts.command, (err, stream) => {
-        if (err) return finish({ok: false, error: `exec failed: ${err.message}`});
-        let stdout = '';
-        let exitCode: number | null = null;
-        stream.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-        stream.stderr.on('data', () => {});
-        stream.on('exit', (code: number | null) => (exitCode = code));
-        stream.on('close', () => finish({ok: true, exitCode, stdout}));
-      });
-    });
-    conn.on('error', (err) => finish({ok: false, error: err.message}));
-    conn.on('close', () => finish({ok: ready && !opts.command, error: ready ? undefined : 'connection closed before ready'}));
-    conn.connect(config);
-  });
+        if (err) return finish({ok: false, error: `exec failed: ${err.message}`})
+        let stdout = ''
+        let exitCode: number | null = null
+        stream.on('data', (d: Buffer) => (stdout += d.toString('utf8')))
+        stream.stderr.on('data', () => {})
+        stream.on('exit', (code: number | null) => (exitCode = code))
+        stream.on('close', () => finish({ok: true, exitCode, stdout}))
+      })
+    })
+    conn.on('error', (err) => finish({ok: false, error: err.message}))
+    conn.on('close', () => finish({ok: ready && !opts.command, error: ready ? undefined : 'connection closed before ready'}))
+    conn.connect(config)
+  })
 }
 
 // ---------------------------------------------------------------------------
@@ -592,54 +587,54 @@ FILE *fopen(const char *path, const char *mode) {
   }
   return real(path, mode);
 }
-`;
+`
 
 export interface SlowOath {
   /** The compiled shim, for LD_PRELOAD. */
-  library: string;
+  library: string
   /** The control directory, for TFACTL_SLOW_OATH_DIR. */
-  dir: string;
+  dir: string
   /** sshd environment that loads the shim. */
-  env: Record<string, string>;
+  env: Record<string, string>
   /** Makes the next liboath update pause at `which`. */
-  arm(which: 'lock' | 'new'): void;
+  arm(which: 'lock' | 'new'): void
   /** Waits until a liboath process is paused at `which`. */
-  reached(which: 'lock' | 'new', timeoutMs?: number): Promise<void>;
+  reached(which: 'lock' | 'new', timeoutMs?: number): Promise<void>
   /** Lets the paused process go on. */
-  release(which: 'lock' | 'new'): void;
+  release(which: 'lock' | 'new'): void
 }
 
 /** Compiles the shim into `dir` with the system C compiler; a string says why it cannot. */
 export function buildSlowOath(dir: string): SlowOath | string {
-  const compiler = ['cc', 'gcc', 'g++'].find((c) => which(c));
-  if (!compiler) return 'no C compiler (cc, gcc or g++) to build the pam_oath pause shim';
-  const source = join(dir, 'slow-oath.c');
-  const library = join(dir, 'slow-oath.so');
-  const control = join(dir, 'slow-oath');
-  writeFileSync(source, SLOW_OATH_SHIM);
-  mkdirSync(control, {recursive: true, mode: 0o700});
-  const args = [...(compiler === 'g++' ? ['-x', 'c'] : []), '-shared', '-fPIC', '-O2', '-o', library, source, '-ldl'];
-  const r = spawnSync(compiler, args, {encoding: 'utf8'});
-  if (r.status !== 0) return `${compiler} could not build the pause shim: ${r.stderr || r.error?.message}`;
-  const file = (name: string) => join(control, name);
+  const compiler = ['cc', 'gcc', 'g++'].find((c) => which(c))
+  if (!compiler) return 'no C compiler (cc, gcc or g++) to build the pam_oath pause shim'
+  const source = join(dir, 'slow-oath.c')
+  const library = join(dir, 'slow-oath.so')
+  const control = join(dir, 'slow-oath')
+  writeFileSync(source, SLOW_OATH_SHIM)
+  mkdirSync(control, {recursive: true, mode: 0o700})
+  const args = [...(compiler === 'g++' ? ['-x', 'c'] : []), '-shared', '-fPIC', '-O2', '-o', library, source, '-ldl']
+  const r = spawnSync(compiler, args, {encoding: 'utf8'})
+  if (r.status !== 0) return `${compiler} could not build the pause shim: ${r.stderr || r.error?.message}`
+  const file = (name: string) => join(control, name)
   return {
     library,
     dir: control,
     env: {LD_PRELOAD: library, TFACTL_SLOW_OATH_DIR: control},
     arm(which) {
-      rmSync(file(`at-${which}`), {force: true});
-      rmSync(file(`go-${which}`), {force: true});
-      writeFileSync(file(`arm-${which}`), '');
+      rmSync(file(`at-${which}`), {force: true})
+      rmSync(file(`go-${which}`), {force: true})
+      writeFileSync(file(`arm-${which}`), '')
     },
     async reached(which, timeoutMs = 20_000) {
-      const deadline = Date.now() + timeoutMs;
+      const deadline = Date.now() + timeoutMs
       while (!existsSync(file(`at-${which}`))) {
-        if (Date.now() > deadline) throw new Error(`no liboath process paused at "${which}" within ${timeoutMs} ms`);
-        await sleep(20);
+        if (Date.now() > deadline) throw new Error(`no liboath process paused at "${which}" within ${timeoutMs} ms`)
+        await sleep(20)
       }
     },
     release(which) {
-      writeFileSync(file(`go-${which}`), '');
+      writeFileSync(file(`go-${which}`), '')
     },
-  };
+  }
 }

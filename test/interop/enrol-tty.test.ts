@@ -23,8 +23,7 @@ async function shownSecret(user: string): Promise<string> {
 
 // A private tmux server, so that nothing else running tmux on the machine is touched.
 const SOCKET = `tfactl-enrol-${process.pid}`
-const tmux = (...args: string[]): string =>
-  execFileSync('tmux', ['-L', SOCKET, ...args], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']})
+const tmux = (...args: string[]): string => execFileSync('tmux', ['-L', SOCKET, ...args], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']})
 const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
 let panes = 0
 

@@ -41,7 +41,10 @@ function writeFile(name: string, text: string): string {
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 /** The 1-based number of the first line of `path` that matches `pattern`. */
-const lineOf = (path: string, pattern: RegExp): number => readFileSync(path, 'utf8').split('\n').findIndex((l) => pattern.test(l)) + 1
+const lineOf = (path: string, pattern: RegExp): number =>
+  readFileSync(path, 'utf8')
+    .split('\n')
+    .findIndex((l) => pattern.test(l)) + 1
 
 const importJson = (args: string[], input?: string) => store.run(['user:secret:import', ...args, '--json'], {input})
 
@@ -98,14 +101,17 @@ describe('pam_oath users files', () => {
 
   it('imports HOTP/T30 and HOTP/T60 lines with their digits, skipping comments; codes verify; a re-import changes nothing', async () => {
     await enable(store)
-    const file = writeFile('users.oath', [
-      '# migrated from the old bastion',
-      `HOTP/T30\talice\t-\t${alice}`,
-      '',
-      `HOTP/T30/6 bob - ${bob} 0 123456 2024-01-01T00:00:00L`,
-      `HOTP/T60/8 carol - ${carol}`,
-      `HOTP/T30/7 dave - ${dave}`,
-    ].join('\n') + '\n')
+    const file = writeFile(
+      'users.oath',
+      [
+        '# migrated from the old bastion',
+        `HOTP/T30\talice\t-\t${alice}`,
+        '',
+        `HOTP/T30/6 bob - ${bob} 0 123456 2024-01-01T00:00:00L`,
+        `HOTP/T60/8 carol - ${carol}`,
+        `HOTP/T30/7 dave - ${dave}`,
+      ].join('\n') + '\n',
+    )
 
     const r = await importJson(['--from', 'users.oath', file])
     expect(r.code, r.stdout + r.stderr).toBe(0)
@@ -195,7 +201,7 @@ describe('--secret-stdin', () => {
     }
   })
 
-  it('reads the secret from a writer slower than tfactl\'s start-up', async () => {
+  it("reads the secret from a writer slower than tfactl's start-up", async () => {
     const r = await new Promise<{code: number | null; stdout: string}>((done) => {
       const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1'}
       delete env.TFACTL_STORE

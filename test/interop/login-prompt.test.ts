@@ -35,13 +35,16 @@ class Tmux {
 
   constructor() {
     const rc = join(store.dir, 'bashrc')
-    writeFileSync(rc, [
-      "PS1='$ '",
-      'unset HISTFILE',
-      'set -o pipefail',
-      `p() { XDG_RUNTIME_DIR='${runtime}' SUDO_USER=${USER} NO_COLOR=1 '${process.execPath}' '${BIN}' login:prompt "$@"; }`,
-      '',
-    ].join('\n'))
+    writeFileSync(
+      rc,
+      [
+        "PS1='$ '",
+        'unset HISTFILE',
+        'set -o pipefail',
+        `p() { XDG_RUNTIME_DIR='${runtime}' SUDO_USER=${USER} NO_COLOR=1 '${process.execPath}' '${BIN}' login:prompt "$@"; }`,
+        '',
+      ].join('\n'),
+    )
     const shell = `env -i PATH='${process.env.PATH}' HOME='${store.dir}' TERM=xterm-256color bash --noprofile --rcfile '${rc}' -i`
     this.shell = shell
     this.tmux('new-session', '-d', '-x', '200', '-y', '80', '-s', 'tfa', shell)
@@ -95,7 +98,13 @@ class Tmux {
     const lines = (await this.waitFor(done)).split('\n')
     const end = lines.findIndex((l) => done.test(l))
     const begin = lines.slice(0, end).findLastIndex((l) => l.includes(`echo "DONE${n}:`))
-    return {code: Number(done.exec(lines[end])![1]), output: lines.slice(begin + 1, end).join('\n').trim()}
+    return {
+      code: Number(done.exec(lines[end])![1]),
+      output: lines
+        .slice(begin + 1, end)
+        .join('\n')
+        .trim(),
+    }
   }
 
   kill(): void {
@@ -172,7 +181,7 @@ describe('login:prompt in a terminal', () => {
     tmux.keys('Enter')
     expect((await tmux.result(other)).code).toBe(0)
     expect(markers()).toHaveLength(2)
-   }, 120_000)
+  }, 120_000)
 
   it('answering yes runs the renew flow: the QR code decodes to the URI shown, and the first code enrols the user', async () => {
     await enable(store)
@@ -200,7 +209,7 @@ describe('login:prompt in a terminal', () => {
     // Enrolled now: a new session is not invited.
     tmux.newSession()
     expect(await tmux.run(storeArg())).toEqual({code: 0, output: ''})
-   }, 120_000)
+  }, 120_000)
 
   it('says nothing to a user who has a secret, while 2FA is off, or when the store is corrupt', async () => {
     await enable(store)
@@ -218,5 +227,5 @@ describe('login:prompt in a terminal', () => {
       off.cleanup()
       corrupt.cleanup()
     }
-   }, 120_000)
+  }, 120_000)
 })

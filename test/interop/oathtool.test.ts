@@ -31,7 +31,7 @@ describe('oathtool codes for renewed secrets', () => {
     })
   }
 
-  it('accepts the previous step\'s code with window 1 and reports skewSteps -1', async () => {
+  it("accepts the previous step's code with window 1 and reports skewSteps -1", async () => {
     await enable(store, '--window', '1')
     const {secret} = await renew(store, 'alice')
     const r = await withinOneStep(30, async () => check(store, 'alice', {code: await oathtool(secret, {now: '30 seconds ago'})}))
@@ -39,7 +39,7 @@ describe('oathtool codes for renewed secrets', () => {
     expect(r.json.skewSteps).toBe(-1)
   })
 
-  it('refuses the previous step\'s code with window 0', async () => {
+  it("refuses the previous step's code with window 0", async () => {
     await enable(store, '--window', '0')
     const {secret} = await renew(store, 'alice')
     const r = await withinOneStep(30, async () => check(store, 'alice', {code: await oathtool(secret, {now: '30 seconds ago'})}))
@@ -76,7 +76,7 @@ describe('oathtool codes for renewed secrets', () => {
     )
   })
 
-  it('makes the old secret\'s codes fail and the new secret\'s codes pass after a renewal', async () => {
+  it("makes the old secret's codes fail and the new secret's codes pass after a renewal", async () => {
     await enable(store)
     const old = await renew(store, 'alice')
     const renewed = await renew(store, 'alice')

@@ -78,7 +78,10 @@ describe('QR codes printed by the CLI decode to the printed URI', () => {
     const r = await store.run(['user:secret:renew', 'alice', '--qr', 'none'])
     expect(r.code, r.stderr).toBe(0)
     const secret = new URL(uriLine(r.stdout)).searchParams.get('secret')!
-    const key = r.stdout.split('\n').find((l) => /^key:\s/.test(l))!.replace(/^key:\s+/, '')
+    const key = r.stdout
+      .split('\n')
+      .find((l) => /^key:\s/.test(l))!
+      .replace(/^key:\s+/, '')
     expect(key).toMatch(/^([A-Z2-7]{4} ){7}[A-Z2-7]{4}$/)
     expect(key.replaceAll(' ', '')).toBe(secret)
   })

@@ -99,7 +99,8 @@ describe.skipIf(missing !== null)('radius:serve answers FreeRADIUS radclient', {
     const recovery = (await store.run(['user:recovery:generate', 'alice', '--count', '2', '--json'])).json.codes as string[]
     expect((await radclient(codeMode.port, secret, signed('User-Name = alice', `User-Password = ${recovery[0]}`))).code).toBe('Access-Accept')
     expect((await radclient(codeMode.port, secret, signed('User-Name = alice', `User-Password = ${recovery[0]}`))).code).toBe('Access-Reject')
-    for (let i = 0; i < 3; i++) expect((await radclient(codeMode.port, secret, signed('User-Name = lock', 'User-Password = 000000'))).code).toBe('Access-Reject')
+    for (let i = 0; i < 3; i++)
+      expect((await radclient(codeMode.port, secret, signed('User-Name = lock', 'User-Password = 000000'))).code).toBe('Access-Reject')
     expect((await radclient(codeMode.port, secret, signed('User-Name = lock', 'User-Password = 000000'))).code).toBe('Access-Reject')
     const bypass = (await store.run(['user:bypass', 'lock', '--json'])).json.code as string
     expect((await radclient(codeMode.port, secret, signed('User-Name = lock', `User-Password = ${bypass}`))).code).toBe('Access-Accept')
@@ -135,7 +136,10 @@ describe.skipIf(missing !== null)('radius:serve answers FreeRADIUS radclient', {
     expect((await store.run(['twofactor:enable', '--fail-delay', '2000'])).code).toBe(0)
     try {
       const started = Date.now()
-      const failing = radiusRequest({port: codeMode.port, secret, user: 'alice', password: '999999x', timeoutMs: 8000}).then((r) => ({r, ms: Date.now() - started}))
+      const failing = radiusRequest({port: codeMode.port, secret, user: 'alice', password: '999999x', timeoutMs: 8000}).then((r) => ({
+        r,
+        ms: Date.now() - started,
+      }))
       await new Promise((r) => setTimeout(r, 100))
       const quick = await radiusRequest({port: codeMode.port, secret, user: 'nora', password: 'x'})
       expect(quick).toMatchObject({kind: 'accept'})

@@ -11,8 +11,20 @@ import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {type Run, tempStore} from '../helpers/cli.js'
 import {
-  buildSlowOath, canRunSshd, createUser, generateKeyPair, HOST_PAM_SSHD, insertPamLine, installAuthorizedKey, oathtoolTotp,
-  randomUserName, removeUser, type SlowOath, sshLogin, type SshdHandle, startSshd,
+  buildSlowOath,
+  canRunSshd,
+  createUser,
+  generateKeyPair,
+  HOST_PAM_SSHD,
+  insertPamLine,
+  installAuthorizedKey,
+  oathtoolTotp,
+  randomUserName,
+  removeUser,
+  type SlowOath,
+  sshLogin,
+  type SshdHandle,
+  startSshd,
 } from '../helpers/sshd.js'
 import {check, expectDecision} from '../cli/support.js'
 
@@ -225,7 +237,7 @@ describe.skipIf(reason !== null)('SSH 2FA end to end: tfactl + pam_oath + OpenSS
     used(alice, base + 3)
   })
 
-  it('loses neither side\'s update when syncs race with real logins', async () => {
+  it("loses neither side's update when syncs race with real logins", async () => {
     const {ray, bea} = names
     let running = true
     const problems: string[] = []
@@ -321,7 +333,7 @@ describe.skipIf(reason !== null)('SSH 2FA end to end: tfactl + pam_oath + OpenSS
       expect(fields(bea)![3]).toBe(hexOf(bea))
     })
 
-    it('a sync while a login holds the lock: it waits, and keeps the login\'s record', async (ctx) => {
+    it("a sync while a login holds the lock: it waits, and keeps the login's record", async (ctx) => {
       if (typeof slow === 'string') return ctx.skip()
       const {ray, bea} = names
       const {step, code} = await freshCode(ray)

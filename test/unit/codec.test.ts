@@ -34,7 +34,10 @@ describe('one-user reads of the line-per-user store', () => {
 
   it('still finds every user when the lines were reordered by hand (a miss is confirmed by a full scan)', () => {
     const [head, ...rest] = text.split('\n')
-    const lines = rest.slice(0, -2).map((l) => l.replace(/,$/, '')).reverse()
+    const lines = rest
+      .slice(0, -2)
+      .map((l) => l.replace(/,$/, ''))
+      .reverse()
     const shuffled = Buffer.from(`${head}\n${lines.join(',\n')}\n}}\n`)
     expect(decodeStore(shuffled.toString(), 'store.json', keys).doc.users.size).toBe(names.length)
     for (const name of names) expect(decodeOneUser(bufferSource(shuffled), name, 'store.json', keys)!.doc.users.has(name)).toBe(true)

@@ -11,8 +11,12 @@ const SECRET = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ'
 const NOW = Date.UTC(2025, 0, 1, 0, 0, 15)
 
 const settings = (over: Partial<Settings> = {}): Settings => ({...DEFAULT_SETTINGS, enabled: true, window: 1, ...over})
-const enrolled = (over: Partial<UserRecord> = {}): UserRecord =>
-  ({...newUserRecord(), secret: SECRET, createdAt: new Date(NOW - 86_400_000).toISOString(), ...over})
+const enrolled = (over: Partial<UserRecord> = {}): UserRecord => ({
+  ...newUserRecord(),
+  secret: SECRET,
+  createdAt: new Date(NOW - 86_400_000).toISOString(),
+  ...over,
+})
 
 /** The 6-digit code `offset` steps from the one containing `now`. */
 const codeAt = (now: number, offset = 0): string => hotp(KEY, timeStep(now, 30) + offset, 6)
@@ -59,20 +63,32 @@ describe('decideLogin decision table (no code given)', () => {
   }
 
   const onOff = [true, false]
-  const channels: Array<[Service, Method]> = [['ui', 'password'], ['ssh', 'password'], ['ssh', 'key']]
+  const channels: Array<[Service, Method]> = [
+    ['ui', 'password'],
+    ['ssh', 'password'],
+    ['ssh', 'key'],
+  ]
   const rows = channels.flatMap(([service, method]) =>
-    onOff.flatMap((global) => onOff.flatMap((ssh2fa) => onOff.flatMap((stig) => onOff.map((secret) => {
-      const row: Row = {service, method, global, ssh2fa, stig, secret}
-      const want = expected(row)
-      const name = [
-        `${service}/${method}`,
-        `2FA ${global ? 'on' : 'off'}`,
-        `SSH 2FA ${ssh2fa ? 'on' : 'off'}`,
-        `STIG ${stig ? 'on' : 'off'}`,
-        secret ? 'secret' : 'no secret',
-      ].join(', ') + ` → ${want.allowed ? 'allowed' : 'denied'} ${want.reason}${want.setupPrompt ? ' with setup prompt' : ''}`
-      return {name, row, want}
-    })))))
+    onOff.flatMap((global) =>
+      onOff.flatMap((ssh2fa) =>
+        onOff.flatMap((stig) =>
+          onOff.map((secret) => {
+            const row: Row = {service, method, global, ssh2fa, stig, secret}
+            const want = expected(row)
+            const name =
+              [
+                `${service}/${method}`,
+                `2FA ${global ? 'on' : 'off'}`,
+                `SSH 2FA ${ssh2fa ? 'on' : 'off'}`,
+                `STIG ${stig ? 'on' : 'off'}`,
+                secret ? 'secret' : 'no secret',
+              ].join(', ') + ` → ${want.allowed ? 'allowed' : 'denied'} ${want.reason}${want.setupPrompt ? ' with setup prompt' : ''}`
+            return {name, row, want}
+          }),
+        ),
+      ),
+    ),
+  )
 
   it('covers every combination once', () => {
     expect(rows).toHaveLength(3 * 2 ** 4)
@@ -166,27 +182,27 @@ describe('decideLogin with a TOTP code', () => {
     expect(decideLogin(cfg, enrolled(), ui(`${codeAt(NOW)}0`)).reason).toBe('code_invalid')
   })
 
-  it('reports skewSteps -1 for the previous step\'s code with window 1', () => {
+  it("reports skewSteps -1 for the previous step's code with window 1", () => {
     const d = decideLogin(cfg, enrolled(), ui(codeAt(NOW, -1)))
     expect(d.reason).toBe('code_accepted')
     expect(d.skewSteps).toBe(-1)
     expect(d.effect).toEqual({kind: 'accepted', step: timeStep(NOW, 30) - 1})
   })
 
-  it('reports skewSteps 1 for the next step\'s code with window 1', () => {
+  it("reports skewSteps 1 for the next step's code with window 1", () => {
     expect(decideLogin(cfg, enrolled(), ui(codeAt(NOW, 1))).skewSteps).toBe(1)
   })
 
-  it('reports no skewSteps for the current step\'s code', () => {
+  it("reports no skewSteps for the current step's code", () => {
     const d = decideLogin(cfg, enrolled(), ui(codeAt(NOW)))
     expect(d).not.toHaveProperty('skewSteps')
   })
 
-  it('refuses the previous step\'s code with window 0', () => {
+  it("refuses the previous step's code with window 0", () => {
     expect(decideLogin(settings({window: 0}), enrolled(), ui(codeAt(NOW, -1))).reason).toBe('code_invalid')
   })
 
-  it('uses the user\'s digits and interval', () => {
+  it("uses the user's digits and interval", () => {
     const user = enrolled({digits: 8, interval: 60})
     const code8 = hotp(KEY, timeStep(NOW, 60), 8)
     expect(decideLogin(cfg, user, ui(code8)).effect).toEqual({kind: 'accepted', step: timeStep(NOW, 60)})

@@ -3,8 +3,19 @@ import {base32Encode} from '../../src/core/base32.js'
 import {TfaError} from '../../src/core/errors.js'
 import {type Doc, emptyDoc, newUserRecord, type UserRecord} from '../../src/core/model.js'
 import {
-  checkOathPath, compareUsersFile, findPamOath, formatOathTime, importReplay, OATH_HEADER, oathUsers, pamOathLine,
-  parseOathTime, parseUsersFile, recordedStep, renderUsersFile, typeInterval,
+  checkOathPath,
+  compareUsersFile,
+  findPamOath,
+  formatOathTime,
+  importReplay,
+  OATH_HEADER,
+  oathUsers,
+  pamOathLine,
+  parseOathTime,
+  parseUsersFile,
+  recordedStep,
+  renderUsersFile,
+  typeInterval,
 } from '../../src/core/oath.js'
 import {hotp} from '../../src/core/totp.js'
 
@@ -124,7 +135,7 @@ describe('recordedStep', () => {
 })
 
 describe('importReplay', () => {
-  it('moves the store\'s last accepted step forward to the code pam_oath recorded', () => {
+  it("moves the store's last accepted step forward to the code pam_oath recorded", () => {
     const d = doc({alice: {lastUsedStep: STEP - 5}})
     const changed = importReplay(d, parseUsersFile(line('alice', '1', code(STEP), formatOathTime(NOW))), NOW)
     expect(changed).toEqual(['alice'])
@@ -155,7 +166,7 @@ describe('renderUsersFile', () => {
     expect(render(doc({alice: {}}, {ssh: false}), line('alice', '0', code(STEP), formatOathTime(NOW)))).toBe(`${OATH_HEADER}\n`)
   })
 
-  it('keeps pam_oath\'s trailing fields byte for byte while type and secret are unchanged', () => {
+  it("keeps pam_oath's trailing fields byte for byte while type and secret are unchanged", () => {
     const recorded = line('alice', '7', code(STEP), '2026-11-27T12:00:05L')
     const d = doc({alice: {lastUsedStep: STEP}, bob: {}})
     expect(render(d, `${recorded}\n${line('bob')}\n`)).toBe(`${OATH_HEADER}\n${recorded}\n${line('bob')}\n`)
@@ -166,7 +177,7 @@ describe('renderUsersFile', () => {
     expect(render(doc({alice: {lastUsedStep: STEP - 3}}), recorded)).toContain(recorded)
   })
 
-  it('writes the store\'s newer step (a code login:check accepted) so that sshd refuses it', () => {
+  it("writes the store's newer step (a code login:check accepted) so that sshd refuses it", () => {
     const d = doc({alice: {lastUsedStep: STEP + 1}})
     const out = render(d, line('alice', '2', code(STEP), formatOathTime(NOW)))
     expect(out).toContain(line('alice', '2', code(STEP + 1), formatOathTime((STEP + 1) * 30_000)))
@@ -208,7 +219,7 @@ describe('compareUsersFile', () => {
 })
 
 describe('PAM and paths', () => {
-  it('builds the TrueNAS-style PAM line with the store\'s window', () => {
+  it("builds the TrueNAS-style PAM line with the store's window", () => {
     expect(pamOathLine('/etc/users.oath', 2)).toBe('auth [success=ok user_unknown=ignore default=die] pam_oath.so usersfile=/etc/users.oath window=2')
   })
 

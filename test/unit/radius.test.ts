@@ -7,7 +7,17 @@ import {hotp, timeStep} from '../../src/core/totp.js'
 import {checkLogin} from '../../src/login-check.js'
 import {loadClients, matchClient, parseClients} from '../../src/radius/clients.js'
 import {
-  ATTR, checkMessageAuthenticator, checkResponse, CODE, decodePacket, encodeRequest, encodeResponse, hidePassword, PacketError, revealPassword, text,
+  ATTR,
+  checkMessageAuthenticator,
+  checkResponse,
+  CODE,
+  decodePacket,
+  encodeRequest,
+  encodeResponse,
+  hidePassword,
+  PacketError,
+  revealPassword,
+  text,
 } from '../../src/radius/packet.js'
 import {RadiusServer} from '../../src/radius/server.js'
 import {StateBook} from '../../src/radius/state.js'
@@ -235,7 +245,12 @@ describe('RadiusServer with a real file store', () => {
   })
 
   it('drops requests from addresses not in the clients file; sends Proxy-State back', async () => {
-    const other = new RadiusServer({clients: parseClients(`10.0.0.0/8 ${secret}\n`, 'c'), judge: async () => ({allowed: true, reason: 'no_secret'}), audit: () => {}, log: () => {}})
+    const other = new RadiusServer({
+      clients: parseClients(`10.0.0.0/8 ${secret}\n`, 'c'),
+      judge: async () => ({allowed: true, reason: 'no_secret'}),
+      audit: () => {},
+      log: () => {},
+    })
     const otherPort = await other.listen('127.0.0.1', 0)
     try {
       expect(await radiusRequest({port: otherPort, secret, user: 'nora', timeoutMs: 500})).toBe('timeout')
@@ -243,7 +258,15 @@ describe('RadiusServer with a real file store', () => {
     } finally {
       await other.close()
     }
-    const proxied = (await radiusRequest({port, secret, user: 'nora', extra: [{type: ATTR.proxyState, value: text('p1')}, {type: ATTR.proxyState, value: text('p2')}]})) as any
+    const proxied = (await radiusRequest({
+      port,
+      secret,
+      user: 'nora',
+      extra: [
+        {type: ATTR.proxyState, value: text('p1')},
+        {type: ATTR.proxyState, value: text('p2')},
+      ],
+    })) as any
     expect(proxied.packet.attributes.filter((a: any) => a.type === ATTR.proxyState).map((a: any) => a.value.toString())).toEqual(['p1', 'p2'])
   })
 

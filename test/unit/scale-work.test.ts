@@ -50,7 +50,7 @@ const linesOf = (path: string) => readFileSync(path, 'utf8').split('\n')
 const storeLines = (store: Store) => readFileSync(store.path, 'utf8').split('\n').slice(1) // after the header
 
 describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) => {
-  it('renewing one user opens and seals that user\'s secret only, and copies every other line as it is', async () => {
+  it("renewing one user opens and seals that user's secret only, and copies every other line as it is", async () => {
     const {store} = await storeOf(n, false)
     const target = name(n / 2)
     const before = storeLines(store)
@@ -66,7 +66,7 @@ describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) =
     expect(all.decrypted).toBe(n)
   }, 60_000)
 
-  it('with SSH 2FA on, renewing one user rewrites that user\'s users-file line only, opening no other secret', async () => {
+  it("with SSH 2FA on, renewing one user rewrites that user's users-file line only, opening no other secret", async () => {
     const {store, oath} = await storeOf(n, true)
     const target = name(7)
     const before = linesOf(oath)
@@ -100,7 +100,7 @@ describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) =
     expect(none).toEqual({decrypted: 0, encrypted: 0})
   }, 60_000)
 
-  it('twofactor:status\'s summary opens no secret', async () => {
+  it("twofactor:status's summary opens no secret", async () => {
     const {store} = await storeOf(n, false)
     const w = await work(async () => expect(await store.summary()).toMatchObject({total: n, configured: n}))
     expect(w).toEqual({decrypted: 0, encrypted: 0})
@@ -112,7 +112,13 @@ describe('a users file that is not the one the store wrote', () => {
     const {store, oath} = await storeOf(300, true)
     const full = readFileSync(oath, 'utf8')
     // as if tfactl died after writing the store but before the users file: a line is missing
-    writeFileSync(oath, full.split('\n').filter((line) => !line.includes('\tu000042\t')).join('\n'))
+    writeFileSync(
+      oath,
+      full
+        .split('\n')
+        .filter((line) => !line.includes('\tu000042\t'))
+        .join('\n'),
+    )
     const w = await work(() => store.update((doc) => activate(doc, name(7), newEnrolment(30, 6, Date.now()))))
     expect(w.decrypted).toBeGreaterThanOrEqual(300) // the whole file was rendered from the store
     const lines = linesOf(oath)

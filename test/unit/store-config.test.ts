@@ -38,7 +38,7 @@ describe('resolveStore', () => {
     expect(resolveStore({}, {TFACTL_CONFIG, TFACTL_KEY_FILE: '/b.key'}, 1000).keyFile).toBe('/b.key')
   })
 
-  it('defaults a database store\'s key to /etc/tfactl/tfactl.key, a file store keeps its own', () => {
+  it("defaults a database store's key to /etc/tfactl/tfactl.key, a file store keeps its own", () => {
     expect(resolveStore({store: url}, {}, 1000)).toEqual({spec: url, keyFile: DEFAULT_KEY_FILE})
     expect(resolveStore({store: 'rel/store.json'}, {}, 1000)).toEqual({spec: join(process.cwd(), 'rel/store.json'), keyFile: undefined})
   })

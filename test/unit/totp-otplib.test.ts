@@ -47,7 +47,7 @@ describe(`the product's TOTP equals otplib's (seed ${SEED})`, () => {
 })
 
 // Printable ASCII and a little beyond, with the characters URIs are touchy about.
-const NAME_CHARS = 'abcXYZ09 -._~!$&\'()*+,;=%#?/@é€'
+const NAME_CHARS = "abcXYZ09 -._~!$&'()*+,;=%#?/@é€"
 const name = (lo: number, hi: number) => Array.from({length: int(lo, hi)}, () => pick([...NAME_CHARS])).join('')
 
 describe(`otplib parses the product's otpauth URIs identically (seed ${SEED})`, () => {
@@ -76,7 +76,14 @@ describe(`otplib parses the product's otpauth URIs identically (seed ${SEED})`, 
       })
       // otplib's own URI for the same account reads back the same (apart from its defaults).
       const theirs = parseUri(
-        generateURI({issuer: p.issuer, label: `${p.user}@${p.host}`, secret: p.secret, algorithm: p.algorithm.toLowerCase() as 'sha1', digits: p.digits, period: p.interval}),
+        generateURI({
+          issuer: p.issuer,
+          label: `${p.user}@${p.host}`,
+          secret: p.secret,
+          algorithm: p.algorithm.toLowerCase() as 'sha1',
+          digits: p.digits,
+          period: p.interval,
+        }),
       )
       expect(theirs.label).toBe(parsed.label)
       expect({algorithm: 'sha1', digits: 6, period: 30, ...parsed.params}).toEqual({algorithm: 'sha1', digits: 6, period: 30, ...theirs.params})

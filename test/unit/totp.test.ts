@@ -33,8 +33,7 @@ const RFC6238_VECTORS: Array<{time: number; stepHex: string; totp: string; algor
 // RFC 4226 Appendix D: HOTP values for counters 0-9 of the secret "12345678901234567890".
 const RFC4226_HOTP = ['755224', '287082', '359152', '969429', '338314', '254676', '287922', '162583', '399871', '520489']
 
-const rfcParams = (algorithm: Algorithm, digits = 8): TotpParams =>
-  ({key: RFC6238_KEYS[algorithm], interval: 30, digits, algorithm})
+const rfcParams = (algorithm: Algorithm, digits = 8): TotpParams => ({key: RFC6238_KEYS[algorithm], interval: 30, digits, algorithm})
 
 /** The same code with its last digit changed: never the right one. */
 const otherCode = (code: string): string => code.slice(0, -1) + String((Number(code.at(-1)) + 1) % 10)
@@ -73,15 +72,15 @@ describe('matchStep window', () => {
   const at = 165_000
   const params: TotpParams = {key: RFC6238_KEYS.SHA1, interval: 30, digits: 6, algorithm: 'SHA1'}
 
-  it('accepts the previous step\'s code with window 1', () => {
+  it("accepts the previous step's code with window 1", () => {
     expect(matchStep(params, RFC4226_HOTP[4], at, 1)).toBe(4)
   })
 
-  it('accepts the next step\'s code with window 1', () => {
+  it("accepts the next step's code with window 1", () => {
     expect(matchStep(params, RFC4226_HOTP[6], at, 1)).toBe(6)
   })
 
-  it('refuses the previous step\'s code with window 0', () => {
+  it("refuses the previous step's code with window 0", () => {
     expect(matchStep(params, RFC4226_HOTP[4], at, 0)).toBeUndefined()
   })
 

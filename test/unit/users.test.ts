@@ -9,8 +9,14 @@ import {activate, configuredCount, enrolmentOf, getOrCreate, removeSecret} from 
 const KEY = Buffer.from('12345678901234567890', 'ascii')
 const SECRET = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ'
 const NOW = Date.UTC(2025, 0, 1, 0, 0, 15)
-const enrolment = (over: Partial<Enrolment> = {}): Enrolment =>
-  ({secret: SECRET, interval: 30, digits: 6, algorithm: 'SHA1', createdAt: new Date(NOW).toISOString(), ...over})
+const enrolment = (over: Partial<Enrolment> = {}): Enrolment => ({
+  secret: SECRET,
+  interval: 30,
+  digits: 6,
+  algorithm: 'SHA1',
+  createdAt: new Date(NOW).toISOString(),
+  ...over,
+})
 const bypass = () => ({salt: 'c2FsdA==', hash: 'aGFzaA==', expiresAt: new Date(NOW + 60_000).toISOString()})
 
 function docWith(user: string, record: Partial<UserRecord>) {

@@ -10,7 +10,7 @@ user has no secret. Never blocks a login: every error is swallowed with exit 0.`
   static override examples = ['<%= config.bin %> login:prompt', 'sudo -n <%= config.bin %> login:prompt --session "$XDG_SESSION_ID"']
   static override audited = false
   static override flags = {
-    session: Flags.string({description: 'login session id [default: $XDG_SESSION_ID, else the shell\'s kernel session id]'}),
+    session: Flags.string({description: "login session id [default: $XDG_SESSION_ID, else the shell's kernel session id]"}),
   }
 
   async run() {

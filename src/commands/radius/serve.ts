@@ -34,7 +34,6 @@ function serialised(store: StoreBackend): StoreBackend {
   return new Proxy(store, {get: (target, prop, receiver) => (prop === 'login' ? login : Reflect.get(target, prop, receiver))})
 }
 
-
 /**
  * Audit lines of a database store: the decisions of one turn go to the backend in one write
  * (recordEvents), one batch at a time, in order; a failure is reported (once a minute), never fatal.
@@ -87,7 +86,7 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
     clients: Flags.string({description: 'the clients file (who may ask, with which shared secret)', required: true}),
     verbose: Flags.boolean({description: 'log every decision (user, client, outcome), not only problems'}),
     'db-connections': Flags.integer({
-      description: 'connections kept to a database store: checks of that many users run at once (PostgreSQL\'s max_connections bounds the sum over responders)',
+      description: "connections kept to a database store: checks of that many users run at once (PostgreSQL's max_connections bounds the sum over responders)",
       min: 1,
       max: 500,
       default: 32,
@@ -110,7 +109,9 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
     } catch (error) {
       throw usageError(`cannot listen on ${this.flags.listen}: ${(error as Error).message}`)
     }
-    log(`answering on ${host.includes(':') ? `[${host}]` : host}:${bound} for ${clients.length} client network(s) from ${clientsPath}, store ${store.description}`)
+    log(
+      `answering on ${host.includes(':') ? `[${host}]` : host}:${bound} for ${clients.length} client network(s) from ${clientsPath}, store ${store.description}`,
+    )
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         log(`${signal}: answering the requests in flight, then exiting`)

@@ -59,9 +59,10 @@ tfactl radius:serve responder (challenge mode) on this host or a central one.`
       if (!client) this.warning(`${this.flags.clients} lists no client for 127.0.0.1: add "127.0.0.1 SECRET challenge"`)
       else {
         secret = client.secret.toString('utf8')
-        if (client.mode !== 'challenge') this.warning(`${this.flags.clients}:${client.line}: pam_radius_auth skip_passwd needs the challenge mode: end the line with "challenge"`)
+        if (client.mode !== 'challenge')
+          this.warning(`${this.flags.clients}:${client.line}: pam_radius_auth skip_passwd needs the challenge mode: end the line with "challenge"`)
       }
-    } else this.warning('no --clients: replace SHARED-SECRET with the secret of this host\'s line in the responder\'s clients file')
+    } else this.warning("no --clients: replace SHARED-SECRET with the secret of this host's line in the responder's clients file")
     if (!s.enabled || !s.ssh) this.warning('SSH 2FA is off in the store: the responder accepts every login until twofactor:enable --ssh')
     const pamLine = pamRadiusLine(conf)
     const timeout = radiusTimeout(s.failDelay)

@@ -5,7 +5,8 @@ import {checkOathPath, compareUsersFile, DEFAULT_OATH_FILE, oathUsers} from '../
 import {readUsersFile} from '../../store/oathfile/file.js'
 
 /** pam_oath reads a local file only; a database store serves SSH through RADIUS instead. */
-export const RADIUS_INSTEAD = 'a database store keeps no pam_oath users file (pam_oath reads only a local file): serve SSH codes with tfactl radius:serve and pam_radius_auth instead'
+export const RADIUS_INSTEAD =
+  'a database store keeps no pam_oath users file (pam_oath reads only a local file): serve SSH codes with tfactl radius:serve and pam_radius_auth instead'
 
 export default class Sync extends BaseCommand<typeof Sync> {
   static override description = `write the pam_oath users file that sshd checks codes with

@@ -16,9 +16,7 @@ state, failure counts, lockouts, recovery codes, pending secrets. The file store
 beside it) is only read. The destination must be empty: no users and default settings, else
 exit 2 and nothing is written. A pam_oath users file setting is dropped for a database store
 (SSH codes then go through tfactl radius:serve).`
-  static override examples = [
-    'sudo <%= config.bin %> store:migrate --from /var/lib/tfactl/store.json --store postgresql://tfactl@db.example.net/tfactl --json',
-  ]
+  static override examples = ['sudo <%= config.bin %> store:migrate --from /var/lib/tfactl/store.json --store postgresql://tfactl@db.example.net/tfactl --json']
   static override flags = {
     from: Flags.string({description: 'the file store to copy (its key beside it)', required: true}),
   }
@@ -32,7 +30,9 @@ exit 2 and nothing is written. A pam_oath users file setting is dropped for a da
     let dropped: string | null = null
     const users = await this.store.update((doc) => {
       if (doc.users.size > 0 || !sameSettings(doc.settings, DEFAULT_SETTINGS))
-        throw usageError(`${this.store.description} is not empty (${doc.users.size} users${sameSettings(doc.settings, DEFAULT_SETTINGS) ? '' : ', settings changed'}): store:migrate only fills an empty store`)
+        throw usageError(
+          `${this.store.description} is not empty (${doc.users.size} users${sameSettings(doc.settings, DEFAULT_SETTINGS) ? '' : ', settings changed'}): store:migrate only fills an empty store`,
+        )
       doc.settings = {...source.settings}
       if (doc.settings.oathFile && !this.store.localOathFile) {
         dropped = doc.settings.oathFile

@@ -18,7 +18,11 @@ export default class Enable extends BaseCommand<typeof Enable> {
     'sudo <%= config.bin %> twofactor:enable --ssh --oath-file /etc/users.oath',
   ]
   static override flags = {
-    window: Flags.integer({description: "codes from this many time steps (each user's own 30 or 60 s) before and after now count (0-10) [default: 1]", min: 0, max: 10}),
+    window: Flags.integer({
+      description: "codes from this many time steps (each user's own 30 or 60 s) before and after now count (0-10) [default: 1]",
+      min: 0,
+      max: 10,
+    }),
     ssh: Flags.boolean({description: 'require codes for password-based SSH logins', allowNo: true}),
     stig: Flags.boolean({description: 'STIG mode: 2FA mandatory for every web/API login; 2FA and SSH 2FA cannot be turned off', allowNo: true}),
     issuer: Flags.string({description: 'name shown in authenticator apps (1-64 characters, no ":") [default: tfactl]'}),
@@ -50,8 +54,10 @@ export default class Enable extends BaseCommand<typeof Enable> {
     this.say(changed ? '2FA enabled' : '2FA already enabled with these settings')
     for (const line of settingsLines(settings)) this.say(`  ${line}`)
     const oath = this.store.oathSync
-    if (settings.ssh && !this.store.localOathFile) this.warning('SSH 2FA is on: with a database store sshd checks codes through tfactl radius:serve and pam_radius_auth')
-    else if (settings.ssh && !settings.oathFile) this.warning('SSH 2FA is on, but sshd asks for no code until the pam_oath users file exists: run tfactl ssh:sync and tfactl ssh:config')
+    if (settings.ssh && !this.store.localOathFile)
+      this.warning('SSH 2FA is on: with a database store sshd checks codes through tfactl radius:serve and pam_radius_auth')
+    else if (settings.ssh && !settings.oathFile)
+      this.warning('SSH 2FA is on, but sshd asks for no code until the pam_oath users file exists: run tfactl ssh:sync and tfactl ssh:config')
     if (oath) this.say(`  users file:   ${oath.path} (${oath.users.length} user(s)${oath.changed ? ', written' : ''})`)
     return {...publicSettings(settings), oathFile: settings.oathFile, changed: changed || Boolean(oath?.changed)}
   }

@@ -84,7 +84,8 @@ export class FileBackend implements StoreBackend {
 
   private async checkFiles(findings: StoreFinding[]): Promise<Doc | undefined> {
     const {path, files} = this.store
-    const add = (status: StoreFinding['status'], message: string, fix?: string) => findings.push(fix ? {check: 'store', status, message, fix} : {check: 'store', status, message})
+    const add = (status: StoreFinding['status'], message: string, fix?: string) =>
+      findings.push(fix ? {check: 'store', status, message, fix} : {check: 'store', status, message})
     try {
       const st = statSync(dirname(path))
       if (st.mode & 0o022) add('finding', `${dirname(path)} can be written by group or others: run chmod 700 ${dirname(path)}`)
@@ -108,7 +109,12 @@ export class FileBackend implements StoreBackend {
     this.checkLock(add)
     const problems: string[] = []
     const present: string[] = []
-    for (const [name, file] of [['store', path], ['key', files.key], ['backup', files.backup], ['audit log', files.audit]] as const) {
+    for (const [name, file] of [
+      ['store', path],
+      ['key', files.key],
+      ['backup', files.backup],
+      ['audit log', files.audit],
+    ] as const) {
       try {
         if (checkPrivateFile(file)) present.push(name)
       } catch (error) {
@@ -125,7 +131,11 @@ export class FileBackend implements StoreBackend {
     const lock = this.store.files.lock
     for (const p of openers([procName(lock)])) {
       if (processState(p.pid) === 'T')
-        add('finding', `the store lock ${lock} is held by pid ${p.pid} (${p.command}), which is stopped: every tfactl command waits for it, then fails`, `kill -CONT ${p.pid}`)
+        add(
+          'finding',
+          `the store lock ${lock} is held by pid ${p.pid} (${p.command}), which is stopped: every tfactl command waits for it, then fails`,
+          `kill -CONT ${p.pid}`,
+        )
     }
   }
 

@@ -1,11 +1,20 @@
 import {createHash, randomBytes} from 'node:crypto'
 import {storeError} from '../../core/errors.js'
-import {DEFAULT_SETTINGS, DIGITS, type Doc, type Enrolment, type HashedCodes, INTERVALS, STORE_VERSION, type Settings, type UserRecord} from '../../core/model.js'
+import {
+  DEFAULT_SETTINGS,
+  DIGITS,
+  type Doc,
+  type Enrolment,
+  type HashedCodes,
+  INTERVALS,
+  STORE_VERSION,
+  type Settings,
+  type UserRecord,
+} from '../../core/model.js'
 import {ALGORITHMS} from '../../core/totp.js'
 import {checkIssuer, checkUsername} from '../../core/validate.js'
 import type {KeyRing} from '../keys.js'
 import {decryptSecret, encryptSecret} from '../secrets.js'
-
 
 type Json = Record<string, unknown>
 
@@ -23,7 +32,9 @@ export class Reader {
     return typeof v === 'boolean' ? v : this.fail(path, 'expected true or false')
   }
   int(v: unknown, path: string, min: number, max: number): number {
-    return Number.isInteger(v) && (v as number) >= min && (v as number) <= max ? (v as number) : this.fail(path, `expected a whole number from ${min} to ${max}`)
+    return Number.isInteger(v) && (v as number) >= min && (v as number) <= max
+      ? (v as number)
+      : this.fail(path, `expected a whole number from ${min} to ${max}`)
   }
   string(v: unknown, path: string): string {
     return typeof v === 'string' ? v : this.fail(path, 'expected a string')
@@ -123,7 +134,11 @@ export function readHotState(r: Reader, o: Json, path: string): HotState {
     recovery: r.nullable(o.recovery, (x) => readCodes(r, x, `${path}.recovery`)),
     bypass: r.nullable(o.bypass, (x) => {
       const b = r.object(x, `${path}.bypass`)
-      return {salt: r.string(b.salt, `${path}.bypass.salt`), hash: r.string(b.hash, `${path}.bypass.hash`), expiresAt: r.date(b.expiresAt, `${path}.bypass.expiresAt`)}
+      return {
+        salt: r.string(b.salt, `${path}.bypass.salt`),
+        hash: r.string(b.hash, `${path}.bypass.hash`),
+        expiresAt: r.date(b.expiresAt, `${path}.bypass.expiresAt`),
+      }
     }),
   }
 }
@@ -145,7 +160,9 @@ export interface Decoded {
 function keyFor(r: Reader, keyId: string | null, keys: KeyRing): () => Buffer {
   return () => {
     if (keyId === null) return r.fail('keyId', 'missing, but the store holds encrypted secrets')
-    return keys.byId(keyId) ?? r.fail('keyId', `the key file ${keys.path ?? '(<store>.key)'} is missing or is not the key (id ${keyId}) that sealed these secrets`)
+    return (
+      keys.byId(keyId) ?? r.fail('keyId', `the key file ${keys.path ?? '(<store>.key)'} is missing or is not the key (id ${keyId}) that sealed these secrets`)
+    )
   }
 }
 
@@ -223,7 +240,8 @@ export function splitStore(raw: Buffer, where: string, keys: KeyRing): StoreLine
       end -= 1 // without the comma
     }
     const close = raw.indexOf(QUOTE, pos + 1)
-    if (raw[pos] !== QUOTE || close < 0 || close + 2 >= end || raw[close + 1] !== COLON || raw[close + 2] !== BRACE || raw[end - 1] !== CLOSE_BRACE) return undefined
+    if (raw[pos] !== QUOTE || close < 0 || close + 2 >= end || raw[close + 1] !== COLON || raw[close + 2] !== BRACE || raw[end - 1] !== CLOSE_BRACE)
+      return undefined
     const name = raw.toString('latin1', pos + 1, close)
     if (!LINE_NAME.test(name) || (names.length > 0 && name <= names[names.length - 1])) return undefined // sorted, no duplicates
     names.push(name)

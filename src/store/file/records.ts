@@ -46,7 +46,10 @@ export class StoredUsers extends Map<string, UserRecord> {
   private complete = false
   private hook?: (name: string, record: UserRecord) => void
 
-  private constructor(private readonly decode: DecodeUser, private readonly where = 'store') {
+  private constructor(
+    private readonly decode: DecodeUser,
+    private readonly where = 'store',
+  ) {
     super()
   }
 
@@ -215,7 +218,9 @@ export class StoredUsers extends Map<string, UserRecord> {
     let current: {id: string; key: Buffer} | undefined
     const key = () => {
       if (!current && this.rawCount > 0 && fileKeyId !== null && !fileKey)
-        throw storeError(`${this.where}: keyId: the key file ${keys.path ?? '(<store>.key)'} is missing or is not the key (id ${fileKeyId}) that sealed these secrets`)
+        throw storeError(
+          `${this.where}: keyId: the key file ${keys.path ?? '(<store>.key)'} is missing or is not the key (id ${fileKeyId}) that sealed these secrets`,
+        )
       return (current ??= keys.current())
     }
     // New writes use another key (a rotation): every secret is sealed again.

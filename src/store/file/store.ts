@@ -45,7 +45,11 @@ class StoreFile {
   epoch: string | null = null
   /** The digest of the pam_oath users file written with this store (oathfile/sync.ts). */
   oath: string | null = null
-  constructor(readonly path: string, private readonly keys: KeyFiles, private readonly lazy = false) {}
+  constructor(
+    readonly path: string,
+    private readonly keys: KeyFiles,
+    private readonly lazy = false,
+  ) {}
 
   async read(): Promise<Doc | null> {
     for (let attempt = 1; ; attempt++) {
@@ -105,7 +109,6 @@ class StoreFile {
 /** Past this size the journal is compacted; if it stays past JOURNAL_FOLD, it is folded in. */
 const JOURNAL_COMPACT = 1 << 20
 const JOURNAL_FOLD = 8 << 20
-
 
 export class Store {
   readonly files: ReturnType<typeof sidecars>

@@ -65,7 +65,11 @@ function breakStaleLock(path: string): boolean {
 /** The lock pam_oath takes: `<file>.lock` created O_EXCL (mode 0600), with a whole-file fcntl write lock on it. */
 export class UsersFileLock {
   private released = false
-  private constructor(readonly path: string, private readonly fd: number, private readonly undefer: () => void) {}
+  private constructor(
+    readonly path: string,
+    private readonly fd: number,
+    private readonly undefer: () => void,
+  ) {}
 
   static async acquire(usersFile: string, waitMs = OATH_LOCK_WAIT_MS): Promise<UsersFileLock> {
     const path = `${usersFile}.lock`
@@ -77,7 +81,8 @@ export class UsersFileLock {
         fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600)
       } catch (error) {
         undefer()
-        if (errno(error) !== 'EEXIST') throw errno(error) === 'ENOENT' ? storeError(`cannot create ${path}: the directory does not exist`) : accessError(path, error)
+        if (errno(error) !== 'EEXIST')
+          throw errno(error) === 'ENOENT' ? storeError(`cannot create ${path}: the directory does not exist`) : accessError(path, error)
         if (breakStaleLock(path)) continue
         if (Date.now() >= deadline)
           throw storeError(
@@ -127,4 +132,3 @@ export function removeStalePamNew(path: string): void {
     if (errno(error) !== 'ENOENT') throw accessError(`${path}.new`, error)
   }
 }
-

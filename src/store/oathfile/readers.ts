@@ -62,4 +62,3 @@ export async function waitForStaleReaders(path: string, waitMs = STALE_READER_WA
     await sleep(delay)
   }
 }
-

@@ -4,8 +4,21 @@ import {basename, dirname, join} from 'node:path'
 import {EXIT, storeError, TfaError} from '../../core/errors.js'
 import type {Doc, Settings, UserRecord} from '../../core/model.js'
 import {
-  entriesByUser, findPamOath, foreignLine, importReplay, importUserReplay, OATH_HEADER, type OathEntry, oathLine, parseOathLine, parseUsersFile, oathUnsupported,
-  oathUser, type OathUser, oathUsers, renderUsersFile,
+  entriesByUser,
+  findPamOath,
+  foreignLine,
+  importReplay,
+  importUserReplay,
+  OATH_HEADER,
+  type OathEntry,
+  oathLine,
+  parseOathLine,
+  parseUsersFile,
+  oathUnsupported,
+  oathUser,
+  type OathUser,
+  oathUsers,
+  renderUsersFile,
 } from '../../core/oath.js'
 import {fsyncDir} from '../files.js'
 import {isRoot, readUsersFile, TEMP_MARK, type UsersFile, warn} from './file.js'
@@ -44,8 +57,7 @@ export function replaceUsersFile(path: string, text: string): void {
 }
 
 /** Whether the file on disk must be rewritten to become `text` (content, mode or owner differ). */
-const needsWrite = (file: UsersFile | undefined, text: string): boolean =>
-  !file || file.text !== text || file.mode !== 0o600 || (isRoot() && file.uid !== 0)
+const needsWrite = (file: UsersFile | undefined, text: string): boolean => !file || file.text !== text || file.mode !== 0o600 || (isRoot() && file.uid !== 0)
 
 /** What an update did to the users file. */
 export interface SyncReport {
@@ -112,7 +124,12 @@ export function refuseTakeover(path: string, file: UsersFile | undefined, protec
         // that side file does not exist
       }
     }
-    if (same) throw new TfaError(`${path} is one of the store's own files (${own}): the users file needs a path of its own, e.g. /etc/users.oath`, EXIT.usage, 'oath_foreign')
+    if (same)
+      throw new TfaError(
+        `${path} is one of the store's own files (${own}): the users file needs a path of its own, e.g. /etc/users.oath`,
+        EXIT.usage,
+        'oath_foreign',
+      )
   }
   const line = file ? foreignLine(file.text) : 0
   if (line > 0)
@@ -164,13 +181,20 @@ async function retireOldUsersFile(old: string): Promise<void> {
     warn(`the old users file ${old} still holds secrets in clear and could not be removed (${(error as Error).message}): remove it`)
   }
   const still = pamFilesNaming(old)
-  if (still.length > 0) warn(`${still.join(', ')} still name${still.length === 1 ? 's' : ''} the old users file ${old}, which is gone: pam_oath refuses every password login there until it names the new one (tfactl ssh:config)`)
+  if (still.length > 0)
+    warn(
+      `${still.join(', ')} still name${still.length === 1 ? 's' : ''} the old users file ${old}, which is gone: pam_oath refuses every password login there until it names the new one (tfactl ssh:config)`,
+    )
 }
 
 /** The users file held under its lock for the length of one store update. */
 class Session {
   private grouped?: Map<string, OathEntry[]>
-  private constructor(readonly path: string, private readonly lock: UsersFileLock, readonly file: UsersFile | undefined) {}
+  private constructor(
+    readonly path: string,
+    private readonly lock: UsersFileLock,
+    readonly file: UsersFile | undefined,
+  ) {}
 
   static async open(path: string): Promise<Session> {
     const lock = await UsersFileLock.acquire(path)
@@ -290,7 +314,8 @@ function insertionPoint(text: string, user: string): number {
     const nl = text.indexOf('\n', mid)
     const end = nl < 0 ? text.length : nl
     const entry = parseOathLine(text.slice(start, end), 0)
-    if (!entry || entry.user < user) lo = end + 1 // the header and comments come first
+    if (!entry || entry.user < user)
+      lo = end + 1 // the header and comments come first
     else hi = start
   }
   return Math.min(lo, text.length)
@@ -326,7 +351,14 @@ function patchUsersFile(doc: Doc, session: Session, changed: Set<string>, now: n
       continue
     }
     const found = session.linesOf(user)
-    const line = u ? `${oathLine(u, found.map((f) => f.entry), now, doc.settings.window)}\n` : ''
+    const line = u
+      ? `${oathLine(
+          u,
+          found.map((f) => f.entry),
+          now,
+          doc.settings.window,
+        )}\n`
+      : ''
     // the user's first line is replaced, any other goes (with its newline)
     for (const [i, f] of found.entries()) edits.push({start: f.start, end: Math.min(f.end + 1, text.length), line: i === 0 ? line : '', user})
     if (found.length === 0 && line) {
@@ -394,7 +426,15 @@ export async function syncUsersFile<T>(
       if (inStep) {
         const open = session
         tracking!.onLoad((user, record) => {
-          if (importUserReplay(record, open.linesOf(user).map((f) => f.entry), now, doc.settings.window)) imported.add(user)
+          if (
+            importUserReplay(
+              record,
+              open.linesOf(user).map((f) => f.entry),
+              now,
+              doc.settings.window,
+            )
+          )
+            imported.add(user)
         })
       } else for (const user of importReplay(doc, session.byUser, now)) imported.add(user)
     }
@@ -458,7 +498,11 @@ export async function syncUsersFile<T>(
  * of the file with one line changed, in pam_oath's protocol (lock, write, fsync, rename).
  */
 export class LoginSync {
-  private constructor(private readonly session: Session, private readonly user: string, private readonly mine: FoundLine | undefined) {}
+  private constructor(
+    private readonly session: Session,
+    private readonly user: string,
+    private readonly mine: FoundLine | undefined,
+  ) {}
 
   /**
    * Undefined when the login has nothing to do with the file (none configured, or the user has

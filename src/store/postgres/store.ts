@@ -42,7 +42,22 @@ const HEAD = 'SELECT settings::text AS settings, key_id, (SELECT max(version) FR
 
 /** PostgreSQL error codes that mean "try again" (serialization failure, deadlock, unique violation). */
 const RETRY = new Set(['40001', '40P01', '23505'])
-const CONNECTION = new Set(['ECONNREFUSED', 'ENOENT', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', '57P01', '57P03', '08006', '08001', '08004'])
+const CONNECTION = new Set([
+  'ECONNREFUSED',
+  'ENOENT',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNRESET',
+  'EPIPE',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+  '57P01',
+  '57P03',
+  '08006',
+  '08001',
+  '08004',
+])
 
 /**
  * The fleet store: one PostgreSQL database shared by many hosts. Each user is one row whose
@@ -67,7 +82,11 @@ export class PgStore implements StoreBackend {
   private readonly poolSize: number
 
   /** `poolSize` (or opts.poolSize): connections kept at most; a CLI run needs 2, a long-running responder more. */
-  constructor(readonly spec: string, opts: OpenOptions = {}, poolSize?: number) {
+  constructor(
+    readonly spec: string,
+    opts: OpenOptions = {},
+    poolSize?: number,
+  ) {
     this.poolSize = poolSize ?? opts.poolSize ?? 2
     this.description = redactUrl(spec)
     poolConfig(spec, this.poolSize) // a bad URL is a usage error now, before anything runs
@@ -152,7 +171,9 @@ export class PgStore implements StoreBackend {
   }
 
   private newer(version: number): TfaError {
-    return storeError(`${this.description}: the schema is version ${version}, written by a newer tfactl (this one knows up to ${SCHEMA_VERSION}): upgrade tfactl on this host`)
+    return storeError(
+      `${this.description}: the schema is version ${version}, written by a newer tfactl (this one knows up to ${SCHEMA_VERSION}): upgrade tfactl on this host`,
+    )
   }
 
   /** The settings row; creates or upgrades the schema when it is missing or older. */
@@ -213,9 +234,11 @@ export class PgStore implements StoreBackend {
       const before = snapshot(doc)
       const settings = JSON.stringify(doc.settings)
       const result = await fn(doc)
-      if (doc.settings.oathFile) throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
+      if (doc.settings.oathFile)
+        throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
       let keyId = head.keyId
-      if (JSON.stringify(doc.settings) !== settings) await c.query('UPDATE tfactl_settings SET settings = $1::jsonb WHERE id = 1', [JSON.stringify(doc.settings)])
+      if (JSON.stringify(doc.settings) !== settings)
+        await c.query('UPDATE tfactl_settings SET settings = $1::jsonb WHERE id = 1', [JSON.stringify(doc.settings)])
       await this.write(c, rows, before, doc, async () => {
         if (keyId === null) {
           // the first secret: the key file is created (0600) now, and the database names it
@@ -255,7 +278,10 @@ export class PgStore implements StoreBackend {
       const data = JSON.stringify({
         ...record,
         secret: await seal(name, record.secret, old?.secret, oldSealed?.secret),
-        pending: record.pending && {...record.pending, secret: await seal(`${name}:pending`, record.pending.secret, old?.pending?.secret, oldSealed?.pending?.secret)},
+        pending: record.pending && {
+          ...record.pending,
+          secret: await seal(`${name}:pending`, record.pending.secret, old?.pending?.secret, oldSealed?.pending?.secret),
+        },
       })
       if (row) {
         upd[0].push(name)
@@ -283,7 +309,10 @@ export class PgStore implements StoreBackend {
       if (r.rowCount !== upd[0].length) throw new Conflict()
     }
     if (ins[0].length > 0) {
-      const r = await c.query('INSERT INTO tfactl_users (name, data) SELECT name, data::jsonb FROM unnest($1::text[], $2::text[]) v(name, data) ON CONFLICT (name) DO NOTHING', ins)
+      const r = await c.query(
+        'INSERT INTO tfactl_users (name, data) SELECT name, data::jsonb FROM unnest($1::text[], $2::text[]) v(name, data) ON CONFLICT (name) DO NOTHING',
+        ins,
+      )
       if (r.rowCount !== ins[0].length) throw new Conflict()
     }
   }
@@ -293,17 +322,22 @@ export class PgStore implements StoreBackend {
     // (the name is quoted by the client; usernames are validated before they get here anyway).
     // The user's row stays locked until this transaction commits its effect: every other check
     // of this user, on any host, waits for it and then sees the new state.
-    const begin = (c: Client) => `BEGIN; ${HEAD}; SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users WHERE name = ${c.escapeLiteral(user)} FOR UPDATE`
-    return this.tx('the login check', async (c, begun) => {
-      const [, headResult, r] = begun as [unknown, pg.QueryResult<HeadRow>, pg.QueryResult<Row>]
-      const head = this.parseHead(headResult)
-      this.checkKey(head.keyId)
-      const doc = this.decode(head, r.rows)
-      const before = snapshot(doc)
-      const result = fn(doc)
-      await this.write(c, r.rows, before, doc, async () => this.keys.byId(head.keyId ?? '') ?? this.noKey())
-      return result
-    }, {begin})
+    const begin = (c: Client) =>
+      `BEGIN; ${HEAD}; SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users WHERE name = ${c.escapeLiteral(user)} FOR UPDATE`
+    return this.tx(
+      'the login check',
+      async (c, begun) => {
+        const [, headResult, r] = begun as [unknown, pg.QueryResult<HeadRow>, pg.QueryResult<Row>]
+        const head = this.parseHead(headResult)
+        this.checkKey(head.keyId)
+        const doc = this.decode(head, r.rows)
+        const before = snapshot(doc)
+        const result = fn(doc)
+        await this.write(c, r.rows, before, doc, async () => this.keys.byId(head.keyId ?? '') ?? this.noKey())
+        return result
+      },
+      {begin},
+    )
   }
 
   private noKey(): never {
@@ -360,15 +394,19 @@ export class PgStore implements StoreBackend {
   async recordEvents(events: AuditRecord[]): Promise<string | undefined> {
     if (events.length === 0) return undefined
     try {
-      await this.tx('recording audit events', async (c) => {
-        const column = <K extends keyof AuditRecord>(k: K) => events.map((e) => e[k] ?? null)
-        await c.query(
-          `INSERT INTO tfactl_audit (time, host, uid, sudo_user, command, "user", outcome, reason, client)
+      await this.tx(
+        'recording audit events',
+        async (c) => {
+          const column = <K extends keyof AuditRecord>(k: K) => events.map((e) => e[k] ?? null)
+          await c.query(
+            `INSERT INTO tfactl_audit (time, host, uid, sudo_user, command, "user", outcome, reason, client)
            SELECT t, $1, $2, NULL, command, u, outcome, reason, client
            FROM unnest($3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS e(t, command, u, outcome, reason, client)`,
-          [this.host, process.getuid?.() ?? -1, column('time'), column('command'), column('user'), column('outcome'), column('reason'), column('client')],
-        )
-      }, {begin: null})
+            [this.host, process.getuid?.() ?? -1, column('time'), column('command'), column('user'), column('outcome'), column('reason'), column('client')],
+          )
+        },
+        {begin: null},
+      )
       return undefined
     } catch (error) {
       return `could not record ${events.length} audit event(s): ${(error as Error).message}`
@@ -378,9 +416,17 @@ export class PgStore implements StoreBackend {
   async readAudit(): Promise<AuditEvent[]> {
     return this.tx('reading the audit trail', async (c) => {
       await this.head(c)
-      const r = await c.query<{time: Date; host: string; uid: number | null; sudo_user: string | null; command: string; user: string | null; outcome: string; reason: string | null; client: string | null}>(
-        'SELECT time, host, uid, sudo_user, command, "user", outcome, reason, client FROM tfactl_audit ORDER BY id',
-      )
+      const r = await c.query<{
+        time: Date
+        host: string
+        uid: number | null
+        sudo_user: string | null
+        command: string
+        user: string | null
+        outcome: string
+        reason: string | null
+        client: string | null
+      }>('SELECT time, host, uid, sudo_user, command, "user", outcome, reason, client FROM tfactl_audit ORDER BY id')
       return r.rows.map((e) => ({
         time: e.time.toISOString(),
         host: e.host,
@@ -409,7 +455,9 @@ export class PgStore implements StoreBackend {
     try {
       info = await this.tx('the doctor checks', async (c) => {
         const sent = Date.now()
-        const t = await c.query<{now: string; version: string}>("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8::text AS now, current_setting('server_version') AS version")
+        const t = await c.query<{now: string; version: string}>(
+          "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8::text AS now, current_setting('server_version') AS version",
+        )
         const local = (sent + Date.now()) / 2
         const head = await this.head(c)
         const users = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name')
@@ -437,7 +485,12 @@ export class PgStore implements StoreBackend {
       }
     }
     const skew = Math.abs(info.skewMs) / 1000
-    if (skew > 10) add('database clock', 'finding', `this host's clock and the database server's differ by ${skew.toFixed(0)} s: codes depend on each host's clock (check NTP on both)`)
+    if (skew > 10)
+      add(
+        'database clock',
+        'finding',
+        `this host's clock and the database server's differ by ${skew.toFixed(0)} s: codes depend on each host's clock (check NTP on both)`,
+      )
     else add('database clock', 'ok', `within ${Math.max(skew, 0.001).toFixed(3)} s of the database server's`)
     return {findings, doc: info.doc}
   }

@@ -20,12 +20,16 @@ only salted hashes are kept. Renewing or removing the secret voids them.`
     const user = this.targetUser(this.args.username)
     const proof = await this.selfServiceCode(user, this.flags.code)
     const codes = Array.from({length: this.flags.count}, () => oneTimeCode(2))
-    const outcome = await this.selfServiceUpdate((doc) => (doc.users.get(user)?.secret ? [user] : []), proof, (doc) => {
-      const record = doc.users.get(user)
-      if (!record?.secret) return {missing: true}
-      record.recovery = hashCodes(codes)
-      return {missing: false}
-    })
+    const outcome = await this.selfServiceUpdate(
+      (doc) => (doc.users.get(user)?.secret ? [user] : []),
+      proof,
+      (doc) => {
+        const record = doc.users.get(user)
+        if (!record?.secret) return {missing: true}
+        record.recovery = hashCodes(codes)
+        return {missing: false}
+      },
+    )
     if (outcome.missing) throw usageError(`${user} has no 2FA secret: recovery codes go with a secret (user:secret:renew ${user})`)
     this.say(`recovery codes for ${user} (each works once; store them somewhere safe, they are not shown again):`)
     for (const c of codes) this.say(`  ${c}`)

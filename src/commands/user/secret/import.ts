@@ -38,16 +38,26 @@ The whole input is checked first; any problem → exit 2 with FILE:LINE, nothing
       return record?.secret === entry.secret && record.interval === entry.interval && record.digits === entry.digits
     }
     const proof = await this.codeFlag(this.flags.code)
-    const changed = await this.selfServiceUpdate((doc) => imported.filter((e) => !same(doc, e)).map((e) => e.user), proof, (doc) => {
-      const changed = new Set<string>()
-      for (const entry of imported) {
-        if (same(doc, entry)) continue
-        activate(doc, entry.user, {secret: entry.secret, interval: entry.interval, digits: entry.digits, algorithm: 'SHA1', createdAt: new Date(now).toISOString()})
-        if (entry.scratchCodes.length > 0) doc.users.get(entry.user)!.recovery = hashCodes(entry.scratchCodes)
-        changed.add(entry.user)
-      }
-      return changed
-    })
+    const changed = await this.selfServiceUpdate(
+      (doc) => imported.filter((e) => !same(doc, e)).map((e) => e.user),
+      proof,
+      (doc) => {
+        const changed = new Set<string>()
+        for (const entry of imported) {
+          if (same(doc, entry)) continue
+          activate(doc, entry.user, {
+            secret: entry.secret,
+            interval: entry.interval,
+            digits: entry.digits,
+            algorithm: 'SHA1',
+            createdAt: new Date(now).toISOString(),
+          })
+          if (entry.scratchCodes.length > 0) doc.users.get(entry.user)!.recovery = hashCodes(entry.scratchCodes)
+          changed.add(entry.user)
+        }
+        return changed
+      },
+    )
     const users = imported.map((e) => ({
       user: e.user,
       interval: e.interval,
@@ -56,7 +66,8 @@ The whole input is checked first; any problem → exit 2 with FILE:LINE, nothing
       recoveryCodes: e.scratchCodes.length,
       changed: changed.has(e.user),
     }))
-    for (const u of users) this.say(`${u.user}: ${u.changed ? 'imported' : 'already had this secret'}${u.recoveryCodes ? ` (${u.recoveryCodes} recovery codes)` : ''}`)
+    for (const u of users)
+      this.say(`${u.user}: ${u.changed ? 'imported' : 'already had this secret'}${u.recoveryCodes ? ` (${u.recoveryCodes} recovery codes)` : ''}`)
     return {users}
   }
 

@@ -31,7 +31,9 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
     interval: Flags.string({description: 'seconds per code (Google Authenticator needs 30)', options: ['30', '60'], default: '30'}),
     digits: Flags.string({description: 'digits per code', options: ['6', '7', '8'], default: '6'}),
     qr: Flags.string({description: 'how to draw the QR code [default: terminal; none for several users]', options: ['terminal', 'small', 'none']}),
-    'qr-dir': Flags.string({description: 'also write <user>.png and <user>.svg (new files, 0600) into this directory; it must be yours or root\'s and not writable by group or others'}),
+    'qr-dir': Flags.string({
+      description: "also write <user>.png and <user>.svg (new files, 0600) into this directory; it must be yours or root's and not writable by group or others",
+    }),
     'users-file': Flags.string({description: 'file with one username per line (# comments; - = stdin)'}),
     'if-missing': Flags.boolean({description: 'only enrol users who have no secret yet (idempotent provisioning)'}),
     pending: Flags.boolean({description: 'store the new secret as pending until user:secret:confirm gets a right code'}),
@@ -69,19 +71,23 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
       const record = doc.users.get(user)
       return Boolean(f['if-missing'] && (record?.secret || (f.pending && record?.pending)))
     }
-    const changed = await this.selfServiceUpdate((doc) => users.filter((u) => !skipped(doc, u)), proof, (doc) => {
-      issuer = doc.settings.issuer
-      const done: string[] = []
-      for (const user of users) {
-        if (skipped(doc, user)) continue
-        const enrolment = fresh.get(user)!
-        if (f.pending) getOrCreate(doc, user).pending = enrolment
-        else activate(doc, user, enrolment)
-        if (confirmedStep !== undefined) getOrCreate(doc, user).lastUsedStep = confirmedStep
-        done.push(user)
-      }
-      return {done: new Set(done)}
-    })
+    const changed = await this.selfServiceUpdate(
+      (doc) => users.filter((u) => !skipped(doc, u)),
+      proof,
+      (doc) => {
+        issuer = doc.settings.issuer
+        const done: string[] = []
+        for (const user of users) {
+          if (skipped(doc, user)) continue
+          const enrolment = fresh.get(user)!
+          if (f.pending) getOrCreate(doc, user).pending = enrolment
+          else activate(doc, user, enrolment)
+          if (confirmedStep !== undefined) getOrCreate(doc, user).lastUsedStep = confirmedStep
+          done.push(user)
+        }
+        return {done: new Set(done)}
+      },
+    )
 
     const results = users.map((user) => {
       const isNew = changed.done!.has(user)

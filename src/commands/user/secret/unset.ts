@@ -16,7 +16,11 @@ export default class Unset extends BaseCommand<typeof Unset> {
     const user = this.targetUser(this.args.username)
     await this.confirm(`remove ${user}'s 2FA secret?`, this.flags.yes)
     const proof = await this.selfServiceCode(user, this.flags.code)
-    const changed = await this.selfServiceUpdate(() => [user], proof, (doc) => removeSecret(doc, user))
+    const changed = await this.selfServiceUpdate(
+      () => [user],
+      proof,
+      (doc) => removeSecret(doc, user),
+    )
     this.say(changed ? `${user}: 2FA secret removed` : `${user}: had no 2FA secret`)
     return {user, changed}
   }
