@@ -13,7 +13,8 @@ const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 /** Runs the CLI on a pseudo-terminal (stdin, stdout and stderr all on it); returns what it printed. */
 function onTerminal(args: string[], env: NodeJS.ProcessEnv = {}): {code: number | null; out: string} {
   const base: NodeJS.ProcessEnv = {...process.env, TERM: 'xterm-256color', ...env}
-  for (const k of ['NO_COLOR', 'FORCE_COLOR', 'NODE_DISABLE_COLORS', 'TFACTL_STORE']) if (!(k in env)) delete base[k]
+  // CI=true (as CI runs us) makes Node's colour-depth check say "no colour": a person's terminal has no CI variable
+  for (const k of ['NO_COLOR', 'FORCE_COLOR', 'NODE_DISABLE_COLORS', 'TFACTL_STORE', 'CI']) if (!(k in env)) delete base[k]
   const r = spawnSync('script', ['-qec', [process.execPath, BIN, ...args].map(quote).join(' '), '/dev/null'], {env: base, encoding: 'utf8', timeout: 30_000})
   return {code: r.status, out: r.stdout}
 }
