@@ -2,17 +2,20 @@
 // CommonJS on purpose (bin/package.json): login:check runs on every login, and loading a CommonJS
 // bundle skips the ES module loader's start-up. Plainly valid login:check calls never load oclif
 // (see src/fast.ts); everything else is the oclif CLI, bundled too (dist/cli-bundle.cjs).
+const {join} = require('node:path')
 const command = process.argv[2]
+const fastBundle = () => requireCached(join(__dirname, '..', 'dist', 'fast-bundle.cjs'))
 const fast =
   command === 'login:check'
-    ? require('../dist/fast-bundle.cjs').fastLoginCheck(process.argv.slice(3))
+    ? fastBundle().fastLoginCheck(process.argv.slice(3))
     : command === 'twofactor:status' // settings and counts: also answered without oclif
-      ? require('../dist/fast-bundle.cjs').fastStatus(process.argv.slice(3))
+      ? fastBundle().fastStatus(process.argv.slice(3))
       : Promise.resolve(false)
 
 /**
  * Loads a CommonJS bundle as require() would, with V8's code cache `<file>.v8cache` (written by
- * `npm run build`, scripts/code-cache.mjs): parsing the CLI bundle is a fifth of `--help`'s time.
+ * `npm run build`, scripts/code-cache.mjs): parsing the CLI bundle is a fifth of `--help`'s time,
+ * and the login bundle's a few milliseconds of every login.
  * A cache V8 rejects (another Node version) only costs that parse again.
  */
 function requireCached(file) {
@@ -39,6 +42,6 @@ function requireCached(file) {
 fast.then(async (handled) => {
   if (handled) return
   // One CommonJS bundle of @oclif/core and the commands (scripts/cli-bundle.mjs), not ~160 files.
-  const {execute} = requireCached(require('node:path').join(__dirname, '..', 'dist', 'cli-bundle.cjs'))
-  await execute({dir: require('node:path').join(__dirname, '..')}) // the project, not bin/package.json
+  const {execute} = requireCached(join(__dirname, '..', 'dist', 'cli-bundle.cjs'))
+  await execute({dir: join(__dirname, '..')}) // the project, not bin/package.json
 })
