@@ -25,11 +25,20 @@ interface Waiter {
 
 let binding: Binding | undefined
 
+const require = createRequire(import.meta.url)
+/** The prebuilt addons the pinned version ships (glibc); nothing is ever compiled. */
+const PREBUILT: Record<string, () => unknown> = {
+  'linux-x64': () => require('fs-native-extensions/prebuilds/linux-x64/fs-native-extensions.node'),
+  'linux-arm64': () => require('fs-native-extensions/prebuilds/linux-arm64/fs-native-extensions.node'),
+}
+
 function addon(): Binding {
   if (binding) return binding
   const target = `${process.platform}-${process.arch}`
+  const load = PREBUILT[target]
+  if (!load) throw storeError(`no prebuilt file-locking addon for ${target} (fs-native-extensions ships linux-x64 and linux-arm64)`)
   try {
-    binding = createRequire(import.meta.url)(`fs-native-extensions/prebuilds/${target}/fs-native-extensions.node`) as Binding
+    binding = load() as Binding
   } catch (error) {
     throw storeError(`cannot load the file-locking addon for ${target} (fs-native-extensions): ${(error as Error).message.split('\n')[0]}`)
   }
