@@ -21,19 +21,18 @@ export function commandOf(pid: number): string {
 }
 
 /**
- * Processes (other than this one) that have one of `paths` open, found through /proc/PID/fd.
- * This sees a lock whatever its kind (flock, POSIX, OFD): to hold one, a process keeps the file
- * open. Linux only; [] where /proc cannot be read. Processes of other users are seen as root.
+ * Pids (other than this one) with an open descriptor for which `matches(target, fdPath)` holds:
+ * `target` is what /proc/PID/fd/N links to, `fdPath` that link (stat it to see the open file).
+ * One walk of /proc; [] where /proc cannot be read. Processes of other users are seen as root.
  */
-export function openers(paths: string[]): Opener[] {
-  const wanted = new Set(paths)
-  const found: Opener[] = []
+export function pidsHolding(matches: (target: string, fdPath: string) => boolean): number[] {
   let procs: string[]
   try {
     procs = fs.readdirSync('/proc')
   } catch {
     return []
   }
+  const pids: number[] = []
   for (const entry of procs) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue
     let fds: string[]
@@ -43,15 +42,25 @@ export function openers(paths: string[]): Opener[] {
       continue
     }
     const holds = fds.some((fd) => {
+      const fdPath = `/proc/${entry}/fd/${fd}`
       try {
-        return wanted.has(fs.readlinkSync(`/proc/${entry}/fd/${fd}`))
+        return matches(fs.readlinkSync(fdPath), fdPath)
       } catch {
         return false
       }
     })
-    if (holds) found.push({pid: Number(entry), command: commandOf(Number(entry))})
+    if (holds) pids.push(Number(entry))
   }
-  return found
+  return pids
+}
+
+/**
+ * Processes that have one of `paths` open. This sees a lock whatever its kind (flock, POSIX,
+ * OFD): to hold one, a process keeps the file open. Linux only.
+ */
+export function openers(paths: string[]): Opener[] {
+  const wanted = new Set(paths)
+  return pidsHolding((target) => wanted.has(target)).map((pid) => ({pid, command: commandOf(pid)}))
 }
 
 /** `pid 123 (node hold.js), pid 456 (sshd: alice)`. */

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs'
 import {basename, dirname} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
+import {pidsHolding} from '../procs.js'
 
 // Phase 2 (liboath: the gap between read and rename). A pam_oath login reads the file without a
 // lock; if tfactl replaces it meanwhile, that login holds an older copy it may write back.
@@ -8,7 +9,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 /** How long a sync waits, holding the lock, for pam_oath processes that read an older copy. */
 export const STALE_READER_WAIT_MS = 10_000
 
-const usesLiboath = (pid: string): boolean => {
+const usesLiboath = (pid: number): boolean => {
   try {
     return /liboath|pam_oath/.test(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'))
   } catch {
@@ -23,34 +24,16 @@ const usesLiboath = (pid: string): boolean => {
 export function staleReaders(path: string): number[] {
   const suffix = `/${basename(path)} (deleted)`
   let dev: number
-  let procs: string[]
   try {
     dev = fs.statSync(dirname(path)).dev
-    procs = fs.readdirSync('/proc')
   } catch {
     return []
   }
-  const pids: number[] = []
-  for (const pid of procs) {
-    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue
-    let fds: string[]
-    try {
-      fds = fs.readdirSync(`/proc/${pid}/fd`)
-    } catch {
-      continue
-    }
-    const holds = fds.some((fd) => {
-      try {
-        if (!fs.readlinkSync(`/proc/${pid}/fd/${fd}`).endsWith(suffix)) return false
-        const st = fs.statSync(`/proc/${pid}/fd/${fd}`)
-        return st.dev === dev && st.nlink === 0
-      } catch {
-        return false
-      }
-    })
-    if (holds && usesLiboath(pid)) pids.push(Number(pid))
-  }
-  return pids
+  return pidsHolding((target, fdPath) => {
+    if (!target.endsWith(suffix)) return false
+    const st = fs.statSync(fdPath)
+    return st.dev === dev && st.nlink === 0
+  }).filter(usesLiboath)
 }
 
 /** Waits until no pam_oath process holds an older copy (they fail on the lock we hold). */
