@@ -4,6 +4,7 @@
 // (see src/fast.ts); everything else is the oclif CLI, bundled too (dist/cli-bundle.cjs).
 const {join} = require('node:path')
 const command = process.argv[2]
+const loaded = new Map() // bundle file → its module, as require's cache
 const fastBundle = () => requireCached(join(__dirname, '..', 'dist', 'fast-bundle.cjs'))
 const fast =
   command === 'login:check'
@@ -15,12 +16,15 @@ const fast =
 /**
  * Loads a CommonJS bundle as require() would, with V8's code cache `<file>.v8cache` (written by
  * `npm run build`, scripts/code-cache.mjs): parsing the CLI bundle is a fifth of `--help`'s time,
- * and the login bundle's a few milliseconds of every login.
+ * the login bundle's a few milliseconds of every login, and the PostgreSQL client's a few more.
  * A cache V8 rejects (another Node version) only costs that parse again.
  */
 function requireCached(file) {
+  const done = loaded.get(file)
+  if (done) return done.exports
   const fs = require('node:fs')
   const vm = require('node:vm')
+  const {dirname} = require('node:path')
   let cachedData
   try {
     cachedData = fs.readFileSync(`${file}.v8cache`)
@@ -34,7 +38,11 @@ function requireCached(file) {
     importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
   })
   const module = {exports: {}}
-  script.runInThisContext()(module.exports, require('node:module').createRequire(file), module, file, require('node:path').dirname(file))
+  loaded.set(file, module)
+  // A bundle's own sibling bundles (the login bundle's `./pg-client.cjs`) load the same way.
+  const plain = require('node:module').createRequire(file)
+  const local = Object.assign((id) => (id.startsWith('./') && id.endsWith('.cjs') ? requireCached(join(dirname(file), id)) : plain(id)), plain)
+  script.runInThisContext()(module.exports, local, module, file, dirname(file))
   if (process.env.TFACTL_WRITE_CODE_CACHE === file) process.once('exit', () => fs.writeFileSync(`${file}.v8cache`, script.createCachedData()))
   return module.exports
 }

@@ -1,6 +1,7 @@
 // Writes V8's code cache beside each bundle bin/run.js loads (`<bundle>.v8cache`), taken after a
 // real run so that the functions start-up needs are compiled already: the CLI bundle after
-// `--help`, the login bundle after a login:check that accepts a code (in a throwaway store).
+// `--help`, the login bundle after a login:check that accepts a code (in a throwaway store), the
+// PostgreSQL client after a login that finds no server.
 // A cache another Node version rejects only costs the parse it would have saved.
 import {spawnSync} from 'node:child_process'
 import {existsSync, mkdtempSync, rmSync} from 'node:fs'
@@ -32,6 +33,15 @@ try {
   const {secret} = JSON.parse(run(['user:secret:renew', 'alice', '--no-verify', '--qr', 'none', '--json', ...store])).users[0]
   const code = hotp(base32Decode(secret), Math.floor(Date.now() / 30_000), 6, 'SHA1')
   writeCache(resolve('dist/fast-bundle.cjs'), ['login:check', 'alice', '--code', code, ...store])
+  // The PostgreSQL client: a login against a port where no server listens (none is needed to
+  // build) still compiles its start-up, the pool and the connection code.
+  const nowhere = {...process.env, TFACTL_KEY_FILE: join(dir, 'pg.key')}
+  rmSync(resolve('dist/pg-client.cjs.v8cache'), {force: true})
+  spawnSync(process.execPath, ['bin/run.js', 'login:check', 'alice', '--code', '123456', '--store', 'postgresql://tfactl@127.0.0.1:1/tfactl'], {
+    env: {...nowhere, NO_COLOR: '1', TFACTL_WRITE_CODE_CACHE: resolve('dist/pg-client.cjs')},
+    stdio: 'ignore',
+  })
+  if (!existsSync(resolve('dist/pg-client.cjs.v8cache'))) throw new Error('no code cache written for dist/pg-client.cjs')
 } finally {
   rmSync(dir, {recursive: true, force: true})
 }
