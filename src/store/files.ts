@@ -1,6 +1,6 @@
 import {randomBytes} from 'node:crypto'
 import * as fs from 'node:fs'
-import {basename, dirname, join} from 'node:path'
+import {basename, dirname, join, resolve} from 'node:path'
 import {forbidden, storeError, TfaError} from '../core/errors.js'
 
 const errno = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code
@@ -46,36 +46,73 @@ export function openNoFollow(path: string, flags: number, mode = 0o600): number 
 /** Opens a side file for appending (created 0600 when missing), never through a link. */
 export const openAppend = (path: string): number => openNoFollow(path, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT)
 
+/** A directory that may not hold secrets: the first one, going up, that another user could change. */
+export interface UnsafeDir {
+  /** That directory (a real path). */
+  path: string
+  /** The directory asked about itself, not one above it. */
+  own: boolean
+  uid: number
+  mode: number
+  /** What is wrong with it, as a sentence's predicate. */
+  why: string
+}
+
 /**
- * Refuses a store directory others could use to swap or plant files (a link named like the lock
- * or the audit log, a store of their own): it must belong to the caller or root and be writable
- * by its owner alone. A missing directory is fine (it is created 0700).
+ * Whether `dir` may hold secrets, as OpenSSH's StrictModes decides: it must belong to the caller
+ * or root and be writable by its owner alone, and so must every directory above it (its real
+ * path), or another user could rename it away and put a directory or link of theirs in its
+ * place. Above it, a directory others may write is fine with the sticky bit (/tmp): they cannot
+ * rename what is not theirs. A missing `dir` is judged by the directories above it. Returns the
+ * first directory that fails, or undefined; errors other than a missing path are thrown.
  */
-export function checkStoreDir(dir: string): void {
-  let st: fs.Stats
+export function unsafeDir(dir: string): UnsafeDir | undefined {
+  const me = process.getuid?.() ?? 0
+  let path = resolve(dir)
+  let own = true
+  for (;;) {
+    try {
+      path = fs.realpathSync.native(path)
+      break
+    } catch (error) {
+      if (errno(error) !== 'ENOENT') throw error
+    }
+    if (dirname(path) === path) return undefined
+    path = dirname(path)
+    own = false // created 0700 by whoever needs it; what is above it decides
+  }
+  for (;;) {
+    const st = fs.statSync(path)
+    const mode = st.mode & 0o7777
+    if (st.uid !== me && st.uid !== 0) return {path, own, uid: st.uid, mode, why: `belongs to uid ${st.uid}`}
+    if (mode & 0o022 && (own || !(mode & 0o1000)))
+      return {path, own, uid: st.uid, mode, why: `is writable by group or others (mode ${mode.toString(8)})${own ? '' : ' without the sticky bit'}`}
+    if (dirname(path) === path) return undefined
+    path = dirname(path)
+    own = false
+  }
+}
+
+/**
+ * Refuses a directory for secrets (the store's, the key file's) that others could use to swap or
+ * plant files (a link named like the lock or the audit log, a store of their own), or that sits
+ * inside a directory they could swap: exit 3, saying how to fix it. A missing directory is fine
+ * when what is above it is (it is created 0700).
+ */
+export function checkStoreDir(dir: string, what = 'the store directory'): void {
+  let unsafe: UnsafeDir | undefined
   try {
-    st = fs.lstatSync(dir)
+    if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw storeError(`${dir} is not a directory`)
+    unsafe = unsafeDir(dir)
   } catch (error) {
-    if (errno(error) === 'ENOENT') return
+    if (error instanceof TfaError) throw error
     throw accessError(dir, error)
   }
-  if (st.isSymbolicLink()) {
-    try {
-      st = fs.statSync(dir)
-    } catch (error) {
-      throw accessError(dir, error)
-    }
-  }
-  if (!st.isDirectory()) throw storeError(`${dir} is not a directory`)
+  if (!unsafe) return
   const me = process.getuid?.() ?? 0
-  if (st.uid !== me && st.uid !== 0)
-    throw storeError(
-      `the store directory ${dir} belongs to uid ${st.uid}, who could replace the store's files: run chown ${me} ${dir}, or use a store in a directory of your own`,
-    )
-  if (st.mode & 0o022)
-    throw storeError(
-      `the store directory ${dir} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)}), who could plant files in it: run chmod go-w ${dir}`,
-    )
+  const fix = unsafe.uid !== me && unsafe.uid !== 0 ? `run chown ${me} ${unsafe.path}` : `run chmod go-w ${unsafe.path}`
+  if (unsafe.own) throw storeError(`${what} ${dir} ${unsafe.why}, so another user could replace or plant its files: ${fix}, or use a directory of your own`)
+  throw storeError(`${what} ${dir} is inside ${unsafe.path}, which ${unsafe.why}, so another user could swap it: ${fix}, or use a directory elsewhere`)
 }
 
 /** Reads a private file, or undefined when it does not exist. */

@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto'
 import {renameSync, rmSync} from 'node:fs'
 import {storeError} from '../core/errors.js'
-import {atomicWrite, fsyncDir, readPrivateFile} from './files.js'
+import {atomicWrite, checkStoreDir, fsyncDir, readPrivateFile} from './files.js'
 import {newKey} from './secrets.js'
 import {dirname} from 'node:path'
 
@@ -41,6 +41,7 @@ export class KeyFiles implements KeyRing {
 
   private load(path: string): Buffer | undefined {
     if (!this.cache.has(path)) {
+      checkStoreDir(dirname(path), "the key file's directory") // a key others could swap seals nothing
       const raw = readPrivateFile(path)
       if (raw && raw.length !== 32) throw storeError(`${path}: expected a 32-byte key, found ${raw.length} bytes`)
       this.cache.set(path, raw)

@@ -1,13 +1,15 @@
 import * as fs from 'node:fs'
 import {join} from 'node:path'
-import {usageError} from '../core/errors.js'
+import {TfaError, usageError} from '../core/errors.js'
+import {type UnsafeDir, unsafeDir} from '../store/files.js'
 import {quote} from '../core/validate.js'
 
 /**
  * `--qr-dir`: where QR images of new secrets are handed out. Each image holds a secret, so the
  * directory must be one nobody else can write: owned by the caller or root, not writable by
- * group or others (else another user could pre-create a file or plant a link and read the
- * secret, or make root overwrite a file of their choice). Checked before anything is enrolled;
+ * group or others, and inside directories nobody else can swap (else another user could
+ * pre-create a file or plant a link and read the secret, or make root overwrite a file of their
+ * choice; store/files.ts unsafeDir). Checked before anything is enrolled;
  * a problem is exit 2 and nothing changes. Returns the directory's real path (a missing
  * directory is created 0700).
  */
@@ -18,20 +20,22 @@ export function prepareQrDir(dir: string): string {
     throw usageError(`--qr-dir ${quote(dir)}: cannot create it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`)
   }
   let real: string
-  let st: fs.Stats
+  let unsafe: UnsafeDir | undefined
   try {
     real = fs.realpathSync(dir)
-    st = fs.statSync(real)
+    if (!fs.statSync(real).isDirectory()) throw usageError(`--qr-dir ${quote(dir)} is not a directory`)
+    unsafe = unsafeDir(real)
   } catch (error) {
+    if (error instanceof TfaError) throw error
     throw usageError(`--qr-dir ${quote(dir)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
   }
-  const me = process.getuid?.() ?? 0
-  if (!st.isDirectory()) throw usageError(`--qr-dir ${quote(dir)} is not a directory`)
-  if (st.uid !== me && st.uid !== 0)
-    throw usageError(`--qr-dir ${quote(dir)} belongs to uid ${st.uid}, who could read the QR codes (they hold secrets): use a directory of your own`)
-  if (st.mode & 0o022)
+  if (unsafe?.own)
     throw usageError(
-      `--qr-dir ${quote(dir)} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)}), who could plant files or links to read the QR codes: use a private directory (chmod 700)`,
+      `--qr-dir ${quote(dir)} ${unsafe.why}, so another user could plant files or links to read the QR codes (they hold secrets): use a private directory of your own (chmod 700)`,
+    )
+  if (unsafe)
+    throw usageError(
+      `--qr-dir ${quote(dir)} is inside ${quote(unsafe.path)}, which ${unsafe.why}, so another user could swap it to read the QR codes (they hold secrets): use a directory elsewhere`,
     )
   return real
 }

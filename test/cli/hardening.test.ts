@@ -88,6 +88,23 @@ describe('--qr-dir: QR images are new private files in a directory nobody else c
     expect(expectJsonError(await store.run(['user:secret:renew', 'alice', '--qr', 'none', '--qr-dir', theirs, '--json']), 2)).toMatch(/belongs to uid/)
   })
 
+  it('refuses a private directory inside one another user owns or could swap (exit 2), enrolling nobody', async () => {
+    const {uid, gid} = mallory()
+    const store = newStore()
+    await enable(store)
+    const parent = scratchDir()
+    const dir = join(parent, 'qr')
+    mkdirSync(dir, {mode: 0o700})
+    chownSync(parent, uid, gid)
+    const r = await store.run(['user:secret:renew', 'alice', '--qr', 'none', '--qr-dir', dir, '--json'])
+    expect(expectJsonError(r, 2)).toMatch(new RegExp(`is inside "?${parent}"?, which belongs to uid ${uid}`))
+    chownSync(parent, 0, 0)
+    chmodSync(parent, 0o777)
+    expect(expectJsonError(await store.run(['user:secret:renew', 'alice', '--qr', 'none', '--qr-dir', dir, '--json']), 2)).toMatch(/without the sticky bit/)
+    expect((await store.run(['user:list', '--json'])).json.users).toEqual([])
+    expect(existsSync(join(dir, 'alice.png'))).toBe(false)
+  })
+
   it('in a private directory, replaces old entries and links by new 0600 files instead of writing through them', async () => {
     const store = newStore()
     await enable(store)
@@ -128,6 +145,25 @@ describe('the store directory is trusted only when nobody else can write it', ()
     chownSync(dirname(store.path), uid, gid)
     expect(expectJsonError(await store.run(['twofactor:enable', '--json']), 3)).toMatch(/chown/)
     expect(existsSync(store.path)).toBe(false)
+  })
+
+  it('refuses a store inside a directory another user could swap (exit 3), and accepts one under a sticky directory such as /tmp', async () => {
+    const {uid, gid} = mallory()
+    const store = newStore()
+    await enable(store)
+    const before = readFileSync(store.path)
+    const parent = store.dir // the store is <parent>/state/store.json; state/ stays 0700 and root's
+    const args = ['twofactor:enable', '--window', '2', '--json']
+    chmodSync(parent, 0o777) // others could rename state/ away and put theirs in its place
+    expect(expectJsonError(await store.run(args), 3)).toMatch(new RegExp(`is inside ${parent}, which is writable by group or others .*chmod go-w ${parent}`))
+    expect(expectJsonError(await store.run(['login:check', 'alice', '--json']), 3)).toMatch(/is inside/)
+    chmodSync(parent, 0o700)
+    chownSync(parent, uid, gid)
+    expect(expectJsonError(await store.run(args), 3)).toMatch(new RegExp(`is inside ${parent}, which belongs to uid ${uid}.*chown`))
+    expect(readFileSync(store.path)).toEqual(before)
+    chownSync(parent, 0, 0)
+    chmodSync(parent, 0o1777) // sticky: others cannot rename what is not theirs
+    expect((await store.run(args)).code).toBe(0)
   })
 
   it('never creates or truncates a file through a link planted in place of the lock or the journal', async () => {
@@ -200,6 +236,14 @@ describe('--oath-file only takes over an empty file or a pam_oath users file', (
     chmodSync(shared, 0o1777)
     expect(expectJsonError(await store.run(['twofactor:enable', '--oath-file', join(shared, 'users.oath'), '--json']), 2)).toMatch(/another user/)
     expect(existsSync(join(shared, 'users.oath'))).toBe(false)
+    // A private directory inside one others can write (no sticky bit): they could swap it.
+    const open = scratchDir()
+    mkdirSync(join(open, 'pam'), {mode: 0o700})
+    chmodSync(open, 0o777)
+    expect(expectJsonError(await store.run(['twofactor:enable', '--oath-file', join(open, 'pam', 'users.oath'), '--json']), 2)).toMatch(
+      new RegExp(`is inside ${open}, which is writable by group or others .*another user`),
+    )
+    expect(existsSync(join(open, 'pam', 'users.oath'))).toBe(false)
     expect(expectJsonError(await store.run(['twofactor:enable', '--oath-file', `${scratchDir()}/users#1.oath`, '--json']), 2)).toMatch(/#/)
   })
 

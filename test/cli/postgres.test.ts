@@ -1,7 +1,7 @@
 // The fleet store (issue 12): a real PostgreSQL server, started by the tests. One contract suite
 // runs against both backends; then "two hosts" (two CLI processes, each with its own copy of the
 // key file, one database) check that replay state, failures, recovery and bypass codes are shared.
-import {copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -234,6 +234,20 @@ describe('two hosts sharing one database', () => {
       expect(expectJsonError(await check(other, 'bob'), 3)).toMatch(/key/)
     }
     expectDecision(await check(a, 'alice', {code}), true, 'code_accepted')
+  })
+
+  it('refuses the right key in a directory others can write (exit 3, saying chmod): they could swap the key', async () => {
+    const {a, url, keys} = await fleet()
+    await enable(a)
+    const {secret} = await renew(a, 'alice')
+    const open = join(keys, 'open')
+    mkdirSync(open, {mode: 0o700})
+    copyFileSync(join(keys, 'a', 'tfactl.key'), join(open, 'tfactl.key'))
+    chmodSync(open, 0o777)
+    const other = host(url, join(open, 'tfactl.key'))
+    expect(expectJsonError(await check(other, 'alice', {code: await oathtool(secret)}), 3)).toMatch(new RegExp(`key file's directory ${open} .*chmod go-w`))
+    chmodSync(open, 0o700)
+    expectDecision(await check(other, 'alice', {code: await oathtool(secret)}), true, 'code_accepted')
   })
 
   it('rotates the key on one host; the others get exit 3 until they have the new key file', async () => {

@@ -20,7 +20,7 @@ import {
   oathUsers,
   renderUsersFile,
 } from '../../core/oath.js'
-import {fsyncDir} from '../files.js'
+import {fsyncDir, type UnsafeDir, unsafeDir} from '../files.js'
 import {isRoot, readUsersFile, TEMP_MARK, type UsersFile, warn} from './file.js'
 import {removeStalePamNew, UsersFileLock} from './lock.js'
 import {waitForStaleReaders} from './readers.js'
@@ -101,16 +101,15 @@ export function refuseTakeover(path: string, file: UsersFile | undefined, protec
     }
   }
   const target = real(path)
-  let dir: fs.Stats | undefined
+  let unsafe: UnsafeDir | undefined
   try {
-    dir = fs.statSync(dirname(path))
+    unsafe = fs.existsSync(dirname(path)) ? unsafeDir(dirname(path)) : undefined
   } catch {
-    // no directory: creating the lock says so
+    // not a directory, or unreadable: creating the lock says so
   }
-  const me = process.getuid?.() ?? 0
-  if (dir && ((dir.uid !== me && dir.uid !== 0) || dir.mode & 0o022))
+  if (unsafe)
     throw new TfaError(
-      `${dirname(path)} can be written by another user (uid ${dir.uid}, mode ${(dir.mode & 0o7777).toString(8)}), who could swap the users file or its lock: choose a directory only root can write, e.g. /etc/users.oath`,
+      `${unsafe.own ? dirname(path) : `${dirname(path)} is inside ${unsafe.path}, which`} ${unsafe.why}, so another user could swap the users file or its lock: choose a directory only root can write, e.g. /etc/users.oath`,
       EXIT.usage,
       'oath_unsafe_dir',
     )
