@@ -32,7 +32,8 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
     digits: Flags.string({description: 'digits per code', options: ['6', '7', '8'], default: '6'}),
     qr: Flags.string({description: 'how to draw the QR code [default: terminal; none for several users]', options: ['terminal', 'small', 'none']}),
     'qr-dir': Flags.string({
-      description: "also write <user>.png and <user>.svg (new files, 0600) into this directory; it must be yours or root's, not writable by group or others, nor inside a directory another user could swap",
+      description:
+        "also write <user>.png and <user>.svg (new files, 0600) into this directory; it must be yours or root's, not writable by group or others, nor inside a directory another user could swap",
     }),
     'users-file': Flags.string({description: 'file with one username per line (# comments; - = stdin)'}),
     'if-missing': Flags.boolean({description: 'only enrol users who have no secret yet (idempotent provisioning)'}),
