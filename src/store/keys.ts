@@ -31,6 +31,8 @@ export class KeyFiles implements KeyRing {
   readonly next: string
   private cache = new Map<string, Buffer | undefined>()
   private override: Buffer | undefined
+  /** The directory of the key files (the key, `.next`, the shared legacy key: all in one) was checked. */
+  private dirChecked = false
 
   constructor(
     readonly path: string,
@@ -41,7 +43,8 @@ export class KeyFiles implements KeyRing {
 
   private load(path: string): Buffer | undefined {
     if (!this.cache.has(path)) {
-      checkStoreDir(dirname(path), "the key file's directory") // a key others could swap seals nothing
+      if (!this.dirChecked) checkStoreDir(dirname(this.path), "the key file's directory") // a key others could swap seals nothing
+      this.dirChecked = true
       const raw = readPrivateFile(path)
       if (raw && raw.length !== 32) throw storeError(`${path}: expected a 32-byte key, found ${raw.length} bytes`)
       this.cache.set(path, raw)
