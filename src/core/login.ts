@@ -42,7 +42,7 @@ export interface Decision {
 const allow = (reason: Reason, extra: Partial<Decision> = {}): Decision => ({allowed: true, reason, setupPrompt: false, effect: {kind: 'none'}, ...extra})
 const deny = (reason: Reason, effect: Effect = {kind: 'none'}): Decision => ({allowed: false, reason, setupPrompt: false, effect})
 
-const isLocked = (user: UserRecord | undefined, now: number): boolean => Boolean(user?.lockedUntil && Date.parse(user.lockedUntil) > now)
+export const isLocked = (user: UserRecord | undefined, now: number): boolean => Boolean(user?.lockedUntil && Date.parse(user.lockedUntil) > now)
 
 function bypassMatches(user: UserRecord | undefined, code: string, now: number): boolean {
   const bypass = user?.bypass

@@ -1,4 +1,5 @@
-import {applyEffect, verifyCode} from './login.js'
+import {matchEnrolment} from './enrol.js'
+import {applyEffect, isLocked, verifyCode} from './login.js'
 import type {Doc} from './model.js'
 
 export const proofNeeded = (user: string): string => `${user} already has a 2FA secret: prove it is you with --code (a current code or a recovery code)`
@@ -36,4 +37,28 @@ export function guardSelfService<T>(
     if (refusal) return {refusal}
   }
   return {result: change()}
+}
+
+/**
+ * `user:secret:confirm`: the first code of the pending secret activates it. When users confirm
+ * their own under sudo, that code is their proof, so the same rule holds: a locked-out user is
+ * refused, and a wrong code is counted like a failed login (it cannot be guessed without limit)
+ * with nothing else written. Root acting directly is neither refused nor counted.
+ * Returns the step the code is for, or why it was not taken; undefined when nothing is pending.
+ */
+export function confirmPending(
+  doc: Doc,
+  target: string,
+  invoker: string | undefined,
+  code: string,
+  now: number,
+): {step: number} | {refused: 'locked_out' | 'code_invalid'} | undefined {
+  const record = doc.users.get(target)
+  if (!record?.pending) return undefined
+  const selfService = invoker === target
+  if (selfService && isLocked(record, now)) return {refused: 'locked_out'}
+  const step = matchEnrolment(record.pending, code, now, doc.settings.window)
+  if (step !== undefined) return {step}
+  if (selfService) applyEffect(doc.settings, record, {kind: 'failed'}, now)
+  return {refused: 'code_invalid'}
 }

@@ -91,6 +91,26 @@ describe('self-service under sudo (SUDO_USER)', () => {
     expectDecision(await check(store, 'alice', {code: await oathtool(secret)}), false, 'locked_out')
   })
 
+  it('counts a wrong code confirming your own pending secret and refuses you once locked out (exit 4); root is neither counted nor refused', async () => {
+    await enable(store, '--max-failures', '2')
+    const {secret} = await renew(store, 'alice', '--pending') // provisioned by root
+    const right = await oathtool(secret)
+    const wrong = [...right].map((d) => String((Number(d) + 5) % 10)).join('')
+    const alice = async () => (await store.run(['user:list', '--json'])).json.users.find((u: {user: string}) => u.user === 'alice')
+    const confirm = (code: string, as?: string) =>
+      as ? store.run(['user:secret:confirm', '--code', code, '--json'], asSudo(as)) : store.run(['user:secret:confirm', 'alice', '--code', code, '--json'])
+    for (let i = 0; i < 3; i++) expectJsonError(await confirm(wrong), 1) // root: not counted
+    expect(await alice()).toMatchObject({pending: true, lockedOut: false})
+    for (let i = 0; i < 2; i++) expectJsonError(await confirm(wrong, 'alice'), 1) // counted: 2 of 2
+    expect(await alice()).toMatchObject({pending: true, lockedOut: true})
+    const before = store.bytes()
+    expect(expectJsonError(await confirm(right, 'alice'), 4)).toMatch(/locked out.*user:unlock/)
+    expect(store.bytes()).toEqual(before)
+    const byRoot = await confirm(right)
+    expect(byRoot.code, byRoot.stderr).toBe(0)
+    expect(await alice()).toMatchObject({pending: false, lockedOut: false, configured: true})
+  })
+
   it('refuses making your own recovery codes without --code (exit 4)', async () => {
     await enable(store)
     const {secret} = await renew(store, 'alice')

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {usernameArg} from '../../../args.js'
 import {BaseCommand} from '../../../base-command.js'
 import {EXIT, TfaError, usageError} from '../../../core/errors.js'
-import {matchEnrolment} from '../../../core/enrol.js'
+import {confirmPending} from '../../../core/selfservice.js'
 import {activate} from '../../../core/users.js'
 import {normalizeCode} from '../../../core/validate.js'
 
@@ -16,16 +16,21 @@ export default class Confirm extends BaseCommand<typeof Confirm> {
     const user = this.targetUser(this.args.username)
     const code = normalizeCode((await this.codeFlag(this.flags.code))!)
     const outcome = await this.store.update((doc) => {
-      const pending = doc.users.get(user)?.pending
-      if (!pending) return 'none' as const
-      const step = matchEnrolment(pending, code, Date.now(), doc.settings.window)
-      if (step === undefined) return 'wrong' as const
-      activate(doc, user, pending)
-      doc.users.get(user)!.lastUsedStep = step
-      return 'activated' as const
+      const found = confirmPending(doc, user, process.env.SUDO_USER, code, Date.now())
+      if (found && 'step' in found) {
+        activate(doc, user, doc.users.get(user)!.pending!)
+        doc.users.get(user)!.lastUsedStep = found.step
+      }
+      return found
     })
-    if (outcome === 'none') throw usageError(`${user} has no pending secret: create one with user:secret:renew ${user} --pending`)
-    if (outcome === 'wrong') throw new TfaError(`the code does not match ${user}'s pending secret; it stays pending`, EXIT.denied, 'code_invalid')
+    if (!outcome) throw usageError(`${user} has no pending secret: create one with user:secret:renew ${user} --pending`)
+    if ('refused' in outcome && outcome.refused === 'locked_out')
+      throw new TfaError(
+        `${user} is locked out after failed codes: ask root to run tfactl user:unlock ${user}; the secret stays pending`,
+        EXIT.forbidden,
+        'locked_out',
+      )
+    if ('refused' in outcome) throw new TfaError(`the code does not match ${user}'s pending secret; it stays pending`, EXIT.denied, 'code_invalid')
     this.say(`${user}: pending secret is now active`)
     return {user, changed: true}
   }
