@@ -31,13 +31,19 @@ export class KeyFiles implements KeyRing {
   readonly next: string
   private cache = new Map<string, Buffer | undefined>()
   private override: Buffer | undefined
-  /** The directory of the key files (the key, `.next`, the shared legacy key: all in one) was checked. */
-  private dirChecked = false
+  /**
+   * The directory of the key files (the key, `.next`, the shared legacy key: all in one) needs no
+   * check of its own: it was checked, or it is the store's directory and the file store checks
+   * that before every read and write (so a login walks it once).
+   */
+  private dirChecked: boolean
 
   constructor(
     readonly path: string,
     readonly legacy?: string,
+    opts: {storeDirChecked?: boolean} = {},
   ) {
+    this.dirChecked = opts.storeDirChecked ?? false
     this.next = `${path}.next`
   }
 

@@ -449,6 +449,25 @@ export interface SshLoginResult {
   durationMs: number
 }
 
+/** How a test logs a user in: with a code, a key, another password, or none (`password: null`). */
+export interface UserLoginOptions {
+  code?: string
+  privateKey?: Buffer
+  password?: string | null
+}
+
+/** A test user's login to the sshd on `port`: their own password unless told otherwise, then `id -un`. */
+export const userLogin = (port: number, user: string, ownPassword: string | undefined, opts: UserLoginOptions = {}): Promise<SshLoginResult> =>
+  sshLogin({
+    port,
+    user,
+    password: opts.password === null ? undefined : (opts.password ?? ownPassword),
+    code: opts.code,
+    privateKey: opts.privateKey,
+    command: 'id -un',
+    timeoutMs: 30_000,
+  })
+
 export function sshLogin(opts: SshLoginOptions): Promise<SshLoginResult> {
   const started = Date.now()
   const prompts: string[] = []

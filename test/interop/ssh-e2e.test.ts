@@ -22,7 +22,8 @@ import {
   randomUserName,
   removeUser,
   type SlowOath,
-  sshLogin,
+  type UserLoginOptions,
+  userLogin,
   type SshdHandle,
   startSshd,
 } from '../helpers/sshd.js'
@@ -86,16 +87,7 @@ describe.skipIf(reason !== null)('SSH 2FA end to end: tfactl + pam_oath + OpenSS
   }
   const used = (user: string, step: number) => lastStep.set(user, Math.max(lastStep.get(user) ?? -1, step))
 
-  const login = (user: string, opts: {code?: string; privateKey?: Buffer; password?: string | null} = {}) =>
-    sshLogin({
-      port: sshd!.port,
-      user,
-      password: opts.password === null ? undefined : (opts.password ?? password.get(user)),
-      code: opts.code,
-      privateKey: opts.privateKey,
-      command: 'id -un',
-      timeoutMs: 30_000,
-    })
+  const login = (user: string, opts: UserLoginOptions = {}) => userLogin(sshd!.port, user, password.get(user), opts)
   const expectIn = (r: Awaited<ReturnType<typeof login>>, user: string) => {
     expect(r, JSON.stringify(r)).toMatchObject({ok: true, exitCode: 0})
     expect(r.stdout?.trim()).toBe(user)

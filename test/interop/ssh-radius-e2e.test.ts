@@ -22,7 +22,8 @@ import {
   installAuthorizedKey,
   randomUserName,
   removeUser,
-  sshLogin,
+  type UserLoginOptions,
+  userLogin,
   type SshdHandle,
   startSshd,
 } from '../helpers/sshd.js'
@@ -126,16 +127,7 @@ function describeRadiusSsh(backend: Backend, skip: string | null) {
     }
     /** A good code that is not recorded as used (for logins that cannot get as far as using it). */
     const peekCode = (user: string) => hotp(keys.get(user)!, nowStep(), 6)
-    const login = (user: string, opts: {code?: string; privateKey?: Buffer; password?: string | null; host?: number} = {}) =>
-      sshLogin({
-        port: hosts[opts.host ?? 0].port,
-        user,
-        password: opts.password === null ? undefined : (opts.password ?? password.get(user)),
-        code: opts.code,
-        privateKey: opts.privateKey,
-        command: 'id -un',
-        timeoutMs: 30_000,
-      })
+    const login = (user: string, opts: UserLoginOptions & {host?: number} = {}) => userLogin(hosts[opts.host ?? 0].port, user, password.get(user), opts)
     type Login = Awaited<ReturnType<typeof login>>
     const expectIn = (r: Login, user: string) => {
       expect(r, JSON.stringify(r)).toMatchObject({ok: true, exitCode: 0})

@@ -117,7 +117,7 @@ export class Store {
   oathSync: SyncReport | undefined
   constructor(readonly path: string) {
     this.files = sidecars(path)
-    this.keys = new KeyFiles(this.files.key, this.files.legacyKey)
+    this.keys = new KeyFiles(this.files.key, this.files.legacyKey, {storeDirChecked: true}) // every method below checks the directory first
   }
 
   /** The current state. No lock needed: the file is only ever replaced whole, by rename. */
