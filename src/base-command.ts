@@ -46,6 +46,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected args!: ArgsOf<T>
   /** Every positional argument, for commands that take several (`strict = false`). */
   protected argList: string[] = []
+  /** Every warning of this run, for the JSON result. */
+  private warnings: string[] = []
   private storeInstance?: StoreBackend
   /** Whether the command reached the store (only those runs are audited). */
   private storeUsed = false
@@ -91,9 +93,17 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.log(message)
   }
 
-  /** A warning on stderr; it never changes the outcome. */
+  /** A warning on stderr, and in the JSON result's `warnings`; it never changes the outcome. */
   protected warning(message: string): void {
+    this.warnings.push(message)
     process.stderr.write(`${warningPrefix()} ${message}\n`)
+  }
+
+  /** Under --json, the run's warnings (the command's and storage's notices) travel in the result, once each. */
+  protected override toSuccessJson(result: unknown): unknown {
+    if (this.warnings.length === 0 || typeof result !== 'object' || result === null || Array.isArray(result)) return result
+    const own = (result as {warnings?: unknown}).warnings
+    return {...result, warnings: [...new Set([...(Array.isArray(own) ? own : []), ...this.warnings])]}
   }
 
   /** True when a person can answer a prompt: both ends are terminals and JSON is off. */

@@ -2,7 +2,12 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../base-command.js'
 import {usageError} from '../core/errors.js'
 import {checkUsername} from '../core/validate.js'
-import {escapeControls} from '../store/audit.js'
+import {type AuditEvent, escapeControls} from '../store/audit.js'
+
+/** `audit --json`. */
+export interface AuditResult {
+  events: AuditEvent[]
+}
 
 export default class Audit extends BaseCommand<typeof Audit> {
   static override description = `show the audit trail (<store>.audit.log, or a database store's audit table with each event's host): who did what to whom
@@ -16,7 +21,7 @@ shared audit.log too. Names are shown with control characters escaped; --json gi
     since: Flags.string({description: 'only events at or after this ISO 8601 time'}),
   }
 
-  async run() {
+  async run(): Promise<AuditResult> {
     const user = this.flags.user === undefined ? undefined : checkUsername(this.flags.user)
     const since = this.flags.since === undefined ? undefined : Date.parse(this.flags.since)
     if (since !== undefined && Number.isNaN(since))

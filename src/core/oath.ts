@@ -4,6 +4,7 @@ import {EXIT, TfaError, usageError} from './errors.js'
 import type {Digits, Doc, Interval, UserRecord} from './model.js'
 import {hotp, timeStep} from './totp.js'
 import {quote} from './validate.js'
+import {findAuthLine, type PamLine} from './pam.js'
 
 /**
  * The pam_oath users file (liboath "UsersFile"), as Debian 12's libpam-oath 2.6.7 reads and
@@ -310,18 +311,9 @@ export const pamOathLine = (usersFile: string, window: number): string => `auth 
 export const SSHD_SETTINGS = ['UsePAM yes', 'KbdInteractiveAuthentication yes'] as const
 
 /** What a PAM file says about pam_oath: the first active `auth … pam_oath.so` line, if any. */
-export function findPamOath(pamText: string): {line: string; usersFile?: string; window?: number; afterPassword: boolean} | undefined {
-  const lines = pamText.split('\n').map((l) => l.replace(/#.*/, '').trim())
-  const index = lines.findIndex((l) => /^auth\s/.test(l) && /(^|[\s/])pam_oath\.so(\s|$)/.test(l))
-  if (index < 0) return undefined
-  const line = lines[index]
-  const arg = (name: string) => new RegExp(`(?:^|\\s)${name}=(\\S+)`).exec(line)?.[1]
-  const window = arg('window')
-  const before = lines.slice(0, index)
-  return {
-    line,
-    usersFile: arg('usersfile'),
-    window: window === undefined ? undefined : Number(window),
-    afterPassword: before.some((l) => /^@include\s+common-auth$/.test(l) || /^auth\s.*pam_unix\.so/.test(l)),
-  }
+export function findPamOath(pamText: string): (PamLine & {usersFile?: string; window?: number}) | undefined {
+  const found = findAuthLine(pamText, 'pam_oath')
+  if (!found) return undefined
+  const window = found.arg('window')
+  return {...found, usersFile: found.arg('usersfile'), window: window === undefined ? undefined : Number(window)}
 }

@@ -19,8 +19,15 @@ import {statusLines, statusResult} from '../ui/output.js'
  * checkLogin, the error rendering and the audit record, so they answer alike.
  */
 
-/** Storage's notices (a stale lock removed, …) as warnings on stderr, as the oclif commands show them. */
-const showNotices = () => onNotice((message) => process.stderr.write(`${warningPrefix()} ${message}\n`))
+/** Storage's notices (a stale lock removed, …) as warnings on stderr, as the oclif commands show them; returns the list, for --json. */
+const showNotices = (): string[] => {
+  const seen: string[] = []
+  onNotice((message) => {
+    seen.push(message)
+    process.stderr.write(`${warningPrefix()} ${message}\n`)
+  })
+  return seen
+}
 
 const OPTIONS: Record<string, readonly string[] | null> = {...loginOptionTable(), '--store': null, '--key-file': null}
 
@@ -67,7 +74,7 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
   const input = parseLoginCheck(argv)
   if (!input) return false
   if (input.json ? process.stdout.isTTY : input.code === undefined && process.stdin.isTTY && process.stdout.isTTY) return false
-  showNotices()
+  const warnings = showNotices()
   let store: StoreBackend | undefined
   let outcome: {outcome: string; reason: string | null}
   try {
@@ -76,7 +83,7 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
     if (input.code === '-') input.code = await readCodeLine()
     const {result, lines} = await checkLogin(store, input)
     process.exitCode = result.allowed ? 0 : 1
-    process.stdout.write(input.json ? `${JSON.stringify(result, null, 2)}\n` : `${lines.join('\n')}\n`)
+    process.stdout.write(input.json ? `${JSON.stringify(warnings.length > 0 ? {...result, warnings} : result, null, 2)}\n` : `${lines.join('\n')}\n`)
     outcome = {outcome: result.allowed ? 'allowed' : 'denied', reason: result.reason}
   } catch (error) {
     const report = describeError(error as Error)

@@ -15,6 +15,8 @@ export function settingsLines(s: Settings): string[] {
 }
 
 /** The global settings as they appear in JSON results (the public subset). */
+export type PublicSettings = ReturnType<typeof publicSettings>
+
 export const publicSettings = (s: Settings) => ({
   enabled: s.enabled,
   window: s.window,

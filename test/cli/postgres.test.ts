@@ -345,6 +345,53 @@ describe('database store: configuration and refusals', () => {
     file.cleanup()
   })
 
+  it("refuses the file store's repairs with exit 2 (restore a database with PostgreSQL's backups); disable still works", async () => {
+    const {a} = await fleet()
+    await enable(a)
+    expect(expectJsonError(await a.run(['store:restore', '--json']), 2)).toMatch(/PostgreSQL's own backups/)
+    expect(expectJsonError(await a.run(['twofactor:disable', '--force', '--json']), 2)).toMatch(/PostgreSQL's own backups/)
+    expect((await a.run(['twofactor:status', '--json'])).json.enabled).toBe(true)
+    const off = await a.run(['twofactor:disable', '--json'])
+    expect(off.code, off.stderr).toBe(0)
+    expect(off.json).toEqual({enabled: false, changed: true})
+  })
+
+  it('migrates a database into a file store and into another database; the source is only read', async () => {
+    const src = await fleet()
+    await enable(src.a, '--max-failures', '3')
+    const {secret} = await renew(src.a, 'alice')
+    const codes = (await src.a.run(['user:recovery:generate', 'alice', '--json'])).json.codes
+    const srcKey = join(src.keys, 'a', 'tfactl.key')
+    // database → file: the file store seals under a key of its own, beside it
+    const file = tempStore()
+    try {
+      const toFile = await file.run(['store:migrate', '--from', src.url, '--from-key-file', srcKey, '--json'])
+      expect(toFile.code, toFile.stderr).toBe(0)
+      expect(toFile.json).toEqual({from: src.url, users: 1, changed: true})
+      expect(await secretOf(file, 'alice')).toBe(secret)
+      expect((await file.run(['twofactor:status', '--json'])).json).toMatchObject({enabled: true, maxFailures: 3})
+      expect(readFileSync(file.path, 'utf8')).not.toContain(secret)
+      expectDecision(await check(file, 'alice', {code: codes[0]}), true, 'recovery_code_accepted')
+    } finally {
+      file.cleanup()
+    }
+    // database → database, under the destination's own key
+    const dst = await fleet()
+    const toDb = await dst.a.run(['store:migrate', '--from', src.url, '--from-key-file', srcKey, '--json'])
+    expect(toDb.code, toDb.stderr).toBe(0)
+    expect(toDb.json).toEqual({from: src.url, users: 1, changed: true})
+    expect(await secretOf(dst.a, 'alice')).toBe(secret)
+    expect(readFileSync(join(dst.keys, 'a', 'tfactl.key'))).not.toEqual(readFileSync(srcKey))
+    expectDecision(await check(dst.a, 'alice', {code: codes[1]}), true, 'recovery_code_accepted')
+    // the source was only read: the code spent in the copies is still good there
+    expectDecision(await check(src.a, 'alice', {code: codes[0]}), true, 'recovery_code_accepted')
+    // a source the key cannot open: exit 3, the destination left empty
+    const other = await fleet()
+    expectJsonError(await other.a.run(['store:migrate', '--from', src.url, '--from-key-file', join(work, 'no-such.key'), '--json']), 3)
+    expect((await other.a.run(['user:list', '--json'])).json.users).toEqual([])
+    expectJsonError(await src.a.run(['store:migrate', '--from', src.url, '--json']), 2) // itself
+  })
+
   it('fails closed while the server is down (exit 3 within 10 s), and works again when it is back', async () => {
     const {a} = await fleet()
     await enable(a)

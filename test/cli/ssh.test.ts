@@ -215,6 +215,8 @@ describe('ssh:sync', () => {
     const r = await store.run(['user:secret:renew', 'alice', '--qr', 'none', '--json'])
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toMatch(/removed .*users\.oath\.new, left behind by an interrupted pam_oath login/)
+    // storage prints nothing itself: the notice travels in the JSON result too
+    expect(r.json.warnings).toEqual([expect.stringMatching(/removed .*users\.oath\.new, left behind/)])
     noLeftovers()
   })
 
@@ -224,6 +226,7 @@ describe('ssh:sync', () => {
     const r = await store.run(['user:secret:renew', 'alice', '--qr', 'none', '--json'])
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toMatch(/removed .*users\.oath\.lock, left behind by tfactl process 999999999/)
+    expect(r.json.warnings).toEqual([expect.stringMatching(/removed .*users\.oath\.lock, left behind by tfactl process 999999999/)])
     noLeftovers()
   })
 })

@@ -3,8 +3,11 @@ import {requiredUsernameArg} from '../../args.js'
 import {BaseCommand} from '../../base-command.js'
 import {EXIT, usageError} from '../../core/errors.js'
 import {decideLogin, type Method, type Service} from '../../core/login.js'
-import {checkLogin} from '../../login/check.js'
+import {checkLogin, type LoginResult} from '../../login/check.js'
 import {LOGIN_CHECK_FLAGS} from '../../login/flags.js'
+
+/** `login:check --json`: the decision (the fast path prints the same). */
+export type CheckResult = LoginResult
 
 export default class Check extends BaseCommand<typeof Check> {
   static override description = `decide whether a login passes the 2FA step (exit 0 allowed, 1 denied)
@@ -24,7 +27,7 @@ that was not given is asked for (hidden).`
     code: Flags.string({...LOGIN_CHECK_FLAGS.code}),
   }
 
-  async run() {
+  async run(): Promise<CheckResult> {
     const user = this.targetUser(this.args.username)
     const service = this.flags.service as Service
     const method = this.flags.method as Method

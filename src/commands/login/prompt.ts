@@ -2,6 +2,12 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 import {loginSession, markPrompted} from '../../store/session.js'
 
+/** `login:prompt --json`. */
+export interface PromptResult {
+  /** Whether the invitation to set up 2FA was shown. */
+  prompted: boolean
+}
+
 export default class Prompt extends BaseCommand<typeof Prompt> {
   static override description = `for /etc/profile.d: once per login session, invite a user without a secret to set one up
 
@@ -13,7 +19,7 @@ user has no secret. Never blocks a login: every error is swallowed with exit 0.`
     session: Flags.string({description: "login session id [default: $XDG_SESSION_ID, else the shell's kernel session id]"}),
   }
 
-  async run() {
+  async run(): Promise<PromptResult> {
     if (!this.interactive()) return {prompted: false}
     const user = this.targetUser(undefined)
     const doc = await this.store.read()

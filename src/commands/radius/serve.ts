@@ -17,6 +17,9 @@ export function parseListen(value: string): {host: string; port: number} {
   return {host, port}
 }
 
+/** radius:serve runs until a signal and has no JSON output. */
+export type ServeResult = void
+
 export default class Serve extends BaseCommand<typeof Serve> {
   static override description = `answer RADIUS Access-Requests with the SSH 2FA rules (pam_radius_auth, VPNs, switches)
 
@@ -42,7 +45,7 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
     }),
   }
 
-  async run() {
+  async run(): Promise<ServeResult> {
     const {host, port} = parseListen(this.flags.listen)
     const clientsPath = this.flags.clients
     const clients = loadClients(clientsPath)

@@ -3,7 +3,23 @@ import {BaseCommand} from '../../base-command.js'
 import {DEFAULT_OATH_FILE, pamOathLine, SSHD_SETTINGS} from '../../core/oath.js'
 import type {Doc} from '../../core/model.js'
 import {loadClients, matchClient} from '../../radius/clients.js'
-import {DEFAULT_RADIUS_CONF, DEFAULT_RADIUS_SERVER, pamRadiusLine, radiusTimeout, serverLine} from '../../radius/pam.js'
+import {DEFAULT_RADIUS_CONF, DEFAULT_RADIUS_SERVER, pamRadiusLine, radiusTimeout, serverLine} from '../../core/pam.js'
+
+/** `ssh:config --json`: what to put where, for pam_oath or (--radius) pam_radius_auth. */
+export type SshConfigResult =
+  | {
+      usersFile: string
+      configured: boolean
+      window: number
+      pam: {file: string; after: string; line: string}
+      sshd: {file: string; lines: string[]}
+    }
+  | {
+      radius: true
+      pam: {file: string; after: string; line: string}
+      serverFile: {file: string; mode: string; lines: string[]}
+      sshd: {file: string; lines: string[]}
+    }
 
 export default class Config extends BaseCommand<typeof Config> {
   static override description = `print the lines that make sshd ask for codes through pam_oath
@@ -26,7 +42,7 @@ tfactl radius:serve responder (challenge mode) on this host or a central one.`
     clients: Flags.string({description: "the responder's clients file: the shared secret of 127.0.0.1 is printed in the server file"}),
   }
 
-  async run() {
+  async run(): Promise<SshConfigResult> {
     const doc = await this.store.read()
     if (this.flags.radius) return this.radius(doc)
     const s = doc.settings
@@ -49,7 +65,7 @@ tfactl radius:serve responder (challenge mode) on this host or a central one.`
   }
 
   /** SSH 2FA through pam_radius_auth and a tfactl radius:serve responder (challenge mode). */
-  private radius(doc: Doc) {
+  private radius(doc: Doc): SshConfigResult {
     const s = doc.settings
     const conf = this.flags['radius-conf']
     const servers = this.flags['radius-server'] ?? [DEFAULT_RADIUS_SERVER]

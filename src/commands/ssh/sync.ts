@@ -1,11 +1,14 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 import {EXIT, usageError} from '../../core/errors.js'
-import {checkOathPath, compareUsersFile, DEFAULT_OATH_FILE, oathUsers} from '../../core/oath.js'
+import {checkOathPath, compareUsersFile, DEFAULT_OATH_FILE, type Freshness, oathUsers} from '../../core/oath.js'
 
 /** pam_oath reads a local file only; a database store serves SSH through RADIUS instead. */
 export const RADIUS_INSTEAD =
   'a database store keeps no pam_oath users file (pam_oath reads only a local file): serve SSH codes with tfactl radius:serve and pam_radius_auth instead'
+
+/** `ssh:sync --json`: the file written; with --check, how it compares with the store. */
+export type SyncResult = {path: string; users: string[]; imported: string[]; changed: boolean} | ({path: string} & Freshness)
 
 export default class Sync extends BaseCommand<typeof Sync> {
   static override description = `write the pam_oath users file that sshd checks codes with
@@ -26,7 +29,7 @@ store, 1 when it is stale.`
     check: Flags.boolean({description: 'only compare the file with the store: exit 0 fresh, 1 stale'}),
   }
 
-  async run() {
+  async run(): Promise<SyncResult> {
     if (!this.store.localOathFile || !this.store.usersFile) throw usageError(RADIUS_INSTEAD)
     const given = this.flags['oath-file'] === undefined ? undefined : checkOathPath(this.flags['oath-file'])
     return this.flags.check ? this.check(given) : this.sync(given)

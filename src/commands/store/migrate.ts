@@ -8,6 +8,13 @@ import {sameSettings} from '../../core/settings.js'
 import {isDatabaseUrl, openStore} from '../../store/backend.js'
 import {resolveStore} from '../../store/config.js'
 
+/** `store:migrate --json`. */
+export interface MigrateResult {
+  from: string
+  users: number
+  changed: true
+}
+
 export default class Migrate extends BaseCommand<typeof Migrate> {
   static override description = `copy a store (a file or a PostgreSQL database) into the store --store names
 
@@ -22,7 +29,7 @@ for a database store (SSH codes then go through tfactl radius:serve).`
     'from-key-file': Flags.string({description: "key that seals the secrets of a database --from [default: the destination's key file]"}),
   }
 
-  async run() {
+  async run(): Promise<MigrateResult> {
     const given = this.flags.from
     const from = isDatabaseUrl(given) ? given : resolve(given)
     if (!isDatabaseUrl(given) && !existsSync(from)) throw usageError(`--from ${from}: no such store file`)

@@ -1,6 +1,14 @@
 import {Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 import {BaseCommand} from '../../base-command.js'
+import type {RestoreReport} from '../../store/backend.js'
+
+/** `store:restore --json`. */
+export interface RestoreResult extends RestoreReport {
+  /** The pam_oath users file brought in line with the restored store (null: none configured). */
+  usersFile: {path: string; changed: boolean; users: string[]} | null
+  changed: true
+}
 
 export default class Restore extends BaseCommand<typeof Restore> {
   static override description = `put a valid backup back as the store (default <store>.bak); the current store is moved aside, never deleted
@@ -15,7 +23,7 @@ reported (undecryptable). Exit 3, nothing changed, when there is no valid backup
     from: Flags.string({description: 'the backup to put back [default: <store>.bak]'}),
   }
 
-  async run() {
+  async run(): Promise<RestoreResult> {
     const repair = this.repair('store:restore')
     const from = resolve(this.flags.from ?? repair.backup)
     const report = await repair.restore(from)

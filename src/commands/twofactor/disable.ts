@@ -2,6 +2,10 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 import {checkOathPath} from '../../core/oath.js'
 import {disableSettings} from '../../core/settings.js'
+import type {ForceReport} from '../../store/backend.js'
+
+/** `twofactor:disable --json`; with --force, what was repaired. */
+export type DisableResult = {enabled: false; changed: boolean; sealedOnly?: true} | ({enabled: false; changed: boolean} & Omit<ForceReport, 'changed'>)
 
 export default class Disable extends BaseCommand<typeof Disable> {
   static override description = `emergency bypass: turn 2FA off for everyone, keeping every secret (re-enabling restores them)
@@ -27,7 +31,7 @@ removed, and the users file is rewritten so that sshd asks for no code.`
     }),
   }
 
-  async run() {
+  async run(): Promise<DisableResult> {
     if (this.flags.force) return this.force()
     // Without the key (a file store's capability): only the settings are rewritten, every sealed
     // record carried over; undefined when the ordinary update is the right one.
@@ -46,7 +50,7 @@ removed, and the users file is rewritten so that sshd asks for no code.`
   }
 
   /** The ordinary update (a database store, or a users file whose replay state must be kept). */
-  private async disable() {
+  private async disable(): Promise<DisableResult> {
     const changed = await this.store.update((doc) => {
       const was = doc.settings.enabled
       doc.settings = disableSettings(doc.settings)
@@ -56,7 +60,7 @@ removed, and the users file is rewritten so that sshd asks for no code.`
     return {enabled: false, changed}
   }
 
-  private async force() {
+  private async force(): Promise<DisableResult> {
     this.requireRoot('twofactor:disable --force')
     const repair = this.repair('twofactor:disable --force')
     const oathFile = this.flags['oath-file'] === undefined ? undefined : checkOathPath(this.flags['oath-file'])

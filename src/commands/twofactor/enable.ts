@@ -6,7 +6,10 @@ import {RADIUS_INSTEAD} from '../ssh/sync.js'
 import {enableSettings, sameSettings} from '../../core/settings.js'
 import {checkIssuer} from '../../core/validate.js'
 import {clockSynced} from '../../os/clock.js'
-import {publicSettings, settingsLines} from '../../ui/output.js'
+import {type PublicSettings, publicSettings, settingsLines} from '../../ui/output.js'
+
+/** `twofactor:enable --json`: the settings now in force. */
+export type EnableResult = PublicSettings & {oathFile: string | null; changed: boolean}
 
 export default class Enable extends BaseCommand<typeof Enable> {
   static override description = 'turn 2FA on globally; only the settings given change'
@@ -32,7 +35,7 @@ export default class Enable extends BaseCommand<typeof Enable> {
     'oath-file': Flags.string({description: 'pam_oath users file for sshd, kept in sync from now on (see ssh:sync)'}),
   }
 
-  async run() {
+  async run(): Promise<EnableResult> {
     const f = this.flags
     if (f['oath-file'] !== undefined && !this.store.localOathFile) throw usageError(`--oath-file: ${RADIUS_INSTEAD}`)
     const change = {

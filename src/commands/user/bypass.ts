@@ -4,6 +4,13 @@ import {BaseCommand} from '../../base-command.js'
 import {hashCodes, oneTimeCode} from '../../core/codes.js'
 import {getOrCreate} from '../../core/users.js'
 
+/** `user:bypass --json`: the code, shown once. */
+export interface BypassResult {
+  user: string
+  code: string
+  expiresAt: string
+}
+
 export default class Bypass extends BaseCommand<typeof Bypass> {
   static override description = `print a one-time code that lets a locked-out user in once (root only)
 
@@ -15,7 +22,7 @@ locked out (it clears the lockout). Give it to the user by a trusted channel. On
     ttl: Flags.integer({description: 'seconds the code stays valid (1-86400)', min: 1, max: 86_400, default: 900}),
   }
 
-  async run() {
+  async run(): Promise<BypassResult> {
     const user = this.targetUser(this.args.username)
     this.requireRoot('user:bypass')
     const code = oneTimeCode(3)

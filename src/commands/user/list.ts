@@ -1,12 +1,26 @@
 import {BaseCommand} from '../../base-command.js'
 import {paint} from '../../ui/colour.js'
 
+/** `user:list --json`. */
+export interface ListResult {
+  users: {
+    user: string
+    configured: boolean
+    interval: number
+    digits: number
+    lastUsedAt: string | null
+    recoveryCodesLeft: number
+    pending: boolean
+    lockedOut: boolean
+  }[]
+}
+
 export default class List extends BaseCommand<typeof List> {
   static override description = 'list every user the store knows, with their 2FA state'
   static override audited = false
   static override examples = ['<%= config.bin %> user:list', '<%= config.bin %> user:list --json']
 
-  async run() {
+  async run(): Promise<ListResult> {
     const doc = await this.store.read()
     const now = Date.now()
     const users = [...doc.users].map(([user, r]) => ({

@@ -2,12 +2,18 @@ import {requiredUsernameArg} from '../../args.js'
 import {BaseCommand} from '../../base-command.js'
 import {tidy} from '../../core/users.js'
 
+/** `user:unlock --json`. */
+export interface UnlockResult {
+  user: string
+  changed: boolean
+}
+
 export default class Unlock extends BaseCommand<typeof Unlock> {
   static override description = 'clear a lockout after too many failed codes (root only)'
   static override examples = ['sudo <%= config.bin %> user:unlock alice']
   static override args = {username: requiredUsernameArg('user to unlock')}
 
-  async run() {
+  async run(): Promise<UnlockResult> {
     const user = this.targetUser(this.args.username)
     this.requireRoot('user:unlock')
     const changed = await this.store.update((doc) => {

@@ -4,7 +4,7 @@ import {EXIT, forbidden, storeError, TfaError, usageError} from '../../core/erro
 import {type Doc, emptyDoc, type Settings, STORE_VERSION} from '../../core/model.js'
 import {checkOathPath} from '../../core/oath.js'
 import {sameSettings} from '../../core/settings.js'
-import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, fsyncDir, readPrivateFile, removeStaleTemps} from '../../os/files.js'
+import {atomicWrite, checkStoreDir, ensureDir, fsyncDir, readPrivateFile, removeStaleTemps} from '../../os/files.js'
 import {KeyFiles, type KeyRing} from '../keys.js'
 import {readUsersFile} from '../oathfile/file.js'
 import {refuseTakeover, type SyncReport, syncUsersFile} from '../oathfile/sync.js'
@@ -16,7 +16,7 @@ import {readJournal, resetJournal} from './journal.js'
 import {withLock} from './lock.js'
 import type {ForceReport, RestoreReport} from '../backend.js'
 import {checkNotLost} from './lost.js'
-import {overlay, type Store} from './store.js'
+import {overlay, type Store, withBackupNote} from './store.js'
 
 // The emergency paths of the file store (issue "the emergency bypass works when things are
 // broken"), kept apart from the ordinary read/update code:
@@ -45,18 +45,6 @@ export function moveAside(path: string): string {
   return target
 }
 
-/** An error about a bad store says where the previous valid one is, when there is one. */
-function withBackupNote(error: unknown, store: Store): unknown {
-  const backup = store.files.backup
-  try {
-    if (error instanceof TfaError && error.exit === EXIT.store && checkPrivateFile(backup))
-      error.message += ` (the previous valid store is kept in ${backup}: put it back with tfactl store:restore, or get 2FA off anyway with tfactl twofactor:disable --force)`
-  } catch {
-    // an unusable backup: no note
-  }
-  return error
-}
-
 // ---------------------------------------------------------------------------------------------
 // Settings without secrets
 
@@ -81,7 +69,7 @@ export async function updateSettingsSealed(
     try {
       edit = withSettings(raw?.toString('utf8') ?? encodeStore(emptyDoc(), NO_KEYS).text, store.path, change)
     } catch (error) {
-      throw withBackupNote(error, store)
+      throw withBackupNote(error, store.files.backup)
     }
     const {text, before, after, keyId} = edit
     let keyProblem: string | undefined // not needed here, but the admin should know before turning 2FA on again

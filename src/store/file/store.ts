@@ -24,10 +24,18 @@ export function overlay(doc: Doc, entries: Map<string, HotState>): void {
   }
 }
 
-/** An error about a bad store says where the previous valid one is, when there is one. */
-function withBackupNote(error: unknown, path: string): unknown {
-  const backup = sidecars(path).backup
-  if (error instanceof TfaError && error.exit === EXIT.store && checkPrivateFile(backup)) error.message += ` (the previous valid store is kept in ${backup})`
+/**
+ * An error about a bad store says where the previous valid one is, when there is one, and how to
+ * put it back. The error given is always the one returned: a backup that cannot be checked only
+ * goes unmentioned.
+ */
+export function withBackupNote(error: unknown, backup: string): unknown {
+  try {
+    if (error instanceof TfaError && error.exit === EXIT.store && checkPrivateFile(backup))
+      error.message += ` (the previous valid store is kept in ${backup}: put it back with tfactl store:restore, or get 2FA off anyway with tfactl twofactor:disable --force)`
+  } catch {
+    // an unusable backup (a link, another owner): no note, and the original error stands
+  }
   return error
 }
 
@@ -90,7 +98,7 @@ class StoreFile {
       users.applyJournal(journal)
       return {...decoded.doc, users}
     } catch (error) {
-      throw withBackupNote(error, this.path)
+      throw withBackupNote(error, sidecars(this.path).backup)
     }
   }
 
@@ -183,7 +191,7 @@ export class Store {
       try {
         one = readPrivateFileAt(this.path, (src) => decodeOneUser(src, user, this.path, this.keys))
       } catch (error) {
-        throw withBackupNote(error, this.path)
+        throw withBackupNote(error, this.files.backup)
       }
       if (!one || one.epoch === null) return this.lockedFull((db) => this.apply(db, fn))
       const journal = readJournal(this.files.journal, one.epoch, new Set([user]))
@@ -213,7 +221,7 @@ export class Store {
     try {
       header = readPrivateFileAt(this.path, (src) => decodeHeader(src, this.path, this.keys) ?? null) // null: not in the line layout
     } catch (error) {
-      throw withBackupNote(error, this.path)
+      throw withBackupNote(error, this.files.backup)
     }
     return header === undefined ? emptyDoc().settings : header === null ? (await this.read()).settings : header.doc.settings
   }
@@ -234,7 +242,7 @@ export class Store {
     try {
       counts = countLines(raw, this.path, this.keys)
     } catch (error) {
-      throw withBackupNote(error, this.path)
+      throw withBackupNote(error, this.files.backup)
     }
     if (!counts) {
       const doc = await this.read()

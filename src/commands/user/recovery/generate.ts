@@ -4,6 +4,12 @@ import {BaseCommand} from '../../../base-command.js'
 import {hashCodes, oneTimeCode} from '../../../core/codes.js'
 import {usageError} from '../../../core/errors.js'
 
+/** `user:recovery:generate --json`: the codes, shown once. */
+export interface GenerateResult {
+  user: string
+  codes: string[]
+}
+
 export default class Generate extends BaseCommand<typeof Generate> {
   static override description = `make one-time recovery codes for a user (replaces earlier ones)
 
@@ -16,7 +22,7 @@ only salted hashes are kept. Renewing or removing the secret voids them.`
     code: Flags.string({description: 'a current code or recovery code, to make your own codes under sudo (- reads it from stdin)'}),
   }
 
-  async run() {
+  async run(): Promise<GenerateResult> {
     const user = this.targetUser(this.args.username)
     const proof = await this.selfServiceCode(user, this.flags.code)
     const codes = Array.from({length: this.flags.count}, () => oneTimeCode(2))

@@ -6,13 +6,19 @@ import {confirmPending} from '../../../core/selfservice.js'
 import {activate} from '../../../core/users.js'
 import {normalizeCode} from '../../../core/validate.js'
 
+/** `user:secret:confirm --json`. */
+export interface ConfirmResult {
+  user: string
+  changed: true
+}
+
 export default class Confirm extends BaseCommand<typeof Confirm> {
   static override description = 'activate a pending secret (from user:secret:renew --pending) with its first code'
   static override examples = ['<%= config.bin %> user:secret:confirm alice --code 123456']
   static override args = {username: usernameArg()}
   static override flags = {code: Flags.string({description: 'the current code from the app; - reads one line from stdin', required: true})}
 
-  async run() {
+  async run(): Promise<ConfirmResult> {
     const user = this.targetUser(this.args.username)
     const code = normalizeCode((await this.codeFlag(this.flags.code))!)
     const outcome = await this.store.update((doc) => {

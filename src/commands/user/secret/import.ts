@@ -8,6 +8,11 @@ import {checkSecret, type Imported, parseGoogleAuthenticator, parseUsersOath} fr
 import type {Digits, Doc, Interval} from '../../../core/model.js'
 import {activate} from '../../../core/users.js'
 
+/** `user:secret:import --json`. */
+export interface ImportResult {
+  users: {user: string; interval: number; digits: number; algorithm: string; recoveryCodes: number; changed: boolean}[]
+}
+
 export default class Import extends BaseCommand<typeof Import> {
   static override description = `bring existing enrolments over without re-scanning phones
 
@@ -29,7 +34,7 @@ The whole input is checked first; any problem → exit 2 with FILE:LINE, nothing
     code: Flags.string({description: 'a current code or recovery code, to replace your own secret under sudo (- reads it from stdin)'}),
   }
 
-  async run() {
+  async run(): Promise<ImportResult> {
     const imported = await this.readInput()
     for (const entry of imported) this.auditUsers.add(entry.user)
     const now = Date.now()

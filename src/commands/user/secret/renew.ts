@@ -13,6 +13,11 @@ import {progress} from '../../../ui/progress.js'
 import {prepareQrDir, writeNewPrivateFile} from '../../../ui/qr-dir.js'
 import {INTERVAL_WARNING, type QrChoice, renderEnrolment} from '../../../ui/enrolment.js'
 
+/** `user:secret:renew --json`: each user's new enrolment (the secret and its URI), or unchanged. */
+export interface RenewResult {
+  users: ((EnrolmentView & {changed: true; pending: boolean}) | {user: string; changed: false})[]
+}
+
 export default class Renew extends BaseCommand<typeof Renew> {
   static override description = `create a new random secret for one or more users and show it as a QR code, key and URI
 
@@ -42,7 +47,7 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
     code: Flags.string({description: 'a current code or recovery code, to renew your own secret under sudo (- reads it from stdin)'}),
   }
 
-  async run() {
+  async run(): Promise<RenewResult> {
     const f = this.flags
     const users = await this.users()
     // Before anything is enrolled: an unsafe hand-out directory changes nothing (exit 2).
@@ -90,7 +95,7 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
       },
     )
 
-    const results = users.map((user) => {
+    const results: RenewResult['users'] = users.map((user) => {
       const isNew = changed.done!.has(user)
       return isNew ? {...enrolmentView(user, fresh.get(user)!, issuer, host), changed: true, pending: Boolean(f.pending)} : {user, changed: false}
     })

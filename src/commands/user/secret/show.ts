@@ -2,10 +2,13 @@ import {Flags} from '@oclif/core'
 import {usernameArg} from '../../../args.js'
 import {hostname} from 'node:os'
 import {BaseCommand} from '../../../base-command.js'
-import {enrolmentView} from '../../../core/enrol.js'
+import {type EnrolmentView, enrolmentView} from '../../../core/enrol.js'
 import {usageError} from '../../../core/errors.js'
 import {enrolmentOf} from '../../../core/users.js'
 import {type QrChoice, renderEnrolment} from '../../../ui/enrolment.js'
+
+/** `user:secret:show --json`. */
+export type ShowResult = EnrolmentView
 
 export default class Show extends BaseCommand<typeof Show> {
   static override description = "show a user's existing secret again as a QR code, key and URI"
@@ -16,7 +19,7 @@ export default class Show extends BaseCommand<typeof Show> {
     qr: Flags.string({description: 'how to draw the QR code', options: ['terminal', 'small', 'none'], default: 'terminal'}),
   }
 
-  async run() {
+  async run(): Promise<ShowResult> {
     const user = this.targetUser(this.args.username)
     const doc = await this.store.read()
     const record = doc.users.get(user)

@@ -3,6 +3,12 @@ import {usernameArg} from '../../../args.js'
 import {BaseCommand} from '../../../base-command.js'
 import {removeSecret} from '../../../core/users.js'
 
+/** `user:secret:unset --json`. */
+export interface UnsetResult {
+  user: string
+  changed: boolean
+}
+
 export default class Unset extends BaseCommand<typeof Unset> {
   static override description = "remove a user's 2FA secret (they log in with the password alone; recovery codes are voided)"
   static override examples = ['<%= config.bin %> user:secret:unset alice --yes', 'sudo <%= config.bin %> user:secret:unset --code 123456 --yes']
@@ -12,7 +18,7 @@ export default class Unset extends BaseCommand<typeof Unset> {
     code: Flags.string({description: 'a current code or recovery code, to remove your own secret under sudo (- reads it from stdin)'}),
   }
 
-  async run() {
+  async run(): Promise<UnsetResult> {
     const user = this.targetUser(this.args.username)
     await this.confirm(`remove ${user}'s 2FA secret?`, this.flags.yes)
     const proof = await this.selfServiceCode(user, this.flags.code)

@@ -18,31 +18,56 @@ export const radiusTimeout = (failDelayMs: number): number => Math.ceil(failDela
 /** One line of pam_radius's server file: `server[:port] secret [timeout]`. */
 export const serverLine = (server: string, secret: string, timeout: number): string => `${server}\t${secret}\t${timeout}`
 
-export interface PamRadius {
+/** The first active `auth … MODULE.so …` line of a PAM file, read the same way for every module. */
+export interface PamLine {
+  /** The line, without its comment. */
   line: string
+  /** The control field (`required`, `[success=ok default=die]`, …). */
+  control: string
+  /** The words after the module (its arguments). */
+  words: string[]
+  /** `name=value` arguments. */
+  arg(name: string): string | undefined
+  /** It comes after the password module (`@include common-auth` or pam_unix): the code is asked second. */
+  afterPassword: boolean
+}
+
+/** The first active `auth` line of `pamText` that loads `module` (e.g. "pam_oath"), if any. */
+export function findAuthLine(pamText: string, module: string): PamLine | undefined {
+  const lines = pamText.split('\n').map((l) => l.replace(/#.*/, '').trim())
+  const so = new RegExp(`(^|[\\s/])${module.replace(/[.]/g, '\\.')}\\.so(\\s|$)`)
+  const index = lines.findIndex((l) => /^auth\s/.test(l) && so.test(l))
+  if (index < 0) return undefined
+  const line = lines[index]
+  const words = line.split(/\s+/)
+  return {
+    line,
+    control: /^auth\s+(\[[^\]]*\]|\S+)/.exec(line)?.[1] ?? '',
+    words,
+    arg: (name) => new RegExp(`(?:^|\\s)${name}=(\\S+)`).exec(line)?.[1],
+    afterPassword: lines.slice(0, index).some((l) => /^@include\s+common-auth$/.test(l) || /^auth\s.*pam_unix\.so/.test(l)),
+  }
+}
+
+export interface PamRadius extends PamLine {
   conf?: string
   skipPasswd: boolean
   promptAttribute: boolean
   /** The control field ends the login on failure (die / requisite / required). */
   failsClosed: boolean
-  afterPassword: boolean
 }
 
 /** The first active `auth … pam_radius_auth.so` line of a PAM file, if any. */
 export function findPamRadius(pamText: string): PamRadius | undefined {
-  const lines = pamText.split('\n').map((l) => l.replace(/#.*/, '').trim())
-  const index = lines.findIndex((l) => /^auth\s/.test(l) && /(^|[\s/])pam_radius_auth\.so(\s|$)/.test(l))
-  if (index < 0) return undefined
-  const line = lines[index]
-  const words = line.split(/\s+/)
-  const control = /^auth\s+(\[[^\]]*\]|\S+)/.exec(line)?.[1] ?? ''
+  const found = findAuthLine(pamText, 'pam_radius_auth')
+  if (!found) return undefined
+  const {control, words} = found
   return {
-    line,
-    conf: /(?:^|\s)conf=(\S+)/.exec(line)?.[1],
+    ...found,
+    conf: found.arg('conf'),
     skipPasswd: words.includes('skip_passwd'),
     promptAttribute: words.includes('prompt_attribute'),
     failsClosed: control === 'required' || control === 'requisite' || /default=(die|bad)/.test(control),
-    afterPassword: lines.slice(0, index).some((l) => /^@include\s+common-auth$/.test(l) || /^auth\s.*pam_unix\.so/.test(l)),
   }
 }
 
