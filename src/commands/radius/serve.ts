@@ -73,8 +73,11 @@ export default class Serve extends BaseCommand<typeof Serve> {
 
 Runs in the foreground (SIGTERM or SIGINT: answers the requests already taken, then exits 0;
 SIGHUP: reads the clients file again). Each request is judged like
-"login:check USER --service ssh --method password --code CODE" and recorded in the audit trail.
-Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [require-ma]", mode 600.`
+"login:check USER --service ssh --method password --code CODE" (code clients: "--service ui",
+and only a checked code lets a user in unless the line says allow-no-secret) and recorded in the
+audit trail. A request that proves no shared secret, or comes from a local socket that is not
+root's, gets no answer. Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge]
+[require-ma] [allow-no-secret]", mode 600, root's (or yours), in a directory only its owner can change.`
   static override audited = false // each decision is audited on its own, with the client's address
   static override enableJsonFlag = false
   static override examples = [
@@ -100,7 +103,7 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
     const log = (line: string) => process.stderr.write(`tfactl radius: ${line}\n`)
     const store = await this.responderStore()
     const judged = store instanceof FileBackend ? serialised(store) : store
-    const judge: Judge = async ({user, code}) => (await checkLogin(judged, {user, service: 'ssh', method: 'password', code})).result
+    const judge: Judge = async ({user, code, service}) => (await checkLogin(judged, {user, service, method: 'password', code})).result
     const audit = store instanceof FileBackend ? new AuditWriter(store.store.files.audit, log) : databaseAudit(store, log)
     const server = new RadiusServer({clients, judge, audit: (e) => audit.record(e), log, verbose: this.flags.verbose})
     let bound: number
