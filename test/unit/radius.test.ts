@@ -277,7 +277,9 @@ describe('RadiusServer with a real file store', () => {
     const sender = createSocket('udp4')
     await new Promise<void>((resolve) => sender.bind(0, '127.0.0.1', () => resolve()))
     const rinfo = {address: '127.0.0.1', port: sender.address().port, family: 'IPv4' as const, size: 0}
-    onTestFinished(() => sender.close())
+    onTestFinished(() => {
+      sender.close()
+    })
     const before = server.stats.errors
     for (let i = 0; i < 3000; i++) {
       let d: Buffer

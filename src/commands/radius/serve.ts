@@ -112,10 +112,8 @@ root's, gets no answer. Clients file: one client a line, "ADDRESS[/BITS] SECRET 
     } catch (error) {
       throw usageError(`cannot listen on ${this.flags.listen}: ${(error as Error).message}`)
     }
-    log(
-      `answering on ${host.includes(':') ? `[${host}]` : host}:${bound} for ${clients.length} client network(s) from ${clientsPath}, store ${store.description}`,
-    )
-    await new Promise<void>((resolve) => {
+    // The signals are handled before the line that says the responder is up (a supervisor may signal at once).
+    const stopped = new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         log(`${signal}: answering the requests in flight, then exiting`)
         process.off('SIGHUP', reload)
@@ -133,6 +131,10 @@ root's, gets no answer. Clients file: one client a line, "ADDRESS[/BITS] SECRET 
       process.once('SIGINT', () => stop('SIGINT'))
       process.on('SIGHUP', reload)
     })
+    log(
+      `answering on ${host.includes(':') ? `[${host}]` : host}:${bound} for ${clients.length} client network(s) from ${clientsPath}, store ${store.description}`,
+    )
+    await stopped
     await server.close()
     await audit.drain()
     const s = server.stats
