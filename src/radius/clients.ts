@@ -2,7 +2,7 @@ import * as fs from 'node:fs'
 import {BlockList, isIPv4, isIPv6} from 'node:net'
 import {dirname} from 'node:path'
 import {TfaError, EXIT, usageError} from '../core/errors.js'
-import {checkStoreDir} from '../store/files.js'
+import {checkStoreDir} from '../os/files.js'
 
 /**
  * The clients file: who may ask, with which shared secret, in which mode.

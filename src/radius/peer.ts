@@ -1,6 +1,6 @@
-import {readFileSync} from 'node:fs'
 import {isIPv4, isIPv6} from 'node:net'
 import {endianness, networkInterfaces} from 'node:os'
+import type {UdpTables} from '../os/sockets.js'
 
 /**
  * Who sent a datagram from this very host. A request from one of the host's own addresses
@@ -9,25 +9,8 @@ import {endianness, networkInterfaces} from 'node:os'
  * port and uid. sshd's pam_radius_auth runs as root; a local user who found the responder does
  * not, so a one-host responder serves local requests from root's sockets only. The lookup covers
  * IPv4, IPv6 and IPv4-mapped IPv6 (a dual-stack socket sending to 127.0.0.1), and fails closed:
- * no matching socket, several owners or an unreadable table all mean "not root".
+ * no matching socket, one that is not root's among several, or an unreadable table all mean "not root".
  */
-
-export interface UdpTables {
-  udp: string
-  udp6: string
-}
-
-/** Reads the kernel's UDP socket tables (empty text for a table that cannot be read). */
-export function readUdpTables(): UdpTables {
-  const read = (path: string) => {
-    try {
-      return readFileSync(path, 'latin1')
-    } catch {
-      return ''
-    }
-  }
-  return {udp: read('/proc/net/udp'), udp6: read('/proc/net/udp6')}
-}
 
 const V4_MAPPED_PREFIX = Buffer.from('00000000000000000000ffff', 'hex')
 

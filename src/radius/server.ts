@@ -20,7 +20,8 @@ import {
   PROMPT_NO_ECHO,
   text,
 } from './packet.js'
-import {isLocalAddress, localSenderIsRoot, readUdpTables, type UdpTables} from './peer.js'
+import {readUdpTables, type UdpTables} from '../os/sockets.js'
+import {isLocalAddress, localSenderIsRoot} from './peer.js'
 import {provenPassword} from './proof.js'
 import {STATE_LENGTH, StateBook} from './state.js'
 
@@ -35,7 +36,7 @@ import {STATE_LENGTH, StateBook} from './state.js'
  * handled concurrently: a failing one waits out its fail delay without holding anything else up.
  */
 
-/** The login check (src/login-check.ts checkLogin bound to a store). */
+/** The login check (src/login/check.ts checkLogin bound to a store). */
 export type Judge = (input: {user: string; code?: string; service: Service}) => Promise<{allowed: boolean; reason: Reason}>
 
 export interface ServerOptions {

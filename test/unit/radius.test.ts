@@ -5,7 +5,7 @@ import {createSocket} from 'node:dgram'
 import {afterAll, beforeAll, describe, expect, it, onTestFinished} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {hotp, timeStep} from '../../src/core/totp.js'
-import {checkLogin} from '../../src/login-check.js'
+import {checkLogin} from '../../src/login/check.js'
 import {loadClients, matchClient, parseClients} from '../../src/radius/clients.js'
 import {
   ATTR,
