@@ -72,7 +72,10 @@ and the responder's line for this host should say require-ma.`
             `${this.flags.clients}:${client.line}: this pam_radius_auth (before 3.0) sends no Message-Authenticator: "require-ma" drops every request`,
           )
       }
-    } else this.warning("no --clients: replace SHARED-SECRET with the secret of this host's line in the responder's clients file")
+    } else
+      this.warning(
+        `no --clients: replace SHARED-SECRET with the secret of this host's line in the responder's clients file${requireMa ? ', and end that line with "require-ma"' : ''}`,
+      )
     if (!s.enabled || !s.ssh) this.warning('SSH 2FA is off in the store: the responder accepts every login until twofactor:enable --ssh')
     const pamLine = pamRadiusLine(conf, requireMa)
     const timeout = radiusTimeout(s.failDelay)
