@@ -49,7 +49,7 @@ export interface ServerOptions {
   verbose?: boolean
   states?: StateBook
   /** The kernel's UDP socket tables (who owns a local sender's socket); /proc/net/udp{,6} by default. */
-  udpTables?: () => UdpTables
+  udpTables?: () => Promise<UdpTables>
   /** Answers remembered for retransmissions, at most (default MAX_REMEMBERED). */
   maxRemembered?: number
 }
@@ -127,6 +127,36 @@ export class RadiusServer {
 
   private closing = false
 
+  /** Requests waiting for a read of the socket tables that starts after they arrived. */
+  private tableWaiters: ((tables: UdpTables) => void)[] = []
+  private readingTables = false
+
+  /**
+   * The socket tables as read after this call: a socket that sent a datagram already received is
+   * in them unless it has been closed since. One read at a time serves every request that was
+   * waiting when it started, so a burst of local requests costs a few reads, not one each.
+   */
+  private tablesAfterNow(): Promise<UdpTables> {
+    return new Promise((resolve) => {
+      this.tableWaiters.push(resolve)
+      if (!this.readingTables) void this.readTables()
+    })
+  }
+
+  private async readTables(): Promise<void> {
+    this.readingTables = true
+    try {
+      while (this.tableWaiters.length > 0) {
+        const waiting = this.tableWaiters
+        this.tableWaiters = []
+        const tables = await (this.opts.udpTables ?? readUdpTables)().catch(() => ({udp: '', udp6: ''}))
+        for (const resolve of waiting) resolve(tables)
+      }
+    } finally {
+      this.readingTables = false
+    }
+  }
+
   /** How many answers are remembered for retransmissions (and decisions in progress). */
   get remembered(): number {
     return this.recent.size
@@ -188,7 +218,7 @@ export class RadiusServer {
       if (error instanceof PacketError) return this.drop('ma', `from ${from}: ${error.reason}`)
       throw error
     }
-    if (isLocalAddress(from) && !localSenderIsRoot((this.opts.udpTables ?? readUdpTables)(), from, rinfo.port))
+    if (isLocalAddress(from) && !localSenderIsRoot(await this.tablesAfterNow(), from, rinfo.port))
       return this.drop('local', `from ${from} port ${rinfo.port}: a local socket that is not root's (only root's are served from this host)`)
     const password = this.proof(packet, client, signed)
     if (typeof password === 'object') return this.drop('unproven', `from ${from}: ${password.problem}, so it proves no shared secret`)
