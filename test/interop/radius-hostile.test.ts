@@ -4,6 +4,7 @@
 // asking for users who have no secret, and clients files another user could change.
 import {randomBytes} from 'node:crypto'
 import {chmodSync, chownSync, mkdirSync, readFileSync} from 'node:fs'
+import {networkInterfaces} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -16,6 +17,12 @@ import {mallory} from '../helpers/mallory.js'
 import {radiusRequest, type Responder, sendRaw, sendRawAsMallory, startResponder, writeClients} from '../helpers/radius.js'
 
 const SECRET = `hostile-${randomBytes(8).toString('hex')}`
+/** This host's own addresses other than loopback (a local user can send from them too). */
+const OWN = Object.values(networkInterfaces())
+  .flatMap((list) => list ?? [])
+  .filter((i) => !i.internal && !i.address.startsWith('fe80:'))
+  .map((i) => i.address)
+  .filter((address, index, all) => all.findIndex((a) => a.includes(':') === address.includes(':')) === index) // one IPv4, one IPv6
 
 /** An Access-Request as someone builds it who may or may not know the secret. */
 function request(opts: {user: string; password?: Buffer | string; state?: Buffer; secret?: string; signed?: boolean}) {
@@ -82,7 +89,8 @@ describe('radius:serve trusts only what proved the shared secret', {timeout: 180
     }
     const clients = (name: string, lines: string[]) => writeClients(join(store.dir, name), lines)
     challenge = await startResponder(['--clients', clients('challenge', [`127.0.0.1 ${SECRET} challenge`]), '--store', store.path])
-    dual = await startResponder(['--clients', clients('dual', [`127.0.0.1 ${SECRET} code`, `::1 ${SECRET} code`]), '--store', store.path], {}, '[::]:0')
+    const dualLines = ['127.0.0.1', '::1', ...OWN].map((address) => `${address} ${SECRET} code`)
+    dual = await startResponder(['--clients', clients('dual', dualLines), '--store', store.path], {}, '[::]:0')
     lenient = await startResponder(['--clients', clients('lenient', [`127.0.0.1 ${SECRET} code allow-no-secret`]), '--store', store.path])
   })
   afterAll(async () => {
@@ -145,7 +153,7 @@ describe('radius:serve trusts only what proved the shared secret', {timeout: 180
     expect(await locked('bob')).toBe(false)
   })
 
-  it("a local user's socket is never served, even with the secret: IPv4, IPv6 and IPv4-mapped", async () => {
+  it("a local user's socket is never served, even with the secret: IPv4, IPv6, IPv4-mapped and the host's own addresses", async () => {
     await settled()
     const before = snapshot()
     // correctly hidden (she has the secret here), a wrong code: it would lock bob out if it counted
@@ -154,21 +162,30 @@ describe('radius:serve trusts only what proved the shared secret', {timeout: 180
       ['[::] responder, 127.0.0.1 (seen as ::ffff:127.0.0.1)', dual.port, '127.0.0.1', 'udp4'],
       ['[::] responder, ::1', dual.port, '::1', 'udp6'],
       ['[::] responder, ::ffff:127.0.0.1 from an IPv6 socket', dual.port, '::ffff:127.0.0.1', 'udp6'],
+      ...OWN.map((address): [string, number, string, 'udp4' | 'udp6'] => [
+        `[::] responder, ${address}`,
+        dual.port,
+        address,
+        address.includes(':') ? 'udp6' : 'udp4',
+      ]),
     ]
-    for (const [name, port, host, family] of cases) {
-      const signed = request({user: 'bob', password: '000000', signed: true})
-      expect(await sendRawAsMallory(signed.datagram, port, host, {family, timeoutMs: 800}), name).toBe('timeout')
-      const unsigned = request({user: 'nora', password: 'x'})
-      expect(await sendRawAsMallory(unsigned.datagram, port, host, {family, timeoutMs: 800}), name).toBe('timeout')
-    }
+    const sent = cases.flatMap(([name, port, host, family]) =>
+      [request({user: 'bob', password: '000000', signed: true}), request({user: 'nora', password: 'x'})].map(async (t) => ({
+        name,
+        reply: await sendRawAsMallory(t.datagram, port, host, {family, timeoutMs: 1500}),
+      })),
+    )
+    for (const {name, reply} of await Promise.all(sent)) expect(reply, name).toBe('timeout')
     await settled()
     expect(snapshot()).toEqual(before)
     expect(await locked('bob')).toBe(false)
     expect(dual.logs()).toMatch(/dropped: from (::ffff:)?127\.0\.0\.1 port \d+: a local socket that is not root's/)
     // the same requests from root's sockets are answered, over each address
-    for (const host of ['127.0.0.1', '::1', '::ffff:127.0.0.1']) {
-      const t = request({user: 'carol', password: await freshCode('carol'), signed: true})
-      expect(answerCode(await sendRaw(t.datagram, dual.port, host), t.authenticator), host).toBe(CODE.accessAccept)
+    for (const host of ['127.0.0.1', '::1', '::ffff:127.0.0.1', ...OWN]) {
+      const t = request({user: 'bob', password: '000000', signed: true})
+      expect(answerCode(await sendRaw(t.datagram, dual.port, host), t.authenticator), host).toBe(CODE.accessReject)
+      expect(await locked('bob'), host).toBe(true) // counted, as it should be: root's socket, the secret
+      expect((await store.run(['user:unlock', 'bob'])).code).toBe(0)
     }
   })
 
