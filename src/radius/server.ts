@@ -263,7 +263,8 @@ export class RadiusServer {
   /**
    * The User-Password under the client's secret (undefined: none sent), or why the request proves
    * nothing. Challenge mode, first round: the Unix password, any text; else a code. A request
-   * without a Message-Authenticator must carry one that reveals its shape (src/radius/proof.ts).
+   * without a Message-Authenticator must carry a User-Password; any User-Password must reveal its
+   * shape (src/radius/proof.ts).
    */
   private proof(packet: Packet, client: Client, signed: boolean): string | undefined | {problem: string} {
     const passwords = packet.attributes.filter((a) => a.type === ATTR.userPassword)
@@ -329,17 +330,12 @@ export class RadiusServer {
     }
     // The code: the answer to the challenge (an SSH login), or (code mode) the User-Password
     // itself, judged without the SSH switch and then by the client's own rule.
-    const code = password === '' ? undefined : password
-    if (client.mode === 'challenge') {
-      const verdict = await this.judge(user, code, 'ssh')
-      if (verdict.code !== undefined) return verdict
-      const {allowed, reason} = verdict.result
-      return allowed ? {code: CODE.accessAccept, attributes: [], user, outcome: 'allowed', reason} : reject(user, reason)
-    }
-    const verdict = await this.judge(user, code, 'ui')
+    const challenged = client.mode === 'challenge'
+    const verdict = await this.judge(user, password === '' ? undefined : password, challenged ? 'ssh' : 'ui')
     if (verdict.code !== undefined) return verdict
     const {reason} = verdict.result
-    return codeClientAllows(verdict.result, client) ? {code: CODE.accessAccept, attributes: [], user, outcome: 'allowed', reason} : reject(user, reason)
+    const allowed = challenged ? verdict.result.allowed : codeClientAllows(verdict.result, client)
+    return allowed ? {code: CODE.accessAccept, attributes: [], user, outcome: 'allowed', reason} : reject(user, reason)
   }
 
   /** The login check; a store that cannot be read or written means Access-Reject, never Accept. */
