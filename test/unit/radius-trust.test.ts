@@ -41,14 +41,14 @@ describe('a User-Password proves the shared secret only when it reveals text or 
     // Measured: random octets as a code essentially never pass (about 2.4e-10 each), as text rarely (about 2.7e-6).
     let code = 0
     let textual = 0
-    for (let i = 0; i < 100_000; i++) {
+    for (let i = 0; i < 20_000; i++) {
       const auth = randomBytes(16)
       const hidden = randomBytes(16)
       if (provenPassword(hidden, secret, auth, 'code') !== undefined) code++
       if (provenPassword(hidden, secret, auth, 'text') !== undefined) textual++
     }
     expect(code).toBe(0)
-    expect(textual).toBeLessThanOrEqual(5)
+    expect(textual).toBeLessThanOrEqual(3) // expected about 0.05
   })
 
   it('refuses clear text that is not a password or a code: controls, bad UTF-8, NUL inside, too much padding', () => {
