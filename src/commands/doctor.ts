@@ -5,6 +5,7 @@ import {BaseCommand} from '../base-command.js'
 import {type Check, type DoctorFacts, diagnose, type FileFact, pamModule, parseSshdSettings, type Status, type UsersFileFact} from '../core/doctor.js'
 import {EXIT} from '../core/errors.js'
 import {clockSynced} from '../os/clock.js'
+import {installedPamRadius} from '../os/pam-radius.js'
 import {describeOpeners, openers, procName} from '../os/procs.js'
 import {type Colour, paint} from '../ui/colour.js'
 
@@ -53,7 +54,10 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
     if (!doc) return facts
     const {radius} = pamModule(pam)
     if (keepsUsersFile && doc.settings.oathFile) facts.usersFile = this.usersFileFact(doc.settings.oathFile)
-    if (radius) facts.radiusConf = radiusConfFact(radius.conf ?? '/etc/pam_radius_auth.conf')
+    if (radius) {
+      facts.radiusConf = radiusConfFact(radius.conf ?? '/etc/pam_radius_auth.conf')
+      facts.pamRadiusRequireMa = installedPamRadius()?.requireMa ?? false // pam_radius_auth 3.0 or later
+    }
     if (doc.settings.enabled && doc.settings.ssh && (radius || keepsUsersFile)) facts.sshd.settings = effectiveSshd(facts.sshd.config)
     return facts
   }

@@ -52,6 +52,8 @@ export interface DoctorFacts {
   usersFile?: UsersFileFact
   /** The server file sshd's pam_radius_auth line names (read when there is such a line). */
   radiusConf?: RadiusConfFact
+  /** Whether the installed pam_radius_auth can require signed answers (3.0: require_message_authenticator). */
+  pamRadiusRequireMa?: boolean
   /** sshd's effective settings (keywords in lower case), undefined when they cannot be read. */
   sshd: {config: string; settings?: Map<string, string>}
 }
@@ -75,7 +77,7 @@ export function diagnose(f: DoctorFacts): Check[] {
   if (!f.store.keepsUsersFile) checks.push(skipped('users file', noOath))
   else if (radius && !s.oathFile) checks.push(skipped('users file', 'none needed: sshd asks a RADIUS responder (pam_radius_auth)'))
   else checks.push(...usersFileChecks(doc, f.usersFile))
-  if (radius) checks.push(...radiusChecks(doc, f.pam.path, radius, f.radiusConf))
+  if (radius) checks.push(...radiusChecks(doc, f.pam.path, radius, f.radiusConf, f.pamRadiusRequireMa ?? false))
   else if (!f.store.keepsUsersFile) checks.push(skipped('sshd PAM', noOath), skipped('sshd settings', noOath))
   else checks.push(oathPamCheck(doc, f.pam))
   if (radius || f.store.keepsUsersFile) checks.push(sshdCheck(doc, f.sshd))
@@ -177,17 +179,24 @@ export function oathPamCheck(doc: Doc, pam: FileFact): Check {
 }
 
 /** SSH 2FA through RADIUS: the PAM line as ssh:config --radius prints it, and its server file. */
-export function radiusChecks(doc: Doc, pamFile: string, line: NonNullable<ReturnType<typeof findPamRadius>>, conf: RadiusConfFact | undefined): Check[] {
+export function radiusChecks(
+  doc: Doc,
+  pamFile: string,
+  line: NonNullable<ReturnType<typeof findPamRadius>>,
+  conf: RadiusConfFact | undefined,
+  requireMa: boolean,
+): Check[] {
   if (sshOff(doc)) return [skipped('sshd PAM', 'SSH 2FA is off')]
   const problems: string[] = []
   if (!line.failsClosed) problems.push(`its control lets a login on when the responder says no or is unreachable (use ${PAM_RADIUS_CONTROL})`)
   if (!line.skipPasswd) problems.push('without skip_passwd it asks for a second password instead of sending the one given')
   if (!line.promptAttribute) problems.push('without prompt_attribute the code is echoed as it is typed')
+  if (requireMa && !line.requireMa) problems.push('without require_message_authenticator it takes answers nobody signed (BlastRADIUS)')
   const pam = pamLineCheck(
     pamFile,
     line,
     problems,
-    {line: pamRadiusLine(line.conf ?? DEFAULT_RADIUS_CONF), command: 'tfactl ssh:config --radius'},
+    {line: pamRadiusLine(line.conf ?? DEFAULT_RADIUS_CONF, requireMa), command: 'tfactl ssh:config --radius'},
     `${pamFile} asks for codes through pam_radius_auth (${line.conf ?? '/etc/pam_radius_auth.conf'})`,
   )
   return [pam, serversCheck(doc, conf ?? {path: line.conf ?? '/etc/pam_radius_auth.conf', error: 'not read'})]

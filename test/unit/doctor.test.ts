@@ -149,6 +149,17 @@ describe('doctor: facts to findings', () => {
       /its control lets a login on/,
     ],
     [
+      'pam_radius_auth 3.0 without require_message_authenticator',
+      healthy({
+        pam: {path: PAM, text: radiusPam()},
+        radiusConf: {path: RADIUS_CONF, uid: 0, mode: 0o100600, text: '127.0.0.1:1812 s3cret 6\n'},
+        pamRadiusRequireMa: true,
+      }),
+      'sshd PAM',
+      'finding',
+      /without require_message_authenticator .*: use ".* require_message_authenticator"/,
+    ],
+    [
       'a RADIUS server file others can read',
       healthy({pam: {path: PAM, text: radiusPam()}, radiusConf: {path: RADIUS_CONF, uid: 0, mode: 0o100644, text: '127.0.0.1:1812 s3cret 6\n'}}),
       'radius servers',
