@@ -20,8 +20,8 @@ export function findResync(user: UserRecord, first: string, second: string, now:
   const params = {key, interval: user.interval, digits: user.digits, algorithm: user.algorithm}
   const found = matchPair(params, a, b, now, maxDriftSteps(user.interval))
   if (found === undefined) return {refused: 'code_invalid'}
-  if (user.lastUsedStep !== null && found <= user.lastUsedStep) return {refused: 'code_replayed'} // absolute steps, as at login
-  return {drift: found + 1 - timeStep(now, user.interval), step: found + 1}
+  if (user.lastUsedStep !== null && found - 1 <= user.lastUsedStep) return {refused: 'code_replayed'} // absolute steps, as at login
+  return {drift: found - timeStep(now, user.interval), step: found}
 }
 
 /** Records a resync: the drift, and both codes as used. */

@@ -41,17 +41,17 @@ export function matchStep(params: TotpParams, code: string, nowMs: number, windo
 }
 
 /**
- * The step `s` within `range` steps of the current one whose code is `first` while step `s + 1`'s
- * is `second` (two consecutive codes of a token), nearest the current step; undefined when none.
+ * The step `t` within `range` steps of the current one whose code is `second` while step `t - 1`'s
+ * is `first` (two consecutive codes of a token), nearest the current step; undefined when none.
  * Each step's code is computed once.
  */
 export function matchPair(params: TotpParams, first: string, second: string, nowMs: number, range: number): number | undefined {
   const current = timeStep(nowMs, params.interval)
-  const from = current - range
+  const from = current - range - 1 // the first code's step for t = current - range
   const codes = Array.from({length: 2 * range + 2}, (_, i) => hotp(params.key, from + i, params.digits, params.algorithm))
   let best: number | undefined
-  for (let i = 0; i <= 2 * range; i++) {
-    if (codes[i] !== first || codes[i + 1] !== second) continue
+  for (let i = 1; i < codes.length; i++) {
+    if (codes[i - 1] !== first || codes[i] !== second) continue
     const step = from + i
     if (best === undefined || Math.abs(step - current) < Math.abs(best - current)) best = step
   }
