@@ -87,6 +87,8 @@ describe("a token's drift in the record", () => {
     const back = decodeStore(text, 'store.json', keys).doc
     expect(back.users.get('alice')!.driftSteps).toBe(-240)
     expect(back.users.get('bob')!.driftSteps).toBeUndefined()
-    expect(() => decodeStore(text.replace('"driftSteps":-240', '"driftSteps":2881'), 'store.json', keys)).toThrow(/driftSteps: expected a whole number from -2880 to 2880/)
+    expect(() => decodeStore(text.replace('"driftSteps":-240', '"driftSteps":2881'), 'store.json', keys)).toThrow(
+      /driftSteps: expected a whole number from -2880 to 2880/,
+    )
   })
 })

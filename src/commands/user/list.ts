@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 import {newUserRecord, type UserRecord} from '../../core/model.js'
-import {nssGroupUsers} from '../../store/system.js'
+import {nssGroupUsers} from '../../os/nss.js'
 import {paint} from '../../ui/colour.js'
 
 export default class List extends BaseCommand<typeof List> {

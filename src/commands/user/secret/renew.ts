@@ -7,7 +7,7 @@ import {enrolmentView, type EnrolmentView, matchEnrolment, newEnrolment} from '.
 import {EXIT, TfaError, usageError} from '../../../core/errors.js'
 import type {Digits, Doc, Enrolment, Interval} from '../../../core/model.js'
 import {parseUserList, unique} from '../../../core/userlist.js'
-import {nssGroupUsers} from '../../../store/system.js'
+import {nssGroupUsers} from '../../../os/nss.js'
 import {activate, getOrCreate} from '../../../core/users.js'
 import {normalizeCode} from '../../../core/validate.js'
 import {progress} from '../../../ui/progress.js'

@@ -15,6 +15,11 @@ themselves (up to 10 steps); this is for a token that drifted further.`
     'sudo <%= config.bin %> user:secret:resync alice --code 123456 --code 654321',
     'printf "%s\\n%s\\n" "$FIRST" "$SECOND" | sudo <%= config.bin %> user:secret:resync alice --code - --code - --json',
   ]
+  static exitCodes = {
+    1: "the two codes were not found one after the other within a day of this host's clock, or are not newer than the last accepted code",
+    2: 'the user has no secret, or not exactly two codes were given',
+    4: 'not root',
+  }
   static override args = {username: requiredUsernameArg('user whose token drifted')}
   static override flags = {
     code: Flags.string({
