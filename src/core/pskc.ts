@@ -116,6 +116,8 @@ export function readPskc(text: string, file: string, secrets: PskcSecrets): Pskc
     const hash = /^(?:HMAC-)?SHA-?(1|256|512)$/i.exec(suite)
     if (!hash) problems.push(`hash ${quote(suite)} is not supported (SHA1, SHA256, SHA512)`)
     if (secret.length < 10 || secret.length > 64) problems.push(`a ${secret.length}-byte secret is not supported (10-64 bytes)`)
+    const refusal = policyRefusal(child(keyNode, 'Policy'))
+    if (refusal) problems.push(refusal)
     const drift = int('TimeDrift') ?? 0
     const limit = maxDriftSteps(interval)
     tokens.push({
@@ -130,6 +132,27 @@ export function readPskc(text: string, file: string, secrets: PskcSecrets): Pskc
   }
   if (tokens.length === 0) fail('no keys in it')
   return tokens
+}
+
+/**
+ * RFC 6030 §5: a Policy with anything the recipient does not understand means the key may not be
+ * used. Understood: a validity period, and KeyUsage (which must allow OTP). A PIN policy or a
+ * limited number of transactions cannot be enforced by a login check: refused.
+ */
+function policyRefusal(policy: XmlElement | undefined, now = Date.now()): string | undefined {
+  if (!policy) return undefined
+  if (Object.keys(policy.attrs).length > 0) return 'a Policy with attributes tfactl does not understand (RFC 6030 §5: not permitted)'
+  const usages = children(policy, 'KeyUsage').map((u) => u.text.trim())
+  if (usages.length > 0 && !usages.includes('OTP')) return 'its Policy does not allow OTP use'
+  for (const c of policy.children) {
+    if (c.name === 'KeyUsage') continue
+    if (c.name !== 'StartDate' && c.name !== 'ExpiryDate') return `its Policy holds ${c.name}, which tfactl cannot enforce (RFC 6030 §5: not permitted)`
+    const at = Date.parse(c.text.trim())
+    if (Number.isNaN(at)) return `its Policy ${c.name} is not a date`
+    if (c.name === 'StartDate' && now < at) return `it may not be used before ${c.text.trim()} (Policy StartDate)`
+    if (c.name === 'ExpiryDate' && now > at) return `it expired on ${c.text.trim()} (Policy ExpiryDate)`
+  }
+  return undefined
 }
 
 function hasEncrypted(node: XmlElement): boolean {

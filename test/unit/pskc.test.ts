@@ -117,3 +117,28 @@ describe('assignments and key files', () => {
     expect(usage(() => pskcKey(Buffer.from('1234'), 'k'))).toMatch(/16 raw bytes or 32 hex digits/)
   })
 })
+
+describe('a key Policy (RFC 6030 §5: what is not understood is not permitted)', () => {
+  const withPolicy = (policy: string) =>
+    `<KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc"><KeyPackage><DeviceInfo><SerialNo>P1</SerialNo></DeviceInfo>
+     <Key Id="k" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:totp"><Data><Secret><PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=</PlainValue></Secret></Data>
+     <Policy>${policy}</Policy></Key></KeyPackage></KeyContainer>`
+  const problem = (policy: string) => readPskc(withPolicy(policy), 'p', {})[0].problem
+
+  it.each([
+    ['OTP use within its dates', '<KeyUsage>OTP</KeyUsage><StartDate>2006-05-01T00:00:00Z</StartDate><ExpiryDate>2999-05-31T00:00:00Z</ExpiryDate>'],
+    ['no rule at all', ''],
+  ])('accepts %s', (_, policy) => {
+    expect(problem(policy)).toBeUndefined()
+  })
+
+  it.each([
+    ['a PIN policy', '<PINPolicy MinLength="4" PINUsageMode="Local"/>', /PINPolicy, which tfactl cannot enforce/],
+    ['a number of transactions', '<NumberOfTransactions>10</NumberOfTransactions>', /NumberOfTransactions/],
+    ['a usage other than OTP', '<KeyUsage>Encrypt</KeyUsage>', /does not allow OTP/],
+    ['an expired key', '<ExpiryDate>2001-01-01T00:00:00Z</ExpiryDate>', /expired/],
+    ['a key not valid yet', '<StartDate>2999-01-01T00:00:00Z</StartDate>', /may not be used before/],
+  ])('refuses %s', (_, policy, why) => {
+    expect(problem(policy)).toMatch(why)
+  })
+})
