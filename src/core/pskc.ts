@@ -93,8 +93,8 @@ export function readPskc(text: string, file: string, secrets: PskcSecrets): Pskc
     const serial = (at(pkg, 'DeviceInfo/SerialNo')?.text.trim() || keyNode.attrs.Id) ?? fail('a key without a SerialNo or Id')
     const where = `token ${quote(serial)}`
     const data = child(keyNode, 'Data')
-    const secretNode = child(data, 'Secret') ?? fail(`${where}: no Secret`)
-    const secret = value(secretNode, 'Secret') ?? fail(`${where}: Secret holds no value`)
+    const secretNode = child(data, 'Secret')
+    const secret = (secretNode && value(secretNode, 'Secret')) ?? Buffer.alloc(0) // no seed: a problem only if assigned
     const int = (name: string): number | undefined => {
       const node = child(data, name)
       const v = node && value(node, name)?.toString('latin1').trim()
@@ -115,7 +115,8 @@ export function readPskc(text: string, file: string, secrets: PskcSecrets): Pskc
     const suite = at(keyNode, 'AlgorithmParameters/Suite')?.text.trim() || 'SHA1'
     const hash = /^(?:HMAC-)?SHA-?(1|256|512)$/i.exec(suite)
     if (!hash) problems.push(`hash ${quote(suite)} is not supported (SHA1, SHA256, SHA512)`)
-    if (secret.length < 10 || secret.length > 64) problems.push(`a ${secret.length}-byte secret is not supported (10-64 bytes)`)
+    if (secret.length === 0) problems.push('the file holds no secret for it')
+    else if (secret.length < 10 || secret.length > 64) problems.push(`a ${secret.length}-byte secret is not supported (10-64 bytes)`)
     const refusal = policyRefusal(child(keyNode, 'Policy'))
     if (refusal) problems.push(refusal)
     const drift = int('TimeDrift') ?? 0

@@ -142,3 +142,13 @@ describe('a key Policy (RFC 6030 §5: what is not understood is not permitted)',
     expect(problem(policy)).toMatch(why)
   })
 })
+
+it('reads a file holding a key without a secret, and refuses that key only when it is assigned', () => {
+  const text = `<KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc">
+    <KeyPackage><DeviceInfo><SerialNo>EMPTY</SerialNo></DeviceInfo><Key Id="a" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:totp"/></KeyPackage>
+    <KeyPackage><DeviceInfo><SerialNo>FULL</SerialNo></DeviceInfo><Key Id="b" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:totp">
+      <Data><Secret><PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=</PlainValue></Secret></Data></Key></KeyPackage></KeyContainer>`
+  const tokens = readPskc(text, 'p', {})
+  expect(assignTokens(tokens, parseAssignments('FULL,alice\n', 'a'), 'a', 'p')[0].token.secret.equals(SEED)).toBe(true)
+  expect(usage(() => assignTokens(tokens, parseAssignments('EMPTY,bob\n', 'a'), 'a', 'p'))).toMatch(/holds no secret/)
+})
