@@ -170,3 +170,23 @@ describe.skipIf(!hasPythonPskc)('importing hardware tokens from PSKC files writt
     expect(r.json.users.map((u: any) => u.user)).toEqual(['gina'])
   })
 })
+
+describe("RFC 6030's own examples through the CLI", () => {
+  const figure = (n: number) => join(import.meta.dirname, '..', 'fixtures', 'rfc6030', `figure${n}.pskcxml`)
+
+  it('decrypts figure 6 with its pre-shared key and refuses its HOTP key (exit 2), importing nothing; a wrong key is refused as such', async () => {
+    const assign = file('assign.csv', '987654321,alice\n')
+    const key = file('psk.key', '12345678901234567890123456789012\n')
+    const hotp = await importPskc(figure(6), assign, ['--pskc-key-file', key])
+    expect(expectJsonError(hotp, 2)).toMatch(/assign\.csv:1: token "987654321": counter-based \(HOTP\)/)
+    expect(store.bytes()).toBeUndefined()
+    const wrong = await importPskc(figure(6), assign, ['--pskc-key-file', file('wrong.key', '12345678901234567890123456789013')])
+    expect(expectJsonError(wrong, 2)).toMatch(/wrong key or password|MAC/)
+  })
+
+  it("derives figure 7's key from its password (on stdin) before refusing its HOTP key", async () => {
+    const assign = file('assign.csv', '987654321,alice\n')
+    expect(expectJsonError(await importPskc(figure(7), assign, ['--pskc-password', '-'], 'qwerty\n'), 2)).toMatch(/counter-based/)
+    expect(expectJsonError(await importPskc(figure(7), assign, ['--pskc-password', '-'], 'qwertz\n'), 2)).toMatch(/wrong key or password|MAC/)
+  })
+})

@@ -47,6 +47,7 @@ With --group: the group's members (enrolled or not), then the enrolled users who
         u.pending && 'pending',
         u.lockedOut && paint('red', 'LOCKED OUT'),
         u.inGroup === false && paint('yellow', 'not in the group'),
+        u.driftSteps !== 0 && `token ${u.driftSteps > 0 ? '+' : ''}${u.driftSteps} steps off`,
       ]
       this.say(`${u.user.padEnd(20)} ${state.filter(Boolean).join(', ')}  last used: ${u.lastUsedAt ?? 'never'}  recovery codes: ${u.recoveryCodesLeft}`)
     }
