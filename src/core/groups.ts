@@ -44,3 +44,21 @@ export function groupUsers(group: GroupEntry, passwd: string): string[] {
   for (const name of names) checkUsername(name, `group ${quote(group.name)}: member `)
   return names
 }
+
+/** What groupMembers asks of NSS (src/os/nss.ts; a table in tests). */
+export interface GroupSource {
+  group(name: string): string | undefined
+  passwd(): string
+}
+
+/**
+ * The members of a Unix group as NSS sees them: the group's member list plus every user whose
+ * primary group it is (from the passwd entries NSS enumerates). A bad name or an unknown group → exit 2.
+ */
+export function groupMembers(name: string, nss: GroupSource): string[] {
+  checkGroupName(name)
+  const line = nss.group(name)
+  const group = line === undefined ? undefined : parseGroupLine(line)
+  if (!group) throw usageError(`no group ${quote(name)} (getent group finds none)`)
+  return groupUsers(group, nss.passwd())
+}

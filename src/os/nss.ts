@@ -1,9 +1,7 @@
 import {execFileSync} from 'node:child_process'
 import {usageError} from '../core/errors.js'
-import {checkGroupName, groupUsers, parseGroupLine} from '../core/groups.js'
-import {quote} from '../core/validate.js'
 
-/** The output of `getent DATABASE [KEY]` (no shell); undefined when the key is not found (exit 2). */
+/** The output of `getent DATABASE [KEY]`, run without a shell; undefined when the key is not found (exit 2). */
 function getent(args: string[]): string | undefined {
   try {
     return execFileSync('getent', args, {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000, maxBuffer: 256 << 20})
@@ -15,14 +13,10 @@ function getent(args: string[]): string | undefined {
 }
 
 /**
- * The members of a Unix group as NSS sees them (files, LDAP, SSSD, winbind alike): the group's
- * member list plus every user whose primary group it is (from `getent passwd`, which lists what
- * NSS enumerates). An unknown group → exit 2.
+ * NSS as `getent` answers (files, LDAP, SSSD, winbind alike): a group's line by name (the name
+ * checked by the caller; `--` ends the options anyway), and every passwd line NSS enumerates.
  */
-export function nssGroupUsers(name: string): string[] {
-  checkGroupName(name)
-  const line = getent(['group', '--', name])
-  const group = line === undefined ? undefined : parseGroupLine(line.split('\n')[0])
-  if (!group) throw usageError(`no group ${quote(name)} (getent group finds none)`)
-  return groupUsers(group, getent(['passwd']) ?? '')
+export const nss = {
+  group: (name: string): string | undefined => getent(['group', '--', name])?.split('\n')[0],
+  passwd: (): string => getent(['passwd']) ?? '',
 }

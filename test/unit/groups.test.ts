@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {checkGroupName, groupUsers, parseGroupLine} from '../../src/core/groups.js'
+import {checkGroupName, groupMembers, groupUsers, parseGroupLine} from '../../src/core/groups.js'
 
 const PASSWD = [
   'root:x:0:0:root:/root:/bin/bash',
@@ -29,5 +29,20 @@ describe('a group as NSS sees it', () => {
 
   it.each(['', '-ops', '1000', 'a:b', 'a,b', 'a\nb', ' ops', 'ops '])('refuses the group name %j', (name) => {
     expect(() => checkGroupName(name)).toThrow(/invalid group name/)
+  })
+})
+
+describe('groupMembers', () => {
+  const source = {group: (name: string) => (name === 'ops' ? 'ops:x:500:alice' : undefined), passwd: () => PASSWD}
+
+  it('asks NSS for the group, then for the users whose primary group it is', () => {
+    expect(groupMembers('ops', source)).toEqual(['alice', 'carol', 'erin'])
+  })
+
+  it('refuses an unknown group, and a bad name before asking NSS at all (exit 2)', () => {
+    expect(() => groupMembers('nope', source)).toThrow(/no group "nope"/)
+    const asked: string[] = []
+    expect(() => groupMembers('-x', {...source, group: (n) => (asked.push(n), undefined)})).toThrow(/invalid group name/)
+    expect(asked).toEqual([])
   })
 })

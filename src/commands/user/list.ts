@@ -1,7 +1,8 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 import {newUserRecord, type UserRecord} from '../../core/model.js'
-import {nssGroupUsers} from '../../os/nss.js'
+import {groupMembers} from '../../core/groups.js'
+import {nss} from '../../os/nss.js'
 import {paint} from '../../ui/colour.js'
 
 export default class List extends BaseCommand<typeof List> {
@@ -16,7 +17,7 @@ With --group: the group's members (enrolled or not), then the enrolled users who
   }
 
   async run() {
-    const members = this.flags.group === undefined ? undefined : nssGroupUsers(this.flags.group)
+    const members = this.flags.group === undefined ? undefined : groupMembers(this.flags.group, nss)
     const doc = await this.store.read()
     const now = Date.now()
     const entry = (user: string, r: UserRecord) => ({

@@ -7,7 +7,8 @@ import {enrolmentView, type EnrolmentView, matchEnrolment, newEnrolment} from '.
 import {EXIT, TfaError, usageError} from '../../../core/errors.js'
 import type {Digits, Doc, Enrolment, Interval} from '../../../core/model.js'
 import {parseUserList, unique} from '../../../core/userlist.js'
-import {nssGroupUsers} from '../../../os/nss.js'
+import {groupMembers} from '../../../core/groups.js'
+import {nss} from '../../../os/nss.js'
 import {activate, getOrCreate} from '../../../core/users.js'
 import {normalizeCode} from '../../../core/validate.js'
 import {progress} from '../../../ui/progress.js'
@@ -112,7 +113,7 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
   private async users(): Promise<string[]> {
     const file = this.flags['users-file']
     const fromFile = file === undefined ? [] : parseUserList(await readList(file), file)
-    const fromGroup = this.flags.group === undefined ? [] : nssGroupUsers(this.flags.group)
+    const fromGroup = this.flags.group === undefined ? [] : groupMembers(this.flags.group, nss)
     if (this.flags.group !== undefined && fromGroup.length === 0 && this.argList.length + fromFile.length === 0) return [] // an empty group: nothing to do
     const names = [...this.argList, ...fromFile, ...fromGroup]
     if (names.length === 0) return [this.targetUser(undefined)]
