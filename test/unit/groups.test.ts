@@ -42,7 +42,15 @@ describe('groupMembers', () => {
   it('refuses an unknown group, and a bad name before asking NSS at all (exit 2)', () => {
     expect(() => groupMembers('nope', source)).toThrow(/no group "nope"/)
     const asked: string[] = []
-    expect(() => groupMembers('-x', {...source, group: (n) => (asked.push(n), undefined)})).toThrow(/invalid group name/)
+    expect(() =>
+      groupMembers('-x', {
+        ...source,
+        group: (n) => {
+          asked.push(n)
+          return undefined
+        },
+      }),
+    ).toThrow(/invalid group name/)
     expect(asked).toEqual([])
   })
 })
