@@ -2,7 +2,7 @@
 // the `postgres` user, pg_ctl on a free loopback port with its socket in that directory; stop()
 // shuts it down and removes everything. Tests run as root, so the server runs as `postgres`.
 import {execFileSync} from 'node:child_process'
-import {chownSync, existsSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -19,6 +19,8 @@ export const PG_BIN =
 
 export interface PgServer {
   dir: string
+  /** The data directory. */
+  data: string
   port: number
   /** A database URL for a fresh database on this server (created by `database()`). */
   url(db: string): string
@@ -52,15 +54,48 @@ const pgInfo = () => {
 const asPostgres = (cmd: string, args: string[], opts: {cwd?: string} = {}): string =>
   execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd ?? '/', timeout: 60_000})
 
-export async function startPostgres(): Promise<PgServer> {
+/** A new directory for a server's files, owned by `postgres`. */
+function serverDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'tfactl-pg-'))
   const {uid, gid} = pgInfo()
   chownSync(dir, uid, gid)
+  return dir
+}
+
+/**
+ * A throwaway server: a new cluster (initdb), or, with `from`, a streaming standby of that
+ * server (pg_basebackup -R). `fsync` off unless asked for: tests need speed, drills durability.
+ */
+export async function startPostgres(opts: {from?: PgServer; fsync?: boolean} = {}): Promise<PgServer> {
+  const dir = serverDir()
   const data = join(dir, 'data')
   const port = await freePort()
-  asPostgres(join(PG_BIN, 'initdb'), ['-A', 'trust', '-U', 'postgres', '-D', data, '--no-sync', '-E', 'UTF8', '--locale', 'C'])
+  try {
+    if (opts.from)
+      asPostgres(join(PG_BIN, 'pg_basebackup'), [
+        '-h',
+        opts.from.dir,
+        '-p',
+        String(opts.from.port),
+        '-U',
+        'postgres',
+        '-D',
+        data,
+        '-R',
+        '-X',
+        'stream',
+        '-c',
+        'fast',
+        '--no-sync',
+      ])
+    else asPostgres(join(PG_BIN, 'initdb'), ['-A', 'trust', '-U', 'postgres', '-D', data, '--no-sync', '-E', 'UTF8', '--locale', 'C'])
+  } catch (error) {
+    rmSync(dir, {recursive: true, force: true})
+    throw error
+  }
   const server: PgServer = {
     dir,
+    data,
     port,
     url: (db) => `postgresql://postgres@127.0.0.1:${port}/${db}`,
     async database(name) {
@@ -74,7 +109,7 @@ export async function startPostgres(): Promise<PgServer> {
         '-l',
         join(dir, 'log'),
         '-o',
-        `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1 -c fsync=off`,
+        `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1 -c fsync=${opts.fsync ? 'on' : 'off'}`,
         '-w',
         'start',
       ])
@@ -92,6 +127,112 @@ export async function startPostgres(): Promise<PgServer> {
       rmSync(dir, {recursive: true, force: true})
     },
   }
-  server.start()
+  try {
+    server.start()
+  } catch (error) {
+    rmSync(dir, {recursive: true, force: true})
+    throw error
+  }
   return server
+}
+
+/** The server's processes (the postmaster and its children), from /proc. */
+function clusterPids(postmaster: number): number[] {
+  const pids = [postmaster]
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (ppid === postmaster) pids.push(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids
+}
+
+/**
+ * The server dies as in a power cut: SIGKILL to the postmaster and every backend at once (no
+ * shutdown checkpoint, no goodbye to clients or standbys). Its SysV segment is removed after.
+ */
+export function crash(server: PgServer): void {
+  const pidFile = join(server.data, 'postmaster.pid')
+  if (!existsSync(pidFile)) return
+  const lines = readFileSync(pidFile, 'utf8').split('\n')
+  const pids = clusterPids(Number(lines[0]))
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
+  const shmid = (lines[6] ?? '').trim().split(/\s+/)[1]
+  if (shmid) {
+    try {
+      execFileSync('ipcrm', ['-m', shmid], {stdio: 'ignore'})
+    } catch {
+      // removed already
+    }
+  }
+  rmSync(pidFile, {force: true})
+}
+
+/** A primary and a streaming standby (pg_basebackup -R), synchronous or not; `destroy()` removes both. */
+export interface PgPair {
+  primary: PgServer
+  standby: PgServer
+  /** A URL naming both hosts, primary first (libpq style). */
+  url(db: string, params?: string): string
+  /** Waits until the standby streams (and, when synchronous, is the primary's sync standby). */
+  streaming(): Promise<void>
+  /** Promotes the standby and waits for it to accept writes. */
+  promote(): void
+  destroy(): void
+}
+
+/**
+ * A primary with database `db`, and a standby of it. With `sync`, the primary gets
+ * synchronous_standby_names = '*' and synchronous_commit = on (set after the base backup, so that
+ * the standby, once promoted, does not wait for a standby of its own that does not exist).
+ */
+export async function startPair(db: string, sync: boolean): Promise<PgPair> {
+  const primary = await startPostgres({fsync: true})
+  let standby: PgServer | undefined
+  try {
+    primary.tool('createdb', [db])
+    standby = await startPostgres({from: primary, fsync: true})
+    primary.tool('psql', ['-qAt', '-d', 'postgres', '-c', `ALTER SYSTEM SET synchronous_standby_names = '${sync ? '*' : ''}'`])
+    primary.tool('psql', ['-qAt', '-d', 'postgres', '-c', 'ALTER SYSTEM SET synchronous_commit = on'])
+    primary.tool('psql', ['-qAt', '-d', 'postgres', '-c', 'SELECT pg_reload_conf()'])
+  } catch (error) {
+    standby?.destroy()
+    primary.destroy()
+    throw error
+  }
+  const s = standby
+  const pair: PgPair = {
+    primary,
+    standby: s,
+    url: (name, params) => `postgresql://postgres@127.0.0.1:${primary.port},127.0.0.1:${s.port}/${name}${params ? `?${params}` : ''}`,
+    async streaming() {
+      const want = sync ? 'sync' : 'async'
+      for (let i = 0; i < 200; i++) {
+        const state = primary.tool('psql', ['-qAt', '-d', 'postgres', '-c', "SELECT state || ' ' || sync_state FROM pg_stat_replication"]).trim()
+        if (state === `streaming ${want}`) return
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      throw new Error(`the standby does not stream (${want})`)
+    },
+    promote() {
+      asPostgres(join(PG_BIN, 'pg_ctl'), ['-D', s.data, '-w', 'promote'])
+    },
+    destroy() {
+      crash(primary) // a crashed primary has processes left only if the test failed before; stop() cannot end them
+      primary.destroy()
+      s.destroy()
+    },
+  }
+  return pair
 }

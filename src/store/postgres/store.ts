@@ -12,6 +12,8 @@ import {checkPrivateFile, ensureDir} from '../files.js'
 import {KeyFiles} from '../keys.js'
 import {encryptSecret} from '../secrets.js'
 import {poolConfig, redactUrl} from './connect.js'
+import {type Endpoint, endpointName, Failover} from './hosts.js'
+import {replicationFindings} from './replication.js'
 import {LOCK_UPDATE, migrate, SCHEMA_VERSION} from './schema.js'
 
 type Client = pg.PoolClient
@@ -74,6 +76,7 @@ export class PgStore implements StoreBackend {
   readonly keyFile: string
   private readonly keys: KeyFiles
   private pool?: pg.Pool
+  private failover?: Failover
   private schemaChecked = false
   /** Set once a connection failed: the audit record of this run is not attempted (no second timeout). */
   private unreachable = false
@@ -96,7 +99,9 @@ export class PgStore implements StoreBackend {
 
   private getPool(): pg.Pool {
     if (!this.pool) {
-      this.pool = new client.Pool(poolConfig(this.spec, this.poolSize))
+      const config = poolConfig(this.spec, this.poolSize)
+      this.failover = new Failover(config.hosts, config.attrs)
+      this.pool = this.failover.pool(client.Pool, client.Client, config)
       this.pool.on('error', () => {}) // an idle connection dropped: the next query reports it
     }
     return this.pool
@@ -109,6 +114,7 @@ export class PgStore implements StoreBackend {
     const message = (e.message || String(error)).split('\n')[0]
     if ((e.code && CONNECTION.has(e.code)) || /timeout|terminated|connect/i.test(message)) {
       this.unreachable = true
+      this.failover?.reset() // the next connection walks the host list from the first
       return storeError(`${this.description}: database unreachable (${message}); no login is allowed until it answers`)
     }
     return storeError(`${this.description}: ${what} failed: ${message}`)
@@ -117,7 +123,8 @@ export class PgStore implements StoreBackend {
   private async connect(): Promise<Client> {
     let client: Client
     try {
-      client = await this.getPool().connect()
+      const pool = this.getPool()
+      client = await this.failover!.connect(pool)
     } catch (error) {
       this.unreachable = true
       throw this.fail(error, 'connecting')
@@ -451,9 +458,12 @@ export class PgStore implements StoreBackend {
   async doctor(): Promise<{findings: StoreFinding[]; doc?: Doc}> {
     const findings: StoreFinding[] = []
     const add = (check: string, status: StoreFinding['status'], message: string) => findings.push({check, status, message})
-    let info: {version: string; skewMs: number; schema: number; keyId: string | null; doc: Doc}
+    let info: {version: string; skewMs: number; schema: number; keyId: string | null; doc: Doc; reached?: Endpoint; ha: Omit<StoreFinding, 'fix'>[]}
     try {
       info = await this.tx('the doctor checks', async (c) => {
+        const ha = await replicationFindings(c, (c as {user?: string}).user ?? '').catch((error: Error) => [
+          {check: 'replication', status: 'unknown' as const, message: `cannot tell (${error.message.split('\n')[0]})`},
+        ])
         const sent = Date.now()
         const t = await c.query<{now: string; version: string}>(
           "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8::text AS now, current_setting('server_version') AS version",
@@ -461,7 +471,8 @@ export class PgStore implements StoreBackend {
         const local = (sent + Date.now()) / 2
         const head = await this.head(c)
         const users = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name')
-        const base = {version: t.rows[0].version, skewMs: Number(t.rows[0].now) - local, schema: head.schema, keyId: head.keyId}
+        const reached = (c as {endpoint?: Endpoint}).endpoint
+        const base = {version: t.rows[0].version, skewMs: Number(t.rows[0].now) - local, schema: head.schema, keyId: head.keyId, reached, ha}
         try {
           this.checkKey(head.keyId)
         } catch (error) {
@@ -474,7 +485,10 @@ export class PgStore implements StoreBackend {
       add('database', 'finding', (error as Error).message)
       return {findings}
     }
-    add('database', 'ok', `${this.description}: PostgreSQL ${info.version}, schema version ${info.schema}`)
+    const hosts = this.failover?.hosts ?? []
+    const at = info.reached && hosts.length > 1 ? ` at ${endpointName(info.reached)} (host ${hosts.indexOf(info.reached) + 1} of ${hosts.length})` : ''
+    add('database', 'ok', `${this.description}: PostgreSQL ${info.version}${at}, schema version ${info.schema}`)
+    for (const f of info.ha) add(f.check, f.status, f.message)
     if (info.keyId === null) add('key', 'ok', `no secret sealed yet; the first one creates ${this.keyFile}`)
     else if (info.doc) {
       try {
