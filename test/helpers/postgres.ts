@@ -1,7 +1,7 @@
 // A throwaway PostgreSQL server for tests: initdb (trust auth) into a temp directory owned by
 // the `postgres` user, pg_ctl on a free loopback port with its socket in that directory; stop()
 // shuts it down and removes everything. Tests run as root, so the server runs as `postgres`.
-import {execFileSync} from 'node:child_process'
+import {execFile, execFileSync} from 'node:child_process'
 import {chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
@@ -160,6 +160,12 @@ export function crash(server: PgServer): void {
   const pidFile = join(server.data, 'postmaster.pid')
   if (!existsSync(pidFile)) return
   const lines = readFileSync(pidFile, 'utf8').split('\n')
+  try {
+    process.kill(Number(lines[0]), 'SIGSTOP') // no new backend while its children are listed
+  } catch {
+    rmSync(pidFile, {force: true}) // not running
+    return
+  }
   const pids = clusterPids(Number(lines[0]))
   for (const pid of pids) {
     try {
@@ -187,8 +193,8 @@ export interface PgPair {
   url(db: string, params?: string): string
   /** Waits until the standby streams (and, when synchronous, is the primary's sync standby). */
   streaming(): Promise<void>
-  /** Promotes the standby and waits for it to accept writes. */
-  promote(): void
+  /** Promotes the standby and waits for it to accept writes (without blocking the event loop: load goes on). */
+  promote(): Promise<void>
   destroy(): void
 }
 
@@ -225,9 +231,12 @@ export async function startPair(db: string, sync: boolean): Promise<PgPair> {
       }
       throw new Error(`the standby does not stream (${want})`)
     },
-    promote() {
-      asPostgres(join(PG_BIN, 'pg_ctl'), ['-D', s.data, '-w', 'promote'])
-    },
+    promote: () =>
+      new Promise((done, fail) =>
+        execFile('runuser', ['-u', 'postgres', '--', join(PG_BIN, 'pg_ctl'), '-D', s.data, '-w', 'promote'], {cwd: '/', timeout: 60_000}, (error) =>
+          error ? fail(error) : done(),
+        ),
+      ),
     destroy() {
       crash(primary) // a crashed primary has processes left only if the test failed before; stop() cannot end them
       primary.destroy()

@@ -98,10 +98,15 @@ type HostClient = pg.ClientBase & {endpoint: Endpoint; reported: Map<string, str
  * answered last (the first, at the start); each is checked against `attrs` before the pool hands
  * it out; a connection that cannot be made or is the wrong kind moves on to the next host, once
  * around the list. After a connection error anywhere, the next new connection starts again from
- * the first host, as libpq does for each new connection.
+ * the first host, as libpq does for each new connection. When a whole walk found nothing, the
+ * connections asked for in the next HOLD_DOWN_MS fail at once with the same reasons: a responder
+ * answering hundreds of logins a second during a failover does not open hundreds of connections.
  */
 export class Failover {
   private next = 0
+  /** After a walk of the whole list found nothing: until then, connections fail at once (a responder does not storm the hosts). */
+  private heldUntil = 0
+  private held?: string
 
   constructor(
     readonly hosts: Endpoint[],
@@ -119,6 +124,11 @@ export class Failover {
         const endpoint = pick()
         super({...options, host: endpoint.host, port: endpoint.port})
         this.endpoint = endpoint
+        // The server may end a connection a caller holds between two queries (a crash, a
+        // shutdown: FATAL 57P01). Without a listener that 'error' event would end the process
+        // (radius:serve); with it, the caller's next query fails, the transaction fails closed
+        // and the connection is released as broken. The pool adds its own listener while idle.
+        this.on('error', () => {})
         const connection = (this as unknown as {connection: NodeJS.EventEmitter}).connection
         connection.on('parameterStatus', (m: {parameterName: string; parameterValue: string}) => this.reported.set(m.parameterName, m.parameterValue))
       }
@@ -131,21 +141,24 @@ export class Failover {
    * first, then each other host once. Fails with every host's reason when none will do.
    */
   async connect(pool: pg.Pool): Promise<pg.PoolClient> {
+    if (this.held && Date.now() < this.heldUntil) throw unreachable(this.held)
     const reasons: string[] = []
     for (let tried = 0; tried < this.hosts.length; tried++) {
       const at = this.next
       try {
-        return await pool.connect()
+        const client = await pool.connect()
+        this.held = undefined
+        return client
       } catch (error) {
         const e = error as Error & {code?: string}
-        if (this.hosts.length === 1) throw error
+        if (this.hosts.length === 1 || BUSY.test(e.message)) throw error // one host; or every connection busy, not a host's fault
         reasons.push(`${endpointName(this.hosts[at])}: ${reason(e)}`)
         if (this.next === at) this.next = (at + 1) % this.hosts.length // others may have moved on already
       }
     }
-    const all = new Error(`no ${this.attrs === 'any' ? '' : `${this.attrs} `}server answered (${reasons.join('; ')})`) as Error & {code: string}
-    all.code = '08001'
-    throw all
+    this.held = `no ${this.attrs === 'any' ? '' : `${this.attrs} `}server answered (${reasons.join('; ')})`
+    this.heldUntil = Date.now() + HOLD_DOWN_MS
+    throw unreachable(this.held)
   }
 
   /** A connection failed: the next new connection tries the list from the first host again. */
@@ -169,6 +182,18 @@ export class Failover {
         : (await c.query<{transaction_read_only: string}>('SHOW transaction_read_only')).rows[0].transaction_read_only === 'on'
     if (readOnly) throw new WrongServer(standby === 'on' ? 'the server is a standby (read-only)' : 'the server is read-only')
   }
+}
+
+/** How long a walk of the list that found no server stands for the next connections (they fail at once meanwhile). */
+export const HOLD_DOWN_MS = 250
+
+/** pg-pool's message when every connection is in use and none came free in time. */
+const BUSY = /timeout exceeded when trying to connect/
+
+function unreachable(message: string): Error {
+  const e = new Error(message) as Error & {code: string}
+  e.code = '08001'
+  return e
 }
 
 /** One line for a failed attempt. */
