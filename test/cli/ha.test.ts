@@ -7,7 +7,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {oathtool, type RunOptions, tfactl} from '../helpers/cli.js'
 import {type PgPair, startPair} from '../helpers/postgres.js'
-import {check, expectDecision, expectJsonError, withinOneStep} from './support.js'
+import {awayFromBoundary, check, expectDecision, expectJsonError, withinOneStep} from './support.js'
 
 let pair: PgPair
 let work: string
@@ -67,6 +67,27 @@ describe('a store URL naming several hosts', () => {
     expect(expectJsonError(await on(`${base}?target_session_attrs=standby`).run(['user:list', '--json']), 2)).toMatch(/every login writes/)
     expect(expectJsonError(await on('postgresql://postgres@/tfactl?host=/a,/b,/c&port=1,2').run(['user:list', '--json']), 2)).toMatch(/3 hosts but 2 ports/)
   })
+
+  it('fails closed when the synchronous standby does not confirm a login (exit 3 within 10 s), and works when it is back', async () => {
+    const s = on(pair.url('tfactl'))
+    const secret = (await s.run(['user:secret:show', 'alice', '--json'])).json.secret
+    pair.standby.stop()
+    try {
+      const doctor = await s.run(['doctor', '--json'])
+      const replication = doctor.json.checks.find((c: {check: string}) => c.check === 'replication')
+      expect(replication).toMatchObject({status: 'finding'})
+      expect(replication.message).toMatch(/no standby is in sync/)
+      await awayFromBoundary(30, 12)
+      const started = Date.now()
+      const r = await check(s as never, 'alice', {code: await oathtool(secret)})
+      expect(Date.now() - started).toBeLessThan(10_000)
+      expect(expectJsonError(r, 3)).toMatch(/no synchronous standby confirmed/)
+    } finally {
+      pair.standby.start()
+    }
+    await pair.streaming()
+    await withinOneStep(30, async () => expectDecision(await check(s as never, 'alice', {code: await oathtool(secret, {now: '30 seconds'})}), true, 'code_accepted'))
+  }, 60_000)
 
   it('doctor names the host it reached, its role, and the synchronous standby in sync with its lag', async () => {
     const r = await on(pair.url('tfactl')).run(['doctor', '--json'])

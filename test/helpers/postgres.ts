@@ -2,8 +2,8 @@
 // the `postgres` user, pg_ctl on a free loopback port with its socket in that directory; stop()
 // shuts it down and removes everything. Tests run as root, so the server runs as `postgres`.
 import {execFile, execFileSync} from 'node:child_process'
-import {chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
-import {createServer} from 'node:net'
+import {appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {connect, createServer, type Server, type Socket} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -66,7 +66,7 @@ function serverDir(): string {
  * A throwaway server: a new cluster (initdb), or, with `from`, a streaming standby of that
  * server (pg_basebackup -R). `fsync` off unless asked for: tests need speed, drills durability.
  */
-export async function startPostgres(opts: {from?: PgServer; fsync?: boolean} = {}): Promise<PgServer> {
+export async function startPostgres(opts: {from?: PgServer; fsync?: boolean; conninfo?: string} = {}): Promise<PgServer> {
   const dir = serverDir()
   const data = join(dir, 'data')
   const port = await freePort()
@@ -88,7 +88,8 @@ export async function startPostgres(opts: {from?: PgServer; fsync?: boolean} = {
         'fast',
         '--no-sync',
       ])
-    else asPostgres(join(PG_BIN, 'initdb'), ['-A', 'trust', '-U', 'postgres', '-D', data, '--no-sync', '-E', 'UTF8', '--locale', 'C'])
+    if (opts.from && opts.conninfo) appendFileSync(join(data, 'postgresql.auto.conf'), `primary_conninfo = '${opts.conninfo}'\n`) // the last setting wins
+    if (!opts.from) asPostgres(join(PG_BIN, 'initdb'), ['-A', 'trust', '-U', 'postgres', '-D', data, '--no-sync', '-E', 'UTF8', '--locale', 'C'])
   } catch (error) {
     rmSync(dir, {recursive: true, force: true})
     throw error
@@ -193,28 +194,34 @@ export interface PgPair {
   url(db: string, params?: string): string
   /** Waits until the standby streams (and, when synchronous, is the primary's sync standby). */
   streaming(): Promise<void>
+  /** The primary dies (crash()); WAL still on its way to the standby (walDelayMs) is lost with it. */
+  crashPrimary(): void
   /** Promotes the standby and waits for it to accept writes (without blocking the event loop: load goes on). */
   promote(): Promise<void>
   destroy(): void
 }
 
 /**
- * A primary with database `db`, and a standby of it. With `sync`, the primary gets
+ * A primary with database `db`, and a standby of it (fsync off: a drill kills processes, not the
+ * machine, so what was written survives in the page cache). With `sync`, the primary gets
  * synchronous_standby_names = '*' and synchronous_commit = on (set after the base backup, so that
  * the standby, once promoted, does not wait for a standby of its own that does not exist).
  */
-export async function startPair(db: string, sync: boolean): Promise<PgPair> {
-  const primary = await startPostgres({fsync: true})
+export async function startPair(db: string, sync: boolean, opts: {walDelayMs?: number} = {}): Promise<PgPair> {
+  const primary = await startPostgres()
   let standby: PgServer | undefined
+  const link = opts.walDelayMs ? await slowLink(primary.port, opts.walDelayMs) : undefined
   try {
     primary.tool('createdb', [db])
-    standby = await startPostgres({from: primary, fsync: true})
+    const conninfo = link ? `host=127.0.0.1 port=${link.port} user=postgres application_name=standby` : undefined
+    standby = await startPostgres({from: primary, conninfo})
     primary.tool('psql', ['-qAt', '-d', 'postgres', '-c', `ALTER SYSTEM SET synchronous_standby_names = '${sync ? '*' : ''}'`])
     primary.tool('psql', ['-qAt', '-d', 'postgres', '-c', 'ALTER SYSTEM SET synchronous_commit = on'])
     primary.tool('psql', ['-qAt', '-d', 'postgres', '-c', 'SELECT pg_reload_conf()'])
   } catch (error) {
     standby?.destroy()
     primary.destroy()
+    link?.close()
     throw error
   }
   const s = standby
@@ -231,6 +238,10 @@ export async function startPair(db: string, sync: boolean): Promise<PgPair> {
       }
       throw new Error(`the standby does not stream (${want})`)
     },
+    crashPrimary() {
+      crash(primary)
+      link?.close()
+    },
     promote: () =>
       new Promise((done, fail) =>
         execFile('runuser', ['-u', 'postgres', '--', join(PG_BIN, 'pg_ctl'), '-D', s.data, '-w', 'promote'], {cwd: '/', timeout: 60_000}, (error) =>
@@ -239,9 +250,48 @@ export async function startPair(db: string, sync: boolean): Promise<PgPair> {
       ),
     destroy() {
       crash(primary) // a crashed primary has processes left only if the test failed before; stop() cannot end them
+      link?.close()
       primary.destroy()
       s.destroy()
     },
   }
   return pair
+}
+
+/**
+ * A TCP link to 127.0.0.1:`port` that hands what the server sends to the client `delayMs` late,
+ * as a slow network does: the standby's WAL stream through it runs that far behind the primary.
+ * close() cuts it, and what was still on its way is lost.
+ */
+async function slowLink(port: number, delayMs: number): Promise<{port: number; close(): void}> {
+  const sockets = new Set<Socket>()
+  const timers = new Set<NodeJS.Timeout>()
+  const server: Server = createServer((client) => {
+    const upstream = connect(port, '127.0.0.1')
+    for (const sock of [client, upstream]) {
+      sockets.add(sock)
+      sock.on('error', () => {})
+      sock.on('close', () => {
+        client.destroy()
+        upstream.destroy()
+      })
+    }
+    client.on('data', (chunk) => upstream.write(chunk))
+    upstream.on('data', (chunk) => {
+      const t = setTimeout(() => {
+        timers.delete(t)
+        client.write(chunk)
+      }, delayMs)
+      timers.add(t)
+    })
+  })
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done))
+  return {
+    port: (server.address() as {port: number}).port,
+    close() {
+      for (const t of timers) clearTimeout(t)
+      for (const sock of sockets) sock.destroy()
+      server.close()
+    },
+  }
 }

@@ -11,7 +11,7 @@ import {decodeStore} from '../file/codec.js'
 import {checkPrivateFile, ensureDir} from '../files.js'
 import {KeyFiles} from '../keys.js'
 import {encryptSecret} from '../secrets.js'
-import {poolConfig, redactUrl} from './connect.js'
+import {poolConfig, redactUrl, STATEMENT_TIMEOUT_MS} from './connect.js'
 import {type Endpoint, endpointName, Failover} from './hosts.js'
 import {replicationFindings} from './replication.js'
 import {LOCK_UPDATE, migrate, SCHEMA_VERSION} from './schema.js'
@@ -146,7 +146,7 @@ export class PgStore implements StoreBackend {
           const begin = typeof opts.begin === 'function' ? opts.begin(client) : (opts.begin ?? 'BEGIN')
           const begun = transaction ? await client.query(begin) : undefined
           const result = await fn(client, begun)
-          if (transaction) await client.query('COMMIT')
+          if (transaction) await this.commit(client)
           this.unreachable = false // answered again (a long-running process records events again)
           return result
         } catch (error) {
@@ -169,6 +169,30 @@ export class PgStore implements StoreBackend {
     } finally {
       client.release(broken)
     }
+  }
+
+  /**
+   * COMMIT. When the wait for a synchronous standby was cancelled (the statement timeout: the
+   * standby is down or far behind), PostgreSQL keeps the commit on the primary alone and says so
+   * in a warning; what only the primary holds may be lost in a failover, so it is not reported
+   * done (a login fails closed).
+   */
+  private async commit(client: Client): Promise<void> {
+    let unconfirmed = false
+    const notice = (n: {message?: string}) => {
+      if (/synchronous replication/i.test(n.message ?? '')) unconfirmed = true
+    }
+    client.on('notice', notice)
+    try {
+      await client.query('COMMIT')
+    } finally {
+      client.off('notice', notice)
+    }
+    if (!unconfirmed) return
+    this.unreachable = true // the audit record would wait as long again
+    throw storeError(
+        `${this.description}: no synchronous standby confirmed the commit within ${STATEMENT_TIMEOUT_MS / 1000} s (is it down?); nothing is reported done, no login is allowed until one does`,
+      )
   }
 
   private async ensureSchema(client: Client): Promise<void> {
