@@ -24,6 +24,7 @@ import {type PgPair, startPair} from '../helpers/postgres.js'
 import {radiusClient, type Responder, startResponder, writeClients} from '../helpers/radius.js'
 
 const RATE = 200 // requests a second, over both responders
+const MAX_IN_FLIGHT = 64
 const BEFORE_KILL_MS = 4000
 const GAP_MS = 2000
 const AFTER_PROMOTION_MS = 3000 // of load once Accepts are back and the codes from before the kill are replayed
@@ -105,20 +106,36 @@ async function drill(sync: boolean, walDelayMs = 0) {
 
   const client = radiusClient(SECRET)
   cleanup.push(async () => client.close())
+  let outstanding = 0
+  let skipped = 0
   const radius = async (user: string, code: string, kind: Login['kind'], n: number) => {
     const sentAt = Date.now()
-    const a = await client.ask(responders[n % 2].port, user, code, 5000)
-    const login: Login = {via: 'radius', user, code, kind, sentAt, answeredAt: Date.now(), answer: a === 'timeout' ? 'none' : a === 'accept' ? 'accept' : 'reject'}
+    outstanding++
+    const a = await client.ask(responders[n % 2].port, user, code, 5000).finally(() => outstanding--)
+    const login: Login = {
+      via: 'radius',
+      user,
+      code,
+      kind,
+      sentAt,
+      answeredAt: Date.now(),
+      answer: a === 'timeout' ? 'none' : a === 'accept' ? 'accept' : 'reject',
+    }
     logins.push(login)
     if (login.answer === 'accept') accepted.push(login)
   }
-  // the RADIUS load: an open loop at RATE/s, whatever the answers take
+  // the RADIUS load: RATE/s, as long as fewer than MAX_IN_FLIGHT wait for an answer (a slow
+  // machine gets fewer requests rather than a backlog that would hide when Accepts come back)
   const load = (async () => {
     const started = Date.now()
     const inFlight: Promise<void>[] = []
     for (let n = 0; !stop; ) {
       const due = Math.floor(((Date.now() - started) * RATE) / 1000)
       for (; n < due; n++) {
+        if (outstanding >= MAX_IN_FLIGHT) {
+          skipped++
+          continue
+        }
         const slot = n % 10
         const replayable = replayFirst.length > 0 || accepted.length > 0
         if (slot === 9) {
@@ -251,7 +268,8 @@ async function drill(sync: boolean, walDelayMs = 0) {
   // fail closed: what was sent after the kill and answered before the promotion began
   // failure counts from RADIUS: each wrong code answered (Reject) before the kill was a counted failure
   const radiusFailures = new Map<string, number>()
-  for (const l of logins) if (l.via === 'radius' && l.kind === 'wrong' && l.answer === 'reject' && beforeKill(l)) radiusFailures.set(l.user, (radiusFailures.get(l.user) ?? 0) + 1)
+  for (const l of logins)
+    if (l.via === 'radius' && l.kind === 'wrong' && l.answer === 'reject' && beforeKill(l)) radiusFailures.set(l.user, (radiusFailures.get(l.user) ?? 0) + 1)
   const radiusFailuresBack = [...radiusFailures].filter(([user, n]) => {
     const u = doc.users.get(user)
     return !u || (n >= 3 ? !u.lockedUntil : u.failures < n)
@@ -267,6 +285,7 @@ async function drill(sync: boolean, walDelayMs = 0) {
     walDelayMs,
     logins: logins.length,
     radiusPerSecond: Math.round(radiusSent.length / seconds),
+    skippedAtMaxInFlight: skipped,
     acceptedBeforeKill: acceptedBefore.length,
     replayed: logins.filter((l) => l.kind === 'replay').length,
     replayedAfterPromotion: logins.filter((l) => l.kind === 'replay' && l.sentAt >= promotingAt).length,
@@ -282,7 +301,9 @@ async function drill(sync: boolean, walDelayMs = 0) {
     answersBeforeKill: Object.fromEntries(
       (['fresh', 'replay', 'wrong'] as const).map((kind) => [
         kind,
-        Object.fromEntries((['accept', 'reject', 'none'] as const).map((a) => [a, logins.filter((l) => l.kind === kind && l.answer === a && beforeKill(l)).length])),
+        Object.fromEntries(
+          (['accept', 'reject', 'none'] as const).map((a) => [a, logins.filter((l) => l.kind === kind && l.answer === a && beforeKill(l)).length]),
+        ),
       ]),
     ),
     lastLoginReplayed: `${lastReplay.login.answer} ${lastReplay.reason ?? ''}`,
@@ -295,7 +316,12 @@ async function drill(sync: boolean, walDelayMs = 0) {
   }
   console.log(`failover drill: ${JSON.stringify(figures)}`)
   if (process.env.DRILL_DEBUG) {
-    console.log(`sent in the gap: ${sentInGap.length}; answered (ms after sending): ${sentInGap.map((l) => `${l.answer}:${l.answeredAt - l.sentAt}`).slice(0, 40).join(' ')}`)
+    console.log(
+      `sent in the gap: ${sentInGap.length}; answered (ms after sending): ${sentInGap
+        .map((l) => `${l.answer}:${l.answeredAt - l.sentAt}`)
+        .slice(0, 40)
+        .join(' ')}`,
+    )
     console.log(responders.map((r) => r.logs()).join('\n'))
   }
   return figures

@@ -86,7 +86,9 @@ describe('a store URL naming several hosts', () => {
       pair.standby.start()
     }
     await pair.streaming()
-    await withinOneStep(30, async () => expectDecision(await check(s as never, 'alice', {code: await oathtool(secret, {now: '30 seconds'})}), true, 'code_accepted'))
+    await withinOneStep(30, async () =>
+      expectDecision(await check(s as never, 'alice', {code: await oathtool(secret, {now: '30 seconds'})}), true, 'code_accepted'),
+    )
   }, 60_000)
 
   it('doctor names the host it reached, its role, and the synchronous standby in sync with its lag', async () => {

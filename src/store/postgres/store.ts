@@ -191,8 +191,8 @@ export class PgStore implements StoreBackend {
     if (!unconfirmed) return
     this.unreachable = true // the audit record would wait as long again
     throw storeError(
-        `${this.description}: no synchronous standby confirmed the commit within ${STATEMENT_TIMEOUT_MS / 1000} s (is it down?); nothing is reported done, no login is allowed until one does`,
-      )
+      `${this.description}: no synchronous standby confirmed the commit within ${STATEMENT_TIMEOUT_MS / 1000} s (is it down?); nothing is reported done, no login is allowed until one does`,
+    )
   }
 
   private async ensureSchema(client: Client): Promise<void> {
@@ -485,9 +485,6 @@ export class PgStore implements StoreBackend {
     let info: {version: string; skewMs: number; schema: number; keyId: string | null; doc: Doc; reached?: Endpoint; ha: Omit<StoreFinding, 'fix'>[]}
     try {
       info = await this.tx('the doctor checks', async (c) => {
-        const ha = await replicationFindings(c, (c as {user?: string}).user ?? '').catch((error: Error) => [
-          {check: 'replication', status: 'unknown' as const, message: `cannot tell (${error.message.split('\n')[0]})`},
-        ])
         const sent = Date.now()
         const t = await c.query<{now: string; version: string}>(
           "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8::text AS now, current_setting('server_version') AS version",
@@ -495,6 +492,10 @@ export class PgStore implements StoreBackend {
         const local = (sent + Date.now()) / 2
         const head = await this.head(c)
         const users = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name')
+        // last: a query that fails here aborts the (read-only) transaction, and nothing comes after it
+        const ha = await replicationFindings(c, (c as {user?: string}).user ?? '').catch((error: Error) => [
+          {check: 'replication', status: 'unknown' as const, message: `cannot tell (${error.message.split('\n')[0]})`},
+        ])
         const reached = (c as {endpoint?: Endpoint}).endpoint
         const base = {version: t.rows[0].version, skewMs: Number(t.rows[0].now) - local, schema: head.schema, keyId: head.keyId, reached, ha}
         try {
