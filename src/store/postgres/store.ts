@@ -12,7 +12,7 @@ import {KeyFiles} from '../keys.js'
 import {batchedAudit} from '../responder.js'
 import {decodeParts, secretTag} from '../sealed.js'
 import {encryptSecret} from '../secrets.js'
-import {poolConfig, redactUrl, STATEMENT_TIMEOUT_MS} from './connect.js'
+import {poolConfig, redactUrl} from './connect.js'
 import {type Endpoint, endpointName, Failover} from './hosts.js'
 import {replicationFindings} from './replication.js'
 import {LOCK_UPDATE, migrate, SCHEMA_VERSION} from './schema.js'
@@ -40,6 +40,12 @@ interface Row {
 
 /** Another writer changed a row between our read and our write: the transaction starts over. */
 class Conflict extends Error {}
+
+/** A COMMIT that no synchronous standby confirmed: perhaps kept on the primary alone, so not done. */
+class Unconfirmed extends Error {}
+
+/** A commit takes milliseconds; one that waits longer waits for a synchronous standby that is not there. */
+const COMMIT_TIMEOUT_MS = 5000
 
 const HEAD = 'SELECT settings::text AS settings, key_id, (SELECT max(version) FROM tfactl_schema) AS schema FROM tfactl_settings WHERE id = 1'
 
@@ -111,6 +117,12 @@ export class PgStore implements StoreBackend {
   /** A database failure as one line naming the store (exit 3); our own errors pass through. */
   private fail(error: unknown, what: string): TfaError {
     if (error instanceof TfaError) return error
+    if (error instanceof Unconfirmed) {
+      this.unreachable = true // the audit record would wait as long
+      return storeError(
+        `${this.description}: ${error.message} (is the synchronous standby down?); nothing is reported done, no login is allowed until a standby confirms`,
+      )
+    }
     const e = error as {code?: string; message?: string}
     const message = (e.message || String(error)).split('\n')[0]
     if ((e.code && CONNECTION.has(e.code)) || /timeout|terminated|connect/i.test(message)) {
@@ -151,7 +163,7 @@ export class PgStore implements StoreBackend {
           this.unreachable = false // answered again (a long-running process records events again)
           return result
         } catch (error) {
-          if (transaction) await client.query('ROLLBACK').catch(() => {})
+          if (transaction && !(error instanceof Unconfirmed)) await client.query('ROLLBACK').catch(() => {}) // an unconfirmed COMMIT may still wait
           const code = (error as {code?: string}).code
           if (code === '42P01' && !this.schemaChecked) {
             try {
@@ -173,27 +185,27 @@ export class PgStore implements StoreBackend {
   }
 
   /**
-   * COMMIT. When the wait for a synchronous standby was cancelled (the statement timeout: the
-   * standby is down or far behind), PostgreSQL keeps the commit on the primary alone and says so
-   * in a warning; what only the primary holds may be lost in a failover, so it is not reported
-   * done (a login fails closed).
+   * COMMIT, confirmed. A commit waits for the synchronous standby, if there is one; when the
+   * standby is down that wait has no end (the statement timeout does not cover it) and, if
+   * cancelled, PostgreSQL keeps the commit on the primary alone with a warning. What only the
+   * primary holds may be lost in a failover, so neither is reported done: a login fails closed
+   * within COMMIT_TIMEOUT_MS, and the connection, still waiting, is dropped.
    */
   private async commit(client: Client): Promise<void> {
-    let unconfirmed = false
+    let cancelled = false
     const notice = (n: {message?: string}) => {
-      if (/synchronous replication/i.test(n.message ?? '')) unconfirmed = true
+      if (/synchronous replication/i.test(n.message ?? '')) cancelled = true
     }
     client.on('notice', notice)
     try {
-      await client.query('COMMIT')
+      await client.query({text: 'COMMIT', query_timeout: COMMIT_TIMEOUT_MS} as pg.QueryConfig) // pg reads query_timeout per query; its types omit it
+    } catch (error) {
+      if (/query read timeout/i.test((error as Error).message)) throw new Unconfirmed(`the commit was not confirmed within ${COMMIT_TIMEOUT_MS / 1000} s`)
+      throw error
     } finally {
       client.off('notice', notice)
     }
-    if (!unconfirmed) return
-    this.unreachable = true // the audit record would wait as long again
-    throw storeError(
-      `${this.description}: no synchronous standby confirmed the commit within ${STATEMENT_TIMEOUT_MS / 1000} s (is it down?); nothing is reported done, no login is allowed until one does`,
-    )
+    if (cancelled) throw new Unconfirmed('the wait for the synchronous standby was cancelled')
   }
 
   private async ensureSchema(client: Client): Promise<void> {
