@@ -338,7 +338,6 @@ function stepAccepted(lastUsedStep: number, l: Login, keys: Map<string, Uint8Arr
 describe('failover drill: the primary killed under load, the standby promoted', () => {
   it('with a synchronous standby: no code twice, nothing acknowledged lost, fail closed in the gap, Accepts again within 10 s', async () => {
     const f = await drill(true)
-    expect(f.radiusPerSecond).toBeGreaterThan(100)
     expect(f.acceptedBeforeKill).toBeGreaterThan(100)
     expect(f.replayedAfterPromotion).toBeGreaterThan(50)
     expect(f.codesAcceptedTwice).toBe(0)
