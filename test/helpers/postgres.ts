@@ -210,7 +210,7 @@ export interface PgPair {
 export async function startPair(db: string, sync: boolean, opts: {walDelayMs?: number} = {}): Promise<PgPair> {
   const primary = await startPostgres()
   let standby: PgServer | undefined
-  const link = opts.walDelayMs ? await slowLink(primary.port, opts.walDelayMs) : undefined
+  const link = opts.walDelayMs ? await slowLink(primary.port) : undefined
   try {
     primary.tool('createdb', [db])
     const conninfo = link ? `host=127.0.0.1 port=${link.port} user=postgres application_name=standby` : undefined
@@ -231,9 +231,12 @@ export async function startPair(db: string, sync: boolean, opts: {walDelayMs?: n
     url: (name, params) => `postgresql://postgres@127.0.0.1:${primary.port},127.0.0.1:${s.port}/${name}${params ? `?${params}` : ''}`,
     async streaming() {
       const want = sync ? 'sync' : 'async'
-      for (let i = 0; i < 200; i++) {
+      for (const started = Date.now(); Date.now() - started < 30_000; ) {
         const state = primary.tool('psql', ['-qAt', '-d', 'postgres', '-c', "SELECT state || ' ' || sync_state FROM pg_stat_replication"]).trim()
-        if (state === `streaming ${want}`) return
+        if (state === `streaming ${want}`) {
+          if (link && opts.walDelayMs) link.delayMs = opts.walDelayMs // from now on the WAL arrives late (the handshake did not)
+          return
+        }
         await new Promise((r) => setTimeout(r, 50))
       }
       throw new Error(`the standby does not stream (${want})`)
@@ -259,11 +262,11 @@ export async function startPair(db: string, sync: boolean, opts: {walDelayMs?: n
 }
 
 /**
- * A TCP link to 127.0.0.1:`port` that hands what the server sends to the client `delayMs` late,
- * as a slow network does: the standby's WAL stream through it runs that far behind the primary.
- * close() cuts it, and what was still on its way is lost.
+ * A TCP link to 127.0.0.1:`port` that hands what the server sends to the client `delayMs` late
+ * (0 at first), as a slow network does: the standby's WAL stream through it runs that far behind
+ * the primary. close() cuts it, and what was still on its way is lost.
  */
-async function slowLink(port: number, delayMs: number): Promise<{port: number; close(): void}> {
+async function slowLink(port: number): Promise<{port: number; delayMs: number; close(): void}> {
   const sockets = new Set<Socket>()
   const timers = new Set<NodeJS.Timeout>()
   const server: Server = createServer((client) => {
@@ -278,20 +281,23 @@ async function slowLink(port: number, delayMs: number): Promise<{port: number; c
     }
     client.on('data', (chunk) => upstream.write(chunk))
     upstream.on('data', (chunk) => {
+      if (link.delayMs === 0 && timers.size === 0) return void client.write(chunk)
       const t = setTimeout(() => {
         timers.delete(t)
         client.write(chunk)
-      }, delayMs)
+      }, link.delayMs)
       timers.add(t)
     })
   })
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done))
-  return {
+  const link = {
     port: (server.address() as {port: number}).port,
+    delayMs: 0,
     close() {
       for (const t of timers) clearTimeout(t)
       for (const sock of sockets) sock.destroy()
       server.close()
     },
   }
+  return link
 }
