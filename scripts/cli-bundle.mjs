@@ -87,6 +87,11 @@ try {
     // smaller to parse; identifiers (class names) kept
     minifyWhitespace: true,
     minifySyntax: true,
+    // import() becomes a require(): `await import('@inquirer/prompts')` loads the prompts' CommonJS
+    // build. A script compiled with a code cache has no loader for import() unless Node is given
+    // --experimental-vm-modules, and the standalone executable (src/sea.ts) serves every module
+    // it needs through require.
+    supported: {'dynamic-import': false},
     define: {'import.meta.url': '__importMetaUrl'},
     banner: {js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;"},
     logLevel: 'warning',
