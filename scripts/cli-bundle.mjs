@@ -51,8 +51,7 @@ writeFileSync(
     // script compiled with a code cache (bin/run.js) nor the standalone executable can import():
     // that was ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING.
     ...Object.entries(AUTOCOMPLETE).map(
-      ([cmd, file]) =>
-        `Object.defineProperty(COMMANDS, ${JSON.stringify(cmd)}, {enumerable: true, get: () => require(${JSON.stringify(file)}).default})`,
+      ([cmd, file]) => `Object.defineProperty(COMMANDS, ${JSON.stringify(cmd)}, {enumerable: true, get: () => require(${JSON.stringify(file)}).default})`,
     ),
     'exports.COMMANDS = COMMANDS',
     // The standalone executable (src/sea.ts) gives oclif its manifest from memory through this class.
@@ -75,7 +74,8 @@ const pgClient = {
 }
 
 try {
-  await build({
+  const result = await build({
+    metafile: true,
     plugins: [pgClient],
     entryPoints: [ENTRY],
     outfile: 'dist/cli-bundle.cjs',
@@ -96,6 +96,8 @@ try {
     banner: {js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;"},
     logLevel: 'warning',
   })
+  // the files it holds, for the Debian package's copyright file (as scripts/bundle.mjs does)
+  writeFileSync('dist/cli-bundle.cjs.inputs.json', JSON.stringify(Object.keys(result.metafile.inputs)))
 } finally {
   if (!process.env.KEEP_ENTRY) rmSync(ENTRY, {force: true})
 }

@@ -45,7 +45,8 @@ const EPOCH = Number(process.env.SOURCE_DATE_EPOCH || run('git', ['log', '-1', '
 function manPages() {
   const dir = join(ROOT, 'man')
   const list = () => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.1')) : [])
-  if (list().length === 0 && existsSync(join(ROOT, 'scripts', 'gen-docs.mjs'))) run(process.execPath, [join(ROOT, 'scripts', 'gen-docs.mjs')], {cwd: ROOT, stdio: 'inherit'})
+  if (list().length === 0 && existsSync(join(ROOT, 'scripts', 'gen-docs.mjs')))
+    run(process.execPath, [join(ROOT, 'scripts', 'gen-docs.mjs')], {cwd: ROOT, stdio: 'inherit'})
   const pages = list()
   if (pages.length === 0) throw new Error('no man pages in man/*.1: generate them first (scripts/gen-docs.mjs)')
   return pages.map((f) => join(dir, f))
@@ -54,7 +55,18 @@ function manPages() {
 /** The assets every executable holds, built once: bundles of the main script and of what the npm CLI finds in node_modules. */
 async function commonAssets(dir) {
   const bundle = (entry, outfile, extra = {}) =>
-    build({bundle: true, platform: 'node', format: 'cjs', target: 'node20', minifyWhitespace: true, minifySyntax: true, logLevel: 'warning', outfile, ...entry, ...extra})
+    build({
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      minifyWhitespace: true,
+      minifySyntax: true,
+      logLevel: 'warning',
+      outfile,
+      ...entry,
+      ...extra,
+    })
   const meta = []
   const main = join(dir, 'sea-main.cjs')
   meta.push((await bundle({entryPoints: [join(ROOT, 'src', 'sea.ts')]}, main, {metafile: true})).metafile)
@@ -78,17 +90,11 @@ async function commonAssets(dir) {
 }
 
 /** The npm packages inside the bundles (read from the bundles' inputs), with their licences. */
-async function bundledPackages(meta) {
+function bundledPackages(meta) {
   const inputs = new Set(meta.flatMap((m) => Object.keys(m.inputs)))
-  // The bundles bin/run.js loads: their inputs, from a metafile of the same builds.
-  for (const [entry, external] of [
-    ['src/fast.ts', ['fs-native-extensions', 'fs-native-extensions/*', './pg-client.cjs']],
-    ['src/store/postgres/client.ts', ['pg-native', 'cloudflare:sockets']],
-    ['dist/cli-bundle.cjs', ['fs-native-extensions', 'fs-native-extensions/*', '@inquirer/prompts', 'qrcode', 'typescript', 'ts-node', 'tsx', './pg-client.cjs']],
-  ]) {
-    const r = await build({entryPoints: [join(ROOT, entry)], bundle: true, platform: 'node', format: 'cjs', write: false, metafile: true, external, logLevel: 'silent'})
-    for (const f of Object.keys(r.metafile.inputs)) inputs.add(f)
-  }
+  // The bundles bin/run.js loads (the build lists their inputs).
+  for (const f of ['fast-bundle.cjs', 'cli-bundle.cjs', 'pg-client.cjs'])
+    for (const i of JSON.parse(readFileSync(join(ROOT, 'dist', `${f}.inputs.json`), 'utf8'))) inputs.add(i)
   const found = new Map()
   for (const f of inputs) {
     const m = f.match(/node_modules\/((?:@[^/]+\/)?[^/]+)\//g)
@@ -176,13 +182,18 @@ function nodeBinary(arch, work) {
 }
 
 function nodeLicenseFile(node) {
-  for (const f of ['/usr/share/doc/nodejs/LICENSE', join(node, '..', '..', 'share', 'doc', 'node', 'LICENSE'), join(node, '..', '..', 'LICENSE')]) if (existsSync(f)) return f
+  for (const f of ['/usr/share/doc/nodejs/LICENSE', join(node, '..', '..', 'share', 'doc', 'node', 'LICENSE'), join(node, '..', '..', 'LICENSE')])
+    if (existsSync(f)) return f
   throw new Error("Node's LICENSE not found (needed for the copyright file)")
 }
 
 async function sea(arch, node, common, work) {
   const blob = join(work, `sea-${arch}.blob`)
-  const assets = {...common.assets, [ADDON]: require.resolve(`fs-native-extensions/prebuilds/linux-${ARCHES[arch].node}/${ADDON}`)}
+  // The addon stripped (lintian), once: the file shipped and the asset it is compared with are the same bytes.
+  const addon = join(work, `${arch}-${ADDON}`)
+  copyFileSync(require.resolve(`fs-native-extensions/prebuilds/linux-${ARCHES[arch].node}/${ADDON}`), addon)
+  strip(arch, addon)
+  const assets = {...common.assets, [ADDON]: addon}
   const config = join(work, `sea-${arch}.json`)
   // The main script's code cache can only be made for the platform that builds.
   writeFileSync(config, JSON.stringify({main: common.main, output: blob, disableExperimentalSEAWarning: true, useCodeCache: arch === 'amd64', assets}))
@@ -191,11 +202,18 @@ async function sea(arch, node, common, work) {
   copyFileSync(node.path, exe)
   chmodSync(exe, 0o755)
   // Debugging symbols only (.dynsym stays: addons link against Node's N-API symbols).
-  if (arch === 'amd64') run('strip', ['--strip-debug', '--strip-unneeded', exe])
-  else if (spawnSync('aarch64-linux-gnu-strip', ['--version']).status === 0) run('aarch64-linux-gnu-strip', ['--strip-debug', '--strip-unneeded', exe])
+  strip(arch, exe)
   const {inject} = require('postject')
   await inject(exe, 'NODE_SEA_BLOB', readFileSync(blob), {sentinelFuse: SENTINEL})
   return {exe, addon: assets[ADDON]}
+}
+
+/** Strips an ELF file of ARCH; for arm64 only with a cross strip (binutils-aarch64-linux-gnu), else it stays as it came. */
+function strip(arch, file) {
+  const tool = arch === 'amd64' ? 'strip' : 'aarch64-linux-gnu-strip'
+  if (arch !== 'amd64' && spawnSync(tool, ['--version']).status !== 0) return
+  // stderr dropped: binutils warns about the many notes of Node's binary, which it keeps.
+  run(tool, ['--strip-unneeded', file], {stdio: ['ignore', 'pipe', 'ignore']})
 }
 
 function control(arch, root) {
@@ -252,7 +270,7 @@ async function main() {
   try {
     step('bundles for the executable')
     const common = await commonAssets(work)
-    const packages = await bundledPackages(common.meta)
+    const packages = bundledPackages(common.meta)
     const comp = completions(work)
     for (const arch of wanted) {
       const node = nodeBinary(arch, work)
@@ -261,6 +279,7 @@ async function main() {
       const {exe, addon} = await sea(arch, node, common, work)
       const root = join(work, `root-${arch}`)
       const doc = join(root, 'usr', 'share', 'doc', 'tfactl')
+      mkdirSync(join(root, 'usr', 'share', 'bash-completion', 'completions'), {recursive: true})
       install(exe, join(root, 'usr', 'bin', 'tfactl'), 0o755)
       install(addon, join(root, 'usr', 'lib', 'tfactl', ADDON), 0o644)
       chmodSync(join(root, 'usr', 'lib', 'tfactl'), 0o755)
@@ -268,7 +287,10 @@ async function main() {
       install(join(ROOT, 'packaging', 'radius.env'), join(root, 'etc', 'tfactl', 'radius.env'), 0o600)
       chmodSync(join(root, 'etc', 'tfactl'), 0o700)
       install(join(ROOT, 'packaging', 'sudoers.example'), join(doc, 'examples', 'sudoers'), 0o644)
-      install(comp.bash, join(root, 'usr', 'share', 'bash-completion', 'completions', 'tfactl'), 0o644)
+      // sourced, not run: no #! line (lintian)
+      writeFileSync(join(root, 'usr', 'share', 'bash-completion', 'completions', 'tfactl'), readFileSync(comp.bash, 'utf8').replace(/^#!.*\n/, ''), {
+        mode: 0o644,
+      })
       install(comp.zsh, join(root, 'usr', 'share', 'zsh', 'vendor-completions', '_tfactl'), 0o644)
       install(join(ROOT, 'packaging', 'lintian-overrides'), join(root, 'usr', 'share', 'lintian', 'overrides', 'tfactl'), 0o644)
       if (existsSync(join(ROOT, 'docs', 'package.md'))) install(join(ROOT, 'docs', 'package.md'), join(doc, 'package.md'), 0o644)
