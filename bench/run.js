@@ -67,6 +67,18 @@ function bench(name, argsFor, {check = (r) => must(r, name), setup, cmd} = {}) {
   return {name, median: median(times), rss: cmd ? NaN : peakRss(argsFor(WARMUP + RUNS))}
 }
 
+/** Like bench() for several cases at once, taking one run of each in turn. */
+function benchSideBySide(cases) {
+  const times = cases.map(() => [])
+  for (let i = 0; i < WARMUP + RUNS; i++)
+    cases.forEach((c, k) => {
+      const r = run(c.argsFor(i), {cmd: c.cmd})
+      must(r, c.name)
+      if (i >= WARMUP) times[k].push(r.ms)
+    })
+  return cases.map((c, k) => ({name: c.name, median: median(times[k]), rss: c.cmd ? NaN : peakRss(c.argsFor(WARMUP + RUNS))}))
+}
+
 /**
  * The standalone executable of the Debian package (`npm run package`), unpacked from
  * build/tfactl_<version>_amd64.deb as root (its lock addon must be root's); undefined when the
@@ -245,22 +257,22 @@ function fileCases() {
         }),
     ],
     ['--help', () => bench('--help', () => [BIN, '--help'])],
-    // The Debian package's standalone executable, beside the npm CLI's two cases above.
+    // The Debian package's standalone executable beside the npm CLI, their runs interleaved
+    // (one of each in turn) so that both see the same load on a busy machine.
     [
-      'standalone: login:check (valid code)',
+      'standalone: login:check (valid code) and --help, beside the npm CLI',
       () => {
-        const seaStore = enrolStore(
-          mkdtempSync(join(work, 'small-sea-')),
-          Array.from({length: WARMUP + RUNS + 1}, (_, i) => `user${i}`),
-        )
-        return bench(
-          'standalone: login:check (valid code)',
-          (i) => ['login:check', `user${i}`, '--code', codeFor(seaStore.secrets.get(`user${i}`)), '--store', seaStore.store],
-          {cmd: sea().exe},
-        )
+        const users = Array.from({length: WARMUP + RUNS + 1}, (_, i) => `user${i}`)
+        const stores = {npm: enrolStore(mkdtempSync(join(work, 'side-npm-')), users), sea: enrolStore(mkdtempSync(join(work, 'side-sea-')), users)}
+        const login = (store) => (i) => ['login:check', `user${i}`, '--code', codeFor(store.secrets.get(`user${i}`)), '--store', store.store]
+        return benchSideBySide([
+          {name: 'npm CLI: login:check (valid code)', argsFor: (i) => [BIN, ...login(stores.npm)(i)]},
+          {name: 'standalone: login:check (valid code)', argsFor: login(stores.sea), cmd: sea().exe},
+          {name: 'npm CLI: --help', argsFor: () => [BIN, '--help']},
+          {name: 'standalone: --help', argsFor: () => ['--help'], cmd: sea().exe},
+        ])
       },
     ],
-    ['standalone: --help', () => bench('standalone: --help', () => ['--help'], {cmd: sea().exe})],
     [
       'user:secret:renew --json (one user)',
       () => bench('user:secret:renew --json (one user)', (i) => [BIN, 'user:secret:renew', `new${i}`, '--json', '--store', small.store]),
@@ -338,7 +350,7 @@ function fileCases() {
     return unpacked
   }
   // BENCH_CASES=regex picks cases by name
-  const picked = cases.filter(([name]) => !SELECT || SELECT.test(name)).map(([, run]) => run())
+  const picked = cases.filter(([name]) => !SELECT || SELECT.test(name)).flatMap(([, run]) => run())
   if (unpacked)
     console.log(
       `standalone executable: ${(unpacked.size / 1e6).toFixed(1)} MB (/usr/bin/tfactl), its package ${(unpacked.debSize / 1e6).toFixed(1)} MB (.deb)\n`,
