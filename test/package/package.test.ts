@@ -9,7 +9,7 @@
 // /etc/tfactl and /var/lib/tfactl only when it created them.
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -127,7 +127,9 @@ describe.skipIf(missing !== null)('the Debian package', {timeout: 900_000}, () =
     expect(readFileSync('/etc/tfactl/radius.env', 'utf8')).toMatch(/^TFACTL_RADIUS_ARGS=/m)
     expect(readFileSync('/usr/share/doc/tfactl/examples/sudoers', 'utf8')).toMatch(/^Cmnd_Alias TFACTL_SELF = \/usr\/bin\/tfactl user\\:secret\\:renew/m)
     expect(existsSync('/etc/sudoers.d/tfactl'), 'the package must not enable sudo rules').toBe(false)
-    expect(existsSync('/usr/share/man/man1/tfactl.1.gz')).toBe(true)
+    const pages = readdirSync(join(ROOT, 'man')).filter((f) => f.endsWith('.1'))
+    expect(pages).toContain('tfactl.1')
+    for (const page of pages) expect(existsSync(`/usr/share/man/man1/${page}.gz`), page).toBe(true)
     expect(readFileSync('/usr/share/zsh/vendor-completions/_tfactl', 'utf8')).toMatch(/^#compdef tfactl/)
     const copyright = readFileSync('/usr/share/doc/tfactl/copyright', 'utf8')
     for (const name of ['@oclif/core', 'pg', 'qrcode', '@inquirer/prompts', 'lowdb', 'fs-native-extensions', 'Node.js']) expect(copyright).toContain(name)
