@@ -13,7 +13,7 @@
 import fs from 'node:fs'
 import Module, {createRequire} from 'node:module'
 import {dirname, join} from 'node:path'
-import {getAsset} from 'node:sea'
+import {getRawAsset} from 'node:sea'
 import {fileURLToPath} from 'node:url'
 import vm from 'node:vm'
 
@@ -27,6 +27,9 @@ interface Loaded {
   exports: unknown
 }
 const loaded = new Map<string, Loaded>() // virtual path (LIB_DIR/dist/<bundle>) → module
+/** An asset's bytes, in place (getRawAsset does not copy them; getAsset would, and decodes text through TextDecoder). */
+const bytes = (name: string) => Buffer.from(getRawAsset(name) as ArrayBuffer)
+const text = (name: string) => bytes(name).toString('utf8')
 
 /** A bundle from the assets, compiled with its code cache when it has one, run as require() would. */
 function requireAsset(name: string): unknown {
@@ -35,11 +38,11 @@ function requireAsset(name: string): unknown {
   if (done) return done.exports
   let cachedData: Buffer | undefined
   try {
-    cachedData = Buffer.from(getAsset(`${name}.v8cache`))
+    cachedData = bytes(`${name}.v8cache`)
   } catch {
     // none: compile from source
   }
-  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${getAsset(name, 'utf8')}\n})`, {filename: file, cachedData})
+  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${text(name)}\n})`, {filename: file, cachedData})
   const module: Loaded = {exports: {}}
   loaded.set(file, module)
   script.runInThisContext()(module.exports, requireFor(file), module, file, dirname(file))
@@ -73,7 +76,7 @@ const moduleWithOurRequire = Object.assign(Object.create(Module), {
 
 let pjsonCache: unknown
 const pjson = () => {
-  pjsonCache ??= JSON.parse(getAsset('package.json', 'utf8'))
+  pjsonCache ??= JSON.parse(text('package.json'))
   return pjsonCache
 }
 
@@ -85,7 +88,7 @@ const safe = (st: fs.Stats) => st.uid === 0 && (st.mode & 0o022) === 0
  * it writes the right one there first: a new file in root's own directory, renamed into place.
  */
 function loadAddon(): unknown {
-  const want = Buffer.from(getAsset(ADDON))
+  const want = bytes(ADDON)
   const path = join(LIB_DIR, ADDON)
   let fd = openAddon(path)
   try {
@@ -155,7 +158,7 @@ fast.then(async (handled) => {
   if (handled) return
   const {execute, Plugin} = requireAsset('cli-bundle.cjs') as {execute(options: object): Promise<unknown>; Plugin: PluginClass}
   // The root plugin's manifest from memory (oclif would read LIB_DIR/oclif.manifest.json).
-  const manifest = JSON.parse(getAsset('oclif.manifest.json', 'utf8')) as {commands: object}
+  const manifest = JSON.parse(text('oclif.manifest.json')) as {commands: object}
   const readManifest = Plugin.prototype._manifest
   Plugin.prototype._manifest = async function () {
     if (!this.isRoot) return readManifest.call(this)
