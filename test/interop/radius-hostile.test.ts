@@ -189,6 +189,21 @@ describe('radius:serve trusts only what proved the shared secret', {timeout: 180
     }
   })
 
+  it("a local user's Status-Server gets no answer even signed with the secret; root's is answered", async () => {
+    const probe = () => {
+      const authenticator = randomBytes(16)
+      return {authenticator, datagram: encodeRequest({id: authenticator[0], authenticator, attributes: [], secret: Buffer.from(SECRET), code: CODE.statusServer})}
+    }
+    for (const [port, host] of [
+      [challenge.port, '127.0.0.1'],
+      [dual.port, '::1'],
+    ] as const) {
+      expect(await sendRawAsMallory(probe().datagram, port, host, {timeoutMs: 1500}), host).toBe('timeout')
+      const t = probe()
+      expect(answerCode(await sendRaw(t.datagram, port, host), t.authenticator), host).toBe(CODE.accessAccept)
+    }
+  })
+
   it('a code client refuses users without a secret; allow-no-secret lets them in; the SSH switch opens no VPN', async () => {
     const ask = (port: number, user: string, password: string) => radiusRequest({port, secret: SECRET, user, password, messageAuthenticator: false})
     const kinds = async (port: number, user: string, password: string) => ((await ask(port, user, password)) as {kind: string}).kind
