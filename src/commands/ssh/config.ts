@@ -102,7 +102,7 @@ never through a link), secret included.`
       radius: true,
       requireMa,
       pam: {file: '/etc/pam.d/sshd', after: '@include common-auth', line: pamLine},
-      serverFile: {file: conf, mode: '600', lines: shown, written: this.flags.write},
+      serverFile: {file: conf, mode: '600', lines: shown, written: this.flags.write === true},
       sshd: {file: '/etc/ssh/sshd_config', lines: [...SSHD_SETTINGS]},
     }
   }
