@@ -16,7 +16,8 @@ export const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 
 const label = (value: string): string => value.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))
 
 export class RadiusMetrics {
-  private readonly requests = new Map<string, number>()
+  /** client, outcome and reason joined by NULs → the escaped labels (built once) and the count. */
+  private readonly requests = new Map<string, {labels: string; value: number}>()
   private readonly counts = new Array<number>(BUCKETS.length).fill(0)
   private sum = 0
   private observed = 0
@@ -26,17 +27,17 @@ export class RadiusMetrics {
 
   /** One request's fate (RadiusServer's `observe`). */
   observe(event: Observation): void {
-    const key = `client="${label(event.client)}",outcome="${event.outcome}",reason="${label(event.reason)}"`
-    this.requests.set(key, (this.requests.get(key) ?? 0) + 1)
+    const key = `${event.client}\0${event.outcome}\0${event.reason}`
+    const seen = this.requests.get(key)
+    if (seen) seen.value++
+    else this.requests.set(key, {labels: `client="${label(event.client)}",outcome="${event.outcome}",reason="${label(event.reason)}"`, value: 1})
     if (event.reason === 'store_unavailable') this.storeErrors++
     if (event.outcome === 'dropped' || event.outcome === 'duplicate' || event.outcome === 'status') return
     this.observed++
     this.sum += event.seconds
-    for (let i = 0; i < BUCKETS.length; i++)
-      if (event.seconds <= BUCKETS[i]) {
-        this.counts[i]++
-        break
-      }
+    let i = 0
+    while (i < BUCKETS.length && event.seconds > BUCKETS[i]) i++
+    if (i < BUCKETS.length) this.counts[i]++
   }
 
   /** The exposition text. */
@@ -45,7 +46,7 @@ export class RadiusMetrics {
       '# HELP tfactl_radius_requests_total RADIUS requests by client network, outcome and reason',
       '# TYPE tfactl_radius_requests_total counter',
     ]
-    for (const [labels, value] of this.requests) out.push(`tfactl_radius_requests_total{${labels}} ${value}`)
+    for (const {labels, value} of this.requests.values()) out.push(`tfactl_radius_requests_total{${labels}} ${value}`)
     out.push(
       '# HELP tfactl_radius_request_duration_seconds time from a decided request to its answer (drops, duplicates and Status-Server excluded)',
       '# TYPE tfactl_radius_request_duration_seconds histogram',
