@@ -4,12 +4,13 @@
 import {spawn, spawnSync} from 'node:child_process'
 import {get} from 'node:http'
 import {createServer} from 'node:net'
-import {readFileSync} from 'node:fs'
+import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {hotp, timeStep} from '../../src/core/totp.js'
-import {tempStore} from '../helpers/cli.js'
+import {tempStore, tfactl} from '../helpers/cli.js'
+import {PG_BIN, type PgServer, startPostgres} from '../helpers/postgres.js'
 import {radiusRequest, type Responder, startResponder, writeClients} from '../helpers/radius.js'
 
 const missing = spawnSync('sh', ['-c', 'command -v radclient']).status === 0 ? null : 'no radclient (apt-get install freeradius-utils)'
@@ -259,6 +260,48 @@ describe.skipIf(missing !== null)('radius:serve over IPv6 ([::1]) with Status-Se
     for (const secretish of ['alice', 'nobody-here', code, secret]) expect(after).not.toContain(secretish)
     expect((await scrape(metricsPort, '/')).status).toBe(404)
     expect((await scrape(metricsPort, '/metrics/x')).status).toBe(404)
+  })
+})
+
+const pgMissing = existsSync(join(PG_BIN, 'initdb')) ? null : `no ${PG_BIN}/initdb (apt-get install postgresql)`
+
+describe.skipIf((missing ?? pgMissing) !== null)('radius:serve --metrics with a PostgreSQL store: pool gauges and store errors', {timeout: 120_000}, () => {
+  const store = tempStore()
+  const secret = 'pg-metrics-secret'
+  let pg: PgServer
+  let responder: Responder | undefined
+  let args: string[]
+
+  beforeAll(async () => {
+    pg = await startPostgres()
+    args = ['--store', await pg.database('tfactl'), '--key-file', join(store.dir, 'key', 'tfactl.key')]
+    expect((await tfactl(['twofactor:enable', '--ssh', '--fail-delay', '0', ...args])).code).toBe(0)
+    const clients = writeClients(join(store.dir, 'clients'), [`127.0.0.1 ${secret} challenge`])
+    responder = await startResponder(['--clients', clients, ...args, '--metrics', '127.0.0.1:0', '--db-connections', '4'])
+  }, 60_000)
+  afterAll(async () => {
+    await responder?.stop()
+    pg?.destroy()
+    store.cleanup()
+  })
+
+  it('shows the pool in use and waiting; a store that cannot be reached counts a store error', async () => {
+    const port = Number(/metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics/.exec(responder!.logs())?.[1])
+    const nora = ['User-Name = nora', 'User-Password = unix-password']
+    expect((await radclient(responder!.port, secret, nora)).code).toBe('Access-Accept') // no secret: in at once
+    let text = (await scrape(port)).body
+    expect(text).toMatch(/^tfactl_radius_db_pool_in_use 0$/m) // idle between requests
+    expect(text).toMatch(/^tfactl_radius_db_pool_waiting 0$/m)
+    expect(counter(text, 'client="127.0.0.1",outcome="allowed",reason="no_secret"')).toBe(1)
+    pg.stop()
+    try {
+      expect((await radclient(responder!.port, secret, nora, 5)).code).toBe('Access-Reject') // fails closed
+      text = (await scrape(port)).body
+      expect(text).toMatch(/^tfactl_radius_store_errors_total 1$/m)
+      expect(counter(text, 'client="127.0.0.1",outcome="error",reason="store_unavailable"')).toBe(1)
+    } finally {
+      pg.start()
+    }
   })
 })
 
