@@ -231,7 +231,11 @@ export class RadiusServer {
     try {
       signed = checkMessageAuthenticator(packet, client.secret)
       if (!signed && (client.requireMa || status))
-        return this.drop('noma', `from ${from}: no Message-Authenticator, which ${status ? 'Status-Server needs (RFC 5997 §3)' : 'the clients file requires (require-ma)'}`, client)
+        return this.drop(
+          'noma',
+          `from ${from}: no Message-Authenticator, which ${status ? 'Status-Server needs (RFC 5997 §3)' : 'the clients file requires (require-ma)'}`,
+          client,
+        )
     } catch (error) {
       if (error instanceof PacketError) return this.drop('ma', `from ${from}: ${error.reason}`, client)
       throw error

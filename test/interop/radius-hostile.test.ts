@@ -192,7 +192,10 @@ describe('radius:serve trusts only what proved the shared secret', {timeout: 180
   it("a local user's Status-Server gets no answer even signed with the secret; root's is answered", async () => {
     const probe = () => {
       const authenticator = randomBytes(16)
-      return {authenticator, datagram: encodeRequest({id: authenticator[0], authenticator, attributes: [], secret: Buffer.from(SECRET), code: CODE.statusServer})}
+      return {
+        authenticator,
+        datagram: encodeRequest({id: authenticator[0], authenticator, attributes: [], secret: Buffer.from(SECRET), code: CODE.statusServer}),
+      }
     }
     for (const [port, host] of [
       [challenge.port, '127.0.0.1'],

@@ -172,7 +172,17 @@ function describeRadiusSsh(backend: Backend, skip: string | null) {
         const responder = await startResponder(['--clients', clients, ...storeArgs, '--verbose'])
         responders.push(responder)
         const conf = join(store.dir, `pam_radius_auth-${h}.conf`)
-        const config = await ok('ssh:config', '--radius', '--radius-server', `127.0.0.1:${responder.port}`, '--radius-conf', conf, '--clients', clients, '--write')
+        const config = await ok(
+          'ssh:config',
+          '--radius',
+          '--radius-server',
+          `127.0.0.1:${responder.port}`,
+          '--radius-conf',
+          conf,
+          '--clients',
+          clients,
+          '--write',
+        )
         expect(config.pam.line).toBe(`auth [success=ok default=die] pam_radius_auth.so conf=${conf} skip_passwd prompt_attribute`)
         expect(JSON.stringify(config)).not.toContain(secretText) // the secret went into the file only
         hosts.push(await startSshd({pamConfig: insertPamLine(config.pam.line)}))

@@ -14,7 +14,11 @@ import {tfactl, tempStore} from '../helpers/cli.js'
 import {type Responder, startResponder, writeClients} from '../helpers/radius.js'
 import {canRunSshd, createUser, insertPamLine, randomUserName, removeUser, type SshdHandle, sshLogin, startSshd} from '../helpers/sshd.js'
 
-const PAM_RADIUS = ['/lib/x86_64-linux-gnu/security/pam_radius_auth.so', '/usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so', '/lib/security/pam_radius_auth.so']
+const PAM_RADIUS = [
+  '/lib/x86_64-linux-gnu/security/pam_radius_auth.so',
+  '/usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so',
+  '/lib/security/pam_radius_auth.so',
+]
 const reason = canRunSshd() ?? (PAM_RADIUS.some((p) => existsSync(p)) ? null : 'no pam_radius_auth.so (apt-get install libpam-radius-auth)')
 if (reason) console.warn(`[ssh-radius-failover] skipped: ${reason}`)
 
@@ -51,7 +55,11 @@ describe.skipIf(reason !== null)('SSH 2FA through two responders: the first stop
     }
   }
   const login = async () => sshLogin({port: sshd!.port, user: alice, password, code: await freshCode(), command: 'id -un', timeoutMs: 90_000})
-  const decisions = (r: Responder) => r.logs().split('\n').filter((l) => l.includes(` ${alice}: `)).length
+  const decisions = (r: Responder) =>
+    r
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes(` ${alice}: `)).length
 
   beforeAll(async () => {
     createUser(alice, password)

@@ -292,7 +292,9 @@ describe('RadiusServer with a real file store', () => {
       expect((answer as any).packet.attributes.map((a: any) => a.type)).toEqual([ATTR.messageAuthenticator]) // nothing else: no user, no reply
       const naming = await radiusRequest({port: probePort, secret, code: CODE.statusServer, user: 'alice', password: 'x'})
       expect((naming as any).packet.attributes.map((a: any) => a.type)).toEqual([ATTR.messageAuthenticator]) // a User-Name changes nothing
-      expect(await radiusRequest({port: probePort, secret, code: CODE.statusServer, messageAuthenticator: false, user: 'alice', timeoutMs: 500})).toBe('timeout')
+      expect(await radiusRequest({port: probePort, secret, code: CODE.statusServer, messageAuthenticator: false, user: 'alice', timeoutMs: 500})).toBe(
+        'timeout',
+      )
       expect(await radiusRequest({port: probePort, secret: 'wrong', code: CODE.statusServer, timeoutMs: 500})).toBe('timeout')
       expect(judged).toBe(0) // neither the login check nor the audit trail
       expect(probe.stats).toMatchObject({status: 2, dropped: 2, accepted: 0})

@@ -97,9 +97,7 @@ root's, gets no answer. A signed Status-Server (RFC 5997) gets a bare Access-Acc
     })
     const hostPort = (h: string, p: number) => `${h.includes(':') ? `[${h}]` : h}:${p}`
     if (metricsServer && metricsAt) log(`metrics on http://${hostPort(metricsAt.host, metricsServer.boundPort)}/metrics`)
-    log(
-      `answering on ${hostPort(host, bound)} for ${clients.length} client network(s) from ${clientsPath}, store ${store.description}`,
-    )
+    log(`answering on ${hostPort(host, bound)} for ${clients.length} client network(s) from ${clientsPath}, store ${store.description}`)
     await stopped
     await server.close()
     metricsServer?.closeAllConnections()
