@@ -30,8 +30,9 @@ import {STATE_LENGTH, StateBook} from './state.js'
  * `login:check --method password` (challenge clients: `--service ssh`; code clients: `--service
  * ui`, then the client's own rule, codeClientAllows). A datagram goes through these phases, each
  * of which may drop it silently (RFC 2865 §3, RFC 3579 §3.2): known client → framing →
- * Access-Request → Message-Authenticator → a local sender is root → proof of the shared secret
- * (src/radius/proof.ts) → room for the answer → duplicate → decision → signed answer. Nothing
+ * Access-Request (or Status-Server: a signed one gets a bare Access-Accept once its sender passes
+ * the local-sender rule) → Message-Authenticator → a local sender is root → proof of the shared
+ * secret (src/radius/proof.ts) → room for the answer → duplicate → decision → signed answer. Nothing
  * before the proof writes anything but a rate-limited line to the operator's log. Requests are
  * handled concurrently: a failing one waits out its fail delay without holding anything else up.
  */
