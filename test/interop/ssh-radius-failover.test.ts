@@ -4,22 +4,18 @@
 // on through the second, over IPv6. How long a user waits meanwhile is measured and printed (the
 // figure docs/radius-operations.md gives); the test asserts what happens, not how fast.
 import {randomBytes} from 'node:crypto'
-import {existsSync, readFileSync, statSync} from 'node:fs'
+import {readFileSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {hotp} from '../../src/core/totp.js'
+import {installedPamRadius} from '../../src/radius/pam.js'
 import {tfactl, tempStore} from '../helpers/cli.js'
 import {type Responder, startResponder, writeClients} from '../helpers/radius.js'
 import {canRunSshd, createUser, insertPamLine, randomUserName, removeUser, type SshdHandle, sshLogin, startSshd} from '../helpers/sshd.js'
 
-const PAM_RADIUS = [
-  '/lib/x86_64-linux-gnu/security/pam_radius_auth.so',
-  '/usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so',
-  '/lib/security/pam_radius_auth.so',
-]
-const reason = canRunSshd() ?? (PAM_RADIUS.some((p) => existsSync(p)) ? null : 'no pam_radius_auth.so (apt-get install libpam-radius-auth)')
+const reason = canRunSshd() ?? (installedPamRadius() ? null : 'no pam_radius_auth.so (apt-get install libpam-radius-auth)')
 if (reason) console.warn(`[ssh-radius-failover] skipped: ${reason}`)
 
 const WINDOW = 3
