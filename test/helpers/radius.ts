@@ -30,6 +30,8 @@ export interface RequestOptions {
   messageAuthenticator?: boolean
   extra?: Attribute[]
   timeoutMs?: number
+  /** The request's code (default Access-Request; CODE.statusServer for a probe). */
+  code?: number
 }
 
 /** One Access-Request; resolves with the verified answer, or 'timeout' when none came (a drop). */
@@ -41,7 +43,7 @@ export function radiusRequest(opts: RequestOptions): Promise<RadiusAnswer | 'tim
   if (opts.password !== undefined) attributes.push({type: ATTR.userPassword, value: hidePassword(opts.password, secret, authenticator)})
   if (opts.state) attributes.push({type: ATTR.state, value: opts.state})
   attributes.push(...(opts.extra ?? []))
-  const datagram = encodeRequest({id: authenticator[0], authenticator, attributes, secret, messageAuthenticator: opts.messageAuthenticator})
+  const datagram = encodeRequest({id: authenticator[0], authenticator, attributes, secret, messageAuthenticator: opts.messageAuthenticator, code: opts.code})
   return sendRaw(datagram, opts.port, opts.host, opts.timeoutMs).then((reply) => {
     if (reply === 'timeout') return reply
     const packet = checkResponse(reply, authenticator, secret)

@@ -553,7 +553,14 @@ export class PgStore implements StoreBackend {
 
   /** Logins run side by side (row locks, the pool's connections); audit lines go out in batches (recordEvents). */
   responder(warn: (line: string) => void): Responder {
-    return {login: (user, fn) => this.login(user, fn), audit: batchedAudit(this, warn)}
+    return {
+      login: (user, fn) => this.login(user, fn),
+      audit: batchedAudit(this, warn),
+      pool: () => {
+        const pool = this.pool
+        return pool ? {inUse: pool.totalCount - pool.idleCount, waiting: pool.waitingCount} : {inUse: 0, waiting: 0}
+      },
+    }
   }
 
   async close(): Promise<void> {
