@@ -11,7 +11,9 @@ import {decodeStore} from '../file/codec.js'
 import {checkPrivateFile, ensureDir} from '../files.js'
 import {KeyFiles} from '../keys.js'
 import {encryptSecret} from '../secrets.js'
-import {poolConfig, redactUrl} from './connect.js'
+import {INSECURE_AUTH} from './auth.js'
+import {poolConfig, redactUrl, transportWeakness} from './connect.js'
+import {macMatches, settingsMac} from './mac.js'
 import {LOCK_UPDATE, migrate, SCHEMA_VERSION} from './schema.js'
 
 type Client = pg.PoolClient
@@ -20,12 +22,15 @@ type Client = pg.PoolClient
 interface Head {
   settings: string
   keyId: string | null
+  /** The settings' authentication by the key (see mac.ts); null before any key holder wrote it. */
+  mac: string | null
   schema: number
 }
 
 interface HeadRow {
   settings: string
   key_id: string | null
+  mac: string | null
   schema: number | null
 }
 
@@ -38,7 +43,16 @@ interface Row {
 /** Another writer changed a row between our read and our write: the transaction starts over. */
 class Conflict extends Error {}
 
-const HEAD = 'SELECT settings::text AS settings, key_id, (SELECT max(version) FROM tfactl_schema) AS schema FROM tfactl_settings WHERE id = 1'
+const HEAD = 'SELECT settings::text AS settings, key_id, mac, (SELECT max(version) FROM tfactl_schema) AS schema FROM tfactl_settings WHERE id = 1'
+
+/** A login's whole time, connection included (statement timeout, a rollback: all within it). */
+export const LOGIN_BOUND_MS = 9500
+
+/** A PostgreSQL error (SQLSTATE): the server answered, so the connection is still usable. */
+const fromServer = (code: string | undefined): boolean => typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)
+
+/** Closes a connection under a query that does not answer: the query fails at once (the server rolls back). */
+const hangUp = (c: Client): void => (c as unknown as {connection?: {stream?: {destroy(): void}}}).connection?.stream?.destroy()
 
 /** PostgreSQL error codes that mean "try again" (serialization failure, deadlock, unique violation). */
 const RETRY = new Set(['40001', '40P01', '23505'])
@@ -107,6 +121,7 @@ export class PgStore implements StoreBackend {
     if (error instanceof TfaError) return error
     const e = error as {code?: string; message?: string}
     const message = (e.message || String(error)).split('\n')[0]
+    if (e.code === INSECURE_AUTH) return storeError(`${this.description}: ${message}`)
     if ((e.code && CONNECTION.has(e.code)) || /timeout|terminated|connect/i.test(message)) {
       this.unreachable = true
       return storeError(`${this.description}: database unreachable (${message}); no login is allowed until it answers`)
@@ -129,10 +144,20 @@ export class PgStore implements StoreBackend {
    * Runs `fn` in a transaction on one connection; the schema is created or upgraded first when
    * missing. Retries when another writer got in between (row revision changed, a deadlock).
    */
-  private async tx<T>(what: string, fn: (c: Client, begun: unknown) => Promise<T>, opts: {begin?: string | ((c: Client) => string) | null} = {}): Promise<T> {
+  private async tx<T>(
+    what: string,
+    fn: (c: Client, begun: unknown) => Promise<T>,
+    opts: {begin?: string | ((c: Client) => string) | null; boundMs?: number} = {},
+  ): Promise<T> {
+    const started = Date.now()
     const client = await this.connect()
     const transaction = opts.begin !== null // null: one statement, committed on its own
     let broken: Error | undefined
+    // The bound covers everything after the connection too: when it passes, the connection is
+    // closed under whatever query waits, which then fails at once (no second wait for a rollback).
+    const bound = opts.boundMs
+      ? setTimeout(() => hangUp(client), Math.max(0, opts.boundMs - (Date.now() - started)))
+      : undefined
     try {
       for (let attempt = 1; ; attempt++) {
         try {
@@ -143,9 +168,15 @@ export class PgStore implements StoreBackend {
           this.unreachable = false // answered again (a long-running process records events again)
           return result
         } catch (error) {
-          if (transaction) await client.query('ROLLBACK').catch(() => {})
           const code = (error as {code?: string}).code
-          if (code === '42P01' && !this.schemaChecked) {
+          // A query that timed out or a connection that dropped: no ROLLBACK, which would wait
+          // behind the stalled query as long again; the connection is dropped (the server rolls back).
+          const dead = !(error instanceof TfaError) && !(error instanceof Conflict) && !fromServer(code)
+          if (dead) broken = error as Error
+          else if (transaction) await client.query('ROLLBACK').catch(() => {})
+          if (dead) throw this.fail(error, what)
+          // 42P01: no such table, 42703: no such column (a schema older than this tfactl)
+          if ((code === '42P01' || code === '42703') && !this.schemaChecked) {
             try {
               await this.ensureSchema(client)
             } catch (failure) {
@@ -160,6 +191,7 @@ export class PgStore implements StoreBackend {
         }
       }
     } finally {
+      clearTimeout(bound)
       client.release(broken)
     }
   }
@@ -191,7 +223,7 @@ export class PgStore implements StoreBackend {
       throw e
     }
     this.schemaChecked = true
-    return {settings: r.rows[0].settings, keyId: r.rows[0].key_id, schema}
+    return {settings: r.rows[0].settings, keyId: r.rows[0].key_id, mac: r.rows[0].mac, schema}
   }
 
   /** A host whose key file is not the database's key may not read or write: exit 3, never a login. */
@@ -208,6 +240,31 @@ export class PgStore implements StoreBackend {
     )
   }
 
+  /**
+   * Settings are the fleet's only when its key authenticated them (mac.ts). A host that holds a
+   * key refuses settings its key did not authenticate — none at all (a database naming no key:
+   * anyone who can answer at the database's address can serve one), or a MAC that does not
+   * match (written by someone without the key) — with exit 3, never a login. `adopt`: a whole-
+   * store update by a key holder may take over a database that names no key yet (first set-up);
+   * it then writes the key id and the MAC. A host without any key trusts a database that names
+   * none: nothing was set up yet, and the first change of settings or secret creates the key.
+   */
+  private authenticate(head: Head, doc: Doc, adopt = false): void {
+    if (head.keyId === null) {
+      if (adopt || !this.keys.held()) return
+      throw storeError(
+        `${this.description} names no key, but this host holds ${this.keyFile}: its settings are not authenticated by the key, so they are not trusted (a new database: set it up from this host with tfactl twofactor:enable)`,
+      )
+    }
+    const key = this.keys.byId(head.keyId)! // checkKey found it
+    if (macMatches(key, head.keyId, doc.settings, head.mac)) return
+    throw storeError(
+      head.mac === null
+        ? `${this.description}: its settings are not authenticated by the key (written by a tfactl before 2.0, or by someone without the key): check them with psql (SELECT settings FROM tfactl_settings), then run tfactl store:rotate-key on a host that holds the key`
+        : `${this.description}: its settings were not written with the key ${this.keyFile} (changed by someone without it); refused: restore the row from a backup, or accept the settings as they are with tfactl store:rotate-key on a host that holds the key`,
+    )
+  }
+
   /** The rows as a store document, validated and opened by the file store's decoder. */
   private decode(head: Head, rows: Row[]): Doc {
     const users = rows.map((r) => `${JSON.stringify(r.name)}:${r.data}`).join(',')
@@ -215,11 +272,13 @@ export class PgStore implements StoreBackend {
     return decodeStore(text, this.description, this.keys).doc
   }
 
-  private async readAll(c: Client, lock = false): Promise<{head: Head; rows: Row[]; doc: Doc}> {
+  private async readAll(c: Client, adopt = false): Promise<{head: Head; rows: Row[]; doc: Doc}> {
     const head = await this.head(c)
     this.checkKey(head.keyId)
-    const r = await c.query<Row>(`SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name${lock ? ' FOR UPDATE' : ''}`)
-    return {head, rows: r.rows, doc: this.decode(head, r.rows)}
+    const r = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name')
+    const doc = this.decode(head, r.rows)
+    this.authenticate(head, doc, adopt)
+    return {head, rows: r.rows, doc}
   }
 
   async read(): Promise<Doc> {
@@ -229,7 +288,7 @@ export class PgStore implements StoreBackend {
   async update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
     return this.tx('the update', async (c) => {
       await c.query(LOCK_UPDATE) // one whole-store writer at a time, on every host
-      const {head, rows, doc} = await this.readAll(c)
+      const {head, rows, doc} = await this.readAll(c, true)
       this.keys.settle(head.keyId) // finishes or drops a key rotation a crash interrupted
       const before = snapshot(doc)
       const settings = JSON.stringify(doc.settings)
@@ -237,17 +296,22 @@ export class PgStore implements StoreBackend {
       if (doc.settings.oathFile)
         throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
       let keyId = head.keyId
-      if (JSON.stringify(doc.settings) !== settings)
-        await c.query('UPDATE tfactl_settings SET settings = $1::jsonb WHERE id = 1', [JSON.stringify(doc.settings)])
-      await this.write(c, rows, before, doc, async () => {
+      const sealKey = async (): Promise<Buffer> => {
+        // the first secret or change of settings: the key file is created (0600) now (or the one
+        // this host holds is used), and the database names it
         if (keyId === null) {
-          // the first secret: the key file is created (0600) now, and the database names it
           ensureDir(dirname(this.keyFile))
           keyId = this.keys.current().id
-          await c.query('UPDATE tfactl_settings SET key_id = $1 WHERE id = 1', [keyId])
         }
         return this.keys.byId(keyId)!
-      })
+      }
+      await this.write(c, rows, before, doc, sealKey)
+      const changed = JSON.stringify(doc.settings) !== settings
+      if (keyId === null && (changed || this.keys.held())) await sealKey()
+      if (keyId !== null && (changed || keyId !== head.keyId)) {
+        const mac = settingsMac(this.keys.byId(keyId)!, keyId, doc.settings)
+        await c.query('UPDATE tfactl_settings SET settings = $1::jsonb, key_id = $2, mac = $3 WHERE id = 1', [JSON.stringify(doc.settings), keyId, mac])
+      }
       return result
     })
   }
@@ -331,12 +395,13 @@ export class PgStore implements StoreBackend {
         const head = this.parseHead(headResult)
         this.checkKey(head.keyId)
         const doc = this.decode(head, r.rows)
+        this.authenticate(head, doc)
         const before = snapshot(doc)
         const result = fn(doc)
         await this.write(c, r.rows, before, doc, async () => this.keys.byId(head.keyId ?? '') ?? this.noKey())
         return result
       },
-      {begin},
+      {begin, boundMs: LOGIN_BOUND_MS},
     )
   }
 
@@ -358,7 +423,9 @@ export class PgStore implements StoreBackend {
         const next = this.keys.current()
         newId = next.id
         await this.write(c, r.rows, snapshot(doc), doc, async () => next.key, true) // every row re-sealed with the new key
-        await c.query('UPDATE tfactl_settings SET key_id = $1 WHERE id = 1', [next.id])
+        // the settings as they are, authenticated with the new key: the one command that
+        // (re-)authenticates a database's settings (a database written before they were)
+        await c.query('UPDATE tfactl_settings SET key_id = $1, mac = $2 WHERE id = 1', [next.id, settingsMac(next.key, next.id, doc.settings)])
         return [...doc.users].filter(([, u]) => u.secret || u.pending).map(([name]) => name)
       })
       this.keys.settle(newId) // committed: the new key becomes the key file
@@ -450,7 +517,10 @@ export class PgStore implements StoreBackend {
 
   async doctor(): Promise<{findings: StoreFinding[]; doc?: Doc}> {
     const findings: StoreFinding[] = []
-    const add = (check: string, status: StoreFinding['status'], message: string) => findings.push({check, status, message})
+    const add = (check: string, status: StoreFinding['status'], message: string, fix?: string) =>
+      findings.push(fix ? {check, status, message, fix} : {check, status, message})
+    const weak = transportWeakness(this.spec)
+    add('database connection', weak ? 'finding' : 'ok', weak ?? 'the Unix socket, or TLS with the server\'s certificate and name verified')
     let info: {version: string; skewMs: number; schema: number; keyId: string | null; doc: Doc}
     try {
       info = await this.tx('the doctor checks', async (c) => {
@@ -468,7 +538,14 @@ export class PgStore implements StoreBackend {
           add('key', 'finding', (error as Error).message)
           return {...base, doc: undefined as unknown as Doc}
         }
-        return {...base, doc: this.decode(head, users.rows)}
+        const doc = this.decode(head, users.rows)
+        try {
+          this.authenticate(head, doc)
+        } catch (error) {
+          add('settings', 'finding', (error as Error).message, head.keyId === null ? 'tfactl twofactor:enable' : 'tfactl store:rotate-key')
+          return {...base, doc: undefined as unknown as Doc}
+        }
+        return {...base, doc}
       })
     } catch (error) {
       add('database', 'finding', (error as Error).message)

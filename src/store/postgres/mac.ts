@@ -1,0 +1,30 @@
+import {createHmac, timingSafeEqual} from 'node:crypto'
+import {DEFAULT_SETTINGS, type Settings} from '../../core/model.js'
+
+/**
+ * The settings of a database store, authenticated with its key: HMAC-SHA256 under a subkey of
+ * the store key (so the key that seals secrets is never used as a MAC key itself) over the key
+ * id and every settings field, in a fixed order. Whoever can write the database but holds no key
+ * cannot turn 2FA, SSH 2FA or STIG mode off, widen the window or drop the lockout: every host
+ * that holds the key refuses settings its key did not authenticate.
+ */
+const SUBKEY_LABEL = 'tfactl settings mac v1'
+
+/** Every field a login reads, in one fixed order: the fields of Settings, sorted by name. */
+const FIELDS = Object.keys(DEFAULT_SETTINGS).sort() as (keyof Settings)[]
+
+export function canonicalSettings(keyId: string, settings: Settings): string {
+  return JSON.stringify([keyId, FIELDS.map((f) => [f, settings[f]])])
+}
+
+export function settingsMac(key: Buffer, keyId: string, settings: Settings): string {
+  const subkey = createHmac('sha256', key).update(SUBKEY_LABEL).digest()
+  return createHmac('sha256', subkey).update(canonicalSettings(keyId, settings)).digest('base64url')
+}
+
+export function macMatches(key: Buffer, keyId: string, settings: Settings, mac: string | null): boolean {
+  if (mac === null) return false
+  const want = Buffer.from(settingsMac(key, keyId, settings))
+  const got = Buffer.from(mac)
+  return want.length === got.length && timingSafeEqual(want, got)
+}
