@@ -8,7 +8,7 @@ import {readCodeLine} from './code-input.js'
 import {openStore, type StoreBackend} from './store/backend.js'
 import {FileBackend} from './store/file/backend.js'
 import type {Store} from './store/file/store.js'
-import {resolveStore} from './store/config.js'
+import {ignoredWarning, resolveStore} from './store/config.js'
 import {describeError} from './ui/errors.js'
 import {warningPrefix} from './ui/colour.js'
 
@@ -24,13 +24,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override baseFlags = {
     store: Flags.string({
       description:
-        "store file, or a PostgreSQL URL (postgresql://HOST/DB) [default: the config file's, else /var/lib/tfactl/store.json as root, and for anyone while it exists; else $XDG_STATE_HOME/tfactl/store.json]",
-      env: 'TFACTL_STORE',
+        "store file, or a PostgreSQL URL (postgresql://HOST/DB) [env: TFACTL_STORE, not under sudo] [default: the config file's, else /var/lib/tfactl/store.json as root, and for anyone while it exists; else $XDG_STATE_HOME/tfactl/store.json]",
       helpGroup: 'GLOBAL',
     }),
     'key-file': Flags.string({
-      description: "key that seals the secrets of a database store [default: the config file's, else /etc/tfactl/tfactl.key]",
-      env: 'TFACTL_KEY_FILE',
+      description: "key that seals the secrets of a database store [env: TFACTL_KEY_FILE, not under sudo] [default: the config file's, else /etc/tfactl/tfactl.key]",
       helpGroup: 'GLOBAL',
     }),
   }
@@ -65,7 +63,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.argList = argv as string[]
     // Opening touches nothing (a database is connected to on first use); a bad URL or config
     // file is a usage error here.
-    const {spec, keyFile} = resolveStore({store: this.flags.store, keyFile: this.flags['key-file']})
+    // The environment is read there, not by oclif: under sudo it does not choose the store.
+    const {spec, keyFile, ignored} = resolveStore({store: this.flags.store, keyFile: this.flags['key-file']})
+    const ignoredNote = ignoredWarning(ignored)
+    if (ignoredNote) this.warning(ignoredNote)
     this.storeInstance = await openStore(spec, {keyFile})
   }
 
