@@ -28,7 +28,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       helpGroup: 'GLOBAL',
     }),
     'key-file': Flags.string({
-      description: "key that seals the secrets of a database store [env: TFACTL_KEY_FILE, not under sudo] [default: the config file's, else /etc/tfactl/tfactl.key]",
+      description:
+        "key that seals the secrets of a database store [env: TFACTL_KEY_FILE, not under sudo] [default: the config file's, else /etc/tfactl/tfactl.key]",
       helpGroup: 'GLOBAL',
     }),
   }

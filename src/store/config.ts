@@ -21,7 +21,8 @@ export interface StoreConfig {
  * the path. Undefined when it does not exist. Anything else → exit 3 naming it.
  */
 function readTrustedConfig(path: string): string | undefined {
-  const refuse = (why: string) => storeError(`config file ${path} ${why}, so another user could choose the store: refused (run as root: chown root ${path}; chmod go-w ${path})`)
+  const refuse = (why: string) =>
+    storeError(`config file ${path} ${why}, so another user could choose the store: refused (run as root: chown root ${path}; chmod go-w ${path})`)
   let fd: number
   try {
     fd = openNoFollow(path, constants.O_RDONLY | constants.O_NONBLOCK)

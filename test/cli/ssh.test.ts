@@ -108,7 +108,11 @@ describe('ssh:sync', () => {
     expect(lines()).toEqual([])
     await renew(store, 'root') // STIG mode needs an administrator with a secret
     await enable(store, '--stig') // STIG mode turns SSH 2FA back on
-    expect(lines().map((f) => f[1]).sort()).toEqual(['alice', 'root'])
+    expect(
+      lines()
+        .map((f) => f[1])
+        .sort(),
+    ).toEqual(['alice', 'root'])
     await expectFresh()
     noLeftovers()
   })

@@ -46,7 +46,7 @@ class Conflict extends Error {}
 const HEAD = 'SELECT settings::text AS settings, key_id, mac, (SELECT max(version) FROM tfactl_schema) AS schema FROM tfactl_settings WHERE id = 1'
 
 /** A login's whole time, connection included (statement timeout, a rollback: all within it). */
-export const LOGIN_BOUND_MS = 9500
+export const LOGIN_BOUND_MS = 8500
 
 /** A PostgreSQL error (SQLSTATE): the server answered, so the connection is still usable. */
 const fromServer = (code: string | undefined): boolean => typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)
@@ -155,9 +155,7 @@ export class PgStore implements StoreBackend {
     let broken: Error | undefined
     // The bound covers everything after the connection too: when it passes, the connection is
     // closed under whatever query waits, which then fails at once (no second wait for a rollback).
-    const bound = opts.boundMs
-      ? setTimeout(() => hangUp(client), Math.max(0, opts.boundMs - (Date.now() - started)))
-      : undefined
+    const bound = opts.boundMs ? setTimeout(() => hangUp(client), Math.max(0, opts.boundMs - (Date.now() - started))) : undefined
     try {
       for (let attempt = 1; ; attempt++) {
         try {
@@ -520,7 +518,7 @@ export class PgStore implements StoreBackend {
     const add = (check: string, status: StoreFinding['status'], message: string, fix?: string) =>
       findings.push(fix ? {check, status, message, fix} : {check, status, message})
     const weak = transportWeakness(this.spec)
-    add('database connection', weak ? 'finding' : 'ok', weak ?? 'the Unix socket, or TLS with the server\'s certificate and name verified')
+    add('database connection', weak ? 'finding' : 'ok', weak ?? "the Unix socket, or TLS with the server's certificate and name verified")
     let info: {version: string; skewMs: number; schema: number; keyId: string | null; doc: Doc}
     try {
       info = await this.tx('the doctor checks', async (c) => {
