@@ -9,6 +9,7 @@ import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {hashCodes} from '../../src/core/codes.js'
 import {resolveStore} from '../../src/store/config.js'
 import {oathtool, type RunOptions, tempStore, tfactl} from '../helpers/cli.js'
 import {startFakePg} from '../helpers/fakepg.js'
@@ -77,6 +78,20 @@ describe('settings the key did not authenticate', () => {
       expectJsonError(await check(a, 'alice', {code: '123456'}), 3)
       psql(`UPDATE tfactl_settings SET settings = jsonb_set(settings, ${field.replace(/'[^']*'$/, "'null'")})`)
     }
+  })
+
+  it("refuses a user's row changed by someone without the key: a bypass code of their own, a lifted lockout (exit 3)", async () => {
+    const {a, psql} = await fleet()
+    await enable(a, '--max-failures', '1')
+    await renew(a, 'alice')
+    expectDecision(await check(a, 'alice', {code: '000000'}), false, 'code_invalid')
+    expectDecision(await check(a, 'alice', {code: '000000'}), false, 'locked_out')
+    const {salt, hashes} = hashCodes(['ABCD-EFGH-JKMN'])
+    const bypass = JSON.stringify({salt, hash: hashes[0], expiresAt: new Date(Date.now() + 3600_000).toISOString()})
+    psql(`UPDATE tfactl_users SET data = jsonb_set(jsonb_set(data, '{bypass}', '${bypass}'), '{lockedUntil}', 'null') WHERE name = 'alice'`)
+    const r = await check(a, 'alice', {code: 'ABCD-EFGH-JKMN'})
+    expect(expectJsonError(r, 3)).toMatch(/row of user "alice" was not written with the key/)
+    expect(expectJsonError(await a.run(['user:list', '--json']), 3)).toMatch(/row of user "alice"/)
   })
 
   it('refuses, on a host holding a key, a database whose key id is empty or missing (a server answering in its place)', async () => {

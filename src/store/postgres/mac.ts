@@ -28,3 +28,34 @@ export function macMatches(key: Buffer, keyId: string, settings: Settings, mac: 
   const got = Buffer.from(mac)
   return want.length === got.length && timingSafeEqual(want, got)
 }
+
+/** JSON with every object's keys sorted: the same text for a row as written and as jsonb returns it. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`
+  if (value !== null && typeof value === 'object')
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`
+  return JSON.stringify(value)
+}
+
+/**
+ * A user's row authenticated with the key: its name and every field a login reads (secrets as
+ * sealed, failures, lockout, last accepted step, recovery and bypass hashes). Without it, whoever
+ * can write the database could put in the hash of a bypass or recovery code of their own, or lift
+ * a lockout. What it cannot tell: a row put back as it was earlier, or removed (docs/security-database.md).
+ */
+export function rowMac(key: Buffer, keyId: string, name: string, data: string): string {
+  const subkey = createHmac('sha256', key).update('tfactl user row mac v1').digest()
+  return createHmac('sha256', subkey)
+    .update(JSON.stringify([keyId, name, canonical(JSON.parse(data))]))
+    .digest('base64url')
+}
+
+export function rowMacMatches(key: Buffer, keyId: string, name: string, data: string, mac: string | null): boolean {
+  if (mac === null) return false
+  const want = Buffer.from(rowMac(key, keyId, name, data))
+  const got = Buffer.from(mac)
+  return want.length === got.length && timingSafeEqual(want, got)
+}

@@ -13,7 +13,7 @@ import {KeyFiles} from '../keys.js'
 import {encryptSecret} from '../secrets.js'
 import {INSECURE_AUTH} from './auth.js'
 import {poolConfig, redactUrl, transportWeakness} from './connect.js'
-import {macMatches, settingsMac} from './mac.js'
+import {macMatches, rowMacMatches, rowMac, settingsMac} from './mac.js'
 import {LOCK_UPDATE, migrate, SCHEMA_VERSION} from './schema.js'
 
 type Client = pg.PoolClient
@@ -38,6 +38,14 @@ interface Row {
   name: string
   rev: string
   data: string
+  /** The row's authentication by the key (mac.ts rowMac); null when written without a key. */
+  mac: string | null
+}
+
+/** The key that authenticates what is written, with its id. */
+interface MacKey {
+  id: string
+  key: Buffer
 }
 
 /** Another writer changed a row between our read and our write: the transaction starts over. */
@@ -247,7 +255,7 @@ export class PgStore implements StoreBackend {
    * it then writes the key id and the MAC. A host without any key trusts a database that names
    * none: nothing was set up yet, and the first change of settings or secret creates the key.
    */
-  private authenticate(head: Head, doc: Doc, adopt = false): void {
+  private authenticate(head: Head, doc: Doc, rows: Row[], adopt = false): void {
     if (head.keyId === null) {
       if (adopt || !this.keys.held()) return
       throw storeError(
@@ -255,9 +263,14 @@ export class PgStore implements StoreBackend {
       )
     }
     const key = this.keys.byId(head.keyId)! // checkKey found it
-    if (macMatches(key, head.keyId, doc.settings, head.mac)) return
+    const row = rows.find((r) => !rowMacMatches(key, head.keyId!, r.name, r.data, r.mac))
+    if (macMatches(key, head.keyId, doc.settings, head.mac) && !row) return
+    if (row && row.mac !== null)
+      throw storeError(
+        `${this.description}: the row of user ${JSON.stringify(row.name)} was not written with the key ${this.keyFile} (changed by someone without it); refused: restore it from a backup, or remove it (tfactl user:secret:unset) and enrol again`,
+      )
     throw storeError(
-      head.mac === null
+      head.mac === null || row
         ? `${this.description}: its settings are not authenticated by the key (written by a tfactl before 2.0, or by someone without the key): check them with psql (SELECT settings FROM tfactl_settings), then run tfactl store:rotate-key on a host that holds the key`
         : `${this.description}: its settings were not written with the key ${this.keyFile} (changed by someone without it); refused: restore the row from a backup, or accept the settings as they are with tfactl store:rotate-key on a host that holds the key`,
     )
@@ -273,9 +286,9 @@ export class PgStore implements StoreBackend {
   private async readAll(c: Client, adopt = false): Promise<{head: Head; rows: Row[]; doc: Doc}> {
     const head = await this.head(c)
     this.checkKey(head.keyId)
-    const r = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name')
+    const r = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data, mac FROM tfactl_users ORDER BY name')
     const doc = this.decode(head, r.rows)
-    this.authenticate(head, doc, adopt)
+    this.authenticate(head, doc, r.rows, adopt)
     return {head, rows: r.rows, doc}
   }
 
@@ -293,22 +306,19 @@ export class PgStore implements StoreBackend {
       const result = await fn(doc)
       if (doc.settings.oathFile)
         throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
-      let keyId = head.keyId
-      const sealKey = async (): Promise<Buffer> => {
-        // the first secret or change of settings: the key file is created (0600) now (or the one
-        // this host holds is used), and the database names it
-        if (keyId === null) {
-          ensureDir(dirname(this.keyFile))
-          keyId = this.keys.current().id
-        }
-        return this.keys.byId(keyId)!
-      }
-      await this.write(c, rows, before, doc, sealKey)
       const changed = JSON.stringify(doc.settings) !== settings
-      if (keyId === null && (changed || this.keys.held())) await sealKey()
-      if (keyId !== null && (changed || keyId !== head.keyId)) {
-        const mac = settingsMac(this.keys.byId(keyId)!, keyId, doc.settings)
-        await c.query('UPDATE tfactl_settings SET settings = $1::jsonb, key_id = $2, mac = $3 WHERE id = 1', [JSON.stringify(doc.settings), keyId, mac])
+      let keyId = head.keyId
+      if (keyId === null && (changed || this.keys.held() || !sameSnapshot(before, snapshot(doc)))) {
+        // the first write of settings or users: the key file is created (0600) now (or the one
+        // this host holds is used), and the database names it
+        ensureDir(dirname(this.keyFile))
+        keyId = this.keys.current().id
+      }
+      const key = keyId === null ? undefined : {id: keyId, key: this.keys.byId(keyId)!}
+      await this.write(c, rows, before, doc, key, key !== undefined && head.keyId === null) // adopted: every row authenticated
+      if (key && (changed || key.id !== head.keyId)) {
+        const mac = settingsMac(key.key, key.id, doc.settings)
+        await c.query('UPDATE tfactl_settings SET settings = $1::jsonb, key_id = $2, mac = $3 WHERE id = 1', [JSON.stringify(doc.settings), key.id, mac])
       }
       return result
     })
@@ -319,12 +329,11 @@ export class PgStore implements StoreBackend {
    * deleted, each only if its revision is still the one read (else Conflict: start over).
    * Unchanged secrets keep their sealed form; new ones are sealed with `sealKey()`.
    */
-  private async write(c: Client, rows: Row[], before: Map<string, string>, doc: Doc, sealKey: () => Promise<Buffer>, reseal = false): Promise<void> {
+  private async write(c: Client, rows: Row[], before: Map<string, string>, doc: Doc, macKey: MacKey | undefined, reseal = false): Promise<void> {
     const byName = new Map(rows.map((r) => [r.name, r]))
-    const ins: [string[], string[]] = [[], []]
-    const upd: [string[], string[], string[]] = [[], [], []]
+    const ins: [string[], string[], (string | null)[]] = [[], [], []]
+    const upd: [string[], string[], string[], (string | null)[]] = [[], [], [], []]
     const del: [string[], string[]] = [[], []]
-    let key: Buffer | undefined
     for (const [name, record] of doc.users) {
       const json = JSON.stringify(record)
       if (!reseal && before.get(name) === json) continue
@@ -334,8 +343,7 @@ export class PgStore implements StoreBackend {
       const seal = async (tag: string, secret: string | null, was: string | null | undefined, sealed: string | null | undefined): Promise<string | null> => {
         if (secret === null) return null
         if (secret === was && sealed) return sealed
-        key ??= await sealKey()
-        return encryptSecret(key, tag, secret)
+        return encryptSecret(macKey?.key ?? this.noKey(), tag, secret)
       }
       const data = JSON.stringify({
         ...record,
@@ -345,13 +353,16 @@ export class PgStore implements StoreBackend {
           secret: await seal(`${name}:pending`, record.pending.secret, old?.pending?.secret, oldSealed?.pending?.secret),
         },
       })
+      const mac = macKey ? rowMac(macKey.key, macKey.id, name, data) : null
       if (row) {
         upd[0].push(name)
         upd[1].push(row.rev)
         upd[2].push(data)
+        upd[3].push(mac)
       } else {
         ins[0].push(name)
         ins[1].push(data)
+        ins[2].push(mac)
       }
     }
     for (const name of before.keys()) {
@@ -365,14 +376,14 @@ export class PgStore implements StoreBackend {
     }
     if (upd[0].length > 0) {
       const r = await c.query(
-        'UPDATE tfactl_users u SET data = v.data::jsonb, rev = u.rev + 1 FROM unnest($1::text[], $2::bigint[], $3::text[]) v(name, rev, data) WHERE u.name = v.name AND u.rev = v.rev',
+        'UPDATE tfactl_users u SET data = v.data::jsonb, mac = v.mac, rev = u.rev + 1 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) v(name, rev, data, mac) WHERE u.name = v.name AND u.rev = v.rev',
         upd,
       )
       if (r.rowCount !== upd[0].length) throw new Conflict()
     }
     if (ins[0].length > 0) {
       const r = await c.query(
-        'INSERT INTO tfactl_users (name, data) SELECT name, data::jsonb FROM unnest($1::text[], $2::text[]) v(name, data) ON CONFLICT (name) DO NOTHING',
+        'INSERT INTO tfactl_users (name, data, mac) SELECT name, data::jsonb, mac FROM unnest($1::text[], $2::text[], $3::text[]) v(name, data, mac) ON CONFLICT (name) DO NOTHING',
         ins,
       )
       if (r.rowCount !== ins[0].length) throw new Conflict()
@@ -385,7 +396,7 @@ export class PgStore implements StoreBackend {
     // The user's row stays locked until this transaction commits its effect: every other check
     // of this user, on any host, waits for it and then sees the new state.
     const begin = (c: Client) =>
-      `BEGIN; ${HEAD}; SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users WHERE name = ${c.escapeLiteral(user)} FOR UPDATE`
+      `BEGIN; ${HEAD}; SELECT name, rev::text AS rev, data::text AS data, mac FROM tfactl_users WHERE name = ${c.escapeLiteral(user)} FOR UPDATE`
     return this.tx(
       'the login check',
       async (c, begun) => {
@@ -393,10 +404,10 @@ export class PgStore implements StoreBackend {
         const head = this.parseHead(headResult)
         this.checkKey(head.keyId)
         const doc = this.decode(head, r.rows)
-        this.authenticate(head, doc)
+        this.authenticate(head, doc, r.rows)
         const before = snapshot(doc)
         const result = fn(doc)
-        await this.write(c, r.rows, before, doc, async () => this.keys.byId(head.keyId ?? '') ?? this.noKey())
+        await this.write(c, r.rows, before, doc, head.keyId === null ? undefined : {id: head.keyId, key: this.keys.byId(head.keyId)!})
         return result
       },
       {begin, boundMs: LOGIN_BOUND_MS},
@@ -415,12 +426,12 @@ export class PgStore implements StoreBackend {
         await c.query(LOCK_UPDATE)
         const head = await this.head(c)
         this.checkKey(head.keyId)
-        const r = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name FOR UPDATE')
+        const r = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data, mac FROM tfactl_users ORDER BY name FOR UPDATE')
         const doc = this.decode(head, r.rows)
         this.keys.prepareNext() // the new key on disk beside the old one before any row names it
         const next = this.keys.current()
         newId = next.id
-        await this.write(c, r.rows, snapshot(doc), doc, async () => next.key, true) // every row re-sealed with the new key
+        await this.write(c, r.rows, snapshot(doc), doc, next, true) // every row re-sealed and authenticated with the new key
         // the settings as they are, authenticated with the new key: the one command that
         // (re-)authenticates a database's settings (a database written before they were)
         await c.query('UPDATE tfactl_settings SET key_id = $1, mac = $2 WHERE id = 1', [next.id, settingsMac(next.key, next.id, doc.settings)])
@@ -528,7 +539,7 @@ export class PgStore implements StoreBackend {
         )
         const local = (sent + Date.now()) / 2
         const head = await this.head(c)
-        const users = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name')
+        const users = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data, mac FROM tfactl_users ORDER BY name')
         const base = {version: t.rows[0].version, skewMs: Number(t.rows[0].now) - local, schema: head.schema, keyId: head.keyId}
         try {
           this.checkKey(head.keyId)
@@ -538,7 +549,7 @@ export class PgStore implements StoreBackend {
         }
         const doc = this.decode(head, users.rows)
         try {
-          this.authenticate(head, doc)
+          this.authenticate(head, doc, users.rows)
         } catch (error) {
           add('settings', 'finding', (error as Error).message, head.keyId === null ? 'tfactl twofactor:enable' : 'tfactl store:rotate-key')
           return {...base, doc: undefined as unknown as Doc}
@@ -576,6 +587,8 @@ export class PgStore implements StoreBackend {
     await pool?.end().catch(() => {})
   }
 }
+
+const sameSnapshot = (a: Map<string, string>, b: Map<string, string>): boolean => a.size === b.size && [...a].every(([k, v]) => b.get(k) === v)
 
 /** Each user's record as JSON, to tell afterwards which ones changed. */
 function snapshot(doc: Doc): Map<string, string> {
