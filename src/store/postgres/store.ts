@@ -267,11 +267,11 @@ export class PgStore implements StoreBackend {
     if (macMatches(key, head.keyId, doc.settings, head.mac) && !row) return
     if (row && row.mac !== null)
       throw storeError(
-        `${this.description}: the row of user ${JSON.stringify(row.name)} was not written with the key ${this.keyFile} (changed by someone without it); refused: restore it from a backup, or remove it (tfactl user:secret:unset) and enrol again`,
+        `${this.description}: the row of user ${JSON.stringify(row.name)} was not written with the key ${this.keyFile} (changed by someone without it); refused: restore the row from a backup, or delete it (psql: DELETE FROM tfactl_users WHERE name = …) and enrol the user again`,
       )
     throw storeError(
       head.mac === null || row
-        ? `${this.description}: its settings are not authenticated by the key (written by a tfactl before 2.0, or by someone without the key): check them with psql (SELECT settings FROM tfactl_settings), then run tfactl store:rotate-key on a host that holds the key`
+        ? `${this.description}: its settings and users are not authenticated by the key (written by an older tfactl, or by someone without the key): check them with psql (SELECT settings FROM tfactl_settings), then run tfactl store:rotate-key on a host that holds the key`
         : `${this.description}: its settings were not written with the key ${this.keyFile} (changed by someone without it); refused: restore the row from a backup, or accept the settings as they are with tfactl store:rotate-key on a host that holds the key`,
     )
   }
