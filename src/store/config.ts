@@ -2,7 +2,7 @@ import {closeSync, constants, fstatSync, readFileSync} from 'node:fs'
 import {dirname, resolve} from 'node:path'
 import {storeError, TfaError, usageError} from '../core/errors.js'
 import {isDatabaseUrl} from './backend.js'
-import {openNoFollow, unsafeDir} from './files.js'
+import {openNoFollow, unsafeDir} from '../os/files.js'
 import {defaultStorePath} from './paths.js'
 
 /** Where a database store's key lives unless --key-file, TFACTL_KEY_FILE or the config says. */

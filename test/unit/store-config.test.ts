@@ -33,7 +33,11 @@ describe('resolveStore', () => {
     const TFACTL_CONFIG = config(JSON.stringify({store: url, keyFile: '/srv/k.key'}))
     expect(resolveStore({}, {TFACTL_CONFIG}, 1000)).toEqual({spec: url, keyFile: '/srv/k.key', ignored: []})
     expect(resolveStore({}, {TFACTL_CONFIG, TFACTL_STORE: 'postgres://x@y/z'}, 1000).spec).toBe('postgres://x@y/z')
-    expect(resolveStore({store: '/tmp/s.json'}, {TFACTL_CONFIG, TFACTL_STORE: 'postgres://x@y/z'}, 1000)).toEqual({spec: '/tmp/s.json', keyFile: '/srv/k.key', ignored: []})
+    expect(resolveStore({store: '/tmp/s.json'}, {TFACTL_CONFIG, TFACTL_STORE: 'postgres://x@y/z'}, 1000)).toEqual({
+      spec: '/tmp/s.json',
+      keyFile: '/srv/k.key',
+      ignored: [],
+    })
     expect(resolveStore({keyFile: '/a.key'}, {TFACTL_CONFIG, TFACTL_KEY_FILE: '/b.key'}, 1000).keyFile).toBe('/a.key')
     expect(resolveStore({}, {TFACTL_CONFIG, TFACTL_KEY_FILE: '/b.key'}, 1000).keyFile).toBe('/b.key')
   })

@@ -5,7 +5,7 @@ import {usageError} from '../../core/errors.js'
 import {RADIUS_INSTEAD} from '../ssh/sync.js'
 import {enableSettings, sameSettings, stigMissing} from '../../core/settings.js'
 import {checkIssuer} from '../../core/validate.js'
-import {ADMIN_GROUPS, clockSynced, hostAdmins} from '../../store/system.js'
+import {ADMIN_GROUPS, clockSynced, hostAdmins} from '../../os/clock.js'
 import {publicSettings, settingsLines} from '../../ui/output.js'
 
 export default class Enable extends BaseCommand<typeof Enable> {
