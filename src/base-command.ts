@@ -6,7 +6,7 @@ import {guardSelfService} from './core/selfservice.js'
 import {checkUsername} from './core/validate.js'
 import {readCodeLine} from './code-input.js'
 import {openStore, type Repair, type StoreBackend} from './store/backend.js'
-import {ignoredWarning, resolveStore} from './store/config.js'
+import {dropSudoEnvironment, ignoredWarning, resolveStore} from './store/config.js'
 import {onNotice} from './store/notices.js'
 import {describeError} from './ui/errors.js'
 import {warningPrefix} from './ui/colour.js'
@@ -23,12 +23,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override baseFlags = {
     store: Flags.string({
       description:
-        "store file, or a PostgreSQL URL (postgresql://HOST/DB) [env: TFACTL_STORE, not under sudo] [default: the config file's, else /var/lib/tfactl/store.json as root, and for anyone while it exists; else $XDG_STATE_HOME/tfactl/store.json]",
+        "store file, or a PostgreSQL URL (postgresql://HOST/DB) [default: the config file's, else /var/lib/tfactl/store.json as root, and for anyone while it exists; else $XDG_STATE_HOME/tfactl/store.json]",
+      env: 'TFACTL_STORE',
       helpGroup: 'GLOBAL',
     }),
     'key-file': Flags.string({
       description:
-        "key that seals the secrets of a database store [env: TFACTL_KEY_FILE, not under sudo] [default: the config file's, else /etc/tfactl/tfactl.key]",
+        "key that seals the secrets of a database store [default: the config file's, else /etc/tfactl/tfactl.key]",
+      env: 'TFACTL_KEY_FILE',
       helpGroup: 'GLOBAL',
     }),
   }
@@ -51,6 +53,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   public override async init(): Promise<void> {
     await super.init()
+    // Under sudo the environment does not choose the store (TFACTL_*, PG*): dropped before the
+    // flags are parsed, since oclif reads TFACTL_STORE and TFACTL_KEY_FILE into them.
+    const ignored = dropSudoEnvironment()
     const {args, argv, flags} = await this.parse({
       args: this.ctor.args,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
@@ -64,8 +69,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     onNotice((message) => this.warning(message)) // storage prints nothing: its notices are shown here
     // Opening touches nothing (a database is connected to on first use); a bad URL or config
     // file is a usage error here.
-    // The environment is read there, not by oclif: under sudo it does not choose the store.
-    const {spec, keyFile, ignored} = resolveStore({store: this.flags.store, keyFile: this.flags['key-file']})
+    const {spec, keyFile} = resolveStore({store: this.flags.store, keyFile: this.flags['key-file']})
     const ignoredNote = ignoredWarning(ignored)
     if (ignoredNote) this.warning(ignoredNote)
     this.storeInstance = await openStore(spec, {keyFile})
