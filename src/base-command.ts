@@ -28,8 +28,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       helpGroup: 'GLOBAL',
     }),
     'key-file': Flags.string({
-      description:
-        "key that seals the secrets of a database store [default: the config file's, else /etc/tfactl/tfactl.key]",
+      description: "key that seals the secrets of a database store [default: the config file's, else /etc/tfactl/tfactl.key]",
       env: 'TFACTL_KEY_FILE',
       helpGroup: 'GLOBAL',
     }),
