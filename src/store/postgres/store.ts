@@ -61,7 +61,10 @@ export const LOGIN_BOUND_MS = 8500
 const fromServer = (code: string | undefined): boolean => typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)
 
 /** Closes a connection under a query that does not answer: the query fails at once (the server rolls back). */
-const hangUp = (c: Client): void => (c as unknown as {connection?: {stream?: {destroy(): void}}}).connection?.stream?.destroy()
+const hangUp = (c: Client): void => {
+  c.on('error', () => {}) // the client reports the closed connection as an event too: the waiting query's failure says it
+  ;(c as unknown as {connection?: {stream?: {destroy(): void}}}).connection?.stream?.destroy()
+}
 
 /** PostgreSQL error codes that mean "try again" (serialization failure, deadlock, unique violation). */
 const RETRY = new Set(['40001', '40P01', '23505'])
