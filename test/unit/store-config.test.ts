@@ -68,6 +68,10 @@ describe('PostgreSQL URLs', () => {
     expect(redactUrl('postgresql://u:s3cret@h:5432/db')).toBe('postgresql://u:***@h:5432/db')
     expect(redactUrl('postgresql://h/db?user=u&password=s3cret&sslmode=require')).toBe('postgresql://h/db?user=u&password=***&sslmode=require')
     expect(redactUrl('postgresql://u@h/db')).toBe('postgresql://u@h/db')
+    // a password with characters that were not percent-encoded: the user information ends at the last @
+    expect(redactUrl('postgresql://u:s3cr/et@h/db')).toBe('postgresql://u:***@h/db')
+    expect(redactUrl('postgresql://u:p@ss@h/db')).toBe('postgresql://u:***@h/db')
+    expect(redactUrl('postgresql://u:a?b#c@h/db')).toBe('postgresql://u:***@h/db')
   })
 
   it('reads libpq-style URLs: socket host, port, sslmode', () => {
