@@ -113,9 +113,10 @@ export function poolConfig(url: string, max: number): PoolConfig & {hosts: Endpo
  * that checks the server's certificate and name (sslmode=verify-full); else why that is weak.
  */
 export function transportWeakness(url: string): string | undefined {
-  const {host} = poolConfig(url, 1)
-  if (typeof host === 'string' && host.startsWith('/')) return undefined
-  const mode = (parse(url, {useLibpqCompat: true}) as {sslmode?: string}).sslmode ?? process.env.PGSSLMODE
+  const config = poolConfig(url, 1)
+  const tcp = config.hosts.filter((h) => !String(h.host).startsWith('/')).map((h) => String(h.host))
+  if (tcp.length === 0) return undefined
+  const mode = (config as {sslmode?: string}).sslmode ?? process.env.PGSSLMODE
   if (mode === 'verify-full') return undefined
-  return `TCP to ${host} without sslmode=verify-full${mode ? ` (sslmode=${mode})` : ''}: nothing proves the server that answers is the database${mode && mode !== 'disable' ? '' : ', and nothing is encrypted'} (a local user who binds its port while PostgreSQL is down answers in its place): use the Unix socket (postgresql:///DB?host=/run/postgresql) or sslmode=verify-full`
+  return `TCP to ${tcp.join(', ')} without sslmode=verify-full${mode ? ` (sslmode=${mode})` : ''}: nothing proves the server that answers is the database${mode && mode !== 'disable' ? '' : ', and nothing is encrypted'} (a local user who binds its port while PostgreSQL is down answers in its place): use the Unix socket (postgresql:///DB?host=/run/postgresql) or sslmode=verify-full`
 }
