@@ -142,6 +142,7 @@ describe('TrueNAS behaviour', () => {
   })
 
   it('STIG mode denies a ui login without a secret, forces SSH 2FA on and refuses turning 2FA or SSH 2FA off (exit 4) until --no-stig', async () => {
+    await renew(store, 'root') // STIG mode needs an administrator with a secret
     expect(await enable(store, '--stig')).toMatchObject({enabled: true, stig: true, ssh: true})
     expectDecision(await check(store, 'alice'), false, 'stig_requires_2fa')
     const before = store.bytes()

@@ -8,6 +8,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {hashCodes} from '../../src/core/codes.js'
+import {SCHEMA_VERSION} from '../../src/store/postgres/schema.js'
 import {PgStore} from '../../src/store/postgres/store.js'
 import {oathtool, type RunOptions, tempStore, tfactl} from '../helpers/cli.js'
 import {type PgServer, startPostgres} from '../helpers/postgres.js'
@@ -267,7 +268,7 @@ describe('two hosts sharing one database', () => {
     const runs = await Promise.all(Array.from({length: 6}, () => host(url, join(keys, 'a', 'tfactl.key')).run(['user:list', '--json'])))
     for (const r of runs) expect(r.code, r.stderr).toBe(0)
     const checked = await host(url, join(keys, 'a', 'tfactl.key')).run(['store:check', '--json'])
-    expect(checked.json).toMatchObject({schema: 1, users: 0})
+    expect(checked.json).toMatchObject({schema: SCHEMA_VERSION, users: 0})
   })
 })
 

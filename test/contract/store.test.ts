@@ -241,7 +241,8 @@ describe.each(['file', 'postgres'] as const)('StoreBackend contract (%s)', (back
     const {findings, doc} = await store.doctor()
     expect(doc?.users.size).toBe(2)
     expect(findings.length).toBeGreaterThan(0)
-    expect(findings.filter((f) => f.status === 'finding')).toEqual([])
+    // the throwaway server is reached over TCP without TLS: the connection check rightly says so; nothing else is wrong
+    expect(findings.filter((f) => f.status === 'finding' && f.check !== 'database connection')).toEqual([])
   })
 
   it('gives a responder logins that may run side by side, and an audit sink whose events are read back after drain', async () => {

@@ -343,9 +343,14 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; oath
 export async function restoreStore(store: Store, from: string): Promise<RestoreReport> {
   const {files} = store
   if (from === store.path) throw usageError(`--from ${from} is the store itself: name a backup`)
+  // --from is judged as the store is: its directories (their real path, links resolved) no
+  // other user may change, so none can swap what is opened below; the file itself is opened
+  // once, never through a link, and judged as opened (readPrivateFile).
+  checkStoreDir(dirname(from), 'the directory of --from')
+  const real = procName(from)
   return holdingStoreLock(store, FORCE_LOCK_WAIT_MS, async () => {
     removeStaleTemps(store.path)
-    const read = readForRecovery(from)
+    const read = readForRecovery(real)
     if (!read) throw storeError(`no backup at ${from}: nothing was restored (tfactl twofactor:disable --force turns 2FA off without one)`)
     const checked =
       read.text === undefined ? {valid: false as const, problem: read.problem!} : assess(read.text, from, new KeyFiles(files.key, files.legacyKey))
