@@ -685,7 +685,7 @@ describe.concurrent('a store that cannot be parsed or validated', () => {
     })
 
     // login:check takes a hot path (Store.login in src/store/file/store.ts): it validates the store's
-    // head and the one user's line only (README, "A login … reads the header and that user's
+    // head and the one user's line only (docs/files.md, "A login … reads the header and that user's
     // line only"), so it gets its own tests.
     if (label.includes('(bob')) {
       // Damage outside alice's line is not seen by alice's login (by design, see above); the
