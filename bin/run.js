@@ -24,7 +24,7 @@ function requireCached(file) {
   if (done) return done.exports
   const fs = require('node:fs')
   const vm = require('node:vm')
-  const {dirname} = require('node:path')
+  const {dirname, relative, sep} = require('node:path')
   let cachedData
   try {
     cachedData = fs.readFileSync(`${file}.v8cache`)
@@ -33,16 +33,25 @@ function requireCached(file) {
   }
   const source = fs.readFileSync(file, 'utf8')
   const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
-    filename: file,
+    // The name stack traces show. V8 keeps the name a cache was made with (Node 20: the build
+    // machine's path, in every installed copy), so it is the same everywhere: tfactl/dist/<bundle>.
+    filename: `tfactl/${relative(join(__dirname, '..'), file).split(sep).join('/')}`,
     cachedData,
     importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
   })
-  const module = {exports: {}}
+  // A module in require's cache: oclif requires the CLI bundle again by its path (package.json
+  // oclif.commands and hooks) and must get this evaluation, not a second, uncached one.
+  const Module = require('node:module')
+  const module = new Module(file)
+  module.filename = file
+  module.paths = Module._nodeModulePaths(dirname(file))
+  require.cache[file] = module
   loaded.set(file, module)
   // A bundle's own sibling bundles (the login bundle's `./pg-client.cjs`) load the same way.
   const plain = require('node:module').createRequire(file)
   const local = Object.assign((id) => (id.startsWith('./') && id.endsWith('.cjs') ? requireCached(join(dirname(file), id)) : plain(id)), plain)
   script.runInThisContext()(module.exports, local, module, file, dirname(file))
+  module.loaded = true
   if (process.env.TFACTL_WRITE_CODE_CACHE === file) process.once('exit', () => fs.writeFileSync(`${file}.v8cache`, script.createCachedData()))
   return module.exports
 }
