@@ -39,6 +39,8 @@ writeFileSync(
         `Object.defineProperty(COMMANDS, ${JSON.stringify(id(f))}, {enumerable: true, get: () => require('./${relative('dist', f).split(sep).join('/')}').default})`,
     ),
     'exports.COMMANDS = COMMANDS',
+    // package.json oclif.hooks: a mistyped command gets "did you mean" (src/hooks/not-found.ts)
+    "Object.defineProperty(exports, 'NOT_FOUND', {enumerable: true, get: () => require('./hooks/not-found.js').default})",
     '',
   ].join('\n'),
 )

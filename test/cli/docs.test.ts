@@ -44,7 +44,9 @@ describe('generated command reference and man pages', () => {
 
   it('every man page is valid roff: man reports no warning at 80 columns', () => {
     const pages = readdirSync(join(ROOT, 'man')).filter((f) => f.endsWith('.1'))
-    expect(pages).toEqual(expect.arrayContaining(['tfactl.1', 'tfactl-twofactor.1', 'tfactl-user.1', 'tfactl-login.1', 'tfactl-store.1', 'tfactl-ssh.1', 'tfactl-radius.1']))
+    expect(pages).toEqual(
+      expect.arrayContaining(['tfactl.1', 'tfactl-twofactor.1', 'tfactl-user.1', 'tfactl-login.1', 'tfactl-store.1', 'tfactl-ssh.1', 'tfactl-radius.1']),
+    )
     for (const page of pages) {
       // lintian's manpage check: man --warnings, UTF-8, 80 columns; anything on stderr is a warning
       const r = spawnSync('man', ['--warnings', '-E', 'UTF-8', '-l', '-Tutf8', '-Z', join(ROOT, 'man', page)], {
