@@ -2,10 +2,10 @@
 // the `postgres` user, pg_ctl on a free loopback port with its socket in that directory; stop()
 // shuts it down and removes everything. Tests run as root, so the server runs as `postgres`.
 import {execFileSync} from 'node:child_process'
-import {chownSync, existsSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {chownSync, existsSync, readdirSync, rmSync} from 'node:fs'
 import {createServer} from 'node:net'
-import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {tempDir} from './cleanup.js'
 
 /** The newest installed server's programs (Debian: /usr/lib/postgresql/VERSION/bin). */
 export const PG_BIN =
@@ -53,7 +53,7 @@ const asPostgres = (cmd: string, args: string[], opts: {cwd?: string} = {}): str
   execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd ?? '/', timeout: 60_000})
 
 export async function startPostgres(): Promise<PgServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'tfactl-pg-'))
+  const dir = tempDir('tfactl-pg-')
   const {uid, gid} = pgInfo()
   chownSync(dir, uid, gid)
   const data = join(dir, 'data')
