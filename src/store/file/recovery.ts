@@ -1,18 +1,20 @@
-import {existsSync, realpathSync, renameSync, rmSync} from 'node:fs'
-import {basename, dirname, join} from 'node:path'
+import {existsSync, renameSync, rmSync} from 'node:fs'
+import {dirname} from 'node:path'
 import {EXIT, forbidden, storeError, TfaError, usageError} from '../../core/errors.js'
 import {type Doc, emptyDoc, type Settings, STORE_VERSION} from '../../core/model.js'
 import {checkOathPath} from '../../core/oath.js'
 import {sameSettings} from '../../core/settings.js'
-import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, fsyncDir, readPrivateFile, removeStaleTemps} from '../files.js'
+import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, fsyncDir, readPrivateFile, removeStaleTemps} from '../../os/files.js'
 import {KeyFiles, type KeyRing} from '../keys.js'
 import {readUsersFile} from '../oathfile/file.js'
 import {refuseTakeover, type SyncReport, syncUsersFile} from '../oathfile/sync.js'
-import {describeOpeners, openers} from '../procs.js'
-import {decodeStore, encodeStore, KeyMissing, newEpoch, Reader} from './codec.js'
+import {describeOpeners, openers, procName} from '../../os/procs.js'
+import {decodeStore, KeyMissing, Reader} from '../sealed.js'
+import {encodeStore, newEpoch} from './codec.js'
 import {headerSettings, NO_KEYS, parseDocument as parse, withSettings} from './header.js'
 import {readJournal, resetJournal} from './journal.js'
 import {withLock} from './lock.js'
+import type {ForceReport, RestoreReport} from '../backend.js'
 import {checkNotLost} from './lost.js'
 import {overlay, type Store} from './store.js'
 
@@ -25,15 +27,6 @@ import {overlay, type Store} from './store.js'
 // `<file>.broken-<UTC time>`.
 
 type Json = Record<string, unknown>
-
-/** A file's name as /proc/PID/fd shows it (symbolic links in its directory resolved). */
-export function procName(path: string): string {
-  try {
-    return join(realpathSync(dirname(path)), basename(path))
-  } catch {
-    return path
-  }
-}
 
 /** 20261130T112233Z */
 const stamp = (): string =>
@@ -218,19 +211,6 @@ async function holdingStoreLock<T>(store: Store, waitMs: number, fn: () => Promi
 // ---------------------------------------------------------------------------------------------
 // twofactor:disable --force
 
-export interface ForceReport {
-  changed: boolean
-  movedAside: string[]
-  /** The pam_oath users file, rewritten listing nobody; `savedCopy`: its lines before, when records were lost. */
-  usersFile: {path: string; changed: boolean; users: string[]; savedCopy?: string} | null
-  removedLocks: string[]
-  warnings: string[]
-  /** Where the settings of the new store came from. */
-  settingsFrom: 'store' | 'backup' | 'defaults'
-  /** Users whose records could not be read (kept only in the files moved aside). */
-  unreadable: string[]
-}
-
 /** The users file a damaged store's text still names (its settings line is often intact). */
 function oathFileIn(text: string | undefined): string | undefined {
   const m = text === undefined ? null : /"oathFile":("(?:[^"\\]|\\.)*")/.exec(text)
@@ -366,17 +346,6 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; oath
 
 // ---------------------------------------------------------------------------------------------
 // store:restore
-
-export interface RestoreReport {
-  restored: true
-  from: string
-  movedAside: string[]
-  /** Users whose secrets the backup holds but the current key cannot open. */
-  undecryptable: string[]
-  users: number
-  enabled: boolean
-  warnings: string[]
-}
 
 /**
  * Puts a valid backup back as the store: the backup is decoded first (with the key; users whose

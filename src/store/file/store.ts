@@ -2,20 +2,9 @@ import {Low} from 'lowdb'
 import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
 import {type Doc, emptyDoc, isEmptyRecord, type Settings} from '../../core/model.js'
-import {
-  countLines,
-  decodeHeader,
-  KeyMissing,
-  decodeOneUser,
-  decodeStore,
-  decodeUserText,
-  encodeStore,
-  type HotState,
-  hotStateOf,
-  newEpoch,
-  splitStore,
-} from './codec.js'
-import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from '../files.js'
+import {decodeStore, decodeUserText, type HotState, hotStateOf, KeyMissing} from '../sealed.js'
+import {countLines, decodeHeader, decodeOneUser, encodeStore, newEpoch, splitStore} from './codec.js'
+import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from '../../os/files.js'
 import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
 import {KeyFiles} from '../keys.js'
 import {withLock} from './lock.js'
