@@ -39,19 +39,17 @@ function requireCached(file) {
     cachedData,
     importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
   })
-  // A module in require's cache: oclif requires the CLI bundle again by its path (package.json
-  // oclif.commands and hooks) and must get this evaluation, not a second, uncached one.
-  const Module = require('node:module')
-  const module = new Module(file)
-  module.filename = file
-  module.paths = Module._nodeModulePaths(dirname(file))
-  require.cache[file] = module
+  const module = {exports: {}}
   loaded.set(file, module)
   // A bundle's own sibling bundles (the login bundle's `./pg-client.cjs`) load the same way.
   const plain = require('node:module').createRequire(file)
-  const local = Object.assign((id) => (id.startsWith('./') && id.endsWith('.cjs') ? requireCached(join(dirname(file), id)) : plain(id)), plain)
+  // oclif requires the CLI bundle again by its path (package.json oclif.commands and hooks): it
+  // gets the copy loaded here, not a second, uncached evaluation (src/sea.ts does the same).
+  const local = Object.assign(
+    (id) => (id.startsWith('./') && id.endsWith('.cjs') ? requireCached(join(dirname(file), id)) : (loaded.get(id)?.exports ?? plain(id))),
+    plain,
+  )
   script.runInThisContext()(module.exports, local, module, file, dirname(file))
-  module.loaded = true
   if (process.env.TFACTL_WRITE_CODE_CACHE === file) process.once('exit', () => fs.writeFileSync(`${file}.v8cache`, script.createCachedData()))
   return module.exports
 }

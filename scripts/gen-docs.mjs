@@ -32,6 +32,7 @@ const ENVIRONMENT = [
   ['XDG_RUNTIME_DIR', 'where login:prompt keeps its once-per-session markers (root: /run/tfactl)'],
   ['XDG_SESSION_ID', 'the login session login:prompt invites once (else the kernel session id)'],
   ['PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE', 'libpq’s, for a PostgreSQL store (a password is read from PGPASSWORD or ~/.pgpass)'],
+  ['PGTARGETSESSIONATTRS', 'which server of a store URL’s host list to use when the URL names none: read-write (default), primary or any'],
   ['NO_COLOR, TERM', 'no colour when NO_COLOR is set or TERM is dumb'],
 ]
 

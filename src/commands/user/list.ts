@@ -1,15 +1,26 @@
+import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
+import {newUserRecord, type UserRecord} from '../../core/model.js'
+import {groupMembers} from '../../core/groups.js'
+import {nss} from '../../os/nss.js'
 import {paint} from '../../ui/colour.js'
 
 export default class List extends BaseCommand<typeof List> {
-  static override description = 'list every user the store knows, with their 2FA state'
+  static override description = `list every user the store knows, with their 2FA state
+
+With --group: the group's members (enrolled or not), then the enrolled users who are not in it
+(inGroup false), for a clean-up script.`
   static override audited = false
-  static override examples = ['<%= config.bin %> user:list', '<%= config.bin %> user:list --json']
+  static override examples = ['<%= config.bin %> user:list', '<%= config.bin %> user:list --json', '<%= config.bin %> user:list --group operators --json']
+  static override flags = {
+    group: Flags.string({description: 'list this Unix group as NSS sees it, and the enrolled users who are not in it'}),
+  }
 
   async run() {
+    const members = this.flags.group === undefined ? undefined : groupMembers(this.flags.group, nss)
     const doc = await this.store.read()
     const now = Date.now()
-    const users = [...doc.users].map(([user, r]) => ({
+    const entry = (user: string, r: UserRecord) => ({
       user,
       configured: Boolean(r.secret),
       interval: r.interval,
@@ -18,10 +29,27 @@ export default class List extends BaseCommand<typeof List> {
       recoveryCodesLeft: r.recovery?.hashes.length ?? 0,
       pending: Boolean(r.pending),
       lockedOut: Boolean(r.lockedUntil && Date.parse(r.lockedUntil) > now),
-    }))
-    if (users.length === 0) this.say('no users with 2FA state')
+      driftSteps: r.driftSteps ?? 0,
+    })
+    let users: Array<ReturnType<typeof entry> & {inGroup?: boolean}>
+    if (members === undefined) users = [...doc.users].map(([user, r]) => entry(user, r))
+    else {
+      const inGroup = new Set(members)
+      const strays = [...doc.users].filter(([user, r]) => !inGroup.has(user) && (r.secret || r.pending))
+      users = [
+        ...members.map((user) => ({...entry(user, doc.users.get(user) ?? newUserRecord()), inGroup: true})),
+        ...strays.map(([user, r]) => ({...entry(user, r), inGroup: false})),
+      ]
+    }
+    if (users.length === 0) this.say(members === undefined ? 'no users with 2FA state' : `group ${this.flags.group} has no members and no one else is enrolled`)
     for (const u of users) {
-      const state = [u.configured ? `${u.digits} digits / ${u.interval} s` : 'no secret', u.pending && 'pending', u.lockedOut && paint('red', 'LOCKED OUT')]
+      const state = [
+        u.configured ? `${u.digits} digits / ${u.interval} s` : 'no secret',
+        u.pending && 'pending',
+        u.lockedOut && paint('red', 'LOCKED OUT'),
+        u.inGroup === false && paint('yellow', 'not in the group'),
+        u.driftSteps !== 0 && `token ${u.driftSteps > 0 ? '+' : ''}${u.driftSteps} steps off`,
+      ]
       this.say(`${u.user.padEnd(20)} ${state.filter(Boolean).join(', ')}  last used: ${u.lastUsedAt ?? 'never'}  recovery codes: ${u.recoveryCodesLeft}`)
     }
     return {users}
