@@ -9,7 +9,7 @@ import {KeyFiles, type KeyRing} from '../keys.js'
 import {readUsersFile} from '../oathfile/file.js'
 import {refuseTakeover, type SyncReport, syncUsersFile} from '../oathfile/sync.js'
 import {describeOpeners, openers, procName} from '../../os/procs.js'
-import {decodeStore, Reader} from '../sealed.js'
+import {decodeStore, KeyMissing, Reader} from '../sealed.js'
 import {encodeStore, newEpoch} from './codec.js'
 import {headerSettings, NO_KEYS, parseDocument as parse, withSettings} from './header.js'
 import {readJournal, resetJournal} from './journal.js'
@@ -49,7 +49,7 @@ export function moveAside(path: string): string {
 function withBackupNote(error: unknown, store: Store): unknown {
   const backup = store.files.backup
   try {
-    if (error instanceof TfaError && error.exit === EXIT.store && checkPrivateFile(backup))
+    if (error instanceof TfaError && !(error instanceof KeyMissing) && error.exit === EXIT.store && checkPrivateFile(backup))
       error.message += ` (the previous valid store is kept in ${backup}: put it back with tfactl store:restore, or get 2FA off anyway with tfactl twofactor:disable --force)`
   } catch {
     // an unusable backup: no note
