@@ -1,4 +1,4 @@
-// A4: every rule of login:check, through the real CLI: exit code (0 allowed, 1 denied) and
+// Every rule of login:check, through the real CLI: exit code (0 allowed, 1 denied) and
 // the JSON decision. One row per rule, in the order the documentation lists them.
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {oathtool, tempStore} from '../helpers/cli.js'

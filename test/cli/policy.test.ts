@@ -1,4 +1,4 @@
-// Acceptance (issue "behaviour to match" + lockout, recovery codes, bypass): the 2FA policy
+// The 2FA policy (the rules, lockout, recovery codes, bypass)
 // through the real CLI, with codes from oathtool. Every test makes its own store.
 import {readdirSync, readFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'

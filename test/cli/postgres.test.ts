@@ -1,4 +1,4 @@
-// The fleet store (issue 12): a real PostgreSQL server, started by the tests. One contract suite
+// The fleet store: a real PostgreSQL server, started by the tests. One contract suite
 // runs against both backends; then "two hosts" (two CLI processes, each with its own copy of the
 // key file, one database) check that replay state, failures, recovery and bypass codes are shared.
 import {chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
@@ -326,7 +326,7 @@ describe('database store: configuration and refusals', () => {
       expectDecision(await check(file, 'alice', {code: wrongCode(code)}), false, 'code_invalid')
       const m = await a.run(['store:migrate', '--from', file.path, '--json'])
       expect(m.code, m.stderr).toBe(0)
-      expect(m.json).toEqual({from: file.path, users: 2, changed: true})
+      expect(m.json).toEqual({from: file.path, users: 2, settingsReplaced: false, changed: true})
       expectDecision(await check(a, 'alice', {code}), false, 'code_replayed')
     })
     const b = hostB()
@@ -341,7 +341,7 @@ describe('database store: configuration and refusals', () => {
     expectDecision(await check(a, 'alice', {code: '000000'}), false, 'code_invalid')
     expectDecision(await check(a, 'alice', {code: codes[1]}), false, 'locked_out')
     expect(statSync(`${file.path}.key`).isFile()).toBe(true) // the file store and its key are only read
-    expectJsonError(await a.run(['store:migrate', '--from', file.path, '--json']), 2)
+    expect(expectJsonError(await a.run(['store:migrate', '--from', file.path, '--json']), 2)).toMatch(/already has 2 user\(s\).*new database/)
     expect(readFileSync(file.path, 'utf8')).toContain('"alice"')
     file.cleanup()
   })
@@ -368,7 +368,7 @@ describe('database store: configuration and refusals', () => {
     try {
       const toFile = await file.run(['store:migrate', '--from', src.url, '--from-key-file', srcKey, '--json'])
       expect(toFile.code, toFile.stderr).toBe(0)
-      expect(toFile.json).toEqual({from: src.url, users: 1, changed: true})
+      expect(toFile.json).toEqual({from: src.url, users: 1, settingsReplaced: false, changed: true})
       expect(await secretOf(file, 'alice')).toBe(secret)
       expect((await file.run(['twofactor:status', '--json'])).json).toMatchObject({enabled: true, maxFailures: 3})
       expect(readFileSync(file.path, 'utf8')).not.toContain(secret)
@@ -380,7 +380,7 @@ describe('database store: configuration and refusals', () => {
     const dst = await fleet()
     const toDb = await dst.a.run(['store:migrate', '--from', src.url, '--from-key-file', srcKey, '--json'])
     expect(toDb.code, toDb.stderr).toBe(0)
-    expect(toDb.json).toEqual({from: src.url, users: 1, changed: true})
+    expect(toDb.json).toEqual({from: src.url, users: 1, settingsReplaced: false, changed: true})
     expect(await secretOf(dst.a, 'alice')).toBe(secret)
     expect(readFileSync(join(dst.keys, 'a', 'tfactl.key'))).not.toEqual(readFileSync(srcKey))
     expectDecision(await check(dst.a, 'alice', {code: codes[1]}), true, 'recovery_code_accepted')
@@ -391,6 +391,23 @@ describe('database store: configuration and refusals', () => {
     expectJsonError(await other.a.run(['store:migrate', '--from', src.url, '--from-key-file', join(work, 'no-such.key'), '--json']), 3)
     expect((await other.a.run(['user:list', '--json'])).json.users).toEqual([])
     expectJsonError(await src.a.run(['store:migrate', '--from', src.url, '--json']), 2) // itself
+  })
+
+  it("migrates into a database where twofactor:enable ran first: its settings give way to the file store's, with a warning", async () => {
+    const file = tempStore()
+    try {
+      await enable(file, '--window', '2', '--issuer', 'from-file')
+      await renew(file, 'alice')
+      const {a} = await fleet()
+      await enable(a, '--window', '0') // the set-up guide's order: the database first, then the migration
+      const m = await a.run(['store:migrate', '--from', file.path])
+      expect(m.code, m.stderr).toBe(0)
+      expect(m.stderr).toMatch(/warning: the settings postgresql:\/\/.* had were replaced by .*store\.json's/)
+      const status = (await a.run(['twofactor:status', '--json'])).json
+      expect(status).toMatchObject({enabled: true, window: 2, issuer: 'from-file', users: {total: 1, configured: 1}})
+    } finally {
+      file.cleanup()
+    }
   })
 
   it('fails closed while the server is down (exit 3 within 10 s), and works again when it is back', async () => {
@@ -404,6 +421,15 @@ describe('database store: configuration and refusals', () => {
       expect(Date.now() - started).toBeLessThan(10_000)
       expect(expectJsonError(r, 3)).toMatch(/postgresql:\/\/.*unreachable/)
       expect(expectJsonError(await a.run(['user:list', '--json']), 3)).toMatch(/unreachable/)
+      // one line naming the store, for a login and for an audited change alike
+      for (const args of [
+        ['login:check', 'alice', '--code', '123456'],
+        ['user:unlock', 'alice'],
+      ]) {
+        const plain = await a.run(args)
+        expect(plain.code).toBe(3)
+        expect(plain.stderr.trim().split('\n'), args[0]).toEqual([expect.stringMatching(/^tfactl: postgresql:\/\/.*database unreachable/)])
+      }
     } finally {
       pg.start()
     }

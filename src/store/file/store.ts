@@ -2,7 +2,7 @@ import {Low} from 'lowdb'
 import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
 import {type Doc, emptyDoc, isEmptyRecord, type Settings} from '../../core/model.js'
-import {decodeStore, decodeUserText, type HotState, hotStateOf} from '../sealed.js'
+import {decodeStore, decodeUserText, type HotState, hotStateOf, KeyMissing} from '../sealed.js'
 import {countLines, decodeHeader, decodeOneUser, encodeStore, newEpoch, splitStore} from './codec.js'
 import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from '../../os/files.js'
 import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
@@ -26,12 +26,12 @@ export function overlay(doc: Doc, entries: Map<string, HotState>): void {
 
 /**
  * An error about a bad store says where the previous valid one is, when there is one, and how to
- * put it back. The error given is always the one returned: a backup that cannot be checked only
+ * put it back (a missing key: no help there, the backup needs it too). The error given is always the one returned: a backup that cannot be checked only
  * goes unmentioned.
  */
 export function withBackupNote(error: unknown, backup: string): unknown {
   try {
-    if (error instanceof TfaError && error.exit === EXIT.store && checkPrivateFile(backup))
+    if (error instanceof TfaError && !(error instanceof KeyMissing) && error.exit === EXIT.store && checkPrivateFile(backup))
       error.message += ` (the previous valid store is kept in ${backup}: put it back with tfactl store:restore, or get 2FA off anyway with tfactl twofactor:disable --force)`
   } catch {
     // an unusable backup (a link, another owner): no note, and the original error stands

@@ -498,7 +498,9 @@ export class PgStore implements StoreBackend {
   }
 
   async recordEvent(command: string, user: string | null | string[], outcome: Outcome): Promise<string | undefined> {
-    if (this.unreachable) return `audit event not recorded: ${this.description} is unreachable`
+    // The command already failed with the one line naming the unreachable database (exit 3);
+    // a second line saying its event went unrecorded for the same reason only adds noise.
+    if (this.unreachable) return undefined
     const users = Array.isArray(user) ? (user.length > 0 ? user : [null]) : [user]
     try {
       // one statement: one row per user the command acted on (a bulk command names every user)
