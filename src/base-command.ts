@@ -122,11 +122,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /**
    * A store update guarded by the self-service proof (see guardSelfService): a wrong or missing
-   * `--code` under sudo is a counted failure and exit 4, and nothing else is written.
+   * `--code` under sudo is a counted failure and exit 4, and nothing else is written. `one`: the
+   * change touches that user alone (the store reads that user's record only).
    */
-  protected async selfServiceUpdate<T>(targets: (doc: Doc) => readonly string[], proof: string | undefined, change: (doc: Doc) => T): Promise<T> {
+  protected async selfServiceUpdate<T>(targets: (doc: Doc) => readonly string[], proof: string | undefined, change: (doc: Doc) => T, one?: string): Promise<T> {
     const now = Date.now()
-    const outcome = await this.store.update((doc) => guardSelfService(doc, targets(doc), process.env.SUDO_USER, proof, now, () => change(doc)))
+    const guarded = (doc: Doc) => guardSelfService(doc, targets(doc), process.env.SUDO_USER, proof, now, () => change(doc))
+    const outcome = await (one === undefined ? this.store.update(guarded) : this.store.updateUser(one, guarded))
     if ('refusal' in outcome) throw forbidden(outcome.refusal)
     return outcome.result
   }

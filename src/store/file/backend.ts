@@ -41,6 +41,11 @@ export class FileBackend implements StoreBackend {
     return this.store.update(fn)
   }
 
+  /** The update path reads records lazily (records.ts): only the records `fn` reads are decoded. */
+  updateUser<T>(_user: string, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+    return this.store.update(fn)
+  }
+
   login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
     return this.store.login(user, fn)
   }

@@ -3,7 +3,8 @@ import {dirname} from 'node:path'
 import type pg from 'pg'
 import {pg as client} from './client.js'
 import {storeError, TfaError} from '../../core/errors.js'
-import {type Doc, STORE_VERSION, type UserRecord} from '../../core/model.js'
+import {type Doc, type Settings, STORE_VERSION, type UserRecord} from '../../core/model.js'
+import type {StatusSummary} from '../../ui/output.js'
 import type {AuditEvent} from '../audit.js'
 import type {AuditRecord, OpenOptions, Outcome, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
 import {DEFAULT_KEY_FILE} from '../config.js'
@@ -37,6 +38,17 @@ interface Row {
 
 /** Another writer changed a row between our read and our write: the transaction starts over. */
 class Conflict extends Error {}
+
+const ROW = 'name, rev::text AS rev, data::text AS data'
+const READ_ONLY = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'
+/** Rows per batch when every user is read in turn (user:list). */
+const USER_BATCH = 2000
+
+/**
+ * What the database store fetched, counted so tests can tell "one user's row" from "every row"
+ * without timing anything (test/unit/scale-work.test.ts).
+ */
+export const pgWork = {rowsRead: 0}
 
 const HEAD = 'SELECT settings::text AS settings, key_id, (SELECT max(version) FROM tfactl_schema) AS schema FROM tfactl_settings WHERE id = 1'
 
@@ -215,27 +227,103 @@ export class PgStore implements StoreBackend {
     return decodeStore(text, this.description, this.keys).doc
   }
 
-  private async readAll(c: Client, lock = false): Promise<{head: Head; rows: Row[]; doc: Doc}> {
+  /** The user rows: every one (`user` undefined), or one user's (locked until the transaction ends). */
+  private async rows(c: Client, user?: string): Promise<Row[]> {
+    const r =
+      user === undefined
+        ? await c.query<Row>(`SELECT ${ROW} FROM tfactl_users ORDER BY name`)
+        : await c.query<Row>(`SELECT ${ROW} FROM tfactl_users WHERE name = $1 FOR UPDATE`, [user])
+    pgWork.rowsRead += r.rows.length
+    return r.rows
+  }
+
+  private async readAll(c: Client): Promise<{head: Head; rows: Row[]; doc: Doc}> {
     const head = await this.head(c)
     this.checkKey(head.keyId)
-    const r = await c.query<Row>(`SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name${lock ? ' FOR UPDATE' : ''}`)
-    return {head, rows: r.rows, doc: this.decode(head, r.rows)}
+    const rows = await this.rows(c)
+    return {head, rows, doc: this.decode(head, rows)}
   }
 
   async read(): Promise<Doc> {
-    return this.tx('reading', async (c) => (await this.readAll(c)).doc, {begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'})
+    return this.tx('reading', async (c) => (await this.readAll(c)).doc, {begin: READ_ONLY})
+  }
+
+  /** The settings row alone (user:secret:renew reads them before it asks for a code). */
+  async settings(): Promise<Settings> {
+    return this.tx(
+      'reading the settings',
+      async (c) => {
+        const head = await this.head(c)
+        this.checkKey(head.keyId)
+        return this.decode(head, []).settings
+      },
+      {begin: READ_ONLY},
+    )
+  }
+
+  /** Settings and counts: the database counts the rows, none is fetched or opened (twofactor:status). */
+  async summary(): Promise<StatusSummary> {
+    return this.tx(
+      'reading the summary',
+      async (c) => {
+        const head = await this.head(c)
+        this.checkKey(head.keyId)
+        // the categories of summaryOf(): every row is a user; configured ones have a secret
+        const r = await c.query<{total: string; configured: string}>(
+          "SELECT count(*)::text AS total, count(*) FILTER (WHERE data->>'secret' IS NOT NULL)::text AS configured FROM tfactl_users",
+        )
+        return {settings: this.decode(head, []).settings, total: Number(r.rows[0].total), configured: Number(r.rows[0].configured)}
+      },
+      {begin: READ_ONLY},
+    )
+  }
+
+  /**
+   * Every user in name order, USER_BATCH rows at a time from one snapshot: a batch is decoded
+   * (validated, opened) and handed to `fn`, then dropped, so memory does not grow with the store.
+   */
+  async eachUser(fn: (batch: Array<[string, UserRecord]>) => void): Promise<void> {
+    return this.tx(
+      'reading the users',
+      async (c) => {
+        const head = await this.head(c)
+        this.checkKey(head.keyId)
+        for (let after = ''; ; ) {
+          const r = await c.query<Row>(`SELECT ${ROW} FROM tfactl_users WHERE name > $1 ORDER BY name LIMIT ${USER_BATCH}`, [after])
+          pgWork.rowsRead += r.rows.length
+          if (r.rows.length > 0) fn([...this.decode(head, r.rows).users])
+          if (r.rows.length < USER_BATCH) return
+          after = r.rows.at(-1)!.name
+        }
+      },
+      {begin: READ_ONLY},
+    )
   }
 
   async update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+    return this.change(undefined, fn)
+  }
+
+  /** A change of one user: that user's row alone is read (and locked), and written when it changed. */
+  async updateUser<T>(user: string, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+    return this.change(user, fn)
+  }
+
+  /** Read-modify-write of every row (`user` undefined) or of one user's, under the update lock. */
+  private async change<T>(user: string | undefined, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
     return this.tx('the update', async (c) => {
-      await c.query(LOCK_UPDATE) // one whole-store writer at a time, on every host
-      const {head, rows, doc} = await this.readAll(c)
+      await c.query(LOCK_UPDATE) // one writer of settings and records at a time, on every host
+      const head = await this.head(c)
+      this.checkKey(head.keyId)
+      const rows = await this.rows(c, user)
+      const doc = this.decode(head, rows)
       this.keys.settle(head.keyId) // finishes or drops a key rotation a crash interrupted
       const before = snapshot(doc)
       const settings = JSON.stringify(doc.settings)
       const result = await fn(doc)
       if (doc.settings.oathFile)
         throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
+      if (user !== undefined) for (const name of doc.users.keys()) if (name !== user) throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
       let keyId = head.keyId
       if (JSON.stringify(doc.settings) !== settings)
         await c.query('UPDATE tfactl_settings SET settings = $1::jsonb WHERE id = 1', [JSON.stringify(doc.settings)])
@@ -322,12 +410,12 @@ export class PgStore implements StoreBackend {
     // (the name is quoted by the client; usernames are validated before they get here anyway).
     // The user's row stays locked until this transaction commits its effect: every other check
     // of this user, on any host, waits for it and then sees the new state.
-    const begin = (c: Client) =>
-      `BEGIN; ${HEAD}; SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users WHERE name = ${c.escapeLiteral(user)} FOR UPDATE`
+    const begin = (c: Client) => `BEGIN; ${HEAD}; SELECT ${ROW} FROM tfactl_users WHERE name = ${c.escapeLiteral(user)} FOR UPDATE`
     return this.tx(
       'the login check',
       async (c, begun) => {
         const [, headResult, r] = begun as [unknown, pg.QueryResult<HeadRow>, pg.QueryResult<Row>]
+        pgWork.rowsRead += r.rows.length
         const head = this.parseHead(headResult)
         this.checkKey(head.keyId)
         const doc = this.decode(head, r.rows)
@@ -352,7 +440,8 @@ export class PgStore implements StoreBackend {
         await c.query(LOCK_UPDATE)
         const head = await this.head(c)
         this.checkKey(head.keyId)
-        const r = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name FOR UPDATE')
+        const r = await c.query<Row>(`SELECT ${ROW} FROM tfactl_users ORDER BY name FOR UPDATE`)
+        pgWork.rowsRead += r.rows.length
         const doc = this.decode(head, r.rows)
         this.keys.prepareNext() // the new key on disk beside the old one before any row names it
         const next = this.keys.current()
@@ -460,7 +549,8 @@ export class PgStore implements StoreBackend {
         )
         const local = (sent + Date.now()) / 2
         const head = await this.head(c)
-        const users = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data FROM tfactl_users ORDER BY name')
+        const users = await c.query<Row>(`SELECT ${ROW} FROM tfactl_users ORDER BY name`)
+        pgWork.rowsRead += users.rows.length
         const base = {version: t.rows[0].version, skewMs: Number(t.rows[0].now) - local, schema: head.schema, keyId: head.keyId}
         try {
           this.checkKey(head.keyId)

@@ -88,6 +88,7 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
         }
         return {done: new Set(done)}
       },
+      users.length === 1 ? users[0] : undefined,
     )
 
     const results = users.map((user) => {
