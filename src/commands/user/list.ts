@@ -9,6 +9,7 @@ export default class List extends BaseCommand<typeof List> {
 
   async run() {
     const now = Date.now()
+    const json = this.jsonEnabled()
     const users: Array<ReturnType<typeof entry>> = []
     // A batch at a time where the store can (a database): each batch's records are dropped once
     // listed, only these summaries are kept (for --json).
@@ -16,6 +17,7 @@ export default class List extends BaseCommand<typeof List> {
       for (const [user, r] of batch) {
         const u = entry(user, r, now)
         users.push(u)
+        if (json) continue
         const state = [u.configured ? `${u.digits} digits / ${u.interval} s` : 'no secret', u.pending && 'pending', u.lockedOut && paint('red', 'LOCKED OUT')]
         this.say(`${u.user.padEnd(20)} ${state.filter(Boolean).join(', ')}  last used: ${u.lastUsedAt ?? 'never'}  recovery codes: ${u.recoveryCodesLeft}`)
       }

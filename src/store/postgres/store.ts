@@ -43,6 +43,8 @@ const ROW = 'name, rev::text AS rev, data::text AS data'
 const READ_ONLY = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'
 /** Rows per batch when every user is read in turn (user:list). */
 const USER_BATCH = 2000
+/** Rows per statement when many are written (a bulk enrolment). */
+const WRITE_BATCH = 5000
 
 /**
  * What the database store fetched, counted so tests can tell "one user's row" from "every row"
@@ -385,24 +387,25 @@ export class PgStore implements StoreBackend {
       del[0].push(name)
       del[1].push(byName.get(name)!.rev)
     }
-    if (del[0].length > 0) {
-      const r = await c.query('DELETE FROM tfactl_users u USING unnest($1::text[], $2::bigint[]) v(name, rev) WHERE u.name = v.name AND u.rev = v.rev', del)
-      if (r.rowCount !== del[0].length) throw new Conflict()
+    const guarded = async (sql: string, columns: string[][]) => {
+      // WRITE_BATCH rows per statement: each stays well inside the statement timeout (100 000 users at once did not)
+      for (let from = 0; from < columns[0].length; from += WRITE_BATCH) {
+        const r = await c.query(
+          sql,
+          columns.map((col) => col.slice(from, from + WRITE_BATCH)),
+        )
+        if (r.rowCount !== Math.min(WRITE_BATCH, columns[0].length - from)) throw new Conflict()
+      }
     }
-    if (upd[0].length > 0) {
-      const r = await c.query(
-        'UPDATE tfactl_users u SET data = v.data::jsonb, rev = u.rev + 1 FROM unnest($1::text[], $2::bigint[], $3::text[]) v(name, rev, data) WHERE u.name = v.name AND u.rev = v.rev',
-        upd,
-      )
-      if (r.rowCount !== upd[0].length) throw new Conflict()
-    }
-    if (ins[0].length > 0) {
-      const r = await c.query(
-        'INSERT INTO tfactl_users (name, data) SELECT name, data::jsonb FROM unnest($1::text[], $2::text[]) v(name, data) ON CONFLICT (name) DO NOTHING',
-        ins,
-      )
-      if (r.rowCount !== ins[0].length) throw new Conflict()
-    }
+    await guarded('DELETE FROM tfactl_users u USING unnest($1::text[], $2::bigint[]) v(name, rev) WHERE u.name = v.name AND u.rev = v.rev', del)
+    await guarded(
+      'UPDATE tfactl_users u SET data = v.data::jsonb, rev = u.rev + 1 FROM unnest($1::text[], $2::bigint[], $3::text[]) v(name, rev, data) WHERE u.name = v.name AND u.rev = v.rev',
+      upd,
+    )
+    await guarded(
+      'INSERT INTO tfactl_users (name, data) SELECT name, data::jsonb FROM unnest($1::text[], $2::text[]) v(name, data) ON CONFLICT (name) DO NOTHING',
+      ins,
+    )
   }
 
   async login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
