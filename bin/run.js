@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // CommonJS on purpose (bin/package.json): login:check runs on every login, and loading a CommonJS
 // bundle skips the ES module loader's start-up. Plainly valid login:check calls never load oclif
-// (see src/fast.ts); everything else is the oclif CLI, bundled too (dist/cli-bundle.cjs).
+// (see src/login/fast.ts); everything else is the oclif CLI, bundled too (dist/cli-bundle.cjs).
 const {join} = require('node:path')
 const command = process.argv[2]
 const loaded = new Map() // bundle file → its module, as require's cache

@@ -1,6 +1,6 @@
-// Bundles the login:check fast path (src/fast.ts → dist/fast-bundle.cjs): one CommonJS file to
+// Bundles the login:check fast path (src/login/fast.ts → dist/fast-bundle.cjs): one CommonJS file to
 // load instead of a tree of ES modules, on the path every login takes. The lock addon
-// (fs-native-extensions' prebuilt .node file, see src/store/oslock.ts) stays external: it is
+// (fs-native-extensions' prebuilt .node file, see src/os/oslock.ts) stays external: it is
 // required at run time, through createRequire(import.meta.url), from the node_modules next to
 // this file (a local or a global install alike); import.meta.url becomes this file's URL. The PostgreSQL client (pg) is bundled apart
 // (src/store/postgres/client.ts → dist/pg-client.cjs) and loaded only for a database store, so
@@ -33,7 +33,7 @@ await build({
 })
 
 await build({
-  entryPoints: ['src/fast.ts'],
+  entryPoints: ['src/login/fast.ts'],
   plugins: [pgClient],
   outfile: 'dist/fast-bundle.cjs',
   bundle: true,

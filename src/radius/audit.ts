@@ -1,7 +1,7 @@
 import * as fs from 'node:fs'
 import {dirname} from 'node:path'
 import type {AuditEvent} from '../store/audit.js'
-import {checkPrivateFile, ensureDir} from '../store/files.js'
+import {checkPrivateFile, ensureDir} from '../os/files.js'
 
 /**
  * The responder's audit trail: the same audit.log lines as every command (one JSON object a

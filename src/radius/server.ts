@@ -29,7 +29,7 @@ import {StateBook} from './state.js'
  * concurrently: a failing one waits out its fail delay without holding anything else up.
  */
 
-/** The login check (src/login-check.ts checkLogin bound to a store). */
+/** The login check (src/login/check.ts checkLogin bound to a store). */
 export type Judge = (input: {user: string; code?: string}) => Promise<{allowed: boolean; reason: Reason}>
 
 export interface ServerOptions {

@@ -1,5 +1,5 @@
 import * as fs from 'node:fs'
-import {checkPrivateFile, ensureDir, openNoFollow, readPrivateFile} from './files.js'
+import {checkPrivateFile, ensureDir, openNoFollow, readPrivateFile} from '../os/files.js'
 import {dirname} from 'node:path'
 
 /** One line of the audit log. Never a secret or a code: only who, what, whom and the outcome. */

@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto'
 import {renameSync, rmSync} from 'node:fs'
 import {storeError} from '../core/errors.js'
-import {atomicWrite, checkStoreDir, fsyncDir, readPrivateFile} from './files.js'
+import {atomicWrite, checkStoreDir, fsyncDir, readPrivateFile} from '../os/files.js'
 import {newKey} from './secrets.js'
 import {dirname} from 'node:path'
 

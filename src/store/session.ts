@@ -1,7 +1,7 @@
 import {closeSync, constants, lstatSync, openSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {ensureDir} from './files.js'
+import {ensureDir} from '../os/files.js'
 
 const readOr = (path: string, fallback: string): string => {
   try {

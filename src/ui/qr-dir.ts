@@ -1,7 +1,7 @@
 import * as fs from 'node:fs'
 import {join} from 'node:path'
 import {TfaError, usageError} from '../core/errors.js'
-import {type UnsafeDir, unsafeDir} from '../store/files.js'
+import {type UnsafeDir, unsafeDir} from '../os/files.js'
 import {quote} from '../core/validate.js'
 
 /**
@@ -9,7 +9,7 @@ import {quote} from '../core/validate.js'
  * directory must be one nobody else can write: owned by the caller or root, not writable by
  * group or others, and inside directories nobody else can swap (else another user could
  * pre-create a file or plant a link and read the secret, or make root overwrite a file of their
- * choice; store/files.ts unsafeDir). Checked before anything is enrolled;
+ * choice; os/files.ts unsafeDir). Checked before anything is enrolled;
  * a problem is exit 2 and nothing changes. Returns the directory's real path (a missing
  * directory is created 0700).
  */

@@ -55,7 +55,7 @@ type State = string
 /** Validates the store like `store:check` does and returns its state; throws when invalid. */
 async function validState(store: TempStore): Promise<State> {
   const {Store} = await dist('store/file/store.js')
-  const {checkPrivateFile} = await dist('store/files.js')
+  const {checkPrivateFile} = await dist('os/files.js')
   const s = new Store(store.path)
   const doc = await s.read()
   checkPrivateFile(store.path)

@@ -369,8 +369,8 @@ describe('--code - reads the code from stdin (never on the command line)', () =>
   })
 
   it('login:check has one flag spec that both parsers use', async () => {
-    const {LOGIN_CHECK_FLAGS} = await import('../../src/login-flags.js')
-    const {parseLoginCheck} = await import('../../src/fast.js')
+    const {LOGIN_CHECK_FLAGS} = await import('../../src/login/flags.js')
+    const {parseLoginCheck} = await import('../../src/login/fast.js')
     const {default: Check} = await import('../../src/commands/login/check.js')
     for (const [name, spec] of Object.entries(LOGIN_CHECK_FLAGS)) {
       const flag = (Check.flags as any)[name]

@@ -112,8 +112,8 @@ describe.skipIf(missing !== null)('radius:serve answers FreeRADIUS radclient', {
     const first = await radclient(challengeMode.port, secret, ['User-Name = alice', 'User-Password = unix-password'])
     expect(first.code, first.out).toBe('Access-Challenge')
     expect(first.attrs['Reply-Message']).toBe('"2FA code: "')
-    expect(first.attrs['Prompt']).toBe('No-Echo')
-    const state = first.attrs['State']
+    expect(first.attrs.Prompt).toBe('No-Echo')
+    const state = first.attrs.State
     expect(state).toMatch(/^0x[0-9a-f]+$/)
     const code = await freshCode()
     const second = await radclient(challengeMode.port, secret, ['User-Name = alice', `User-Password = ${code}`, `State = ${state}`])

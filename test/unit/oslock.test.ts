@@ -1,4 +1,4 @@
-// The lock primitive under both of tfactl's locks (src/store/oslock.ts): open file description
+// The lock primitive under both of tfactl's locks (src/os/oslock.ts): open file description
 // (OFD) locks from fs-native-extensions' prebuilt addon. They must be what the kernel calls OFD
 // locks (held per open file, so even a second descriptor in the same process is refused), and
 // they must conflict with the classic POSIX fcntl lock that pam_oath takes on its `.lock` file.
@@ -7,7 +7,7 @@ import {closeSync, mkdtempSync, openSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
-import {tryLockExclusive, waitLockExclusive} from '../../src/store/oslock.js'
+import {tryLockExclusive, waitLockExclusive} from '../../src/os/oslock.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'tfactl-oslock-'))
 afterAll(() => rmSync(dir, {recursive: true, force: true}))
@@ -36,7 +36,7 @@ function posixLock(path: string, seconds: number) {
   return {said, exited}
 }
 
-describe('OFD locks (src/store/oslock.ts)', () => {
+describe('OFD locks (src/os/oslock.ts)', () => {
   it('refuses a second open of the file, even in the same process, until the first is closed', () => {
     const path = join(dir, 'a.lock')
     const first = openSync(path, 'a')

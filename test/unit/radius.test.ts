@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {hotp, timeStep} from '../../src/core/totp.js'
-import {checkLogin} from '../../src/login-check.js'
+import {checkLogin} from '../../src/login/check.js'
 import {loadClients, matchClient, parseClients} from '../../src/radius/clients.js'
 import {
   ATTR,

@@ -3,8 +3,8 @@ import {requiredUsernameArg} from '../../args.js'
 import {BaseCommand} from '../../base-command.js'
 import {EXIT, usageError} from '../../core/errors.js'
 import {decideLogin, type Method, type Service} from '../../core/login.js'
-import {checkLogin} from '../../login-check.js'
-import {LOGIN_CHECK_FLAGS} from '../../login-flags.js'
+import {checkLogin} from '../../login/check.js'
+import {LOGIN_CHECK_FLAGS} from '../../login/flags.js'
 
 export default class Check extends BaseCommand<typeof Check> {
   static override description = `decide whether a login passes the 2FA step (exit 0 allowed, 1 denied)

@@ -5,7 +5,7 @@ import {usageError} from '../../core/errors.js'
 import {RADIUS_INSTEAD} from '../ssh/sync.js'
 import {enableSettings, sameSettings} from '../../core/settings.js'
 import {checkIssuer} from '../../core/validate.js'
-import {clockSynced} from '../../store/system.js'
+import {clockSynced} from '../../os/clock.js'
 import {publicSettings, settingsLines} from '../../ui/output.js'
 
 export default class Enable extends BaseCommand<typeof Enable> {

@@ -8,7 +8,7 @@ export default class Status extends BaseCommand<typeof Status> {
 
   async run() {
     // settings and counts only: no record is decoded (store:check validates the whole store).
-    // Plain calls are answered by src/fast.ts (fastStatus) without oclif, with the same output.
+    // Plain calls are answered by src/login/fast.ts (fastStatus) without oclif, with the same output.
     const summary = this.store.summary ? await this.store.summary() : summaryOf(await this.store.read())
     for (const line of statusLines(summary)) this.say(line)
     return statusResult(summary)

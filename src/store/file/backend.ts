@@ -4,9 +4,9 @@ import type {Doc, Settings} from '../../core/model.js'
 import type {StatusSummary} from '../../ui/output.js'
 import {type AuditEvent, auditLoss, lossMarker, readAudit, recordEvent} from '../audit.js'
 import type {Outcome, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
-import {checkPrivateFile} from '../files.js'
-import {openers, processState} from '../procs.js'
-import {emergencyFix, procName} from './recovery.js'
+import {checkPrivateFile} from '../../os/files.js'
+import {openers, processState, procName} from '../../os/procs.js'
+import {emergencyFix} from './recovery.js'
 import {Store} from './store.js'
 
 /** The file store (store.ts) behind the StoreBackend seam; its behaviour is the file Store's own. */

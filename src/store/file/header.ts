@@ -1,6 +1,6 @@
 import {EXIT, storeError, TfaError} from '../../core/errors.js'
 import {type Doc, type Settings, STORE_VERSION} from '../../core/model.js'
-import {readPrivateFile} from '../files.js'
+import {readPrivateFile} from '../../os/files.js'
 import type {KeyRing} from '../keys.js'
 import {decodeStore, Reader} from './codec.js'
 

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs'
 import {type HotState, readHotState, Reader} from './codec.js'
-import {atomicWrite, openAppend, readPrivateFile} from '../files.js'
+import {atomicWrite, openAppend, readPrivateFile} from '../../os/files.js'
 
 /**
  * The hot-state journal `<store>.journal`: what logins change (last accepted step, failure

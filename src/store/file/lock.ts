@@ -1,12 +1,12 @@
 import {closeSync, constants, openSync} from 'node:fs'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {storeError} from '../../core/errors.js'
-import {tryLockExclusive} from '../oslock.js'
+import {tryLockExclusive} from '../../os/oslock.js'
 
 export const LOCK_WAIT_MS = 10_000
 
 /**
- * Runs `fn` holding an exclusive OFD lock (fcntl, whole file; src/store/oslock.ts) on `lockPath`.
+ * Runs `fn` holding an exclusive OFD lock (fcntl, whole file; src/os/oslock.ts) on `lockPath`.
  * The kernel drops the lock when its holder dies, so a crashed process never leaves a lock
  * behind; the file itself stays and means nothing (no lock is ever taken over on its contents or
  * age). Gives up after `waitMs` with exit 3 (nothing has been changed by then).

@@ -1,14 +1,14 @@
-import {existsSync, realpathSync, renameSync, rmSync} from 'node:fs'
-import {basename, dirname, join} from 'node:path'
+import {existsSync, renameSync, rmSync} from 'node:fs'
+import {dirname} from 'node:path'
 import {EXIT, forbidden, storeError, TfaError, usageError} from '../../core/errors.js'
 import {type Doc, emptyDoc, type Settings, STORE_VERSION} from '../../core/model.js'
 import {checkOathPath} from '../../core/oath.js'
 import {sameSettings} from '../../core/settings.js'
-import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, fsyncDir, readPrivateFile, removeStaleTemps} from '../files.js'
+import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, fsyncDir, readPrivateFile, removeStaleTemps} from '../../os/files.js'
 import {KeyFiles, type KeyRing} from '../keys.js'
 import {readUsersFile} from '../oathfile/file.js'
 import {refuseTakeover, type SyncReport, syncUsersFile} from '../oathfile/sync.js'
-import {describeOpeners, openers} from '../procs.js'
+import {describeOpeners, openers, procName} from '../../os/procs.js'
 import {decodeStore, encodeStore, newEpoch, Reader} from './codec.js'
 import {headerSettings, NO_KEYS, parseDocument as parse, withSettings} from './header.js'
 import {readJournal, resetJournal} from './journal.js'
@@ -25,15 +25,6 @@ import {overlay, type Store} from './store.js'
 // `<file>.broken-<UTC time>`.
 
 type Json = Record<string, unknown>
-
-/** A file's name as /proc/PID/fd shows it (symbolic links in its directory resolved). */
-export function procName(path: string): string {
-  try {
-    return join(realpathSync(dirname(path)), basename(path))
-  } catch {
-    return path
-  }
-}
 
 /** 20261130T112233Z */
 const stamp = (): string =>

@@ -2,7 +2,7 @@ import * as fs from 'node:fs'
 import {basename, dirname} from 'node:path'
 import {storeError} from '../../core/errors.js'
 import {parseUsersFile, type OathEntry} from '../../core/oath.js'
-import {accessError} from '../files.js'
+import {accessError} from '../../os/files.js'
 import {warningPrefix} from '../../ui/colour.js'
 
 // The disk side of the pam_oath users file. pam_oath (liboath usersfile.c, Debian 12) reads the

@@ -1,8 +1,8 @@
 import * as fs from 'node:fs'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {storeError} from '../../core/errors.js'
-import {accessError} from '../files.js'
-import {waitLockExclusive} from '../oslock.js'
+import {accessError} from '../../os/files.js'
+import {waitLockExclusive} from '../../os/oslock.js'
 import {errno, LOCK_MARK, warn} from './file.js'
 
 // Phase 1 (liboath: the lock). pam_oath (Debian 12, liboath 2.6.7-3.1+deb12u1, seen with strace)

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs'
 import {basename, dirname} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {pidsHolding} from '../procs.js'
+import {pidsHolding} from '../../os/procs.js'
 
 // Phase 2 (liboath: the gap between read and rename). A pam_oath login reads the file without a
 // lock; if tfactl replaces it meanwhile, that login holds an older copy it may write back.

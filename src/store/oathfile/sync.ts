@@ -20,7 +20,7 @@ import {
   oathUsers,
   renderUsersFile,
 } from '../../core/oath.js'
-import {fsyncDir, type UnsafeDir, unsafeDir} from '../files.js'
+import {fsyncDir, type UnsafeDir, unsafeDir} from '../../os/files.js'
 import {isRoot, readUsersFile, TEMP_MARK, type UsersFile, warn} from './file.js'
 import {removeStalePamNew, UsersFileLock} from './lock.js'
 import {waitForStaleReaders} from './readers.js'

@@ -1,9 +1,19 @@
 import * as fs from 'node:fs'
+import {basename, dirname, join} from 'node:path'
 
 /** A process that has a file open. */
 export interface Opener {
   pid: number
   command: string
+}
+
+/** A file's name as /proc/PID/fd shows it (symbolic links in its directory resolved). */
+export function procName(path: string): string {
+  try {
+    return join(fs.realpathSync(dirname(path)), basename(path))
+  } catch {
+    return path
+  }
 }
 
 const readOr = (path: string): string => {

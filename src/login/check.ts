@@ -1,8 +1,8 @@
 import {setTimeout as sleep} from 'node:timers/promises'
-import {applyEffect, decideLogin, type Method, type Reason, type Service} from './core/login.js'
-import {getOrCreate, tidy} from './core/users.js'
-import type {StoreBackend} from './store/backend.js'
-import {paint} from './ui/colour.js'
+import {applyEffect, decideLogin, type Method, type Reason, type Service} from '../core/login.js'
+import {getOrCreate, tidy} from '../core/users.js'
+import type {StoreBackend} from '../store/backend.js'
+import {paint} from '../ui/colour.js'
 
 export interface LoginInput {
   user: string

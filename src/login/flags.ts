@@ -1,6 +1,6 @@
 /**
  * The one definition of login:check's options. The oclif command builds its flags from it and
- * the fast path (src/fast.ts, which must not load oclif) parses with it, so both accept the
+ * the fast path (src/login/fast.ts, which must not load oclif) parses with it, so both accept the
  * same values and defaults.
  */
 export const LOGIN_CHECK_FLAGS = {
