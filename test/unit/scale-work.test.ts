@@ -12,6 +12,7 @@ import {hotp, timeStep} from '../../src/core/totp.js'
 import {checkLogin} from '../../src/login/check.js'
 import {FileBackend} from '../../src/store/file/backend.js'
 import {Store} from '../../src/store/file/store.js'
+import {digestWork, usersFileDigest} from '../../src/store/oathfile/sync.js'
 import {secretWork} from '../../src/store/secrets.js'
 
 const dirs: string[] = []
@@ -47,6 +48,8 @@ async function work(fn: () => Promise<unknown>) {
 }
 
 const linesOf = (path: string) => readFileSync(path, 'utf8').split('\n')
+/** The users-file digest the store recorded (its header line). */
+const recordedDigest = (store: Store) => /"oath":"([^"]+)"/.exec(readFileSync(store.path, 'utf8').split('\n')[0])?.[1]
 const storeLines = (store: Store) => readFileSync(store.path, 'utf8').split('\n').slice(1) // after the header
 
 describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) => {
@@ -76,6 +79,29 @@ describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) =
     const after = linesOf(oath)
     expect(after.flatMap((line, i) => (line === before[i] ? [] : [after[i].split('\t')[1]]))).toEqual([target])
     expect(store.oathSync?.users).toHaveLength(n)
+  }, 60_000)
+
+  it("with SSH 2FA on, a one-user change works out the users file's new digest from that user's lines, not from the file", async () => {
+    const {store, oath} = await storeOf(n, true)
+    const size = readFileSync(oath).length
+    const renew = (i: number) => store.update((doc) => activate(doc, name(i), newEnrolment(30, 6, Date.now())))
+    await renew(1) // the first update after enrolment: the file's stamp is recorded
+    const bytes = digestWork.bytes
+    await renew(2)
+    await store.update((doc) => {
+      doc.users.delete(name(3)) // a line goes
+      activate(doc, 'zz-new', newEnrolment(30, 6, Date.now())) // and one comes
+    })
+    expect(digestWork.bytes - bytes).toBeLessThan(2_000) // a few lines, at any size
+    expect(recordedDigest(store)).toBe(usersFileDigest(readFileSync(oath, 'utf8')))
+    // a file written since (pam_oath records a login: a new inode) is gone over once, then patched
+    writeFileSync(`${oath}.copy`, readFileSync(oath))
+    const {renameSync} = await import('node:fs')
+    renameSync(`${oath}.copy`, oath)
+    const again = digestWork.bytes
+    expect(await work(() => renew(4))).toEqual({decrypted: 1, encrypted: 1})
+    expect(digestWork.bytes - again).toBeGreaterThanOrEqual(size)
+    expect(recordedDigest(store)).toBe(usersFileDigest(readFileSync(oath, 'utf8')))
   }, 60_000)
 
   it('with SSH 2FA on, a login opens one secret, appends to the journal and changes one users-file line', async () => {

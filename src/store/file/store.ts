@@ -1,4 +1,5 @@
 import {Low} from 'lowdb'
+import {closeSync, constants, openSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
 import {type Doc, emptyDoc, isEmptyRecord, type Settings} from '../../core/model.js'
@@ -106,6 +107,42 @@ class StoreFile {
   }
 }
 
+/**
+ * A small note beside the store (the users file's stamp): read and written without fsync, as it
+ * only saves work; a missing or unreadable one reads as undefined. Never follows a link.
+ */
+function sideNote(path: string): {read(): string | undefined; write(value: string): void} {
+  let known: string | undefined
+  return {
+    read() {
+      if (known !== undefined) return known
+      try {
+        const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+        try {
+          known = readFileSync(fd, 'utf8')
+        } finally {
+          closeSync(fd)
+        }
+      } catch {
+        known = undefined
+      }
+      return known
+    },
+    write(value) {
+      const temp = `${path}.tmp-${process.pid}`
+      rmSync(temp, {force: true})
+      const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+      try {
+        writeFileSync(fd, value)
+      } finally {
+        closeSync(fd)
+      }
+      renameSync(temp, path)
+      known = value
+    },
+  }
+}
+
 /** Past this size the journal is compacted; if it stays past JOURNAL_FOLD, it is folded in. */
 const JOURNAL_COMPACT = 1 << 20
 const JOURNAL_FOLD = 8 << 20
@@ -149,8 +186,21 @@ export class Store {
       if (users.changed() || JSON.stringify(db.data.settings) !== settings || file.oath !== oath) await db.write()
     }
     const f = this.files
-    const own = [this.path, f.lock, f.backup, f.journal, f.key, `${f.key}.next`, f.audit, `${f.audit}.lost`, f.legacyKey, `${f.legacyKey}.next`, f.legacyAudit]
-    const tracking = {digest: oath, changedUsers: () => users.changedUsers(), onLoad: users.onLoad.bind(users)}
+    const own = [
+      this.path,
+      f.lock,
+      f.backup,
+      f.journal,
+      f.key,
+      `${f.key}.next`,
+      f.audit,
+      `${f.audit}.lost`,
+      f.oathStamp,
+      f.legacyKey,
+      `${f.legacyKey}.next`,
+      f.legacyAudit,
+    ]
+    const tracking = {digest: oath, changedUsers: () => users.changedUsers(), onLoad: users.onLoad.bind(users), stamp: sideNote(f.oathStamp)}
     const {result, report} = await syncUsersFile(db.data, async () => fn(db.data), save, own, tracking)
     this.oathSync = report
     return result
