@@ -53,17 +53,26 @@ function must(r, what) {
   return r
 }
 
-/** Runs `argsFor(i)` RUNS times after WARMUP; `check` validates each run's outcome. */
+/**
+ * Runs `argsFor(i)` RUNS times after WARMUP; `check` validates each run's outcome. Each run is
+ * paired with a run of `node -e 0` just before it: the case's ratio is against those (`base`), so
+ * that on a busy machine the two see the same load.
+ */
 function bench(name, argsFor, {check = (r) => must(r, name), setup} = {}) {
   const times = []
+  const base = []
   for (let i = 0; i < WARMUP + RUNS; i++) {
     setup?.(i)
+    const b = run(['-e', '0'])
     const r = run(argsFor(i))
     check(r)
-    if (i >= WARMUP) times.push(r.ms)
+    if (i >= WARMUP) {
+      times.push(r.ms)
+      base.push(b.ms)
+    }
   }
   setup?.(WARMUP + RUNS)
-  return {name, median: median(times), rss: peakRss(argsFor(WARMUP + RUNS))}
+  return {name, median: median(times), base: median(base), rss: peakRss(argsFor(WARMUP + RUNS))}
 }
 
 /** The current code of a base32 secret, as an app shows it. */
@@ -134,9 +143,12 @@ try {
   else console.log(`(PostgreSQL cases skipped: needs root and PostgreSQL in ${PG_BIN})\n`)
   const rows = [baseline, ...results]
   const pad = (s, n) => String(s).padEnd(n)
-  console.log(`${pad('case', 44)} ${pad('median', 10)} ${pad('ratio', 7)} peak RSS`)
+  // the ratio is to the `node -e 0` runs made alongside the case's own (see bench())
+  console.log(`${pad('case', 44)} ${pad('median', 10)} ${pad('ratio', 7)} ${pad('peak RSS', 9)} node -e 0 alongside`)
   for (const r of rows)
-    console.log(`${pad(r.name, 44)} ${pad(`${r.median.toFixed(0)} ms`, 10)} ${pad(`${(r.median / baseline.median).toFixed(2)}×`, 7)} ${r.rss.toFixed(0)} MB`)
+    console.log(
+      `${pad(r.name, 44)} ${pad(`${r.median.toFixed(0)} ms`, 10)} ${pad(`${(r.median / r.base).toFixed(2)}×`, 7)} ${pad(`${r.rss.toFixed(0)} MB`, 9)} ${r.base.toFixed(0)} ms`,
+    )
 } finally {
   pg?.stop()
   rmSync(work, {recursive: true, force: true})

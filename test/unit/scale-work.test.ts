@@ -126,6 +126,20 @@ describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) =
     expect(none).toEqual({decrypted: 0, encrypted: 0})
   }, 60_000)
 
+  it('lists every user a bounded batch at a time, as a full read has them (journal applied)', async () => {
+    const {store, secrets} = await storeOf(n, false)
+    const target = name(5)
+    const code = hotp(base32Decode(secrets.get(target)!)!, timeStep(Date.now(), 30), 6)
+    expect((await checkLogin(new FileBackend(store.path), {user: target, service: 'ui', method: 'password', code})).result.allowed).toBe(true) // in the journal only
+    const batches: Array<Array<[string, unknown]>> = []
+    await store.eachUser((batch) => batches.push(batch))
+    expect(Math.max(...batches.map((b) => b.length))).toBeLessThanOrEqual(2000)
+    const listed = batches.flat()
+    expect(listed.map(([u]) => u)).toEqual([...(await store.read()).users.keys()])
+    expect(new Map(listed).get(target)).toEqual((await store.read()).users.get(target))
+    expect((new Map(listed).get(target) as {lastUsedAt: string | null}).lastUsedAt).not.toBeNull()
+  }, 60_000)
+
   it("twofactor:status's summary opens no secret", async () => {
     const {store} = await storeOf(n, false)
     const w = await work(async () => expect(await store.summary()).toMatchObject({total: n, configured: n}))

@@ -1,6 +1,6 @@
 import {statSync} from 'node:fs'
 import {dirname} from 'node:path'
-import type {Doc, Settings} from '../../core/model.js'
+import type {Doc, Settings, UserRecord} from '../../core/model.js'
 import type {StatusSummary} from '../../ui/output.js'
 import {type AuditEvent, auditLoss, lossMarker, readAudit, recordEvent} from '../audit.js'
 import type {Outcome, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
@@ -35,6 +35,10 @@ export class FileBackend implements StoreBackend {
 
   summary(): Promise<StatusSummary> {
     return this.store.summary()
+  }
+
+  eachUser(fn: (batch: Array<[string, UserRecord]>) => void): Promise<void> {
+    return this.store.eachUser(fn)
   }
 
   update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
