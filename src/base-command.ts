@@ -5,10 +5,9 @@ import type {Doc} from './core/model.js'
 import {guardSelfService} from './core/selfservice.js'
 import {checkUsername} from './core/validate.js'
 import {readCodeLine} from './code-input.js'
-import {openStore, type StoreBackend} from './store/backend.js'
-import {FileBackend} from './store/file/backend.js'
-import type {Store} from './store/file/store.js'
+import {openStore, type Repair, type StoreBackend} from './store/backend.js'
 import {resolveStore} from './store/config.js'
+import {onNotice} from './store/notices.js'
 import {describeError} from './ui/errors.js'
 import {warningPrefix} from './ui/colour.js'
 
@@ -63,6 +62,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.flags = flags as FlagsOf<T>
     this.args = args as ArgsOf<T>
     this.argList = argv as string[]
+    onNotice((message) => this.warning(message)) // storage prints nothing: its notices are shown here
     // Opening touches nothing (a database is connected to on first use); a bad URL or config
     // file is a usage error here.
     const {spec, keyFile} = resolveStore({store: this.flags.store, keyFile: this.flags['key-file']})
@@ -76,12 +76,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   /**
-   * The file store under the seam, for the emergency commands that repair its files (moving a
-   * broken store aside, restoring `.bak`). A database is repaired with PostgreSQL's own tools.
+   * The store's repairs, for the emergency commands (moving a broken store aside, restoring
+   * `.bak`): a capability of the file store. Elsewhere (a database, repaired with PostgreSQL's
+   * own tools) a usage error, exit 2.
    */
-  protected fileStore(what: string): Store {
+  protected repair(what: string): Repair {
     const store = this.store
-    if (store instanceof FileBackend) return store.store
+    if (store.repair) return store.repair
     throw usageError(`${what} repairs a store file; ${store.description} is a database: restore it with PostgreSQL's own backups (pg_dump, PITR)`)
   }
 

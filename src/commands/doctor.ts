@@ -6,7 +6,6 @@ import {EXIT} from '../core/errors.js'
 import type {Doc} from '../core/model.js'
 import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, PAM_OATH_DEFAULT_WINDOW, pamOathLine} from '../core/oath.js'
 import {DEFAULT_RADIUS_CONF, findPamRadius, PAM_RADIUS_CONTROL, pamRadiusLine, parseServerFile} from '../radius/pam.js'
-import {leftovers, readUsersFile} from '../store/oathfile/file.js'
 import {clockSynced} from '../os/clock.js'
 import {describeOpeners, openers, procName} from '../os/procs.js'
 import {type Colour, paint} from '../ui/colour.js'
@@ -79,6 +78,8 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
   private checkUsersFile(doc: Doc, add: Add): void {
     const s = doc.settings
     const path = s.oathFile
+    const usersFile = this.store.usersFile
+    if (!usersFile) return add('users file', 'skipped', 'this store keeps no pam_oath users file')
     if (!path) {
       if (s.enabled && s.ssh)
         add('users file', 'finding', `SSH 2FA is on but no pam_oath users file is configured: run tfactl ssh:sync (writes ${DEFAULT_OATH_FILE})`)
@@ -94,12 +95,12 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
     }
     let file
     try {
-      file = readUsersFile(path)
+      file = usersFile.read(path)
     } catch (error) {
       add('users file', 'finding', (error as Error).message)
       return
     }
-    const left = leftovers(path)
+    const left = usersFile.leftovers(path)
     if (left.lock) {
       const holders = openers([procName(path), procName(`${path}.lock`)])
       if (holders.length > 0)

@@ -98,3 +98,17 @@ export const newUserRecord = (): UserRecord => ({
 
 /** A record with nothing left in it is dropped, so `user:list` shows only users with state. */
 export const isEmptyRecord = (r: UserRecord): boolean => !r.secret && !r.pending && !r.recovery && !r.bypass && r.failures === 0 && !r.lockedUntil
+
+/** What `twofactor:status` reports: settings and user counts (every backend can tell; the command and the fast path print it). */
+export interface StatusSummary {
+  settings: Settings
+  total: number
+  configured: number
+}
+
+/** The summary from a full read, for a backend without a cheaper one. */
+export const summaryOf = (doc: Doc): StatusSummary => ({
+  settings: doc.settings,
+  total: doc.users.size,
+  configured: [...doc.users.values()].filter((u) => u.secret).length,
+})

@@ -26,7 +26,7 @@ export interface LoginResult {
  * the outcome, wait the fail delay on a failed code. Shared by the oclif command and the fast
  * entry point (bin/run.js), so both answer alike.
  */
-export async function checkLogin(store: StoreBackend, input: LoginInput): Promise<{result: LoginResult; lines: string[]}> {
+export async function checkLogin(store: Pick<StoreBackend, 'login'>, input: LoginInput): Promise<{result: LoginResult; lines: string[]}> {
   const {user, service, method, code} = input
   const d = await store.login(user, (doc) => {
     const now = Date.now()

@@ -4,6 +4,7 @@ import {checkUsername} from '../core/validate.js'
 import {checkLogin, type LoginInput} from './check.js'
 import {openStore, type StoreBackend} from '../store/backend.js'
 import {resolveStore} from '../store/config.js'
+import {onNotice} from '../store/notices.js'
 import {readCodeLine} from '../code-input.js'
 import {loginDefault, loginOptionTable} from './flags.js'
 import {warningPrefix} from '../ui/colour.js'
@@ -17,6 +18,9 @@ import {statusLines, statusResult} from '../ui/output.js'
  * false and goes through the oclif command, which gives the full messages. Both paths share
  * checkLogin, the error rendering and the audit record, so they answer alike.
  */
+
+/** Storage's notices (a stale lock removed, …) as warnings on stderr, as the oclif commands show them. */
+const showNotices = () => onNotice((message) => process.stderr.write(`${warningPrefix()} ${message}\n`))
 
 const OPTIONS: Record<string, readonly string[] | null> = {...loginOptionTable(), '--store': null, '--key-file': null}
 
@@ -63,6 +67,7 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
   const input = parseLoginCheck(argv)
   if (!input) return false
   if (input.json ? process.stdout.isTTY : input.code === undefined && process.stdin.isTTY && process.stdout.isTTY) return false
+  showNotices()
   let store: StoreBackend | undefined
   let outcome: {outcome: string; reason: string | null}
   try {
@@ -105,6 +110,7 @@ export async function fastStatus(argv: string[]): Promise<boolean> {
     else return false
   }
   if (json && process.stdout.isTTY) return false
+  showNotices()
   let store: StoreBackend | undefined
   try {
     const {spec, keyFile} = resolveStore({store: storeFlag})

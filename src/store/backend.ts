@@ -1,6 +1,6 @@
-import type {Doc, Settings, UserRecord} from '../core/model.js'
-import type {StatusSummary} from '../ui/output.js'
+import type {Doc, Settings, StatusSummary, UserRecord} from '../core/model.js'
 import type {AuditEvent} from './audit.js'
+import type {UsersFile} from './oathfile/file.js'
 import type {SyncReport} from './oathfile/sync.js'
 
 /** What a run did, as the audit trail records it (never a secret or a code). */
@@ -39,10 +39,81 @@ export interface StoreCheck {
   keyId?: string | null
 }
 
+/** An audit trail for a long-running process (radius:serve): events go out in batches, in order; a failure is reported through `warn`, never fatal. */
+export interface AuditSink {
+  record(event: Omit<AuditRecord, 'time'>): void
+  /** Resolves when every recorded event has been written (or has failed to be). */
+  drain(): Promise<void>
+}
+
 /**
- * Persistence behind one seam: commands and the login path talk to this interface only; each
- * backend folder (file/, postgres/) implements it. The policy (decideLogin/applyEffect) never
- * learns which backend it runs on.
+ * What a responder that checks many logins at once needs from a store: `login` as this backend
+ * wants it called concurrently (a file store queues them behind its one lock, a database runs
+ * them side by side), and its audit sink.
+ */
+export interface Responder {
+  login: StoreBackend['login']
+  audit: AuditSink
+}
+
+/** `store:restore`'s report. */
+export interface RestoreReport {
+  restored: true
+  from: string
+  movedAside: string[]
+  /** Users whose secrets the backup holds but the current key cannot open. */
+  undecryptable: string[]
+  users: number
+  enabled: boolean
+  warnings: string[]
+}
+
+/** `twofactor:disable --force`'s report. */
+export interface ForceReport {
+  changed: boolean
+  movedAside: string[]
+  /** The pam_oath users file, rewritten listing nobody; `savedCopy`: its lines before, when records were lost. */
+  usersFile: {path: string; changed: boolean; users: string[]; savedCopy?: string} | null
+  removedLocks: string[]
+  warnings: string[]
+  /** Where the settings of the new store came from. */
+  settingsFrom: 'store' | 'backup' | 'defaults'
+  /** Users whose records could not be read (kept only in the files moved aside). */
+  unreadable: string[]
+}
+
+/**
+ * Repairs only a store the tool keeps itself can have (the file store): a database is repaired
+ * with its own tools (backups, PITR). Commands ask `store.repair` and refuse where it is absent.
+ */
+export interface Repair {
+  /** The backup store:restore puts back by default. */
+  readonly backup: string
+  /** Puts a valid backup back as the store; the current one is moved aside, never deleted. */
+  restore(from: string): Promise<RestoreReport>
+  /** 2FA off whatever state the store is in (moves aside what cannot be used, never deletes). */
+  forceDisable(opts: {leaveStig: boolean; oathFile?: string}): Promise<ForceReport>
+  /**
+   * Settings changed without opening a secret (works without the key); `problem` says why the
+   * secrets cannot be opened, when they cannot. Undefined when the ordinary update must be used
+   * instead (the secrets open and a users file's replay state must be copied into the store).
+   */
+  updateSettingsSealed(change: (s: Settings) => Settings): Promise<{before: Settings; problem?: string} | undefined>
+}
+
+/** The pam_oath users file as a store that keeps one sees it (doctor, ssh:sync --check). */
+export interface UsersFileReader {
+  /** The file as it is now, or undefined when there is none; never follows a symbolic link. */
+  read(path: string): UsersFile | undefined
+  /** What interrupted writers left beside it. */
+  leftovers(path: string): {lock: boolean; pamNew: boolean; temps: string[]}
+}
+
+/**
+ * Persistence behind one seam: commands, the login path and the responder talk to this interface
+ * only; each backend folder (file/, postgres/) implements it. The policy (decideLogin/applyEffect)
+ * never learns which backend it runs on. What only one backend can do is an optional capability
+ * (`repair`, `usersFile`), asked for by name, never by class (scripts/check-imports.mjs).
  */
 export interface StoreBackend {
   /** The store as given (a path or a URL): passed on to sub-commands. */
@@ -82,8 +153,14 @@ export interface StoreBackend {
   check(): Promise<StoreCheck>
   /** doctor's store checks; returns the document when it could be read. */
   doctor(): Promise<{findings: StoreFinding[]; doc?: Doc}>
+  /** Logins and audit for a long-running responder (radius:serve); `warn` hears problems (rate-limited), never fatal. */
+  responder(warn: (line: string) => void): Responder
   /** Releases connections (a no-op for files). */
   close(): Promise<void>
+  /** Optional capability: repairs of a store this tool keeps itself (the file store). */
+  readonly repair?: Repair
+  /** Optional capability: the pam_oath users file this store keeps (present exactly when localOathFile). */
+  readonly usersFile?: UsersFileReader
 }
 
 export interface OpenOptions {

@@ -1,4 +1,4 @@
-import type {Doc, Settings} from '../core/model.js'
+import type {Settings, StatusSummary} from '../core/model.js'
 
 const onOff = (v: boolean) => (v ? 'on' : 'off')
 
@@ -26,23 +26,9 @@ export const publicSettings = (s: Settings) => ({
   failDelay: s.failDelay,
 })
 
-/** What `twofactor:status` reports: settings and user counts (shared by the command and the fast path). */
-export interface StatusSummary {
-  settings: Settings
-  total: number
-  configured: number
-}
-
 export const statusResult = ({settings, total, configured}: StatusSummary) => ({...publicSettings(settings), users: {total, configured}})
 
 export const statusLines = ({settings, total, configured}: StatusSummary): string[] => [
   ...settingsLines(settings),
   `users:        ${configured} with a secret (${total} known)`,
 ]
-
-/** The summary from a full read, for a backend without a cheaper one. */
-export const summaryOf = (doc: Doc): StatusSummary => ({
-  settings: doc.settings,
-  total: doc.users.size,
-  configured: [...doc.users.values()].filter((u) => u.secret).length,
-})

@@ -1,7 +1,8 @@
 import {randomBytes} from 'node:crypto'
 import {describe, expect, it} from 'vitest'
 import {newUserRecord, emptyDoc, type Doc} from '../../src/core/model.js'
-import {bufferSource, decodeOneUser, decodeStore, encodeStore} from '../../src/store/file/codec.js'
+import {bufferSource, decodeOneUser, encodeStore} from '../../src/store/file/codec.js'
+import {decodeStore} from '../../src/store/sealed.js'
 import {keyId, type KeyRing} from '../../src/store/keys.js'
 import {newSecret} from '../../src/core/codes.js'
 

@@ -3,12 +3,10 @@ import {isIP} from 'node:net'
 import {BaseCommand} from '../../base-command.js'
 import {usageError} from '../../core/errors.js'
 import {checkLogin} from '../../login/check.js'
-import {AuditWriter} from '../../radius/audit.js'
 import {loadClients} from '../../radius/clients.js'
 import {type Judge, RadiusServer} from '../../radius/server.js'
-import {type AuditRecord, isDatabaseUrl, openStore, type StoreBackend} from '../../store/backend.js'
+import {isDatabaseUrl, openStore, type StoreBackend} from '../../store/backend.js'
 import {resolveStore} from '../../store/config.js'
-import {FileBackend} from '../../store/file/backend.js'
 
 /** `ADDR:PORT`, `[V6ADDR]:PORT`. */
 export function parseListen(value: string): {host: string; port: number} {
@@ -17,55 +15,6 @@ export function parseListen(value: string): {host: string; port: number} {
   const port = m ? Number(m[3]) : -1
   if (!m || !isIP(host) || port > 65535) throw usageError(`--listen ${JSON.stringify(value)} is not ADDR:PORT (e.g. 127.0.0.1:1812 or [::]:1812)`)
   return {host, port}
-}
-
-/**
- * One file store, one lock: the responder's own logins queue here instead of polling the flock
- * against each other (other tfactl processes still take the lock as usual). Only the locked
- * part queues: checkLogin waits a failure's delay after the lock is released.
- */
-function serialised(store: StoreBackend): StoreBackend {
-  let tail: Promise<unknown> = Promise.resolve()
-  const login: StoreBackend['login'] = (user, fn) => {
-    const run = tail.then(() => store.login(user, fn))
-    tail = run.catch(() => undefined)
-    return run
-  }
-  return new Proxy(store, {get: (target, prop, receiver) => (prop === 'login' ? login : Reflect.get(target, prop, receiver))})
-}
-
-/**
- * Audit lines of a database store: the decisions of one turn go to the backend in one write
- * (recordEvents), one batch at a time, in order; a failure is reported (once a minute), never fatal.
- */
-function databaseAudit(store: StoreBackend, warn: (line: string) => void) {
-  let queue: AuditRecord[] = []
-  let flushing: Promise<void> | undefined
-  let last = 0
-  const report = (problem: string | undefined) => {
-    if (problem && Date.now() - last > 60_000) {
-      last = Date.now()
-      warn(problem)
-    }
-  }
-  const flush = async () => {
-    while (queue.length > 0) {
-      const batch = queue.slice(0, 1000)
-      queue = queue.slice(batch.length)
-      if (store.recordEvents) report(await store.recordEvents(batch))
-      else for (const e of batch) report(await store.recordEvent(e.command, e.user, {outcome: e.outcome, reason: e.reason}))
-    }
-    flushing = undefined
-  }
-  return {
-    record: (e: Omit<AuditRecord, 'time'>) => {
-      queue.push({time: new Date().toISOString(), ...e})
-      flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(flush)
-    },
-    drain: async () => {
-      while (flushing) await flushing
-    },
-  }
 }
 
 export default class Serve extends BaseCommand<typeof Serve> {
@@ -99,9 +48,8 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
     const clients = loadClients(clientsPath)
     const log = (line: string) => process.stderr.write(`tfactl radius: ${line}\n`)
     const store = await this.responderStore()
-    const judged = store instanceof FileBackend ? serialised(store) : store
-    const judge: Judge = async ({user, code}) => (await checkLogin(judged, {user, service: 'ssh', method: 'password', code})).result
-    const audit = store instanceof FileBackend ? new AuditWriter(store.store.files.audit, log) : databaseAudit(store, log)
+    const {login, audit} = store.responder(log) // how logins run side by side, and where decisions are recorded: the backend's business
+    const judge: Judge = async ({user, code}) => (await checkLogin({login}, {user, service: 'ssh', method: 'password', code})).result
     const server = new RadiusServer({clients, judge, audit: (e) => audit.record(e), log, verbose: this.flags.verbose})
     let bound: number
     try {

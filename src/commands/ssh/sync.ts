@@ -2,7 +2,6 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 import {EXIT, usageError} from '../../core/errors.js'
 import {checkOathPath, compareUsersFile, DEFAULT_OATH_FILE, oathUsers} from '../../core/oath.js'
-import {readUsersFile} from '../../store/oathfile/file.js'
 
 /** pam_oath reads a local file only; a database store serves SSH through RADIUS instead. */
 export const RADIUS_INSTEAD =
@@ -28,7 +27,7 @@ store, 1 when it is stale.`
   }
 
   async run() {
-    if (!this.store.localOathFile) throw usageError(RADIUS_INSTEAD)
+    if (!this.store.localOathFile || !this.store.usersFile) throw usageError(RADIUS_INSTEAD)
     const given = this.flags['oath-file'] === undefined ? undefined : checkOathPath(this.flags['oath-file'])
     return this.flags.check ? this.check(given) : this.sync(given)
   }
@@ -49,7 +48,7 @@ store, 1 when it is stale.`
   private async check(given: string | undefined) {
     const doc = await this.store.read()
     const path = given ?? doc.settings.oathFile ?? DEFAULT_OATH_FILE
-    const file = readUsersFile(path)
+    const file = this.store.usersFile!.read(path)
     const f = compareUsersFile(oathUsers(doc), file?.entries)
     process.exitCode = f.fresh ? EXIT.ok : EXIT.denied
     if (f.fresh) this.say(`${path}: up to date`)

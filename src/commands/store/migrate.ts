@@ -3,30 +3,40 @@ import {existsSync} from 'node:fs'
 import {resolve} from 'node:path'
 import {BaseCommand} from '../../base-command.js'
 import {usageError} from '../../core/errors.js'
-import {DEFAULT_SETTINGS} from '../../core/model.js'
+import {DEFAULT_SETTINGS, type Doc} from '../../core/model.js'
 import {sameSettings} from '../../core/settings.js'
-import {isDatabaseUrl} from '../../store/backend.js'
-import {FileBackend} from '../../store/file/backend.js'
+import {isDatabaseUrl, openStore} from '../../store/backend.js'
+import {resolveStore} from '../../store/config.js'
 
 export default class Migrate extends BaseCommand<typeof Migrate> {
-  static override description = `copy a file store into the store --store names (e.g. a PostgreSQL database)
+  static override description = `copy a store (a file or a PostgreSQL database) into the store --store names
 
 Everything moves: settings, users, secrets (re-sealed under the destination's key), replay
-state, failure counts, lockouts, recovery codes, pending secrets. The file store (and its key
-beside it) is only read. The destination must be empty: no users and default settings, else
-exit 2 and nothing is written. A pam_oath users file setting is dropped for a database store
-(SSH codes then go through tfactl radius:serve).`
+state, failure counts, lockouts, recovery codes, pending secrets. The source (a file store and
+its key beside it, or a database) is only read. The destination must be empty: no users and
+default settings, else exit 2 and nothing is written. A pam_oath users file setting is dropped
+for a database store (SSH codes then go through tfactl radius:serve).`
   static override examples = ['sudo <%= config.bin %> store:migrate --from /var/lib/tfactl/store.json --store postgresql://tfactl@db.example.net/tfactl --json']
   static override flags = {
-    from: Flags.string({description: 'the file store to copy (its key beside it)', required: true}),
+    from: Flags.string({description: 'the store to copy: a file (its key beside it) or a PostgreSQL URL', required: true}),
+    'from-key-file': Flags.string({description: "key that seals the secrets of a database --from [default: the destination's key file]"}),
   }
 
   async run() {
-    const from = resolve(this.flags.from)
-    if (isDatabaseUrl(this.flags.from)) throw usageError('--from: give the path of a file store (store.json)')
-    if (!existsSync(from)) throw usageError(`--from ${from}: no such store file`)
+    const given = this.flags.from
+    const from = isDatabaseUrl(given) ? given : resolve(given)
+    if (!isDatabaseUrl(given) && !existsSync(from)) throw usageError(`--from ${from}: no such store file`)
     if (from === this.store.spec) throw usageError(`--from ${from} is the destination store itself`)
-    const source = await new FileBackend(from).read()
+    // The source opens through the seam like any store: a file (its key beside it) or a database
+    // (sealed with --from-key-file, else the destination's key file).
+    const keyFile = this.flags['from-key-file'] ?? resolveStore({store: this.flags.store, keyFile: this.flags['key-file']}).keyFile
+    const sourceStore = await openStore(from, {keyFile})
+    let source: Doc
+    try {
+      source = await sourceStore.read()
+    } finally {
+      await sourceStore.close()
+    }
     let dropped: string | null = null
     const users = await this.store.update((doc) => {
       if (doc.users.size > 0 || !sameSettings(doc.settings, DEFAULT_SETTINGS))

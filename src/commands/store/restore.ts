@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 import {BaseCommand} from '../../base-command.js'
-import {restoreStore} from '../../store/file/recovery.js'
 
 export default class Restore extends BaseCommand<typeof Restore> {
   static override description = `put a valid backup back as the store (default <store>.bak); the current store is moved aside, never deleted
@@ -17,12 +16,12 @@ reported (undecryptable). Exit 3, nothing changed, when there is no valid backup
   }
 
   async run() {
-    const file = this.fileStore('store:restore')
-    const from = resolve(this.flags.from ?? file.files.backup)
-    const report = await restoreStore(file, from)
+    const repair = this.repair('store:restore')
+    const from = resolve(this.flags.from ?? repair.backup)
+    const report = await repair.restore(from)
     for (const w of report.warnings) this.warning(w)
     for (const path of report.movedAside) this.say(`moved aside: ${path}`)
-    this.say(`restored ${file.path} from ${from} (${report.users} user(s))`)
+    this.say(`restored ${this.store.description} from ${from} (${report.users} user(s))`)
     // The pam_oath users file follows the restored store (an update that changes nothing else).
     let usersFile = null
     try {

@@ -1,12 +1,7 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
-import {EXIT, TfaError} from '../../core/errors.js'
 import {checkOathPath} from '../../core/oath.js'
 import {disableSettings} from '../../core/settings.js'
-import {recordEvent} from '../../store/audit.js'
-import {FileBackend} from '../../store/file/backend.js'
-import {peekSettings} from '../../store/file/header.js'
-import {forceDisable, updateSettingsSealed} from '../../store/file/recovery.js'
 
 export default class Disable extends BaseCommand<typeof Disable> {
   static override description = `emergency bypass: turn 2FA off for everyone, keeping every secret (re-enabling restores them)
@@ -34,23 +29,11 @@ removed, and the users file is rewritten so that sshd asks for no code.`
 
   async run() {
     if (this.flags.force) return this.force()
-    // pam_oath records the codes used over SSH in its users file; the full update copies them
-    // into the store before the file is emptied, and opens the secrets for that. Otherwise (no
-    // users file, or secrets that cannot be opened) only the settings are rewritten: no key needed.
-    if (!(this.store instanceof FileBackend)) return this.disable()
-    const file = this.fileStore('twofactor:disable')
-    let unreadable: string | undefined
-    if (peekSettings(file.path)?.oathFile) {
-      try {
-        await this.store.read()
-      } catch (error) {
-        if (!(error instanceof TfaError) || error.exit !== EXIT.store) throw error
-        unreadable = error.message
-      }
-      if (unreadable === undefined) return this.disable()
-    }
-    const {before, keyProblem} = await updateSettingsSealed(file, disableSettings)
-    const problem = unreadable ?? keyProblem
+    // Without the key (a file store's capability): only the settings are rewritten, every sealed
+    // record carried over; undefined when the ordinary update is the right one.
+    const sealed = this.store.repair ? await this.store.repair.updateSettingsSealed(disableSettings) : undefined
+    if (!sealed) return this.disable()
+    const {before, problem} = sealed
     const changed = before.enabled
     if (problem) {
       this.auditOutcome = {outcome: 'ok', reason: 'sealed_only'}
@@ -75,14 +58,14 @@ removed, and the users file is rewritten so that sshd asks for no code.`
 
   private async force() {
     this.requireRoot('twofactor:disable --force')
-    const file = this.fileStore('twofactor:disable --force')
+    const repair = this.repair('twofactor:disable --force')
     const oathFile = this.flags['oath-file'] === undefined ? undefined : checkOathPath(this.flags['oath-file'])
-    const report = await forceDisable(file, {leaveStig: this.flags['no-stig'], oathFile})
-    const audit = file.files.audit
-    for (const path of report.movedAside) recordEvent(audit, 'twofactor:disable', null, {outcome: 'moved_aside', reason: path})
-    for (const path of report.removedLocks) recordEvent(audit, 'twofactor:disable', null, {outcome: 'removed_lock', reason: path})
-    if (report.usersFile?.savedCopy) recordEvent(audit, 'twofactor:disable', null, {outcome: 'users_file_copied', reason: report.usersFile.savedCopy})
-    if (report.usersFile?.changed) recordEvent(audit, 'twofactor:disable', null, {outcome: 'users_file_rewritten', reason: report.usersFile.path})
+    const report = await repair.forceDisable({leaveStig: this.flags['no-stig'], oathFile})
+    const note = (outcome: string, reason: string) => this.store.recordEvent('twofactor:disable', null, {outcome, reason})
+    for (const path of report.movedAside) await note('moved_aside', path)
+    for (const path of report.removedLocks) await note('removed_lock', path)
+    if (report.usersFile?.savedCopy) await note('users_file_copied', report.usersFile.savedCopy)
+    if (report.usersFile?.changed) await note('users_file_rewritten', report.usersFile.path)
     this.auditOutcome = {outcome: 'ok', reason: this.flags['no-stig'] ? 'forced_left_stig' : 'forced'}
     for (const w of report.warnings) this.warning(w)
     for (const path of report.movedAside) this.say(`moved aside: ${path}`)
@@ -90,7 +73,7 @@ removed, and the users file is rewritten so that sshd asks for no code.`
     if (report.usersFile?.savedCopy) this.say(`users file lines before: copied to ${report.usersFile.savedCopy} (0600; secrets in clear)`)
     if (report.usersFile) this.say(`users file: ${report.usersFile.path} lists nobody${report.usersFile.changed ? ' (rewritten)' : ''}: sshd asks for no code`)
     if (report.settingsFrom !== 'store')
-      this.say(`new store written with 2FA off (settings from ${report.settingsFrom === 'backup' ? file.files.backup : 'the defaults'})`)
+      this.say(`new store written with 2FA off (settings from ${report.settingsFrom === 'backup' ? repair.backup : 'the defaults'})`)
     this.say(report.changed ? '2FA disabled: logins need the password only' : '2FA was already off; nothing needed repair')
     return {
       enabled: false,

@@ -1,5 +1,6 @@
 import {BaseCommand} from '../../base-command.js'
-import {statusLines, statusResult, summaryOf} from '../../ui/output.js'
+import {summaryOf} from '../../core/model.js'
+import {statusLines, statusResult} from '../../ui/output.js'
 
 export default class Status extends BaseCommand<typeof Status> {
   static override description = 'show the global 2FA settings and how many users have a secret'

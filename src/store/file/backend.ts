@@ -1,20 +1,60 @@
 import {statSync} from 'node:fs'
 import {dirname} from 'node:path'
-import type {Doc, Settings, UserRecord} from '../../core/model.js'
-import type {StatusSummary} from '../../ui/output.js'
+import {EXIT, TfaError} from '../../core/errors.js'
+import type {Doc, Settings, StatusSummary, UserRecord} from '../../core/model.js'
 import {type AuditEvent, auditLoss, lossMarker, readAudit, recordEvent} from '../audit.js'
-import type {Outcome, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
+import type {Outcome, Repair, Responder, StoreBackend, StoreCheck, StoreFinding, UsersFileReader} from '../backend.js'
+import {leftovers, readUsersFile} from '../oathfile/file.js'
+import {queuedLogins} from '../responder.js'
+import {AuditWriter} from './audit-sink.js'
 import {checkPrivateFile} from '../../os/files.js'
 import {openers, processState, procName} from '../../os/procs.js'
-import {emergencyFix} from './recovery.js'
+import {emergencyFix, forceDisable, restoreStore, updateSettingsSealed} from './recovery.js'
+import {peekSettings} from './header.js'
 import {Store} from './store.js'
 
 /** The file store (store.ts) behind the StoreBackend seam; its behaviour is the file Store's own. */
 export class FileBackend implements StoreBackend {
   readonly store: Store
   readonly localOathFile = true
+  readonly usersFile: UsersFileReader = {read: readUsersFile, leftovers}
+  readonly repair: Repair
   constructor(readonly spec: string) {
-    this.store = new Store(spec)
+    const store = new Store(spec)
+    this.store = store
+    this.repair = {
+      backup: store.files.backup,
+      restore: (from) => restoreStore(store, from),
+      forceDisable: (opts) => forceDisable(store, opts),
+      updateSettingsSealed: (change) => this.updateSettingsSealed(change),
+    }
+  }
+
+  /**
+   * twofactor:disable without the key. pam_oath records the codes used over SSH in its users
+   * file; the full update copies them into the store before the file is emptied, and opens the
+   * secrets for that: with a users file and secrets that open, that update is the right one
+   * (undefined). Otherwise only the settings are rewritten: no key needed.
+   */
+  private async updateSettingsSealed(change: (s: Settings) => Settings): Promise<{before: Settings; problem?: string} | undefined> {
+    let unreadable: string | undefined
+    if (peekSettings(this.store.path)?.oathFile) {
+      try {
+        await this.store.read()
+      } catch (error) {
+        if (!(error instanceof TfaError) || error.exit !== EXIT.store) throw error
+        unreadable = error.message
+      }
+      if (unreadable === undefined) return undefined
+    }
+    const {before, keyProblem} = await updateSettingsSealed(this.store, change)
+    const problem = unreadable ?? keyProblem
+    return problem ? {before, problem} : {before}
+  }
+
+  /** One lock for the whole store: the responder's logins queue; its audit lines go out one write per turn. */
+  responder(warn: (line: string) => void): Responder {
+    return {login: queuedLogins((user, fn) => this.login(user, fn)), audit: new AuditWriter(this.store.files.audit, warn)}
   }
 
   get description(): string {

@@ -2,7 +2,7 @@ import {EXIT, storeError, TfaError} from '../../core/errors.js'
 import {type Doc, type Settings, STORE_VERSION} from '../../core/model.js'
 import {readPrivateFile} from '../../os/files.js'
 import type {KeyRing} from '../keys.js'
-import {decodeStore, Reader} from './codec.js'
+import {decodeStore, Reader} from '../sealed.js'
 
 // The store's header line (version, key id, journal epoch, settings) read and rewritten without
 // the key: settings are not sealed, and the user lines after it are carried byte for byte.

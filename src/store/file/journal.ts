@@ -1,5 +1,5 @@
 import * as fs from 'node:fs'
-import {type HotState, readHotState, Reader} from './codec.js'
+import {type HotState, readHotState, Reader} from '../sealed.js'
 import {atomicWrite, openAppend, readPrivateFile} from '../../os/files.js'
 
 /**

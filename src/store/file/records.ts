@@ -2,7 +2,8 @@ import {isEmptyRecord, type Settings, type UserRecord} from '../../core/model.js
 import {storeError} from '../../core/errors.js'
 import type {KeyRing} from '../keys.js'
 import {encryptSecret} from '../secrets.js'
-import {type HotState, joinStore, type LineIndex, type Opened} from './codec.js'
+import {type HotState, type Opened, sealRecord} from '../sealed.js'
+import {joinStore, type LineIndex} from './codec.js'
 
 /** What decoding one user's line gave, to tell later whether the record changed. */
 interface Loaded {
@@ -248,8 +249,7 @@ export class StoredUsers extends Map<string, UserRecord> {
         const old = rekey ? undefined : l?.opened.get(tag)
         return old?.clear === secret ? old.sealed : encryptSecret(key().key, tag, secret)
       }
-      const sealed = {...r, secret: seal(name, r.secret), pending: r.pending && {...r.pending, secret: seal(`${name}:pending`, r.pending.secret)}}
-      line(`${JSON.stringify(name)}:${JSON.stringify(sealed)}`)
+      line(`${JSON.stringify(name)}:${JSON.stringify(sealRecord(name, r, seal))}`)
     }
     const added = [...super.keys()].filter((n) => this.find(n) < 0).sort(byName) // new users (all of them for a store decoded whole)
     let a = 0

@@ -9,10 +9,12 @@ import {KeyFiles, type KeyRing} from '../keys.js'
 import {readUsersFile} from '../oathfile/file.js'
 import {refuseTakeover, type SyncReport, syncUsersFile} from '../oathfile/sync.js'
 import {describeOpeners, openers, procName} from '../../os/procs.js'
-import {decodeStore, encodeStore, newEpoch, Reader} from './codec.js'
+import {decodeStore, Reader} from '../sealed.js'
+import {encodeStore, newEpoch} from './codec.js'
 import {headerSettings, NO_KEYS, parseDocument as parse, withSettings} from './header.js'
 import {readJournal, resetJournal} from './journal.js'
 import {withLock} from './lock.js'
+import type {ForceReport, RestoreReport} from '../backend.js'
 import {checkNotLost} from './lost.js'
 import {overlay, type Store} from './store.js'
 
@@ -209,19 +211,6 @@ async function holdingStoreLock<T>(store: Store, waitMs: number, fn: () => Promi
 // ---------------------------------------------------------------------------------------------
 // twofactor:disable --force
 
-export interface ForceReport {
-  changed: boolean
-  movedAside: string[]
-  /** The pam_oath users file, rewritten listing nobody; `savedCopy`: its lines before, when records were lost. */
-  usersFile: {path: string; changed: boolean; users: string[]; savedCopy?: string} | null
-  removedLocks: string[]
-  warnings: string[]
-  /** Where the settings of the new store came from. */
-  settingsFrom: 'store' | 'backup' | 'defaults'
-  /** Users whose records could not be read (kept only in the files moved aside). */
-  unreadable: string[]
-}
-
 /** The users file a damaged store's text still names (its settings line is often intact). */
 function oathFileIn(text: string | undefined): string | undefined {
   const m = text === undefined ? null : /"oathFile":("(?:[^"\\]|\\.)*")/.exec(text)
@@ -357,17 +346,6 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; oath
 
 // ---------------------------------------------------------------------------------------------
 // store:restore
-
-export interface RestoreReport {
-  restored: true
-  from: string
-  movedAside: string[]
-  /** Users whose secrets the backup holds but the current key cannot open. */
-  undecryptable: string[]
-  users: number
-  enabled: boolean
-  warnings: string[]
-}
 
 /**
  * Puts a valid backup back as the store: the backup is decoded first (with the key; users whose

@@ -3,7 +3,7 @@ import {basename, dirname} from 'node:path'
 import {storeError} from '../../core/errors.js'
 import {parseUsersFile, type OathEntry} from '../../core/oath.js'
 import {accessError} from '../../os/files.js'
-import {warningPrefix} from '../../ui/colour.js'
+import {notice} from '../notices.js'
 
 // The disk side of the pam_oath users file. pam_oath (liboath usersfile.c, Debian 12) reads the
 // file WITHOUT a lock, checks the code, then creates `<file>.lock` with O_CREAT|O_EXCL (if it
@@ -23,9 +23,8 @@ export const LOCK_MARK = /^tfactl (\d+)\n?$/
 export const errno = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code
 export const isRoot = (): boolean => (process.getuid?.() ?? -1) === 0
 
-export const warn = (message: string): void => {
-  process.stderr.write(`${warningPrefix()} ${message}\n`)
-}
+/** A warning for the front end to show (storage prints nothing: ../notices.ts). */
+export const warn = notice
 
 export interface UsersFile {
   path: string

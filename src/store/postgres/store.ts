@@ -3,14 +3,14 @@ import {dirname} from 'node:path'
 import type pg from 'pg'
 import {pg as client} from './client.js'
 import {storeError, TfaError} from '../../core/errors.js'
-import {type Doc, type Settings, STORE_VERSION, type UserRecord} from '../../core/model.js'
-import type {StatusSummary} from '../../ui/output.js'
+import type {Doc, Settings, StatusSummary, UserRecord} from '../../core/model.js'
 import type {AuditEvent} from '../audit.js'
-import type {AuditRecord, OpenOptions, Outcome, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
+import type {AuditRecord, OpenOptions, Outcome, Responder, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
 import {DEFAULT_KEY_FILE} from '../config.js'
-import {decodeStore} from '../file/codec.js'
 import {checkPrivateFile, ensureDir} from '../../os/files.js'
 import {KeyFiles} from '../keys.js'
+import {batchedAudit} from '../responder.js'
+import {decodeParts, secretTag} from '../sealed.js'
 import {encryptSecret} from '../secrets.js'
 import {poolConfig, redactUrl} from './connect.js'
 import {LOCK_UPDATE, migrate, SCHEMA_VERSION} from './schema.js'
@@ -222,11 +222,15 @@ export class PgStore implements StoreBackend {
     )
   }
 
-  /** The rows as a store document, validated and opened by the file store's decoder. */
+  /** The rows as a store document, validated and opened by the records' reader (../sealed.ts), the file store's too. */
   private decode(head: Head, rows: Row[]): Doc {
-    const users = rows.map((r) => `${JSON.stringify(r.name)}:${r.data}`).join(',')
-    const text = `{"version":${STORE_VERSION},"keyId":${JSON.stringify(head.keyId)},"settings":${head.settings},"users":{${users}}}`
-    return decodeStore(text, this.description, this.keys).doc
+    return decodeParts(
+      head.settings,
+      head.keyId,
+      rows.map((r) => [r.name, r.data] as [string, string]),
+      this.description,
+      this.keys,
+    )
   }
 
   /** The user rows: every one (`user` undefined), or one user's (locked until the transaction ends). */
@@ -367,10 +371,10 @@ export class PgStore implements StoreBackend {
       }
       const data = JSON.stringify({
         ...record,
-        secret: await seal(name, record.secret, old?.secret, oldSealed?.secret),
+        secret: await seal(secretTag(name), record.secret, old?.secret, oldSealed?.secret),
         pending: record.pending && {
           ...record.pending,
-          secret: await seal(`${name}:pending`, record.pending.secret, old?.pending?.secret, oldSealed?.pending?.secret),
+          secret: await seal(secretTag(name, true), record.pending.secret, old?.pending?.secret, oldSealed?.pending?.secret),
         },
       })
       if (row) {
@@ -586,6 +590,11 @@ export class PgStore implements StoreBackend {
       )
     else add('database clock', 'ok', `within ${Math.max(skew, 0.001).toFixed(3)} s of the database server's`)
     return {findings, doc: info.doc}
+  }
+
+  /** Logins run side by side (row locks, the pool's connections); audit lines go out in batches (recordEvents). */
+  responder(warn: (line: string) => void): Responder {
+    return {login: (user, fn) => this.login(user, fn), audit: batchedAudit(this, warn)}
   }
 
   async close(): Promise<void> {

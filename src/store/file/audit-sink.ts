@@ -1,15 +1,16 @@
 import * as fs from 'node:fs'
 import {dirname} from 'node:path'
-import type {AuditEvent} from '../store/audit.js'
-import {checkPrivateFile, ensureDir} from '../os/files.js'
+import type {AuditEvent} from '../audit.js'
+import {checkPrivateFile, ensureDir} from '../../os/files.js'
+import type {AuditSink} from '../backend.js'
 
 /**
- * The responder's audit trail: the same audit.log lines as every command (one JSON object a
+ * The file store's audit sink for a responder (radius:serve): the same audit.log lines as every command (one JSON object a
  * line, O_APPEND, fsync), with the client's address. A responder decides hundreds of logins a
  * second, so the lines of one turn of the event loop go out in one write and one fsync, off
  * the event loop; a failing write is reported (once a minute), never fatal.
  */
-export class AuditWriter {
+export class AuditWriter implements AuditSink {
   private pending: string[] = []
   private flushing: Promise<void> | undefined
   private lastProblem = 0
