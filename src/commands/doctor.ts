@@ -5,7 +5,7 @@ import {BaseCommand} from '../base-command.js'
 import {EXIT} from '../core/errors.js'
 import type {Doc} from '../core/model.js'
 import {compareUsersFile, DEFAULT_OATH_FILE, findPamOath, oathUsers, PAM_OATH_DEFAULT_WINDOW, pamOathLine} from '../core/oath.js'
-import {DEFAULT_RADIUS_CONF, findPamRadius, PAM_RADIUS_CONTROL, pamRadiusLine, parseServerFile} from '../radius/pam.js'
+import {DEFAULT_RADIUS_CONF, findPamRadius, installedPamRadius, PAM_RADIUS_CONTROL, pamRadiusLine, parseServerFile} from '../radius/pam.js'
 import {clockSynced} from '../os/clock.js'
 import {describeOpeners, openers, procName} from '../os/procs.js'
 import {type Colour, paint} from '../ui/colour.js'
@@ -180,12 +180,14 @@ the one command that gets out of it: see README "Emergency"). Checks that cannot
     const s = doc.settings
     if (!s.enabled || !s.ssh) return add('sshd PAM', 'skipped', 'SSH 2FA is off')
     const pamFile = this.flags['pam-file']
-    const wanted = pamRadiusLine(pam.conf ?? DEFAULT_RADIUS_CONF)
+    const requireMa = installedPamRadius()?.requireMa ?? false // pam_radius_auth 3.0 or later
+    const wanted = pamRadiusLine(pam.conf ?? DEFAULT_RADIUS_CONF, requireMa)
     const problems: string[] = []
     if (!pam.afterPassword) problems.push('it does not come after the password module (@include common-auth / pam_unix)')
     if (!pam.failsClosed) problems.push(`its control lets a login on when the responder says no or is unreachable (use ${PAM_RADIUS_CONTROL})`)
     if (!pam.skipPasswd) problems.push('without skip_passwd it asks for a second password instead of sending the one given')
     if (!pam.promptAttribute) problems.push('without prompt_attribute the code is echoed as it is typed')
+    if (requireMa && !pam.requireMa) problems.push('without require_message_authenticator it takes answers nobody signed (BlastRADIUS)')
     if (problems.length > 0) add('sshd PAM', 'finding', `${pamFile}: ${problems.join('; ')}: use "${wanted}" (tfactl ssh:config --radius)`)
     else add('sshd PAM', 'ok', `${pamFile} asks for codes through pam_radius_auth (${pam.conf ?? '/etc/pam_radius_auth.conf'})`)
 

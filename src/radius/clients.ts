@@ -1,17 +1,21 @@
 import * as fs from 'node:fs'
 import {BlockList, isIPv4, isIPv6} from 'node:net'
+import {dirname} from 'node:path'
 import {TfaError, EXIT, usageError} from '../core/errors.js'
+import {checkStoreDir} from '../os/files.js'
 
 /**
  * The clients file: who may ask, with which shared secret, in which mode.
  *
- *   # ADDRESS[/BITS]  SECRET  [code|challenge]  [require-ma]
+ *   # ADDRESS[/BITS]  SECRET  [code|challenge]  [require-ma]  [allow-no-secret]
  *   127.0.0.1         s3cret-shared-with-pam   challenge
  *   10.0.0.0/24       other-secret             code  require-ma
  *
  * Read like liboath reads its users file, one phase per function: open (a regular file of the
- * user, not a link, readable by nobody else: it holds secrets), parse each line (one error per
- * rule, `FILE:LINE: reason`), then match a source address (the most specific network wins).
+ * caller or root, not a link, in a directory only they can change, readable by nobody else: it
+ * holds secrets and says who may ask, so it is judged like the key file), parse each line (one
+ * error per rule, `FILE:LINE: reason`), then match a source address (the most specific network
+ * wins).
  */
 
 export type Mode = 'code' | 'challenge'
@@ -23,6 +27,11 @@ export interface Client {
   mode: Mode
   /** Requests without a Message-Authenticator are dropped. */
   requireMa: boolean
+  /**
+   * Code mode: a user who needs no code (no secret, 2FA off) is accepted. Off by default: in
+   * code mode the password is the code, so such a user would get in with any password.
+   */
+  allowNoSecret: boolean
   line: number
   bits: number
   family: 'ipv4' | 'ipv6'
@@ -31,8 +40,17 @@ export interface Client {
 
 const clientsError = (message: string) => new TfaError(message, EXIT.usage, 'clients_file')
 
-/** Phase 1: the file itself. Refused when it is a link, not a regular file, or others may read or write it. */
+/**
+ * Phase 1: the file itself. Refused when it is a link, not a regular file, another user's, in a
+ * directory another user could change, or readable or writable by others (the key file's rules).
+ */
 export function readClientsFile(path: string): string {
+  try {
+    checkStoreDir(dirname(path), "the clients file's directory")
+  } catch (error) {
+    if (error instanceof TfaError) throw clientsError(`${path}: ${error.message}`)
+    throw error
+  }
   let fd: number
   try {
     fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
@@ -45,7 +63,10 @@ export function readClientsFile(path: string): string {
   try {
     const st = fs.fstatSync(fd)
     if (!st.isFile()) throw clientsError(`${path}: not a regular file`)
-    if (st.mode & 0o066)
+    const me = process.getuid?.() ?? 0
+    if (st.uid !== me && st.uid !== 0)
+      throw clientsError(`${path}: belongs to uid ${st.uid}, not to you (uid ${me}) or root, who could change who may ask: run chown ${me} ${path}`)
+    if (st.mode & 0o077)
       throw clientsError(
         `${path}: holds shared secrets but can be read or written by group or others (mode ${(st.mode & 0o777).toString(8)}): run chmod 600 ${path}`,
       )
@@ -91,6 +112,7 @@ export function parseClients(textOfFile: string, path: string): Client[] {
     if (secret.length > 128) throw fail('shared secret longer than 128 octets')
     let mode: Mode | undefined
     let requireMa = false
+    let allowNoSecret = false
     for (const option of options) {
       if (option === 'code' || option === 'challenge') {
         if (mode) throw fail(`mode given twice ("${mode}" and "${option}")`)
@@ -98,14 +120,18 @@ export function parseClients(textOfFile: string, path: string): Client[] {
       } else if (option === 'require-ma') {
         if (requireMa) throw fail('"require-ma" given twice')
         requireMa = true
-      } else throw fail(`unknown word "${option}" (expected code, challenge or require-ma)`)
+      } else if (option === 'allow-no-secret') {
+        if (allowNoSecret) throw fail('"allow-no-secret" given twice')
+        allowNoSecret = true
+      } else throw fail(`unknown word "${option}" (expected code, challenge, require-ma or allow-no-secret)`)
     }
+    if (allowNoSecret && mode === 'challenge') throw fail('"allow-no-secret" is for code clients (a challenge client lets users without a secret in already)')
     const list = new BlockList()
     list.addSubnet(network.address, network.bits, network.family)
     const key = `${network.family}:${network.address}/${network.bits}`
     if (seen.has(key)) throw fail(`${networkText} is already listed on line ${seen.get(key)}`)
     seen.set(key, line)
-    clients.push({network: networkText, secret, mode: mode ?? 'code', requireMa, line, bits: network.bits, family: network.family, list})
+    clients.push({network: networkText, secret, mode: mode ?? 'code', requireMa, allowNoSecret, line, bits: network.bits, family: network.family, list})
   }
   // The most specific network first, so that matchClient finds the narrowest entry.
   return clients.sort((a, b) => b.bits - a.bits || a.line - b.line)
@@ -114,7 +140,7 @@ export function parseClients(textOfFile: string, path: string): Client[] {
 /** Reads and parses the clients file; an empty one is an error (the responder would answer nobody). */
 export function loadClients(path: string): Client[] {
   const clients = parseClients(readClientsFile(path), path)
-  if (clients.length === 0) throw usageError(`${path}: lists no client (one a line: ADDRESS[/BITS] SECRET [code|challenge] [require-ma])`)
+  if (clients.length === 0) throw usageError(`${path}: lists no client (one a line: ADDRESS[/BITS] SECRET [code|challenge] [require-ma] [allow-no-secret])`)
   return clients
 }
 

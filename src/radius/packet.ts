@@ -139,11 +139,16 @@ function passwordXor(input: Buffer, secret: Buffer, authenticator: Buffer, hidin
  * is padded with NULs, which are dropped here. The result is only ever handed to the login check.
  */
 export function revealPassword(hidden: Buffer, secret: Buffer, authenticator: Buffer): string {
-  if (hidden.length < 16 || hidden.length > 128 || hidden.length % 16 !== 0)
-    throw new PacketError(`User-Password of ${hidden.length} octets (16..128, a multiple of 16)`)
-  const clear = passwordXor(hidden, secret, authenticator, false)
+  const clear = revealOctets(hidden, secret, authenticator)
   const end = clear.indexOf(0)
   return clear.subarray(0, end < 0 ? clear.length : end).toString('utf8')
+}
+
+/** The clear octets of a User-Password, padding included (src/radius/proof.ts judges their shape). */
+export function revealOctets(hidden: Buffer, secret: Buffer, authenticator: Buffer): Buffer {
+  if (hidden.length < 16 || hidden.length > 128 || hidden.length % 16 !== 0)
+    throw new PacketError(`User-Password of ${hidden.length} octets (16..128, a multiple of 16)`)
+  return passwordXor(hidden, secret, authenticator, false)
 }
 
 /** The client side of §5.2 (tests, bench). */

@@ -1,6 +1,6 @@
 import {createSocket, type RemoteInfo, type Socket} from 'node:dgram'
 import {isIPv6} from 'node:net'
-import type {Reason} from '../core/login.js'
+import type {Reason, Service} from '../core/login.js'
 import {checkUsername} from '../core/validate.js'
 import type {AuditEvent} from '../store/audit.js'
 import {type Client, matchClient} from './clients.js'
@@ -12,25 +12,32 @@ import {
   decodePacket,
   encodeResponse,
   findAttribute,
+  HEADER_LENGTH,
   integer,
+  MAX_LENGTH,
   type Packet,
   PacketError,
   PROMPT_NO_ECHO,
-  revealPassword,
   text,
 } from './packet.js'
-import {StateBook} from './state.js'
+import {readUdpTables, type UdpTables} from '../os/sockets.js'
+import {isLocalAddress, localSenderIsRoot} from './peer.js'
+import {provenPassword} from './proof.js'
+import {STATE_LENGTH, StateBook} from './state.js'
 
 /**
  * The RADIUS responder: one UDP socket, each Access-Request judged by the same login check as
- * `login:check --service ssh --method password`. A datagram goes through these phases, each of
- * which may drop it silently (RFC 2865 §3, RFC 3579 §3.2): known client → framing → Access-Request
- * → Message-Authenticator → duplicate → decision → signed answer. Requests are handled
- * concurrently: a failing one waits out its fail delay without holding anything else up.
+ * `login:check --method password` (challenge clients: `--service ssh`; code clients: `--service
+ * ui`, then the client's own rule, codeClientAllows). A datagram goes through these phases, each
+ * of which may drop it silently (RFC 2865 §3, RFC 3579 §3.2): known client → framing →
+ * Access-Request → Message-Authenticator → a local sender is root → proof of the shared secret
+ * (src/radius/proof.ts) → room for the answer → duplicate → decision → signed answer. Nothing
+ * before the proof writes anything but a rate-limited line to the operator's log. Requests are
+ * handled concurrently: a failing one waits out its fail delay without holding anything else up.
  */
 
 /** The login check (src/login/check.ts checkLogin bound to a store). */
-export type Judge = (input: {user: string; code?: string}) => Promise<{allowed: boolean; reason: Reason}>
+export type Judge = (input: {user: string; code?: string; service: Service}) => Promise<{allowed: boolean; reason: Reason}>
 
 export interface ServerOptions {
   clients: Client[]
@@ -41,11 +48,31 @@ export interface ServerOptions {
   /** Log every decision, not only problems. */
   verbose?: boolean
   states?: StateBook
+  /** The kernel's UDP socket tables (who owns a local sender's socket); /proc/net/udp{,6} by default. */
+  udpTables?: () => Promise<UdpTables>
+  /** Answers remembered for retransmissions, at most (default MAX_REMEMBERED). */
+  maxRemembered?: number
 }
 
 /** RFC 5080 §2.2.2: a retransmission gets the same answer; kept this long. */
 const DUPLICATE_MS = 30_000
+/** At most this many answers are remembered (about 350 octets each): a flood evicts the oldest. */
+export const MAX_REMEMBERED = 65_536
 export const CHALLENGE_PROMPT = '2FA code: '
+/** The largest answers before Proxy-State: header and Message-Authenticator, plus Reply-Message, State and Prompt for a challenge. */
+const LARGEST_ANSWER = HEADER_LENGTH + 18
+const LARGEST_CHALLENGE = LARGEST_ANSWER + 2 + Buffer.byteLength(CHALLENGE_PROMPT) + 2 + STATE_LENGTH + 6
+
+/** Reasons that mean a code was checked and taken: the only ones that let a user in through a code client by themselves. */
+const CODE_CHECKED: ReadonlySet<Reason> = new Set<Reason>(['code_accepted', 'recovery_code_accepted', 'bypass_accepted'])
+
+/**
+ * A code client's own rule on top of the login decision. Its password is the code, so a user the
+ * decision lets in without one (no secret, 2FA off) would get in with any password: refused,
+ * unless the client's line says `allow-no-secret` (a VPN that checks a password of its own).
+ */
+export const codeClientAllows = (decision: {allowed: boolean; reason: Reason}, client: Pick<Client, 'allowNoSecret'>): boolean =>
+  decision.allowed && (CODE_CHECKED.has(decision.reason) || client.allowNoSecret)
 
 interface Answer {
   code: number
@@ -100,6 +127,41 @@ export class RadiusServer {
 
   private closing = false
 
+  /** Requests waiting for a read of the socket tables that starts after they arrived. */
+  private tableWaiters: ((tables: UdpTables) => void)[] = []
+  private readingTables = false
+
+  /**
+   * The socket tables as read after this call: a socket that sent a datagram already received is
+   * in them unless it has been closed since. One read at a time serves every request that was
+   * waiting when it started, so a burst of local requests costs a few reads, not one each.
+   */
+  private tablesAfterNow(): Promise<UdpTables> {
+    return new Promise((resolve) => {
+      this.tableWaiters.push(resolve)
+      if (!this.readingTables) void this.readTables()
+    })
+  }
+
+  private async readTables(): Promise<void> {
+    this.readingTables = true
+    try {
+      while (this.tableWaiters.length > 0) {
+        const waiting = this.tableWaiters
+        this.tableWaiters = []
+        const tables = await (this.opts.udpTables ?? readUdpTables)().catch(() => ({udp: '', udp6: ''}))
+        for (const resolve of waiting) resolve(tables)
+      }
+    } finally {
+      this.readingTables = false
+    }
+  }
+
+  /** How many answers are remembered for retransmissions (and decisions in progress). */
+  get remembered(): number {
+    return this.recent.size
+  }
+
   private track(work: Promise<void>): void {
     this.inFlight.add(work)
     void work.finally(() => this.inFlight.delete(work))
@@ -137,23 +199,36 @@ export class RadiusServer {
     if (this.closing) return
     this.stats.received++
     const from = rinfo.address
+    // Drops are logged once a minute per kind, never per address: spoofed sources must not grow a table.
     const client = matchClient(this.clients, from)
-    if (!client) return this.drop(`unknown:${from}`, `request from ${from}, which is not in the clients file`)
+    if (!client) return this.drop('unknown', `request from ${from}, which is not in the clients file`)
     let packet: Packet
     try {
       packet = decodePacket(msg)
     } catch (error) {
-      if (error instanceof PacketError) return this.drop(`bad:${from}`, `from ${from}: ${error.reason}`)
+      if (error instanceof PacketError) return this.drop('bad', `from ${from}: ${error.reason}`)
       throw error
     }
-    if (packet.code !== CODE.accessRequest) return this.drop(`code:${from}`, `from ${from}: code ${packet.code} is not served (Access-Request only)`)
+    if (packet.code !== CODE.accessRequest) return this.drop('code', `from ${from}: code ${packet.code} is not served (Access-Request only)`)
+    let signed: boolean
     try {
-      const signed = checkMessageAuthenticator(packet, client.secret)
-      if (!signed && client.requireMa) return this.drop(`noma:${from}`, `from ${from}: no Message-Authenticator, which the clients file requires (require-ma)`)
+      signed = checkMessageAuthenticator(packet, client.secret)
+      if (!signed && client.requireMa) return this.drop('noma', `from ${from}: no Message-Authenticator, which the clients file requires (require-ma)`)
     } catch (error) {
-      if (error instanceof PacketError) return this.drop(`ma:${from}`, `from ${from}: ${error.reason}`)
+      if (error instanceof PacketError) return this.drop('ma', `from ${from}: ${error.reason}`)
       throw error
     }
+    if (isLocalAddress(from) && !localSenderIsRoot(await this.tablesAfterNow(), from, rinfo.port))
+      return this.drop('local', `from ${from} port ${rinfo.port}: a local socket that is not root's (only root's are served from this host)`)
+    const password = this.proof(packet, client, signed)
+    if (typeof password === 'object') return this.drop('unproven', `from ${from}: ${password.problem}, so it proves no shared secret`)
+    // RFC 2865 §5.33: Proxy-State attributes go back unchanged and in order; an answer that
+    // could not hold them (4096 octets at most) is never decided.
+    const proxyStates = packet.attributes.filter((a) => a.type === ATTR.proxyState)
+    const proxyLength = proxyStates.reduce((sum, a) => sum + 2 + a.value.length, 0)
+    const mayChallenge = client.mode === 'challenge' && !findAttribute(packet, ATTR.state)
+    if ((mayChallenge ? LARGEST_CHALLENGE : LARGEST_ANSWER) + proxyLength > MAX_LENGTH)
+      return this.drop('big', `from ${from}: ${proxyLength} octets of Proxy-State leave no room for an answer`)
 
     const key = `${from}|${rinfo.port}|${packet.id}|${packet.authenticator.toString('hex')}`
     const seen = this.recent.get(key)
@@ -163,25 +238,41 @@ export class RadiusServer {
       return // still deciding: the answer goes out once
     }
     const entry: {at: number; answer?: Buffer} = {at: Date.now()}
+    if (this.recent.size >= (this.opts.maxRemembered ?? MAX_REMEMBERED)) this.recent.delete(this.recent.keys().next().value!)
     this.recent.set(key, entry)
-
-    let answer: Answer
     try {
-      answer = await this.decide(packet, client)
-    } catch (error) {
-      this.recent.delete(key)
-      if (error instanceof PacketError) return this.drop(`bad:${from}`, `from ${from}: ${error.reason}`)
-      throw error
+      let answer: Answer
+      try {
+        answer = await this.decide(packet, client, password)
+      } catch (error) {
+        if (error instanceof PacketError) return this.drop('bad', `from ${from}: ${error.reason}`)
+        throw error
+      }
+      const datagram = encodeResponse(packet, answer.code, [...answer.attributes, ...proxyStates], client.secret)
+      entry.answer = datagram
+      entry.at = Date.now()
+      this.count(answer.code)
+      this.opts.audit({command: 'radius:serve', user: answer.user, outcome: answer.outcome, reason: answer.reason, client: from})
+      if (this.opts.verbose || answer.outcome === 'error') this.opts.log(`${from} ${answer.user ?? '-'}: ${answer.outcome} (${answer.reason})`)
+      await this.send(datagram, rinfo)
+    } finally {
+      if (!entry.answer && this.recent.get(key) === entry) this.recent.delete(key) // no answer: nothing to repeat
     }
-    // RFC 2865 §5.33: Proxy-State attributes go back unchanged and in order
-    const proxyStates = packet.attributes.filter((a) => a.type === ATTR.proxyState)
-    const datagram = encodeResponse(packet, answer.code, [...answer.attributes, ...proxyStates], client.secret)
-    entry.answer = datagram
-    entry.at = Date.now()
-    this.count(answer.code)
-    this.opts.audit({command: 'radius:serve', user: answer.user, outcome: answer.outcome, reason: answer.reason, client: from})
-    if (this.opts.verbose || answer.outcome === 'error') this.opts.log(`${from} ${answer.user ?? '-'}: ${answer.outcome} (${answer.reason})`)
-    await this.send(datagram, rinfo)
+  }
+
+  /**
+   * The User-Password under the client's secret (undefined: none sent), or why the request proves
+   * nothing. Challenge mode, first round: the Unix password, any text; else a code. A request
+   * without a Message-Authenticator must carry a User-Password; any User-Password must reveal its
+   * shape (src/radius/proof.ts).
+   */
+  private proof(packet: Packet, client: Client, signed: boolean): string | undefined | {problem: string} {
+    const passwords = packet.attributes.filter((a) => a.type === ATTR.userPassword)
+    if (passwords.length > 1) return {problem: 'several User-Passwords'}
+    if (passwords.length === 0) return signed ? undefined : {problem: 'no User-Password and no Message-Authenticator'}
+    const shape = client.mode === 'challenge' && !findAttribute(packet, ATTR.state) ? 'text' : 'code'
+    const password = provenPassword(passwords[0].value, client.secret, packet.authenticator, shape)
+    return password ?? {problem: `its User-Password does not reveal ${shape === 'text' ? 'text' : 'a code'} under the shared secret`}
   }
 
   private count(code: number): void {
@@ -197,8 +288,8 @@ export class RadiusServer {
     return new Promise((resolve) => socket.send(datagram, rinfo.port, rinfo.address, () => resolve()))
   }
 
-  /** The decision for one Access-Request from a known client. */
-  private async decide(packet: Packet, client: Client): Promise<Answer> {
+  /** The decision for one Access-Request from a known client that proved the shared secret. */
+  private async decide(packet: Packet, client: Client, password: string | undefined): Promise<Answer> {
     const reject = (user: string | null, reason: string, outcome: Answer['outcome'] = 'denied'): Answer => ({
       code: CODE.accessReject,
       attributes: [],
@@ -215,13 +306,12 @@ export class RadiusServer {
       return reject(null, 'bad_user_name')
     }
     if (findAttribute(packet, ATTR.chapPassword)) return reject(user, 'chap_not_supported')
-    const hidden = findAttribute(packet, ATTR.userPassword)
     const state = findAttribute(packet, ATTR.state)
 
     // challenge mode, first round: the password is the Unix one the PAM stack has already
     // checked (or empty); it is never read. A user who needs a code is asked for it.
     if (client.mode === 'challenge' && !state) {
-      const verdict = await this.judge(user, undefined)
+      const verdict = await this.judge(user, undefined, 'ssh')
       if (verdict.code !== undefined) return verdict
       const {allowed, reason} = verdict.result
       if (allowed) return {code: CODE.accessAccept, attributes: [], user, outcome: 'allowed', reason}
@@ -238,18 +328,24 @@ export class RadiusServer {
       const problem = this.states.take(state, client.secret, user, client.network)
       if (problem) return reject(user, problem)
     }
-    // The code: the answer to the challenge, or (code mode) the User-Password itself.
-    const code = hidden ? revealPassword(hidden, client.secret, packet.authenticator) : ''
-    const verdict = await this.judge(user, code === '' ? undefined : code)
+    // The code: the answer to the challenge (an SSH login), or (code mode) the User-Password
+    // itself, judged without the SSH switch and then by the client's own rule.
+    const challenged = client.mode === 'challenge'
+    const verdict = await this.judge(user, password === '' ? undefined : password, challenged ? 'ssh' : 'ui')
     if (verdict.code !== undefined) return verdict
-    const {allowed, reason} = verdict.result
+    const {reason} = verdict.result
+    const allowed = challenged ? verdict.result.allowed : codeClientAllows(verdict.result, client)
     return allowed ? {code: CODE.accessAccept, attributes: [], user, outcome: 'allowed', reason} : reject(user, reason)
   }
 
   /** The login check; a store that cannot be read or written means Access-Reject, never Accept. */
-  private async judge(user: string, code: string | undefined): Promise<{code: undefined; result: {allowed: boolean; reason: Reason}} | Answer> {
+  private async judge(
+    user: string,
+    code: string | undefined,
+    service: Service,
+  ): Promise<{code: undefined; result: {allowed: boolean; reason: Reason}} | Answer> {
     try {
-      return {code: undefined, result: await this.opts.judge({user, code})}
+      return {code: undefined, result: await this.opts.judge({user, code, service})}
     } catch (error) {
       this.note('store', `store problem, answering Access-Reject: ${(error as Error).message}`)
       return {code: CODE.accessReject, attributes: [], user, outcome: 'error', reason: 'store_unavailable'}

@@ -13,7 +13,7 @@ import {createHmac, randomBytes, timingSafeEqual} from 'node:crypto'
 
 export const STATE_TTL_SECONDS = 300
 const VERSION = 1
-const LENGTH = 1 + 4 + 16 + 16
+export const STATE_LENGTH = 1 + 4 + 16 + 16
 
 export type StateProblem = 'state_malformed' | 'state_forged' | 'state_expired' | 'state_replayed'
 
@@ -41,7 +41,7 @@ export class StateBook {
 
   /** Takes a State given back with an answer: undefined when it is good (and now used up), else why not. */
   take(state: Buffer, key: Buffer, user: string, client: string): StateProblem | undefined {
-    if (state.length !== LENGTH || state[0] !== VERSION) return 'state_malformed'
+    if (state.length !== STATE_LENGTH || state[0] !== VERSION) return 'state_malformed'
     const body = state.subarray(0, 21)
     if (!timingSafeEqual(StateBook.mac(key, body, user, client), state.subarray(21))) return 'state_forged'
     const expires = state.readUInt32BE(1) * 1000

@@ -6,6 +6,7 @@ import {randomBytes} from 'node:crypto'
 import {chmodSync, writeFileSync} from 'node:fs'
 import {ATTR, type Attribute, checkResponse, CODE, encodeRequest, findAttribute, hidePassword, type Packet, text} from '../../src/radius/packet.js'
 import {BIN} from './cli.js'
+import {asMallory} from './mallory.js'
 
 export interface RadiusAnswer {
   code: number
@@ -56,10 +57,10 @@ export function radiusRequest(opts: RequestOptions): Promise<RadiusAnswer | 'tim
   })
 }
 
-/** Sends one datagram from a fresh socket; the first reply, or 'timeout'. */
+/** Sends one datagram from a fresh socket (udp6 for an IPv6 host); the first reply, or 'timeout'. */
 export function sendRaw(datagram: Buffer, port: number, host = '127.0.0.1', timeoutMs = 3000): Promise<Buffer | 'timeout'> {
   return new Promise((resolve) => {
-    const socket = createSocket('udp4')
+    const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4')
     const timer = setTimeout(() => {
       socket.close()
       resolve('timeout')
@@ -71,6 +72,27 @@ export function sendRaw(datagram: Buffer, port: number, host = '127.0.0.1', time
     })
     socket.send(datagram, port, host)
   })
+}
+
+// What the attacker runs: one datagram from a socket of her own, the reply (hex) or "timeout".
+const MALLORY_SENDER = `const [hex, host, port, family, ms] = process.argv.slice(1)
+const s = require('node:dgram').createSocket(family)
+const t = setTimeout(() => { console.log('timeout'); s.close() }, Number(ms))
+s.on('message', (m) => { clearTimeout(t); console.log(m.toString('hex')); s.close() })
+s.send(Buffer.from(hex, 'hex'), Number(port), host)`
+
+/** sendRaw, from a socket of the unprivileged test user (test/helpers/mallory.ts); `family` defaults to the host's. */
+export async function sendRawAsMallory(
+  datagram: Buffer,
+  port: number,
+  host = '127.0.0.1',
+  opts: {family?: 'udp4' | 'udp6'; timeoutMs?: number} = {},
+): Promise<Buffer | 'timeout'> {
+  const family = opts.family ?? (host.includes(':') ? 'udp6' : 'udp4')
+  const r = await asMallory([process.execPath, '-e', MALLORY_SENDER, datagram.toString('hex'), host, String(port), family, String(opts.timeoutMs ?? 1000)])
+  const out = r.stdout.trim()
+  if (r.code !== 0 || !/^(timeout|[0-9a-f]+)$/.test(out)) throw new Error(`the sender as ${family} failed (${r.code}): ${r.stderr}`)
+  return out === 'timeout' ? out : Buffer.from(out, 'hex')
 }
 
 /** Writes a clients file (0600). */
@@ -88,9 +110,9 @@ export interface Responder {
   stop(): Promise<number | null>
 }
 
-/** Starts the real `tfactl radius:serve` on 127.0.0.1 and waits until it answers. */
-export async function startResponder(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Responder> {
-  const child = spawn(process.execPath, [BIN, 'radius:serve', '--listen', '127.0.0.1:0', ...args], {
+/** Starts the real `tfactl radius:serve` (on 127.0.0.1 unless `listen` says otherwise) and waits until it answers. */
+export async function startResponder(args: string[], env: NodeJS.ProcessEnv = {}, listen = '127.0.0.1:0'): Promise<Responder> {
+  const child = spawn(process.execPath, [BIN, 'radius:serve', '--listen', listen, ...args], {
     env: {...process.env, NO_COLOR: '1', NODE_ENV: '', ...env},
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -119,7 +141,7 @@ export async function startResponder(args: string[], env: NodeJS.ProcessEnv = {}
     logs: () => log,
     stop: () =>
       new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve(child.exitCode)
+        if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode) // already gone
         child.once('exit', (code) => resolve(code))
         child.kill('SIGTERM')
       }),

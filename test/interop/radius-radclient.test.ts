@@ -75,17 +75,20 @@ describe.skipIf(missing !== null)('radius:serve answers FreeRADIUS radclient', {
 
   const signed = (...lines: string[]) => [...lines, 'Message-Authenticator = 0x00']
 
-  it('code mode: accepts a code once; a replayed or wrong code is rejected; a user without a secret passes', async () => {
+  it('code mode: accepts a code once; a replayed or wrong code is rejected; a user without a secret is refused', async () => {
     const code = await freshCode()
     const ok = await radclient(codeMode.port, secret, signed('User-Name = alice', `User-Password = ${code}`))
     expect(ok.code, ok.out).toBe('Access-Accept')
     expect(ok.attrs['Message-Authenticator']).toMatch(/^0x[0-9a-f]{32}$/)
     expect((await radclient(codeMode.port, secret, signed('User-Name = alice', `User-Password = ${code}`))).code).toBe('Access-Reject')
     expect((await radclient(codeMode.port, secret, signed('User-Name = alice', 'User-Password = 000000x'))).code).toBe('Access-Reject')
-    expect((await radclient(codeMode.port, secret, signed('User-Name = nora', 'User-Password = anything'))).code).toBe('Access-Accept')
+    expect((await radclient(codeMode.port, secret, signed('User-Name = nora', 'User-Password = anything'))).code).toBe('Access-Reject')
+    const noraLine = '"user":"nora","outcome":"denied","reason":"no_secret"'
+    for (let i = 0; i < 100 && !readFileSync(`${store.path}.audit.log`, 'utf8').includes(noraLine); i++) await new Promise((r) => setTimeout(r, 50)) // written after the answer
     const audit = readFileSync(`${store.path}.audit.log`, 'utf8')
     expect(audit).toContain('"command":"radius:serve","user":"alice","outcome":"allowed","reason":"code_accepted","client":"127.0.0.1"')
     expect(audit).toContain('"reason":"code_replayed"')
+    expect(audit).toContain(noraLine)
     expect(audit).not.toContain(code)
   })
 
@@ -127,9 +130,12 @@ describe.skipIf(missing !== null)('radius:serve answers FreeRADIUS radclient', {
     expect(audit).toContain('"reason":"state_replayed"')
   })
 
-  it('challenge mode: a user who needs no code is accepted at once', async () => {
+  it('challenge mode: a user who needs no code is accepted at once; a request that proves no secret gets no answer', async () => {
     expect((await radclient(challengeMode.port, secret, ['User-Name = nora', 'User-Password = unix-password'])).code).toBe('Access-Accept')
-    expect((await radclient(challengeMode.port, secret, ['User-Name = nora'])).code).toBe('Access-Accept')
+    expect((await radclient(challengeMode.port, secret, signed('User-Name = nora'))).code).toBe('Access-Accept') // signed: no password needed
+    const unsigned = await radclient(challengeMode.port, secret, ['User-Name = nora'], 1) // neither signed nor a password
+    expect(unsigned.code).toBeUndefined()
+    expect(unsigned.out).toMatch(/No reply from server/)
   })
 
   it('a failing request waits its fail delay; the others are answered meanwhile; SIGTERM lets it finish and exits 0', async () => {
@@ -142,8 +148,8 @@ describe.skipIf(missing !== null)('radius:serve answers FreeRADIUS radclient', {
         return {r, ms: Date.now() - started}
       })
       await new Promise((r) => setTimeout(r, 100))
-      const quick = await radiusRequest({port: codeMode.port, secret, user: 'nora', password: 'x'})
-      expect(quick).toMatchObject({kind: 'accept'})
+      const quick = await radiusRequest({port: codeMode.port, secret, user: 'nora', password: 'x'}) // no secret: refused at once
+      expect(quick).toMatchObject({kind: 'reject'})
       expect(failingAnswered, 'the other request was answered only after the failing one').toBe(false)
       const exit = codeMode.stop() // SIGTERM while the failing request waits
       const {r, ms} = await failing

@@ -13,7 +13,8 @@ import {base32Decode} from '../../src/core/base32.js'
 import {hotp} from '../../src/core/totp.js'
 import {type Run, tfactl, tempStore} from '../helpers/cli.js'
 import {type PgServer, startPostgres} from '../helpers/postgres.js'
-import {type Responder, startResponder, writeClients} from '../helpers/radius.js'
+import {ATTR, type Attribute, encodeRequest} from '../../src/radius/packet.js'
+import {type Responder, sendRaw, sendRawAsMallory, startResponder, writeClients} from '../helpers/radius.js'
 import {
   canRunSshd,
   createUser,
@@ -207,6 +208,26 @@ function describeRadiusSsh(backend: Backend, skip: string | null) {
       expectOut(await login(names.alice, {code}))
       expectOut(await login(names.alice, {code: '000000'}))
       expectOut(await login(names.alice, {password: 'wrong', code: peekCode(names.alice)})) // the password still counts
+    }, 90_000)
+
+    it('a local user without the secret neither locks an enrolled user out nor learns who is enrolled', async () => {
+      // the attack: a first request without a password (Challenge or Accept would tell enrolment),
+      // then an answer with a State and 16 random octets as the password (would count a failure)
+      const attempt = (user: string, second: boolean) => {
+        const authenticator = randomBytes(16)
+        const attributes: Attribute[] = [{type: ATTR.userName, value: Buffer.from(user)}]
+        if (second) attributes.push({type: ATTR.userPassword, value: randomBytes(16)}, {type: ATTR.state, value: randomBytes(37)})
+        return encodeRequest({id: authenticator[0], authenticator, attributes, secret: Buffer.from('unknown'), messageAuthenticator: false})
+      }
+      const sends = [names.alice, names.nora, 'no-such-user'].flatMap((user) =>
+        [false, true, true, true].flatMap((second) => [
+          sendRawAsMallory(attempt(user, second), responders[0].port, '127.0.0.1', {timeoutMs: 1500}), // her own socket
+          sendRaw(attempt(user, second), responders[0].port, '127.0.0.1', 1500), // root's socket, still without the secret
+        ]),
+      )
+      expect((await Promise.all(sends)).every((reply) => reply === 'timeout')).toBe(true)
+      expectCodeIn(await login(names.alice, {code: await freshCode(names.alice)}), names.alice) // --max-failures 2: not locked
+      expect(responders[0].logs()).not.toMatch(/no-such-user/)
     }, 90_000)
 
     it('does not prompt a user without a secret for a code', async () => {

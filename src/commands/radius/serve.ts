@@ -22,8 +22,11 @@ export default class Serve extends BaseCommand<typeof Serve> {
 
 Runs in the foreground (SIGTERM or SIGINT: answers the requests already taken, then exits 0;
 SIGHUP: reads the clients file again). Each request is judged like
-"login:check USER --service ssh --method password --code CODE" and recorded in the audit trail.
-Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [require-ma]", mode 600.`
+"login:check USER --service ssh --method password --code CODE" (code clients: "--service ui",
+and only a checked code lets a user in unless the line says allow-no-secret) and recorded in the
+audit trail. A request that proves no shared secret, or comes from a local socket that is not
+root's, gets no answer. Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge]
+[require-ma] [allow-no-secret]", mode 600, root's (or yours), in a directory only its owner can change.`
   static override audited = false // each decision is audited on its own, with the client's address
   static override enableJsonFlag = false
   static override examples = [
@@ -49,7 +52,7 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
     const log = (line: string) => process.stderr.write(`tfactl radius: ${line}\n`)
     const store = await this.responderStore()
     const {login, audit} = store.responder(log) // how logins run side by side, and where decisions are recorded: the backend's business
-    const judge: Judge = async ({user, code}) => (await checkLogin({login}, {user, service: 'ssh', method: 'password', code})).result
+    const judge: Judge = async ({user, code, service}) => (await checkLogin({login}, {user, service, method: 'password', code})).result
     const server = new RadiusServer({clients, judge, audit: (e) => audit.record(e), log, verbose: this.flags.verbose})
     let bound: number
     try {
@@ -57,10 +60,8 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
     } catch (error) {
       throw usageError(`cannot listen on ${this.flags.listen}: ${(error as Error).message}`)
     }
-    log(
-      `answering on ${host.includes(':') ? `[${host}]` : host}:${bound} for ${clients.length} client network(s) from ${clientsPath}, store ${store.description}`,
-    )
-    await new Promise<void>((resolve) => {
+    // The signals are handled before the line that says the responder is up (a supervisor may signal at once).
+    const stopped = new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         log(`${signal}: answering the requests in flight, then exiting`)
         process.off('SIGHUP', reload)
@@ -78,6 +79,10 @@ Clients file: one client a line, "ADDRESS[/BITS] SECRET [code|challenge] [requir
       process.once('SIGINT', () => stop('SIGINT'))
       process.on('SIGHUP', reload)
     })
+    log(
+      `answering on ${host.includes(':') ? `[${host}]` : host}:${bound} for ${clients.length} client network(s) from ${clientsPath}, store ${store.description}`,
+    )
+    await stopped
     await server.close()
     await audit.drain()
     const s = server.stats

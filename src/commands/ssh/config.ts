@@ -3,7 +3,7 @@ import {BaseCommand} from '../../base-command.js'
 import {DEFAULT_OATH_FILE, pamOathLine, SSHD_SETTINGS} from '../../core/oath.js'
 import type {Doc} from '../../core/model.js'
 import {loadClients, matchClient} from '../../radius/clients.js'
-import {DEFAULT_RADIUS_CONF, DEFAULT_RADIUS_SERVER, pamRadiusLine, radiusTimeout, serverLine} from '../../radius/pam.js'
+import {DEFAULT_RADIUS_CONF, DEFAULT_RADIUS_SERVER, installedPamRadius, pamRadiusLine, radiusTimeout, serverLine} from '../../radius/pam.js'
 
 export default class Config extends BaseCommand<typeof Config> {
   static override description = `print the lines that make sshd ask for codes through pam_oath
@@ -11,7 +11,9 @@ export default class Config extends BaseCommand<typeof Config> {
 The PAM line goes into /etc/pam.d/sshd right after the password module (on Debian/Ubuntu: after
 "@include common-auth"); the settings go into /etc/ssh/sshd_config. The window is the store's.
 With --radius: the pam_radius_auth line, its server file and the same sshd settings, for a
-tfactl radius:serve responder (challenge mode) on this host or a central one.`
+tfactl radius:serve responder (challenge mode) on this host or a central one. Where the installed
+pam_radius_auth is 3.0 or later, the PAM line requires signed answers (require_message_authenticator)
+and the responder's line for this host should say require-ma.`
   static override audited = false
   static override examples = [
     '<%= config.bin %> ssh:config',
@@ -54,6 +56,8 @@ tfactl radius:serve responder (challenge mode) on this host or a central one.`
     const conf = this.flags['radius-conf']
     const servers = this.flags['radius-server'] ?? [DEFAULT_RADIUS_SERVER]
     let secret = 'SHARED-SECRET'
+    // pam_radius_auth 3.0 signs its requests and can refuse unsigned answers; 2.0 does neither.
+    const requireMa = installedPamRadius()?.requireMa ?? false
     if (this.flags.clients) {
       const client = matchClient(loadClients(this.flags.clients), '127.0.0.1')
       if (!client) this.warning(`${this.flags.clients} lists no client for 127.0.0.1: add "127.0.0.1 SECRET challenge"`)
@@ -61,10 +65,19 @@ tfactl radius:serve responder (challenge mode) on this host or a central one.`
         secret = client.secret.toString('utf8')
         if (client.mode !== 'challenge')
           this.warning(`${this.flags.clients}:${client.line}: pam_radius_auth skip_passwd needs the challenge mode: end the line with "challenge"`)
+        if (requireMa && !client.requireMa)
+          this.warning(`${this.flags.clients}:${client.line}: this pam_radius_auth signs its requests: add "require-ma" so that unsigned ones are dropped`)
+        if (!requireMa && client.requireMa)
+          this.warning(
+            `${this.flags.clients}:${client.line}: this pam_radius_auth (before 3.0) sends no Message-Authenticator: "require-ma" drops every request`,
+          )
       }
-    } else this.warning("no --clients: replace SHARED-SECRET with the secret of this host's line in the responder's clients file")
+    } else
+      this.warning(
+        `no --clients: replace SHARED-SECRET with the secret of this host's line in the responder's clients file${requireMa ? ', and end that line with "require-ma"' : ''}`,
+      )
     if (!s.enabled || !s.ssh) this.warning('SSH 2FA is off in the store: the responder accepts every login until twofactor:enable --ssh')
-    const pamLine = pamRadiusLine(conf)
+    const pamLine = pamRadiusLine(conf, requireMa)
     const timeout = radiusTimeout(s.failDelay)
     const serverLines = servers.map((server) => serverLine(server, secret, timeout))
     this.say('# /etc/pam.d/sshd: add right after the password module (Debian/Ubuntu: after "@include common-auth")')
@@ -77,6 +90,7 @@ tfactl radius:serve responder (challenge mode) on this host or a central one.`
     for (const line of SSHD_SETTINGS) this.say(line)
     return {
       radius: true,
+      requireMa,
       pam: {file: '/etc/pam.d/sshd', after: '@include common-auth', line: pamLine},
       serverFile: {file: conf, mode: '600', lines: serverLines},
       sshd: {file: '/etc/ssh/sshd_config', lines: [...SSHD_SETTINGS]},

@@ -1,0 +1,104 @@
+import {isIPv4, isIPv6} from 'node:net'
+import {endianness, networkInterfaces} from 'node:os'
+import type {UdpTables} from '../os/sockets.js'
+
+/**
+ * Who sent a datagram from this very host. A request from one of the host's own addresses
+ * (loopback or an interface's) was sent by a local process, and on Linux the kernel says which
+ * user owns each UDP socket: /proc/net/udp and /proc/net/udp6 list every socket's local address,
+ * port and uid. sshd's pam_radius_auth runs as root; a local user who found the responder does
+ * not, so a one-host responder serves local requests from root's sockets only. The lookup covers
+ * IPv4, IPv6 and IPv4-mapped IPv6 (a dual-stack socket sending to 127.0.0.1), and fails closed:
+ * no matching socket, one that is not root's among several, or an unreadable table all mean "not root".
+ */
+
+const V4_MAPPED_PREFIX = Buffer.from('00000000000000000000ffff', 'hex')
+
+const ipv4Bytes = (address: string): Buffer => Buffer.from(address.split('.').map(Number))
+
+function ipv6Bytes(address: string): Buffer {
+  const mapped = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(address)
+  let text = address
+  if (mapped) {
+    const b = ipv4Bytes(mapped[2])
+    text = `${mapped[1]}${b.readUInt16BE(0).toString(16)}:${b.readUInt16BE(2).toString(16)}`
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined]
+  const left = head ? head.split(':') : []
+  const right = tail ? tail.split(':') : []
+  const groups = tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill('0'), ...right]
+  const out = Buffer.alloc(16)
+  for (const [i, g] of groups.entries()) out.writeUInt16BE(Number.parseInt(g, 16), i * 2)
+  return out
+}
+
+/** An address as octets: 4 for IPv4 and IPv4-mapped IPv6 (`::ffff:a.b.c.d`), 16 for IPv6 (zone dropped). */
+export function addressBytes(address: string): Buffer | undefined {
+  const plain = address.replace(/%.*$/, '')
+  if (isIPv4(plain)) return ipv4Bytes(plain)
+  if (!isIPv6(plain)) return undefined
+  return unmap(ipv6Bytes(plain))
+}
+
+const unmap = (bytes: Buffer): Buffer => (bytes.length === 16 && bytes.subarray(0, 12).equals(V4_MAPPED_PREFIX) ? bytes.subarray(12) : bytes)
+
+/** A /proc/net address field (hex, each 32-bit word in the host's byte order) as octets in network order. */
+function procAddress(hex: string): Buffer {
+  const raw = Buffer.from(hex, 'hex')
+  if (endianness() === 'BE') return raw
+  for (let i = 0; i < raw.length; i += 4) raw.subarray(i, i + 4).reverse()
+  return raw
+}
+
+/**
+ * The owners (uids) of the sockets that could have sent a datagram from `address`:`port`: bound
+ * to that port and to that address or to the wildcard, in either table (an IPv4 source may be a
+ * dual-stack IPv6 socket). Pure over the tables' text.
+ */
+export function socketOwners(tables: UdpTables, address: string, port: number): number[] {
+  const sourceBytes = addressBytes(address)
+  if (!sourceBytes) return []
+  const v4 = sourceBytes.length === 4
+  const owners: number[] = []
+  for (const [table, width] of [
+    [tables.udp, 4],
+    [tables.udp6, 16],
+  ] as const) {
+    for (const line of table.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/)
+      if (fields.length < 8) continue
+      const [hexAddress, hexPort] = fields[1].split(':')
+      if (hexPort === undefined || Number.parseInt(hexPort, 16) !== port || hexAddress.length !== width * 2) continue
+      const local = unmap(procAddress(hexAddress))
+      const wildcard = local.every((octet) => octet === 0) && (width === 16 || v4) // a dual-stack socket also sends from IPv4
+      if (wildcard || local.equals(sourceBytes)) owners.push(Number(fields[7]))
+    }
+  }
+  return owners
+}
+
+const LOOPBACK6 = ipv6Bytes('::1')
+
+/** This host's interface addresses, read at most once a second (networkInterfaces() takes about 0.3 ms). */
+let interfaces: {at: number; addresses: Buffer[]} | undefined
+function hostAddresses(now = Date.now()): Buffer[] {
+  if (!interfaces || now - interfaces.at > 1000) {
+    const addresses = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => addressBytes(i.address)))
+    interfaces = {at: now, addresses: addresses.filter((a): a is Buffer => a !== undefined)}
+  }
+  return interfaces.addresses
+}
+
+/** Whether `address` is one of this host's own (loopback, or an interface's): a local process sent it. */
+export function isLocalAddress(address: string): boolean {
+  const bytes = addressBytes(address)
+  if (!bytes) return false
+  if (bytes.length === 4 ? bytes[0] === 127 : bytes.equals(LOOPBACK6)) return true
+  return hostAddresses().some((mine) => mine.equals(bytes))
+}
+
+/** The local-sender rule: served when every socket that could have sent it is root's (and there is one). */
+export function localSenderIsRoot(tables: UdpTables, address: string, port: number): boolean {
+  const owners = socketOwners(tables, address, port)
+  return owners.length > 0 && owners.every((uid) => uid === 0)
+}
