@@ -101,6 +101,24 @@ describe.each([1_000, 10_000])('the database store, %i users', (n) => {
     expect(await run(Confirm, [target, '--code', codeOf(secret)])).toMatchObject({rows: 1, decrypted: 2, result: {user: target, changed: true}})
   }, 120_000)
 
+  it('refuses a one-user change that touches another user, and writes nothing', async () => {
+    const store = new PgStore(db.url, {keyFile: db.keyFile})
+    try {
+      const before = (await store.read()).users.get(name(9))
+      await expect(
+        store.updateUser(name(8), (doc) => {
+          doc.users.get(name(8))!.failures = 3
+          doc.users.set(name(9), {...doc.users.get(name(8))!})
+        }),
+      ).rejects.toThrow(/also changed u000009/)
+      const after = await store.read()
+      expect(after.users.get(name(9))).toEqual(before)
+      expect(after.users.get(name(8))!.failures).toBe(0)
+    } finally {
+      await store.close()
+    }
+  }, 120_000)
+
   it('twofactor:status counts in the database: no row fetched, no secret opened', async () => {
     const status = await run(Status, [])
     expect(status).toMatchObject({rows: 0, decrypted: 0, encrypted: 0})

@@ -126,6 +126,18 @@ describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) =
     expect(none).toEqual({decrypted: 0, encrypted: 0})
   }, 60_000)
 
+  it('refuses a one-user change that touches another user, and writes nothing', async () => {
+    const {store} = await storeOf(n, false)
+    const bytes = readFileSync(store.path)
+    await expect(
+      new FileBackend(store.path).updateUser(name(1), (doc) => {
+        doc.users.get(name(1))!.failures = 3
+        doc.users.get(name(2))!.failures = 3
+      }),
+    ).rejects.toThrow(/also changed u000002/)
+    expect(readFileSync(store.path).equals(bytes)).toBe(true)
+  }, 60_000)
+
   it('lists every user a bounded batch at a time, as a full read has them (journal applied)', async () => {
     const {store, secrets} = await storeOf(n, false)
     const target = name(5)

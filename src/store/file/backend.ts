@@ -11,6 +11,7 @@ import {checkPrivateFile} from '../../os/files.js'
 import {openers, processState, procName} from '../../os/procs.js'
 import {emergencyFix, forceDisable, restoreStore, updateSettingsSealed} from './recovery.js'
 import {peekSettings} from './header.js'
+import {StoredUsers} from './records.js'
 import {Store} from './store.js'
 
 /** The file store (store.ts) behind the StoreBackend seam; its behaviour is the file Store's own. */
@@ -85,9 +86,17 @@ export class FileBackend implements StoreBackend {
     return this.store.update(fn)
   }
 
-  /** The update path reads records lazily (records.ts): only the records `fn` reads are decoded. */
-  updateUser<T>(_user: string, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
-    return this.store.update(fn)
+  /**
+   * The update path reads records lazily (records.ts): only the records `fn` reads are decoded.
+   * A change of another user is refused, as on every backend, and nothing is written.
+   */
+  updateUser<T>(user: string, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+    return this.store.update(async (doc) => {
+      const result = await fn(doc)
+      if (doc.users instanceof StoredUsers)
+        for (const name of doc.users.changedUsers()) if (name !== user) throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
+      return result
+    })
   }
 
   login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
