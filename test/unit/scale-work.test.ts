@@ -7,6 +7,7 @@ import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {newEnrolment} from '../../src/core/enrol.js'
+import {formatOathTime} from '../../src/core/oath.js'
 import {activate} from '../../src/core/users.js'
 import {hotp, timeStep} from '../../src/core/totp.js'
 import {checkLogin} from '../../src/login/check.js'
@@ -178,6 +179,22 @@ describe('a users file that is not the one the store wrote', () => {
     expect(lines).toHaveLength(302)
     // and the next one-user change is back to one user's work
     expect(await work(() => store.update((doc) => activate(doc, name(8), newEnrolment(30, 6, Date.now()))))).toEqual({decrypted: 1, encrypted: 1})
+  })
+
+  it("a one-user change is not refused for the replay state pam_oath recorded for other users (a file out of step: every user's is taken in)", async () => {
+    const {store, oath, secrets} = await storeOf(50, true)
+    const now = Date.now()
+    const code = hotp(base32Decode(secrets.get(name(5))!)!, timeStep(now, 30), 6)
+    // pam_oath accepted u000005's code over SSH; and a line of another user went missing
+    const lines = readFileSync(oath, 'utf8')
+      .split('\n')
+      .filter((line) => !line.includes('\tu000042\t'))
+      .map((line) => (line.includes('\tu000005\t') ? `${line.split('\t').slice(0, 4).join('\t')}\t0\t${code}\t${formatOathTime(now)}` : line))
+    writeFileSync(oath, lines.join('\n'))
+    await new FileBackend(store.path).updateUser(name(7), (doc) => activate(doc, name(7), newEnrolment(30, 6, Date.now())))
+    const doc = await store.read()
+    expect(doc.users.get(name(5))!.lastUsedStep).toBe(timeStep(now, 30)) // taken in, so login:check refuses the code too
+    expect(readFileSync(oath, 'utf8')).toContain('\tu000042\t')
   })
 
   it('keeps a store whose lines were edited by hand from being carried over unchecked', async () => {
