@@ -71,7 +71,7 @@ async function startPostgres(work) {
   return {url: `postgresql://postgres@127.0.0.1:${port}/tfactl`, stop: () => as(join(PG_BIN, 'pg_ctl'), ['-D', join(dir, 'data'), '-m', 'fast', '-w', 'stop'])}
 }
 
-function startResponder(storeArgs, clients) {
+function startResponder(storeArgs, clients, extra = []) {
   return new Promise((done, fail) => {
     const child = spawn(
       process.execPath,
@@ -84,6 +84,7 @@ function startResponder(storeArgs, clients) {
         '--clients',
         clients,
         ...storeArgs,
+        ...extra,
       ],
       {env, stdio: ['ignore', 'ignore', 'pipe']},
     )
@@ -172,7 +173,7 @@ async function stepStart() {
   return Math.floor(Date.now() / 30_000)
 }
 
-async function scenario(name, storeArgs, work) {
+async function scenario(name, storeArgs, work, responderArgs = []) {
   const list = join(work, `${name}-users.txt`)
   const users = Array.from({length: USERS}, (_, i) => `r${String(i).padStart(5, '0')}`)
   writeFileSync(list, users.join('\n'))
@@ -182,7 +183,7 @@ async function scenario(name, storeArgs, work) {
   const secrets = JSON.parse(tfactl(['user:secret:renew', '--users-file', list, '--qr', 'none', '--json', ...storeArgs])).users
   const clients = join(work, `${name}-clients`)
   writeFileSync(clients, `127.0.0.1 ${SECRET} code\n`, {mode: 0o600})
-  const responder = await startResponder(storeArgs, clients)
+  const responder = await startResponder(storeArgs, clients, responderArgs)
   try {
     const step = await stepStart()
     const queues = secrets.map((s) => {
@@ -224,6 +225,9 @@ export async function radiusBench() {
         pg.stop()
       }
     if (only !== 'postgres' && !process.env.BENCH_RADIUS_PG_ONLY) await scenario('file store', ['--store', join(work, 'file', 'store.json')], work)
+    // BENCH_RADIUS_METRICS=1: the same file-store run again with --metrics, side by side (what the metrics cost)
+    if (only !== 'postgres' && process.env.BENCH_RADIUS_METRICS)
+      await scenario('file store, --metrics', ['--store', join(work, 'file-metrics', 'store.json')], work, ['--metrics', '127.0.0.1:0'])
   } finally {
     rmSync(work, {recursive: true, force: true})
   }

@@ -3,7 +3,7 @@
 // `node -e 0` in the same run, and prints the median wall time, the ratio to `node -e 0`, and
 // the peak RSS. Never part of `npm test`: timings depend on the machine.
 import {execFileSync, spawnSync} from 'node:child_process'
-import {chownSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {chownSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {cpus, tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
@@ -26,9 +26,9 @@ const work = mkdtempSync(join(tmpdir(), 'tfactl-bench-'))
 const env = {...process.env, NO_COLOR: '1'}
 delete env.TFACTL_STORE
 
-function run(args, {input, extraEnv} = {}) {
+function run(args, {input, extraEnv, cmd = process.execPath} = {}) {
   const started = process.hrtime.bigint()
-  const r = spawnSync(process.execPath, args, {input, env: {...env, ...extraEnv}, maxBuffer: 256 << 20})
+  const r = spawnSync(cmd, args, {input, env: {...env, ...extraEnv}, maxBuffer: 256 << 20})
   const ms = Number(process.hrtime.bigint() - started) / 1e6
   return {ms, status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString()}
 }
@@ -58,13 +58,13 @@ function must(r, what) {
  * paired with a run of `node -e 0` just before it: the case's ratio is against those (`base`), so
  * that on a busy machine the two see the same load.
  */
-function bench(name, argsFor, {check = (r) => must(r, name), setup} = {}) {
+function bench(name, argsFor, {check = (r) => must(r, name), setup, cmd} = {}) {
   const times = []
   const base = []
   for (let i = 0; i < WARMUP + RUNS; i++) {
     setup?.(i)
     const b = run(['-e', '0'])
-    const r = run(argsFor(i))
+    const r = run(argsFor(i), {cmd})
     check(r)
     if (i >= WARMUP) {
       times.push(r.ms)
@@ -72,7 +72,35 @@ function bench(name, argsFor, {check = (r) => must(r, name), setup} = {}) {
     }
   }
   setup?.(WARMUP + RUNS)
-  return {name, median: median(times), base: median(base), rss: peakRss(argsFor(WARMUP + RUNS))}
+  // (no probe can be preloaded into the standalone executable)
+  return {name, median: median(times), base: median(base), rss: cmd ? NaN : peakRss(argsFor(WARMUP + RUNS))}
+}
+
+/** Like bench() for several cases at once, taking one run of each in turn. */
+function benchSideBySide(cases) {
+  const times = cases.map(() => [])
+  for (let i = 0; i < WARMUP + RUNS; i++)
+    cases.forEach((c, k) => {
+      const r = run(c.argsFor(i), {cmd: c.cmd})
+      must(r, c.name)
+      if (i >= WARMUP) times[k].push(r.ms)
+    })
+  return cases.map((c, k) => ({name: c.name, median: median(times[k]), rss: c.cmd ? NaN : peakRss(c.argsFor(WARMUP + RUNS))}))
+}
+
+/**
+ * The standalone executable of the Debian package (`npm run package`), unpacked from
+ * build/tfactl_<version>_amd64.deb as root (its lock addon must be root's); undefined when the
+ * package was not built or we are not root.
+ */
+function standalone() {
+  const {version} = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'))
+  const deb = join(ROOT, 'build', `tfactl_${version}_amd64.deb`)
+  if (process.getuid?.() !== 0 || !existsSync(deb)) return undefined
+  const dir = mkdtempSync(join(work, 'deb-'))
+  execFileSync('dpkg-deb', ['-x', deb, dir])
+  const exe = join(dir, 'usr', 'bin', 'tfactl')
+  return {exe, size: statSync(exe).size, debSize: statSync(deb).size}
 }
 
 /** The current code of a base32 secret, as an app shows it. */
@@ -147,7 +175,7 @@ try {
   console.log(`${pad('case', 44)} ${pad('median', 10)} ${pad('ratio', 7)} ${pad('peak RSS', 9)} node -e 0 alongside`)
   for (const r of rows)
     console.log(
-      `${pad(r.name, 44)} ${pad(`${r.median.toFixed(0)} ms`, 10)} ${pad(`${(r.median / r.base).toFixed(2)}×`, 7)} ${pad(`${r.rss.toFixed(0)} MB`, 9)} ${r.base.toFixed(0)} ms`,
+      `${pad(r.name, 44)} ${pad(`${r.median.toFixed(0)} ms`, 10)} ${pad(`${(r.median / (r.base ?? baseline.median)).toFixed(2)}×`, 7)} ${pad(Number.isNaN(r.rss) ? '–' : `${r.rss.toFixed(0)} MB`, 9)} ${(r.base ?? baseline.median).toFixed(0)} ms`,
     )
 } finally {
   pg?.stop()
@@ -276,18 +304,25 @@ function fileCases() {
     mkdtempSync(join(work, 'small-')),
     Array.from({length: WARMUP + RUNS + 1}, (_, i) => `user${i}`),
   )
-  const big = enrolStore(
-    mkdtempSync(join(work, 'big-')),
-    Array.from({length: 100_000}, (_, i) => `u${String(i).padStart(6, '0')}`),
-  )
-  const bigUsers = [...big.secrets.keys()].filter((_, i) => i % 4999 === 0)
-  // The same 100 000 users with SSH 2FA on: a copy of the store whose users file lists them all.
-  const sshDir = mkdtempSync(join(work, 'big-ssh-'))
-  cpSync(dirname(big.store), sshDir, {recursive: true})
-  const ssh = {store: join(sshDir, 'store.json'), secrets: big.secrets, oath: join(sshDir, 'users.oath')}
-  must(tfactl(['twofactor:enable', '--ssh', '--oath-file', ssh.oath, '--store', ssh.store]), 'enable --ssh')
-  const sshUsers = [...big.secrets.keys()].filter((_, i) => i % 4999 === 17)
-  const renewUsers = (offset) => [...big.secrets.keys()].filter((_, i) => i % 4999 === offset)
+  // The 100 000-user stores are made only when a case that uses them runs (BENCH_CASES).
+  let bigStores
+  const large = () => {
+    if (bigStores) return bigStores
+    const big = enrolStore(
+      mkdtempSync(join(work, 'big-')),
+      Array.from({length: 100_000}, (_, i) => `u${String(i).padStart(6, '0')}`),
+    )
+    const bigUsers = [...big.secrets.keys()].filter((_, i) => i % 4999 === 0)
+    // The same 100 000 users with SSH 2FA on: a copy of the store whose users file lists them all.
+    const sshDir = mkdtempSync(join(work, 'big-ssh-'))
+    cpSync(dirname(big.store), sshDir, {recursive: true})
+    const ssh = {store: join(sshDir, 'store.json'), secrets: big.secrets, oath: join(sshDir, 'users.oath')}
+    must(tfactl(['twofactor:enable', '--ssh', '--oath-file', ssh.oath, '--store', ssh.store]), 'enable --ssh')
+    const sshUsers = [...big.secrets.keys()].filter((_, i) => i % 4999 === 17)
+    const renewUsers = (offset) => [...big.secrets.keys()].filter((_, i) => i % 4999 === offset)
+    bigStores = {big, bigUsers, ssh, sshUsers, renewUsers}
+    return bigStores
+  }
 
   const bulkDir = mkdtempSync(join(work, 'bulk-'))
   const bulkList = join(bulkDir, 'users.txt')
@@ -307,6 +342,22 @@ function fileCases() {
         }),
     ],
     ['--help', () => bench('--help', () => [BIN, '--help'])],
+    // The Debian package's standalone executable beside the npm CLI, their runs interleaved
+    // (one of each in turn) so that both see the same load on a busy machine.
+    [
+      'standalone: login:check (valid code) and --help, beside the npm CLI',
+      () => {
+        const users = Array.from({length: WARMUP + RUNS + 1}, (_, i) => `user${i}`)
+        const stores = {npm: enrolStore(mkdtempSync(join(work, 'side-npm-')), users), sea: enrolStore(mkdtempSync(join(work, 'side-sea-')), users)}
+        const login = (store) => (i) => ['login:check', `user${i}`, '--code', codeFor(store.secrets.get(`user${i}`)), '--store', store.store]
+        return benchSideBySide([
+          {name: 'npm CLI: login:check (valid code)', argsFor: (i) => [BIN, ...login(stores.npm)(i)]},
+          {name: 'standalone: login:check (valid code)', argsFor: login(stores.sea), cmd: sea().exe},
+          {name: 'npm CLI: --help', argsFor: () => [BIN, '--help']},
+          {name: 'standalone: --help', argsFor: () => ['--help'], cmd: sea().exe},
+        ])
+      },
+    ],
     [
       'user:secret:renew --json (one user)',
       () => bench('user:secret:renew --json (one user)', (i) => [BIN, 'user:secret:renew', `new${i}`, '--json', '--store', small.store]),
@@ -317,39 +368,50 @@ function fileCases() {
         bench(
           'login:check, 100 000-user store',
           (i) => {
-            const user = bigUsers[i % bigUsers.length]
+            const user = large().bigUsers[i % large().bigUsers.length]
             // each user's code once: a second use would be a replay
-            return [BIN, 'login:check', user, '--code', codeFor(big.secrets.get(user)), '--store', big.store, '--json']
+            return [BIN, 'login:check', user, '--code', codeFor(large().big.secrets.get(user)), '--store', large().big.store, '--json']
           },
           {check: replayOk('login:check 100k')},
         ),
     ],
     [
       '100k: login:check, no-secret user',
-      () => bench('100k: login:check, no-secret user', () => [BIN, 'login:check', 'nobody', '--store', big.store, '--json']),
+      () => bench('100k: login:check, no-secret user', () => [BIN, 'login:check', 'nobody', '--store', large().big.store, '--json']),
     ],
-    ...hundredK('100k', () => ({store: (args) => [...args, '--store', big.store]})),
+    ...hundredK('100k', () => ({store: (args) => [...args, '--store', large().big.store]})),
     [
       '100k SSH 2FA: login:check (valid code)',
       () =>
         bench(
           '100k SSH 2FA: login:check (valid code)',
           (i) => {
-            const user = sshUsers[i % sshUsers.length]
-            return [BIN, 'login:check', user, '--service', 'ssh', '--code', codeFor(ssh.secrets.get(user)), '--store', ssh.store, '--json']
+            const user = large().sshUsers[i % large().sshUsers.length]
+            return [BIN, 'login:check', user, '--service', 'ssh', '--code', codeFor(large().ssh.secrets.get(user)), '--store', large().ssh.store, '--json']
           },
           {check: replayOk('login:check 100k ssh')},
         ),
     ],
     [
       '100k SSH 2FA: login:check, no-secret user',
-      () => bench('100k SSH 2FA: login:check, no-secret user', () => [BIN, 'login:check', 'nobody', '--service', 'ssh', '--store', ssh.store, '--json']),
+      () =>
+        bench('100k SSH 2FA: login:check, no-secret user', () => [BIN, 'login:check', 'nobody', '--service', 'ssh', '--store', large().ssh.store, '--json']),
     ],
     [
       '100k SSH 2FA: renew one user',
-      () => bench('100k SSH 2FA: renew one user', (i) => [BIN, 'user:secret:renew', renewUsers(2)[i % 21], '--qr', 'none', '--json', '--store', ssh.store]),
+      () =>
+        bench('100k SSH 2FA: renew one user', (i) => [
+          BIN,
+          'user:secret:renew',
+          large().renewUsers(2)[i % 21],
+          '--qr',
+          'none',
+          '--json',
+          '--store',
+          large().ssh.store,
+        ]),
     ],
-    ['100k SSH 2FA: twofactor:status', () => bench('100k SSH 2FA: twofactor:status', () => [BIN, 'twofactor:status', '--json', '--store', ssh.store])],
+    ['100k SSH 2FA: twofactor:status', () => bench('100k SSH 2FA: twofactor:status', () => [BIN, 'twofactor:status', '--json', '--store', large().ssh.store])],
     // last: its large writes would otherwise still be flushing while the next case fsyncs
     [
       'bulk enrolment, 10 000 users',
@@ -361,8 +423,19 @@ function fileCases() {
         ),
     ],
   ]
+  let unpacked
+  const sea = () => {
+    unpacked ??= standalone()
+    if (!unpacked) throw new Error('no standalone executable: run `npm run package` first (as root), or leave out the standalone cases (BENCH_CASES)')
+    return unpacked
+  }
   // BENCH_CASES=regex picks cases by name
-  return cases.filter(([name]) => !SELECT || SELECT.test(name)).map(([, run]) => run())
+  const picked = cases.filter(([name]) => !SELECT || SELECT.test(name)).flatMap(([, run]) => run())
+  if (unpacked)
+    console.log(
+      `standalone executable: ${(unpacked.size / 1e6).toFixed(1)} MB (/usr/bin/tfactl), its package ${(unpacked.debSize / 1e6).toFixed(1)} MB (.deb)\n`,
+    )
+  return picked
 }
 // The RADIUS responder: throughput, not one process's wall time (bench/radius.js).
 if (!process.env.BENCH_SKIP_RADIUS) await radiusBench()

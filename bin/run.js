@@ -41,7 +41,11 @@ function requireCached(file) {
   loaded.set(file, module)
   // A bundle's own sibling bundles (the login bundle's `./pg-client.cjs`) load the same way.
   const plain = require('node:module').createRequire(file)
-  const local = Object.assign((id) => (id.startsWith('./') && id.endsWith('.cjs') ? requireCached(join(dirname(file), id)) : plain(id)), plain)
+  // oclif requires the CLI bundle by its path to find the commands: the copy loaded here, not a second one.
+  const local = Object.assign(
+    (id) => (id.startsWith('./') && id.endsWith('.cjs') ? requireCached(join(dirname(file), id)) : (loaded.get(id)?.exports ?? plain(id))),
+    plain,
+  )
   script.runInThisContext()(module.exports, local, module, file, dirname(file))
   if (process.env.TFACTL_WRITE_CODE_CACHE === file) process.once('exit', () => fs.writeFileSync(`${file}.v8cache`, script.createCachedData()))
   return module.exports

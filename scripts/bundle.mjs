@@ -6,7 +6,11 @@
 // (src/store/postgres/client.ts → dist/pg-client.cjs) and loaded only for a database store, so
 // the file store's path loads no more than before; its optional native binding (pg-native) and
 // Cloudflare socket are never used and stay out.
+import {writeFileSync} from 'node:fs'
 import {build} from 'esbuild'
+
+/** Writes `<bundle>.inputs.json`, the files a bundle holds: the Debian package's copyright file lists their packages' licences. */
+export const writeInputs = (outfile, result) => writeFileSync(`${outfile}.inputs.json`, JSON.stringify(Object.keys(result.metafile.inputs)))
 
 const pgClient = {
   name: 'pg-client-apart',
@@ -15,33 +19,41 @@ const pgClient = {
   },
 }
 
-await build({
-  entryPoints: ['src/store/postgres/client.ts'],
-  outfile: 'dist/pg-client.cjs',
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  external: ['pg-native', 'cloudflare:sockets'],
-  // pg asks whether it runs on Cloudflare Workers by touching the Response and navigator
-  // globals; on Node, that loads Node's whole fetch implementation (undici): 8 ms of every
-  // database login. Within this file the two names are undefined, so pg takes its Node path at once.
-  banner: {js: "'use strict'; var Response = void 0, navigator = void 0;"},
-  minifyWhitespace: true,
-  minifySyntax: true,
-  logLevel: 'warning',
-})
+writeInputs(
+  'dist/pg-client.cjs',
+  await build({
+    metafile: true,
+    entryPoints: ['src/store/postgres/client.ts'],
+    outfile: 'dist/pg-client.cjs',
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    external: ['pg-native', 'cloudflare:sockets'],
+    // pg asks whether it runs on Cloudflare Workers by touching the Response and navigator
+    // globals; on Node, that loads Node's whole fetch implementation (undici): 8 ms of every
+    // database login. Within this file the two names are undefined, so pg takes its Node path at once.
+    banner: {js: "'use strict'; var Response = void 0, navigator = void 0;"},
+    minifyWhitespace: true,
+    minifySyntax: true,
+    logLevel: 'warning',
+  }),
+)
 
-await build({
-  entryPoints: ['src/login/fast.ts'],
-  plugins: [pgClient],
-  outfile: 'dist/fast-bundle.cjs',
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  external: ['fs-native-extensions', 'fs-native-extensions/*'],
-  define: {'import.meta.url': '__importMetaUrl'},
-  banner: {js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;"},
-  logLevel: 'warning',
-})
+writeInputs(
+  'dist/fast-bundle.cjs',
+  await build({
+    metafile: true,
+    entryPoints: ['src/login/fast.ts'],
+    plugins: [pgClient],
+    outfile: 'dist/fast-bundle.cjs',
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    external: ['fs-native-extensions', 'fs-native-extensions/*'],
+    define: {'import.meta.url': '__importMetaUrl'},
+    banner: {js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;"},
+    logLevel: 'warning',
+  }),
+)

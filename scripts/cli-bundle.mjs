@@ -20,6 +20,14 @@ function commandFiles(dir) {
   )
 }
 
+// (by file: the plugin's package.json exports nothing else)
+const AUTOCOMPLETE_DIR = '../node_modules/@oclif/plugin-autocomplete/lib/commands/autocomplete'
+const AUTOCOMPLETE = {
+  autocomplete: `${AUTOCOMPLETE_DIR}/index.js`,
+  'autocomplete:create': `${AUTOCOMPLETE_DIR}/create.js`,
+  'autocomplete:script': `${AUTOCOMPLETE_DIR}/script.js`,
+}
+
 // Each command is required on first use (a getter): `--help` reads oclif.manifest.json and runs no
 // command module at all; running one command evaluates that command's modules.
 const files = commandFiles(COMMANDS_DIR).sort()
@@ -38,7 +46,16 @@ writeFileSync(
       (f) =>
         `Object.defineProperty(COMMANDS, ${JSON.stringify(id(f))}, {enumerable: true, get: () => require('./${relative('dist', f).split(sep).join('/')}').default})`,
     ),
+    // Shell completion (@oclif/plugin-autocomplete): its commands join ours here instead of being
+    // loaded as a plugin, which oclif does with import() (the plugin is an ES module). Neither a
+    // script compiled with a code cache (bin/run.js) nor the standalone executable can import():
+    // that was ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING.
+    ...Object.entries(AUTOCOMPLETE).map(
+      ([cmd, file]) => `Object.defineProperty(COMMANDS, ${JSON.stringify(cmd)}, {enumerable: true, get: () => require(${JSON.stringify(file)}).default})`,
+    ),
     'exports.COMMANDS = COMMANDS',
+    // The standalone executable (src/sea.ts) gives oclif its manifest from memory through this class.
+    "exports.Plugin = require('@oclif/core').Plugin",
     '',
   ].join('\n'),
 )
@@ -57,7 +74,8 @@ const pgClient = {
 }
 
 try {
-  await build({
+  const result = await build({
+    metafile: true,
     plugins: [pgClient],
     entryPoints: [ENTRY],
     outfile: 'dist/cli-bundle.cjs',
@@ -69,10 +87,17 @@ try {
     // smaller to parse; identifiers (class names) kept
     minifyWhitespace: true,
     minifySyntax: true,
+    // import() becomes a require(): `await import('@inquirer/prompts')` loads the prompts' CommonJS
+    // build. A script compiled with a code cache has no loader for import() unless Node is given
+    // --experimental-vm-modules, and the standalone executable (src/sea.ts) serves every module
+    // it needs through require.
+    supported: {'dynamic-import': false},
     define: {'import.meta.url': '__importMetaUrl'},
     banner: {js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;"},
     logLevel: 'warning',
   })
+  // the files it holds, for the Debian package's copyright file (as scripts/bundle.mjs does)
+  writeFileSync('dist/cli-bundle.cjs.inputs.json', JSON.stringify(Object.keys(result.metafile.inputs)))
 } finally {
   if (!process.env.KEEP_ENTRY) rmSync(ENTRY, {force: true})
 }

@@ -20,3 +20,21 @@ export async function readCodeLine(stdin: NodeJS.ReadStream = process.stdin): Pr
   if (line.length > MAX_LINE) throw usageError('--code -: the first line of stdin is too long to be a code')
   return line
 }
+
+/** `--code -` given `count` times: that many lines of stdin, one code each, in order. */
+export async function readCodeLines(count: number, stdin: NodeJS.ReadStream = process.stdin): Promise<string[]> {
+  if (count === 0) return []
+  if (stdin.isTTY) throw usageError('--code - reads codes from a pipe, one per line')
+  let text = ''
+  for await (const chunk of stdin) {
+    text += (chunk as Buffer).toString('utf8')
+    if (text.split('\n').length > count || text.length > MAX_LINE * count) break
+  }
+  const lines = text
+    .split('\n')
+    .slice(0, count)
+    .map((l) => l.replace(/\r$/, '').trim())
+  if (lines.length < count || lines.some((l) => l === '')) throw usageError(`--code -: stdin held fewer than ${count} codes (one per line)`)
+  if (lines.some((l) => l.length > MAX_LINE)) throw usageError('--code -: a line of stdin is too long to be a code')
+  return lines
+}

@@ -2,6 +2,7 @@ import {secretKey} from './codes.js'
 import {base32Encode} from './base32.js'
 import {usageError} from './errors.js'
 import type {Digits, Interval} from './model.js'
+import type {Algorithm} from './totp.js'
 import {checkUsername} from './validate.js'
 
 /** An enrolment brought over from another tool, before it is stored. */
@@ -12,6 +13,12 @@ export interface Imported {
   digits: Digits
   /** One-time codes the old tool gave the user (google-authenticator's scratch codes). */
   scratchCodes: string[]
+  /** SHA1 unless the source says otherwise (PSKC). */
+  algorithm?: Algorithm
+  /** The hardware token's serial (PSKC). */
+  serial?: string
+  /** The token's drift in steps, as the source recorded it (PSKC TimeDrift). */
+  drift?: number
 }
 
 /**

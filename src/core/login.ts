@@ -1,5 +1,5 @@
 import {findCode, secretKey} from './codes.js'
-import type {Settings, UserRecord} from './model.js'
+import {MAX_AUTO_DRIFT, maxDriftSteps, type Settings, type UserRecord} from './model.js'
 import {matchStep, timeStep} from './totp.js'
 import {normalizeCode} from './validate.js'
 
@@ -28,13 +28,19 @@ export interface LoginRequest {
 }
 
 /** What the check changes in the user's record; applied under the store lock. */
-export type Effect = {kind: 'none'} | {kind: 'accepted'; step: number} | {kind: 'recovery_used'; index: number} | {kind: 'bypass_used'} | {kind: 'failed'}
+export type Effect =
+  | {kind: 'none'}
+  /** `drift`: the user's token offset to record (steps from the host's clock). */
+  | {kind: 'accepted'; step: number; drift: number}
+  | {kind: 'recovery_used'; index: number}
+  | {kind: 'bypass_used'}
+  | {kind: 'failed'}
 
 export interface Decision {
   allowed: boolean
   reason: Reason
   setupPrompt: boolean
-  /** The accepted code's step minus the current step, when it was not the current one. */
+  /** The accepted code's step minus the host's current step, when it was not the current one. */
   skewSteps?: number
   effect: Effect
 }
@@ -76,15 +82,32 @@ export function verifyCode(cfg: Settings, user: UserRecord, code: string, now: n
   return checkCode(cfg, user, normalizeCode(code), now)
 }
 
+/**
+ * The drift to record after a code `observed` steps from the host's clock was accepted: the
+ * observed offset, kept within ±MAX_AUTO_DRIFT steps, or within the recorded drift when root's
+ * resync put it further (a login never moves it further away than that).
+ */
+export function nextDrift(recorded: number, observed: number): number {
+  const bound = Math.max(MAX_AUTO_DRIFT, Math.abs(recorded))
+  return Math.max(-bound, Math.min(bound, observed))
+}
+
+/** A record's drift, as the window uses it: never beyond a day (a hand-edited store cannot widen the search). */
+export const driftOf = (user: UserRecord): number => {
+  const limit = maxDriftSteps(user.interval)
+  return Math.max(-limit, Math.min(limit, user.driftSteps ?? 0))
+}
+
 function checkCode(cfg: Settings, user: UserRecord, code: string, now: number): Decision {
   const key = secretKey(user.secret ?? '')
   if (key && /^\d+$/.test(code) && code.length === user.digits) {
     const params = {key, interval: user.interval, digits: user.digits, algorithm: user.algorithm}
-    const step = matchStep(params, code, now, cfg.window)
+    const drift = driftOf(user)
+    const step = matchStep(params, code, now, cfg.window, drift) // the window is centred on the token's drift
     if (step !== undefined) {
-      if (user.lastUsedStep !== null && step <= user.lastUsedStep) return deny('code_replayed')
+      if (user.lastUsedStep !== null && step <= user.lastUsedStep) return deny('code_replayed') // absolute steps
       const skew = step - timeStep(now, user.interval)
-      return allow('code_accepted', {effect: {kind: 'accepted', step}, ...(skew ? {skewSteps: skew} : {})})
+      return allow('code_accepted', {effect: {kind: 'accepted', step, drift: nextDrift(drift, skew)}, ...(skew ? {skewSteps: skew} : {})})
     }
   }
   const index = user.recovery ? findCode(user.recovery, code) : -1
@@ -101,6 +124,7 @@ export function applyEffect(cfg: Settings, user: UserRecord, effect: Effect, now
     case 'accepted':
       user.lastUsedStep = effect.step
       user.lastUsedAt = at
+      setDrift(user, effect.drift)
       break
     case 'recovery_used':
       user.recovery!.hashes.splice(effect.index, 1)
@@ -118,4 +142,10 @@ export function applyEffect(cfg: Settings, user: UserRecord, effect: Effect, now
   }
   user.failures = 0
   user.lockedUntil = null
+}
+
+/** Stores a drift; 0 is stored as no field at all, so records of users without drift keep their shape. */
+export function setDrift(user: UserRecord, drift: number): void {
+  if (drift === 0) delete user.driftSteps
+  else user.driftSteps = drift
 }

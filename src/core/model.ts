@@ -31,6 +31,12 @@ export const DEFAULT_SETTINGS: Settings = {
   oathFile: null,
 }
 
+/** Logins never move a user's recorded drift further than this many steps from the host's clock. */
+export const MAX_AUTO_DRIFT = 10
+/** How far `user:secret:resync` looks, and the most drift a record may hold: one day. */
+export const MAX_DRIFT_SECONDS = 86_400
+export const maxDriftSteps = (interval: number): number => Math.floor(MAX_DRIFT_SECONDS / interval)
+
 export type Interval = 30 | 60
 export type Digits = 6 | 7 | 8
 export const INTERVALS: readonly Interval[] = [30, 60]
@@ -64,6 +70,12 @@ export interface UserRecord {
   /** Newest time step whose code was accepted: that code and older ones are refused as replays. */
   lastUsedStep: number | null
   lastUsedAt: string | null
+  /**
+   * The user's token runs this many steps ahead (+) or behind (-) the host's clock: the window
+   * is centred on it (login.ts). Absent = 0. Logins keep it within ±MAX_AUTO_DRIFT steps;
+   * `user:secret:resync` may store up to a day either way.
+   */
+  driftSteps?: number
   failures: number
   lockedUntil: string | null
   recovery: HashedCodes | null

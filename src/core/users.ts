@@ -19,6 +19,7 @@ export const tidy = (doc: Doc, user: string): void => {
 export function activate(doc: Doc, user: string, enrolment: Enrolment): void {
   const record = getOrCreate(doc, user)
   Object.assign(record, enrolment, {lastUsedStep: null, failures: 0, lockedUntil: null, recovery: null, pending: null})
+  delete record.driftSteps // a new secret (a new token) has drift of its own
 }
 
 /** Removes the user's secret (and everything tied to it). Returns whether there was one. */
@@ -26,6 +27,7 @@ export function removeSecret(doc: Doc, user: string): boolean {
   const record = doc.users.get(user)
   if (!record || (!record.secret && !record.pending && !record.recovery)) return false
   Object.assign(record, newUserRecord(), {bypass: record.bypass})
+  delete record.driftSteps
   tidy(doc, user)
   return true
 }

@@ -198,10 +198,17 @@ export function encodeResponse(request: {id: number; authenticator: Buffer}, cod
   return out
 }
 
-/** The client side: an Access-Request, with a Message-Authenticator unless `messageAuthenticator` is false. */
-export function encodeRequest(opts: {id: number; authenticator: Buffer; attributes: Attribute[]; secret: Buffer; messageAuthenticator?: boolean}): Buffer {
+/** The client side: an Access-Request (or `code`), with a Message-Authenticator unless `messageAuthenticator` is false. */
+export function encodeRequest(opts: {
+  id: number
+  authenticator: Buffer
+  attributes: Attribute[]
+  secret: Buffer
+  messageAuthenticator?: boolean
+  code?: number
+}): Buffer {
   const withMa = opts.messageAuthenticator !== false
-  const out = frame(CODE.accessRequest, opts.id, opts.authenticator, opts.attributes, withMa)
+  const out = frame(opts.code ?? CODE.accessRequest, opts.id, opts.authenticator, opts.attributes, withMa)
   if (withMa)
     createHmac('md5', opts.secret)
       .update(out)

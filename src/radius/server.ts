@@ -30,8 +30,9 @@ import {STATE_LENGTH, StateBook} from './state.js'
  * `login:check --method password` (challenge clients: `--service ssh`; code clients: `--service
  * ui`, then the client's own rule, codeClientAllows). A datagram goes through these phases, each
  * of which may drop it silently (RFC 2865 §3, RFC 3579 §3.2): known client → framing →
- * Access-Request → Message-Authenticator → a local sender is root → proof of the shared secret
- * (src/radius/proof.ts) → room for the answer → duplicate → decision → signed answer. Nothing
+ * Access-Request (or Status-Server: a signed one gets a bare Access-Accept once its sender passes
+ * the local-sender rule) → Message-Authenticator → a local sender is root → proof of the shared
+ * secret (src/radius/proof.ts) → room for the answer → duplicate → decision → signed answer. Nothing
  * before the proof writes anything but a rate-limited line to the operator's log. Requests are
  * handled concurrently: a failing one waits out its fail delay without holding anything else up.
  */
@@ -52,6 +53,19 @@ export interface ServerOptions {
   udpTables?: () => Promise<UdpTables>
   /** Answers remembered for retransmissions, at most (default MAX_REMEMBERED). */
   maxRemembered?: number
+  /**
+   * Hears every request's fate, for metrics: the client's network as the clients file writes it
+   * ('-' for a sender in no client's network), the outcome and reason, the seconds from receipt to
+   * the answer (0 for drops). Never a user name, a password or a secret.
+   */
+  observe?: (event: Observation) => void
+}
+
+export interface Observation {
+  client: string
+  outcome: 'allowed' | 'denied' | 'challenge' | 'error' | 'status' | 'dropped' | 'duplicate'
+  reason: string
+  seconds: number
 }
 
 /** RFC 5080 §2.2.2: a retransmission gets the same answer; kept this long. */
@@ -92,7 +106,7 @@ export class RadiusServer {
   private readonly lastLogged = new Map<string, number>()
   private sweeper?: NodeJS.Timeout
   /** Counters for the operator and the tests. */
-  readonly stats = {received: 0, dropped: 0, accepted: 0, rejected: 0, challenged: 0, duplicates: 0, errors: 0}
+  readonly stats = {received: 0, dropped: 0, accepted: 0, rejected: 0, challenged: 0, duplicates: 0, errors: 0, status: 0}
 
   constructor(private readonly opts: ServerOptions) {
     this.clients = opts.clients
@@ -175,8 +189,9 @@ export class RadiusServer {
     this.opts.log(line)
   }
 
-  private drop(kind: string, line: string): void {
+  private drop(kind: string, line: string, client?: Client): void {
     this.stats.dropped++
+    this.opts.observe?.({client: client?.network ?? '-', outcome: 'dropped', reason: kind, seconds: 0})
     this.note(kind, `dropped: ${line}`)
   }
 
@@ -198,6 +213,7 @@ export class RadiusServer {
   private async handle(msg: Buffer, rinfo: RemoteInfo): Promise<void> {
     if (this.closing) return
     this.stats.received++
+    const started = performance.now()
     const from = rinfo.address
     // Drops are logged once a minute per kind, never per address: spoofed sources must not grow a table.
     const client = matchClient(this.clients, from)
@@ -206,34 +222,43 @@ export class RadiusServer {
     try {
       packet = decodePacket(msg)
     } catch (error) {
-      if (error instanceof PacketError) return this.drop('bad', `from ${from}: ${error.reason}`)
+      if (error instanceof PacketError) return this.drop('bad', `from ${from}: ${error.reason}`, client)
       throw error
     }
-    if (packet.code !== CODE.accessRequest) return this.drop('code', `from ${from}: code ${packet.code} is not served (Access-Request only)`)
+    const status = packet.code === CODE.statusServer
+    if (packet.code !== CODE.accessRequest && !status)
+      return this.drop('code', `from ${from}: code ${packet.code} is not served (Access-Request and Status-Server only)`, client)
     let signed: boolean
     try {
       signed = checkMessageAuthenticator(packet, client.secret)
-      if (!signed && client.requireMa) return this.drop('noma', `from ${from}: no Message-Authenticator, which the clients file requires (require-ma)`)
+      if (!signed && (client.requireMa || status))
+        return this.drop(
+          'noma',
+          `from ${from}: no Message-Authenticator, which ${status ? 'Status-Server needs (RFC 5997 §3)' : 'the clients file requires (require-ma)'}`,
+          client,
+        )
     } catch (error) {
-      if (error instanceof PacketError) return this.drop('ma', `from ${from}: ${error.reason}`)
+      if (error instanceof PacketError) return this.drop('ma', `from ${from}: ${error.reason}`, client)
       throw error
     }
     if (isLocalAddress(from) && !localSenderIsRoot(await this.tablesAfterNow(), from, rinfo.port))
-      return this.drop('local', `from ${from} port ${rinfo.port}: a local socket that is not root's (only root's are served from this host)`)
+      return this.drop('local', `from ${from} port ${rinfo.port}: a local socket that is not root's (only root's are served from this host)`, client)
+    if (status) return this.answerStatus(packet, client, rinfo)
     const password = this.proof(packet, client, signed)
-    if (typeof password === 'object') return this.drop('unproven', `from ${from}: ${password.problem}, so it proves no shared secret`)
+    if (typeof password === 'object') return this.drop('unproven', `from ${from}: ${password.problem}, so it proves no shared secret`, client)
     // RFC 2865 §5.33: Proxy-State attributes go back unchanged and in order; an answer that
     // could not hold them (4096 octets at most) is never decided.
     const proxyStates = packet.attributes.filter((a) => a.type === ATTR.proxyState)
     const proxyLength = proxyStates.reduce((sum, a) => sum + 2 + a.value.length, 0)
     const mayChallenge = client.mode === 'challenge' && !findAttribute(packet, ATTR.state)
     if ((mayChallenge ? LARGEST_CHALLENGE : LARGEST_ANSWER) + proxyLength > MAX_LENGTH)
-      return this.drop('big', `from ${from}: ${proxyLength} octets of Proxy-State leave no room for an answer`)
+      return this.drop('big', `from ${from}: ${proxyLength} octets of Proxy-State leave no room for an answer`, client)
 
     const key = `${from}|${rinfo.port}|${packet.id}|${packet.authenticator.toString('hex')}`
     const seen = this.recent.get(key)
     if (seen) {
       this.stats.duplicates++
+      this.opts.observe?.({client: client.network, outcome: 'duplicate', reason: 'retransmission', seconds: 0})
       if (seen.answer) await this.send(seen.answer, rinfo)
       return // still deciding: the answer goes out once
     }
@@ -245,19 +270,32 @@ export class RadiusServer {
       try {
         answer = await this.decide(packet, client, password)
       } catch (error) {
-        if (error instanceof PacketError) return this.drop('bad', `from ${from}: ${error.reason}`)
+        if (error instanceof PacketError) return this.drop('bad', `from ${from}: ${error.reason}`, client)
         throw error
       }
       const datagram = encodeResponse(packet, answer.code, [...answer.attributes, ...proxyStates], client.secret)
       entry.answer = datagram
       entry.at = Date.now()
       this.count(answer.code)
+      this.opts.observe?.({client: client.network, outcome: answer.outcome, reason: answer.reason, seconds: (performance.now() - started) / 1000})
       this.opts.audit({command: 'radius:serve', user: answer.user, outcome: answer.outcome, reason: answer.reason, client: from})
       if (this.opts.verbose || answer.outcome === 'error') this.opts.log(`${from} ${answer.user ?? '-'}: ${answer.outcome} (${answer.reason})`)
       await this.send(datagram, rinfo)
     } finally {
       if (!entry.answer && this.recent.get(key) === entry) this.recent.delete(key) // no answer: nothing to repeat
     }
+  }
+
+  /**
+   * RFC 5997: a signed Status-Server on an authentication port is answered with a bare, signed
+   * Access-Accept — it says the responder is up and the client knows the secret, nothing about any
+   * user, and never reaches the store. Not remembered as a duplicate (each probe is answered anew),
+   * not audited (no login); counted.
+   */
+  private async answerStatus(packet: Packet, client: Client, rinfo: RemoteInfo): Promise<void> {
+    this.stats.status++
+    this.opts.observe?.({client: client.network, outcome: 'status', reason: 'status_server', seconds: 0})
+    await this.send(encodeResponse(packet, CODE.accessAccept, [], client.secret), rinfo)
   }
 
   /**

@@ -54,6 +54,8 @@ export interface AuditSink {
 export interface Responder {
   login: StoreBackend['login']
   audit: AuditSink
+  /** Optional capability: the database pool's connections checked out and callers waiting for one (metrics). */
+  pool?: () => {inUse: number; waiting: number}
 }
 
 /** `store:restore`'s report. */

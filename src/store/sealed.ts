@@ -1,5 +1,16 @@
 import {storeError} from '../core/errors.js'
-import {DEFAULT_SETTINGS, DIGITS, type Doc, type Enrolment, type HashedCodes, INTERVALS, STORE_VERSION, type Settings, type UserRecord} from '../core/model.js'
+import {
+  DEFAULT_SETTINGS,
+  DIGITS,
+  type Doc,
+  type Enrolment,
+  type HashedCodes,
+  INTERVALS,
+  maxDriftSteps,
+  STORE_VERSION,
+  type Settings,
+  type UserRecord,
+} from '../core/model.js'
 import {ALGORITHMS} from '../core/totp.js'
 import {checkIssuer, checkUsername} from '../core/validate.js'
 import type {KeyRing} from './keys.js'
@@ -109,11 +120,12 @@ function readUser(r: Reader, name: string, v: unknown, key: () => Buffer, opened
 }
 
 /** The part of a record a login changes (see journal.ts). */
-export type HotState = Pick<UserRecord, 'lastUsedStep' | 'lastUsedAt' | 'failures' | 'lockedUntil' | 'recovery' | 'bypass'>
+export type HotState = Pick<UserRecord, 'lastUsedStep' | 'lastUsedAt' | 'driftSteps' | 'failures' | 'lockedUntil' | 'recovery' | 'bypass'>
 
 export const hotStateOf = (u: UserRecord): HotState => ({
   lastUsedStep: u.lastUsedStep,
   lastUsedAt: u.lastUsedAt,
+  driftSteps: u.driftSteps, // undefined (no drift) is left out of the JSON
   failures: u.failures,
   lockedUntil: u.lockedUntil,
   recovery: u.recovery,
@@ -121,9 +133,11 @@ export const hotStateOf = (u: UserRecord): HotState => ({
 })
 
 export function readHotState(r: Reader, o: Json, path: string): HotState {
+  const drift = r.nullable(o.driftSteps, (x) => r.int(x, `${path}.driftSteps`, -maxDriftSteps(30), maxDriftSteps(30))) ?? 0
   return {
     lastUsedStep: r.nullable(o.lastUsedStep, (x) => r.int(x, `${path}.lastUsedStep`, 0, Number.MAX_SAFE_INTEGER)),
     lastUsedAt: r.nullable(o.lastUsedAt, (x) => r.date(x, `${path}.lastUsedAt`)),
+    driftSteps: drift === 0 ? undefined : drift, // a state without drift clears the record's (overlay)
     failures: r.int(o.failures ?? 0, `${path}.failures`, 0, 1_000_000),
     lockedUntil: r.nullable(o.lockedUntil, (x) => r.date(x, `${path}.lockedUntil`)),
     recovery: r.nullable(o.recovery, (x) => readCodes(r, x, `${path}.recovery`)),

@@ -30,6 +30,8 @@ export interface RequestOptions {
   messageAuthenticator?: boolean
   extra?: Attribute[]
   timeoutMs?: number
+  /** The request's code (default Access-Request; CODE.statusServer for a probe). */
+  code?: number
 }
 
 /** One Access-Request; resolves with the verified answer, or 'timeout' when none came (a drop). */
@@ -41,7 +43,7 @@ export function radiusRequest(opts: RequestOptions): Promise<RadiusAnswer | 'tim
   if (opts.password !== undefined) attributes.push({type: ATTR.userPassword, value: hidePassword(opts.password, secret, authenticator)})
   if (opts.state) attributes.push({type: ATTR.state, value: opts.state})
   attributes.push(...(opts.extra ?? []))
-  const datagram = encodeRequest({id: authenticator[0], authenticator, attributes, secret, messageAuthenticator: opts.messageAuthenticator})
+  const datagram = encodeRequest({id: authenticator[0], authenticator, attributes, secret, messageAuthenticator: opts.messageAuthenticator, code: opts.code})
   return sendRaw(datagram, opts.port, opts.host, opts.timeoutMs).then((reply) => {
     if (reply === 'timeout') return reply
     const packet = checkResponse(reply, authenticator, secret)
@@ -145,5 +147,65 @@ export async function startResponder(args: string[], env: NodeJS.ProcessEnv = {}
         child.once('exit', (code) => resolve(code))
         child.kill('SIGTERM')
       }),
+  }
+}
+
+/**
+ * A load client: a few long-lived sockets, each with its own 256 request ids. An answer is
+ * matched by id and must verify against that request's authenticator; a late answer to a
+ * request that timed out (its id since reused) is ignored, never taken for the new one's.
+ */
+export function radiusClient(secret: string, sockets = 8) {
+  const key = Buffer.from(secret)
+  type Waiting = {authenticator: Buffer; resolve: (a: RadiusAnswer['kind'] | 'timeout') => void; timer: NodeJS.Timeout}
+  const pool = Array.from({length: sockets}, () => {
+    const socket = createSocket('udp4')
+    const waiting = new Map<number, Waiting>()
+    const free = Array.from({length: 256}, (_, i) => i)
+    socket.on('message', (msg) => {
+      const w = waiting.get(msg[1])
+      if (!w) return
+      let packet: Packet
+      try {
+        packet = checkResponse(msg, w.authenticator, key)
+      } catch {
+        return // not the answer to this request
+      }
+      waiting.delete(msg[1])
+      free.push(msg[1])
+      clearTimeout(w.timer)
+      w.resolve(KINDS[packet.code] ?? 'other')
+    })
+    return {socket, waiting, free}
+  })
+  let turn = 0
+  return {
+    /** One Access-Request with a Message-Authenticator; the answer's kind, or 'timeout'. */
+    ask(port: number, user: string, password: string, timeoutMs = 3000): Promise<RadiusAnswer['kind'] | 'timeout'> {
+      const next = pool[turn++ % pool.length]
+      const slot = next.free.length > 0 ? next : pool.find((p) => p.free.length > 0)
+      if (!slot) return Promise.resolve('timeout') // more in flight than ids: counted as no answer
+      const id = slot.free.shift()!
+      const authenticator = randomBytes(16)
+      const attributes: Attribute[] = [
+        {type: ATTR.userName, value: text(user)},
+        {type: ATTR.userPassword, value: hidePassword(password, key, authenticator)},
+      ]
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => {
+          slot.waiting.delete(id)
+          slot.free.push(id)
+          resolve('timeout')
+        }, timeoutMs)
+        slot.waiting.set(id, {authenticator, resolve, timer})
+        slot.socket.send(encodeRequest({id, authenticator, attributes, secret: key}), port, '127.0.0.1')
+      })
+    },
+    close(): void {
+      for (const p of pool) {
+        for (const w of p.waiting.values()) clearTimeout(w.timer)
+        p.socket.close()
+      }
+    },
   }
 }

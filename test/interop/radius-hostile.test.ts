@@ -3,9 +3,9 @@
 // unprivileged user (test/helpers/mallory.ts) on IPv4, IPv6 and IPv4-mapped IPv6, a VPN client
 // asking for users who have no secret, and clients files another user could change.
 import {randomBytes} from 'node:crypto'
-import {chmodSync, chownSync, mkdirSync, readFileSync} from 'node:fs'
+import {chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {networkInterfaces} from 'node:os'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
@@ -189,6 +189,24 @@ describe('radius:serve trusts only what proved the shared secret', {timeout: 180
     }
   })
 
+  it("a local user's Status-Server gets no answer even signed with the secret; root's is answered", async () => {
+    const probe = () => {
+      const authenticator = randomBytes(16)
+      return {
+        authenticator,
+        datagram: encodeRequest({id: authenticator[0], authenticator, attributes: [], secret: Buffer.from(SECRET), code: CODE.statusServer}),
+      }
+    }
+    for (const [port, host] of [
+      [challenge.port, '127.0.0.1'],
+      [dual.port, '::1'],
+    ] as const) {
+      expect(await sendRawAsMallory(probe().datagram, port, host, {timeoutMs: 1500}), host).toBe('timeout')
+      const t = probe()
+      expect(answerCode(await sendRaw(t.datagram, port, host), t.authenticator), host).toBe(CODE.accessAccept)
+    }
+  })
+
   it('a code client refuses users without a secret; allow-no-secret lets them in; the SSH switch opens no VPN', async () => {
     const ask = (port: number, user: string, password: string) => radiusRequest({port, secret: SECRET, user, password, messageAuthenticator: false})
     const kinds = async (port: number, user: string, password: string) => ((await ask(port, user, password)) as {kind: string}).kind
@@ -253,6 +271,36 @@ describe('radius:serve judges its clients file like the key file', () => {
     r = await store.run(['radius:serve', '--clients', open])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('can be read or written by group or others (mode 640)')
+  })
+
+  it('ssh:config --radius --clients prints no secret unless --show-secret; --write writes the server file 0600, replacing a link', async () => {
+    const path = writeClients(join(store.dir, 'cfg-clients'), [`127.0.0.1 ${SECRET} challenge`])
+    const conf = join(store.dir, 'conf-dir', 'pam_radius_auth.conf')
+    const base = ['ssh:config', '--radius', '--clients', path, '--radius-conf', conf, '--radius-server', '127.0.0.1:1812', '--radius-server', '[::1]:1812']
+    let r = await store.run(base)
+    expect(r.code).toBe(0)
+    expect(r.stdout).not.toContain(SECRET)
+    expect(r.stdout).toMatch(/^127\.0\.0\.1:1812\tSHARED-SECRET\t\d+$/m)
+    expect(existsSync(conf)).toBe(false) // printing writes nothing
+    r = await store.run([...base, '--json'])
+    expect(JSON.stringify(r.json)).not.toContain(SECRET)
+    expect(r.json.serverFile.written).toBe(false)
+    r = await store.run([...base, '--show-secret', '--json'])
+    expect(r.json.serverFile.lines[1]).toMatch(new RegExp(`^\\[::1\\]:1812\\t${SECRET}\\t\\d+$`))
+    mkdirSync(dirname(conf), {mode: 0o700})
+    const target = join(store.dir, 'elsewhere')
+    writeFileSync(target, 'untouched\n')
+    symlinkSync(target, conf) // a planted link: replaced, never written through
+    r = await store.run([...base, '--write'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).not.toContain(SECRET)
+    expect(readFileSync(target, 'utf8')).toBe('untouched\n')
+    const st = lstatSync(conf)
+    expect(st.isFile()).toBe(true)
+    expect(st.mode & 0o777).toBe(0o600)
+    expect(readFileSync(conf, 'utf8')).toMatch(new RegExp(`^127\\.0\\.0\\.1:1812\\t${SECRET}\\t\\d+\\n\\[::1\\]:1812\\t${SECRET}\\t\\d+\\n$`))
+    r = await store.run(['ssh:config', '--radius', '--write'])
+    expect(r.code).toBe(2) // --write needs --clients: there is no secret to write otherwise
   })
 
   it('keeps the previous clients when SIGHUP finds the file given to another user', async () => {

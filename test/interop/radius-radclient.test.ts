@@ -2,12 +2,15 @@
 // real `tfactl radius:serve`, in code mode and in challenge mode (State sent back). radclient
 // checks the Response Authenticator and the Message-Authenticator of every answer.
 import {spawn, spawnSync} from 'node:child_process'
-import {readFileSync} from 'node:fs'
+import {get} from 'node:http'
+import {createServer} from 'node:net'
+import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {hotp, timeStep} from '../../src/core/totp.js'
-import {tempStore} from '../helpers/cli.js'
+import {tempStore, tfactl} from '../helpers/cli.js'
+import {PG_BIN, type PgServer, startPostgres} from '../helpers/postgres.js'
 import {radiusRequest, type Responder, startResponder, writeClients} from '../helpers/radius.js'
 
 const missing = spawnSync('sh', ['-c', 'command -v radclient']).status === 0 ? null : 'no radclient (apt-get install freeradius-utils)'
@@ -21,9 +24,9 @@ interface Reply {
 }
 
 /** radclient -x: sends the attribute lines, returns the reply code and attributes it printed. */
-function radclient(port: number, secret: string, attrs: string[], timeout = 2): Promise<Reply> {
+function radclient(port: number, secret: string, attrs: string[], timeout = 2, host = '127.0.0.1', command: 'auth' | 'status' = 'auth'): Promise<Reply> {
   return new Promise((resolve) => {
-    const child = spawn('radclient', ['-x', '-r', '1', '-t', String(timeout), `127.0.0.1:${port}`, 'auth', secret])
+    const child = spawn('radclient', ['-x', '-r', '1', '-t', String(timeout), `${host.includes(':') ? `[${host}]` : host}:${port}`, command, secret])
     let out = ''
     child.stdout.on('data', (d) => (out += d))
     child.stderr.on('data', (d) => (out += d))
@@ -177,6 +180,131 @@ describe.skipIf(missing !== null)('radius:serve answers FreeRADIUS radclient', {
   })
 })
 
+/** GET http://127.0.0.1:PORT/PATH with Node's client: the status and the body. */
+function scrape(port: number, path = '/metrics'): Promise<{status: number; type: string; body: string}> {
+  return new Promise((resolve, reject) => {
+    get({host: '127.0.0.1', port, path}, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (d) => (body += d))
+      res.on('end', () => resolve({status: res.statusCode ?? 0, type: String(res.headers['content-type']), body}))
+    }).on('error', reject)
+  })
+}
+
+const counter = (text: string, labels: string): number => {
+  const line = text.split('\n').find((l) => l.startsWith(`tfactl_radius_requests_total{${labels}} `))
+  return line ? Number(line.split(' ')[1]) : 0
+}
+
+describe.skipIf(missing !== null)('radius:serve over IPv6 ([::1]) with Status-Server and metrics, asked by radclient', {timeout: 120_000}, () => {
+  const store = tempStore()
+  const secret = 'six-secret'
+  let responder: Responder
+  let metricsPort: number
+  let key: Buffer
+
+  beforeAll(async () => {
+    expect((await store.run(['twofactor:enable', '--ssh', '--fail-delay', '0', '--window', '1'])).code).toBe(0)
+    key = base32Decode((await store.run(['user:secret:renew', 'alice', '--qr', 'none', '--json'])).json.users[0].secret)!
+    const clients = writeClients(join(store.dir, 'clients6'), [`::1 ${secret} code`])
+    responder = await startResponder(['--clients', clients, '--store', store.path, '--metrics', '127.0.0.1:0'], {}, '[::1]:0')
+    metricsPort = Number(/metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics/.exec(responder.logs())?.[1])
+  })
+  afterAll(async () => {
+    expect(await responder?.stop()).toBe(0)
+    store.cleanup()
+  })
+
+  it('answers radclient over ::1: a code is accepted, a wrong one rejected', async () => {
+    expect(responder.logs()).toMatch(/answering on \[::1\]:\d+/)
+    const code = hotp(key, timeStep(Date.now(), 30), 6)
+    const ok = await radclient(responder.port, secret, ['User-Name = alice', `User-Password = ${code}`, 'Message-Authenticator = 0x00'], 2, '::1')
+    expect(ok.code, ok.out).toBe('Access-Accept')
+    expect(ok.out).toMatch(/from \[::1\]:\d+/)
+    const bad = await radclient(responder.port, secret, ['User-Name = alice', 'User-Password = 000000x'], 2, '::1')
+    expect(bad.code, bad.out).toBe('Access-Reject')
+  })
+
+  it('answers a signed Status-Server with a bare Access-Accept; an unsigned one, or one under a wrong secret, gets nothing', async () => {
+    const probe = await radclient(responder.port, secret, ['Message-Authenticator = 0x00'], 2, '::1', 'status')
+    expect(probe.code, probe.out).toBe('Access-Accept')
+    expect(Object.keys(probe.attrs)).toEqual(['Message-Authenticator']) // checked by radclient; nothing else said
+    const unsigned = await radclient(responder.port, secret, ['User-Name = alice'], 1, '::1', 'status')
+    expect(unsigned.code).toBeUndefined()
+    expect(unsigned.out).toMatch(/No reply from server/)
+    const wrong = await radclient(responder.port, 'not-the-secret', ['Message-Authenticator = 0x00'], 1, '::1', 'status')
+    expect(wrong.code).toBeUndefined()
+  })
+
+  it('serves Prometheus text at /metrics whose counters move with the traffic; no user name, code or secret in it; other paths 404', async () => {
+    const before = await scrape(metricsPort)
+    expect(before.status).toBe(200)
+    expect(before.type).toBe('text/plain; version=0.0.4; charset=utf-8')
+    const code = hotp(key, timeStep(Date.now(), 30) + 1, 6)
+    const sent = ['User-Name = alice', `User-Password = ${code}`, 'Message-Authenticator = 0x00']
+    expect((await radclient(responder.port, secret, sent, 2, '::1')).code).toBe('Access-Accept')
+    expect((await radclient(responder.port, secret, sent, 2, '::1')).code).toBe('Access-Reject') // the same code again
+    expect((await radclient(responder.port, secret, ['User-Name = nobody-here', 'User-Password = 123456'], 2, '::1')).code).toBe('Access-Reject')
+    expect((await radclient(responder.port, secret, ['Message-Authenticator = 0x00'], 2, '::1', 'status')).code).toBe('Access-Accept')
+    const after = (await scrape(metricsPort)).body
+    const moved = (labels: string) => counter(after, labels) - counter(before.body, labels)
+    expect(moved('client="::1",outcome="allowed",reason="code_accepted"')).toBe(1)
+    expect(moved('client="::1",outcome="denied",reason="code_replayed"')).toBe(1)
+    expect(moved('client="::1",outcome="denied",reason="no_secret"')).toBe(1)
+    expect(moved('client="::1",outcome="status",reason="status_server"')).toBe(1)
+    expect(counter(after, 'client="::1",outcome="dropped",reason="noma"')).toBeGreaterThanOrEqual(1) // the unsigned probe above
+    const count = (text: string) => Number(/^tfactl_radius_request_duration_seconds_count (\d+)$/m.exec(text)?.[1])
+    expect(count(after) - count(before.body)).toBe(3)
+    expect(after).toMatch(/^tfactl_radius_store_errors_total 0$/m)
+    expect(after).not.toMatch(/db_pool/) // a file store
+    for (const secretish of ['alice', 'nobody-here', code, secret]) expect(after).not.toContain(secretish)
+    expect((await scrape(metricsPort, '/')).status).toBe(404)
+    expect((await scrape(metricsPort, '/metrics/x')).status).toBe(404)
+  })
+})
+
+const pgMissing = existsSync(join(PG_BIN, 'initdb')) ? null : `no ${PG_BIN}/initdb (apt-get install postgresql)`
+
+describe.skipIf((missing ?? pgMissing) !== null)('radius:serve --metrics with a PostgreSQL store: pool gauges and store errors', {timeout: 120_000}, () => {
+  const store = tempStore()
+  const secret = 'pg-metrics-secret'
+  let pg: PgServer
+  let responder: Responder | undefined
+  let args: string[]
+
+  beforeAll(async () => {
+    pg = await startPostgres()
+    args = ['--store', await pg.database('tfactl'), '--key-file', join(store.dir, 'key', 'tfactl.key')]
+    expect((await tfactl(['twofactor:enable', '--ssh', '--fail-delay', '0', ...args])).code).toBe(0)
+    const clients = writeClients(join(store.dir, 'clients'), [`127.0.0.1 ${secret} challenge`])
+    responder = await startResponder(['--clients', clients, ...args, '--metrics', '127.0.0.1:0', '--db-connections', '4'])
+  }, 60_000)
+  afterAll(async () => {
+    await responder?.stop()
+    pg?.destroy()
+    store.cleanup()
+  })
+
+  it('shows the pool in use and waiting; a store that cannot be reached counts a store error', async () => {
+    const port = Number(/metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics/.exec(responder!.logs())?.[1])
+    const nora = ['User-Name = nora', 'User-Password = unix-password']
+    expect((await radclient(responder!.port, secret, nora)).code).toBe('Access-Accept') // no secret: in at once
+    let text = (await scrape(port)).body
+    expect(text).toMatch(/^tfactl_radius_db_pool_in_use 0$/m) // idle between requests
+    expect(text).toMatch(/^tfactl_radius_db_pool_waiting 0$/m)
+    expect(counter(text, 'client="127.0.0.1",outcome="allowed",reason="no_secret"')).toBe(1)
+    pg.stop()
+    try {
+      expect((await radclient(responder!.port, secret, nora, 5)).code).toBe('Access-Reject') // fails closed
+      text = (await scrape(port)).body
+      expect(text).toMatch(/^tfactl_radius_store_errors_total 1$/m)
+      expect(counter(text, 'client="127.0.0.1",outcome="error",reason="store_unavailable"')).toBe(1)
+    } finally {
+      pg.start()
+    }
+  })
+})
+
 describe('radius:serve refuses a bad start', () => {
   const store = tempStore()
   afterAll(() => store.cleanup())
@@ -193,5 +321,22 @@ describe('radius:serve refuses a bad start', () => {
     r = await store.run(['radius:serve', '--clients', bad.replace('bad', 'open'), '--listen', 'localhost'])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('--listen "localhost" is not ADDR:PORT')
+  })
+
+  it('exits 2 with one line when the --metrics address is malformed or cannot be bound', async () => {
+    const good = writeClients(join(store.dir, 'good'), ['127.0.0.1 s challenge'])
+    let r = await store.run(['radius:serve', '--clients', good, '--listen', '127.0.0.1:0', '--metrics', '9100'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toBe('tfactl: --metrics "9100" is not ADDR:PORT (e.g. 127.0.0.1:1812 or [::]:1812)\n')
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', () => resolve()))
+    try {
+      const port = (taken.address() as {port: number}).port
+      r = await store.run(['radius:serve', '--clients', good, '--listen', '127.0.0.1:0', '--metrics', `127.0.0.1:${port}`])
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(new RegExp(`^tfactl: cannot serve metrics on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE.*\n$`))
+    } finally {
+      taken.close()
+    }
   })
 })

@@ -5,7 +5,7 @@
 // files stay untouched. The store is a parameter: the file store (one host), and one
 // PostgreSQL shared by two sshd "hosts", each asking its own responder.
 import {randomBytes} from 'node:crypto'
-import {chmodSync, existsSync, writeFileSync} from 'node:fs'
+import {chmodSync, existsSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -172,10 +172,19 @@ function describeRadiusSsh(backend: Backend, skip: string | null) {
         const responder = await startResponder(['--clients', clients, ...storeArgs, '--verbose'])
         responders.push(responder)
         const conf = join(store.dir, `pam_radius_auth-${h}.conf`)
-        const config = await ok('ssh:config', '--radius', '--radius-server', `127.0.0.1:${responder.port}`, '--radius-conf', conf, '--clients', clients)
+        const config = await ok(
+          'ssh:config',
+          '--radius',
+          '--radius-server',
+          `127.0.0.1:${responder.port}`,
+          '--radius-conf',
+          conf,
+          '--clients',
+          clients,
+          '--write',
+        )
         expect(config.pam.line).toBe(`auth [success=ok default=die] pam_radius_auth.so conf=${conf} skip_passwd prompt_attribute`)
-        writeFileSync(conf, config.serverFile.lines.join('\n') + '\n', {mode: 0o600})
-        chmodSync(conf, 0o600)
+        expect(JSON.stringify(config)).not.toContain(secretText) // the secret went into the file only
         hosts.push(await startSshd({pamConfig: insertPamLine(config.pam.line)}))
       }
     }, 120_000)

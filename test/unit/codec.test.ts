@@ -77,3 +77,19 @@ describe('one-user reads of the line-per-user store', () => {
     for (const name of ['u0', 'u1499', 'u2999', 'u777']) expect(decodeOneUser(big, name, 'store.json', keys)!.doc.users.has(name)).toBe(true)
   })
 })
+
+describe("a token's drift in the record", () => {
+  it('round-trips, is left out of the record when there is none, and is bounded to a day', () => {
+    const doc = docWith(['alice', 'bob'])
+    doc.users.get('alice')!.driftSteps = -240
+    const {text} = encodeStore(doc, keys, 'e')
+    expect(text).toContain('"driftSteps":-240')
+    expect(text.match(/driftSteps/g)).toHaveLength(1)
+    const back = decodeStore(text, 'store.json', keys).doc
+    expect(back.users.get('alice')!.driftSteps).toBe(-240)
+    expect(back.users.get('bob')!.driftSteps).toBeUndefined()
+    expect(() => decodeStore(text.replace('"driftSteps":-240', '"driftSteps":2881'), 'store.json', keys)).toThrow(
+      /driftSteps: expected a whole number from -2880 to 2880/,
+    )
+  })
+})

@@ -125,7 +125,7 @@ describe('decideLogin with a TOTP code', () => {
     const d = decideLogin(cfg, enrolled(), ui(codeAt(NOW)))
     expect(d.allowed).toBe(true)
     expect(d.reason).toBe('code_accepted')
-    expect(d.effect).toEqual({kind: 'accepted', step: timeStep(NOW, 30)})
+    expect(d.effect).toEqual({kind: 'accepted', step: timeStep(NOW, 30), drift: 0})
   })
 
   it('accepts the current code over SSH with a password', () => {
@@ -186,7 +186,7 @@ describe('decideLogin with a TOTP code', () => {
     const d = decideLogin(cfg, enrolled(), ui(codeAt(NOW, -1)))
     expect(d.reason).toBe('code_accepted')
     expect(d.skewSteps).toBe(-1)
-    expect(d.effect).toEqual({kind: 'accepted', step: timeStep(NOW, 30) - 1})
+    expect(d.effect).toEqual({kind: 'accepted', step: timeStep(NOW, 30) - 1, drift: -1})
   })
 
   it("reports skewSteps 1 for the next step's code with window 1", () => {
@@ -205,8 +205,57 @@ describe('decideLogin with a TOTP code', () => {
   it("uses the user's digits and interval", () => {
     const user = enrolled({digits: 8, interval: 60})
     const code8 = hotp(KEY, timeStep(NOW, 60), 8)
-    expect(decideLogin(cfg, user, ui(code8)).effect).toEqual({kind: 'accepted', step: timeStep(NOW, 60)})
+    expect(decideLogin(cfg, user, ui(code8)).effect).toEqual({kind: 'accepted', step: timeStep(NOW, 60), drift: 0})
     expect(decideLogin(cfg, user, ui(code8.slice(2))).reason).toBe('code_invalid')
+  })
+})
+
+describe("a token's drift", () => {
+  const cfg = settings({window: 1})
+  const step = timeStep(NOW, 30)
+
+  // recorded drift, the code's offset from the host's clock → accepted?, the drift then recorded
+  // biome-ignore format: one row per case
+  const rows: Array<[number, number, boolean, number | undefined]> = [
+    [0,     0,  true,  undefined], // on time: nothing recorded
+    [0,     1,  true,  1],         // one step ahead: recorded
+    [0,     2,  false, undefined], // outside the window around the host's clock
+    [3,     2,  true,  2],         // the window is centred on the recorded drift
+    [3,     4,  true,  4],
+    [3,     0,  false, undefined], // the host's own step is outside that window
+    [10,    11, true,  10],        // a login never records more than ±10 steps
+    [-10,  -11, true,  -10],
+    [10,    9,  true,  9],         // and follows the token back
+    [500,  501, true,  500],       // a resynced drift: logins keep it, never move it further away
+    [500,  499, true,  499],       // but follow it back toward the host's clock
+    [500,    0, false, undefined], // the host's step is far outside the window
+  ]
+  it.each(rows)('recorded %i, code at %i: accepted %s, drift then %s', (recorded, offset, accepted, after) => {
+    const user = enrolled({driftSteps: recorded || undefined})
+    const d = decideLogin(cfg, user, ui(codeAt(NOW, offset)))
+    expect(d.allowed).toBe(accepted)
+    if (!accepted) {
+      expect(d.effect).toEqual({kind: 'failed'})
+      return
+    }
+    expect(d.effect).toEqual({kind: 'accepted', step: step + offset, drift: after ?? 0})
+    applyEffect(cfg, user, d.effect, NOW)
+    expect(user.driftSteps).toBe(after)
+    expect(user.lastUsedStep).toBe(step + offset)
+  })
+
+  it('keeps replay protection on absolute steps when the drift changes', () => {
+    const user = enrolled({driftSteps: 3})
+    applyEffect(cfg, user, decideLogin(cfg, user, ui(codeAt(NOW, 4))).effect, NOW) // step + 4, drift 4
+    // the next login, with the window now around step + 4: step + 3 is older than the accepted step
+    expect(decideLogin(cfg, user, ui(codeAt(NOW, 3), NOW + 1000)).reason).toBe('code_replayed')
+    expect(decideLogin(cfg, user, ui(codeAt(NOW, 5), NOW + 1000)).reason).toBe('code_accepted')
+  })
+
+  it('never looks further than a day, whatever a record says', () => {
+    const user = enrolled({driftSteps: 100_000})
+    expect(decideLogin(cfg, user, ui(codeAt(NOW, 100_000))).reason).toBe('code_invalid')
+    expect(decideLogin(cfg, user, ui(codeAt(NOW, 2880))).reason).toBe('code_accepted')
   })
 })
 

@@ -20,7 +20,8 @@ import {
   revealPassword,
   text,
 } from '../../src/radius/packet.js'
-import {RadiusServer} from '../../src/radius/server.js'
+import {RadiusMetrics} from '../../src/radius/metrics.js'
+import {type Observation, RadiusServer} from '../../src/radius/server.js'
 import {StateBook} from '../../src/radius/state.js'
 import {FileBackend} from '../../src/store/file/backend.js'
 import {tempStore} from '../helpers/cli.js'
@@ -271,6 +272,43 @@ describe('RadiusServer with a real file store', () => {
     expect(proxied.packet.attributes.filter((a: any) => a.type === ATTR.proxyState).map((a: any) => a.value.toString())).toEqual(['p1', 'p2'])
   })
 
+  it('answers a signed Status-Server with a bare Access-Accept, without the store; drops an unsigned one', async () => {
+    let judged = 0
+    const observed: Observation[] = []
+    const probe = new RadiusServer({
+      clients: parseClients(`127.0.0.1 ${secret} challenge\n`, 'c'),
+      judge: async () => {
+        judged++
+        return {allowed: true, reason: 'no_secret'}
+      },
+      audit: () => judged++,
+      log: () => {},
+      observe: (event) => observed.push(event),
+    })
+    const probePort = await probe.listen('127.0.0.1', 0)
+    try {
+      const answer = await radiusRequest({port: probePort, secret, code: CODE.statusServer})
+      expect(answer).toMatchObject({kind: 'accept'})
+      expect((answer as any).packet.attributes.map((a: any) => a.type)).toEqual([ATTR.messageAuthenticator]) // nothing else: no user, no reply
+      const naming = await radiusRequest({port: probePort, secret, code: CODE.statusServer, user: 'alice', password: 'x'})
+      expect((naming as any).packet.attributes.map((a: any) => a.type)).toEqual([ATTR.messageAuthenticator]) // a User-Name changes nothing
+      expect(await radiusRequest({port: probePort, secret, code: CODE.statusServer, messageAuthenticator: false, user: 'alice', timeoutMs: 500})).toBe(
+        'timeout',
+      )
+      expect(await radiusRequest({port: probePort, secret: 'wrong', code: CODE.statusServer, timeoutMs: 500})).toBe('timeout')
+      expect(judged).toBe(0) // neither the login check nor the audit trail
+      expect(probe.stats).toMatchObject({status: 2, dropped: 2, accepted: 0})
+      expect(observed.map((o) => `${o.client} ${o.outcome} ${o.reason}`)).toEqual([
+        '127.0.0.1 status status_server',
+        '127.0.0.1 status status_server',
+        '127.0.0.1 dropped noma',
+        '127.0.0.1 dropped ma',
+      ])
+    } finally {
+      await probe.close()
+    }
+  })
+
   it('never crashes on random or mangled datagrams, and answers a good request after them', async () => {
     const good = encodeRequest({id: 3, authenticator: randomBytes(16), attributes: [{type: ATTR.userName, value: text('nora')}], secret: Buffer.from(secret)})
     // from a socket of this (root) process, so that the datagrams get past the local-sender check
@@ -306,5 +344,31 @@ describe('RadiusServer with a real file store', () => {
       chmodSync(store.path, 0o600)
     }
     expect(await radiusRequest({port, secret, user: 'nora'})).toMatchObject({kind: 'accept'})
+  })
+})
+
+describe('RadiusMetrics (Prometheus text format)', () => {
+  it('counts requests by client, outcome and reason, and puts decided ones in the latency histogram', () => {
+    const m = new RadiusMetrics(() => ({inUse: 3, waiting: 1}))
+    m.observe({client: '10.0.0.0/24', outcome: 'allowed', reason: 'code_accepted', seconds: 0.0004})
+    m.observe({client: '10.0.0.0/24', outcome: 'allowed', reason: 'code_accepted', seconds: 0.015})
+    m.observe({client: '127.0.0.1', outcome: 'error', reason: 'store_unavailable', seconds: 0.003})
+    m.observe({client: '-', outcome: 'dropped', reason: 'unknown', seconds: 0})
+    m.observe({client: 'a"b\\c', outcome: 'denied', reason: 'code_wrong', seconds: 20})
+    const text = m.render()
+    expect(text).toContain('tfactl_radius_requests_total{client="10.0.0.0/24",outcome="allowed",reason="code_accepted"} 2\n')
+    expect(text).toContain('tfactl_radius_requests_total{client="-",outcome="dropped",reason="unknown"} 1\n')
+    expect(text).toContain('tfactl_radius_requests_total{client="a\\"b\\\\c",outcome="denied",reason="code_wrong"} 1\n')
+    expect(text).toContain('tfactl_radius_request_duration_seconds_bucket{le="0.001"} 1\n')
+    expect(text).toContain('tfactl_radius_request_duration_seconds_bucket{le="0.005"} 2\n')
+    expect(text).toContain('tfactl_radius_request_duration_seconds_bucket{le="0.02"} 3\n')
+    expect(text).toContain('tfactl_radius_request_duration_seconds_bucket{le="10"} 3\n')
+    expect(text).toContain('tfactl_radius_request_duration_seconds_bucket{le="+Inf"} 4\n')
+    expect(text).toContain('tfactl_radius_request_duration_seconds_count 4\n')
+    expect(text).toContain('tfactl_radius_store_errors_total 1\n')
+    expect(text).toContain('tfactl_radius_db_pool_in_use 3\n')
+    expect(text).toContain('tfactl_radius_db_pool_waiting 1\n')
+    for (const line of text.split('\n').filter((l) => l && !l.startsWith('#'))) expect(line).toMatch(/^[a-z_]+(\{.*\})? [0-9.e+-]+$/)
+    expect(new RadiusMetrics().render()).not.toContain('db_pool') // a file store has no pool
   })
 })

@@ -1,8 +1,10 @@
 import {Flags} from '@oclif/core'
+import {dirname} from 'node:path'
 import {BaseCommand} from '../../base-command.js'
 import {DEFAULT_OATH_FILE, pamOathLine, SSHD_SETTINGS} from '../../core/oath.js'
 import type {Doc} from '../../core/model.js'
 import {loadClients, matchClient} from '../../radius/clients.js'
+import {atomicWrite, checkStoreDir, ensureDir} from '../../os/files.js'
 import {DEFAULT_RADIUS_CONF, DEFAULT_RADIUS_SERVER, installedPamRadius, pamRadiusLine, radiusTimeout, serverLine} from '../../radius/pam.js'
 
 export default class Config extends BaseCommand<typeof Config> {
@@ -13,19 +15,23 @@ The PAM line goes into /etc/pam.d/sshd right after the password module (on Debia
 With --radius: the pam_radius_auth line, its server file and the same sshd settings, for a
 tfactl radius:serve responder (challenge mode) on this host or a central one. Where the installed
 pam_radius_auth is 3.0 or later, the PAM line requires signed answers (require_message_authenticator)
-and the responder's line for this host should say require-ma.`
+and the responder's line for this host should say require-ma. The shared secret read from --clients
+is never printed unless --show-secret says so: --write writes the server file itself (mode 600,
+never through a link), secret included.`
   static override audited = false
   static override examples = [
     '<%= config.bin %> ssh:config',
     '<%= config.bin %> ssh:config --json',
-    'sudo <%= config.bin %> ssh:config --radius --clients /etc/tfactl/radius-clients',
+    'sudo <%= config.bin %> ssh:config --radius --clients /etc/tfactl/radius-clients --write',
     '<%= config.bin %> ssh:config --radius --radius-server 10.0.0.5:1812 --radius-server 10.0.0.6:1812',
   ]
   static override flags = {
     radius: Flags.boolean({description: 'print the pam_radius_auth setup instead (asks a tfactl radius:serve responder)'}),
     'radius-server': Flags.string({description: 'responder for the pam_radius server file, HOST:PORT (repeatable: tried in order)', multiple: true}),
     'radius-conf': Flags.string({description: 'where the pam_radius server file goes', default: DEFAULT_RADIUS_CONF}),
-    clients: Flags.string({description: "the responder's clients file: the shared secret of 127.0.0.1 is printed in the server file"}),
+    clients: Flags.string({description: "the responder's clients file: the shared secret of 127.0.0.1 goes into the server file"}),
+    write: Flags.boolean({description: 'write the server file (--radius-conf) with the secret from --clients, mode 600', dependsOn: ['clients']}),
+    'show-secret': Flags.boolean({description: 'print the shared secret from --clients in the server lines (and the JSON)', dependsOn: ['clients']}),
   }
 
   async run() {
@@ -80,11 +86,16 @@ and the responder's line for this host should say require-ma.`
     const pamLine = pamRadiusLine(conf, requireMa)
     const timeout = radiusTimeout(s.failDelay)
     const serverLines = servers.map((server) => serverLine(server, secret, timeout))
+    const shown = this.flags.clients && !this.flags['show-secret'] ? servers.map((server) => serverLine(server, 'SHARED-SECRET', timeout)) : serverLines
+    if (this.flags.write) writeServerFile(conf, serverLines)
     this.say('# /etc/pam.d/sshd: add right after the password module (Debian/Ubuntu: after "@include common-auth")')
     this.say(pamLine)
     this.say('')
-    this.say(`# ${conf}: root's, mode 600 (install -m 600 /dev/null ${conf}); server[:port] secret timeout`)
-    for (const line of serverLines) this.say(line)
+    if (this.flags.write) this.say(`# ${conf}: written (mode 600), server[:port] secret timeout:`)
+    else this.say(`# ${conf}: root's, mode 600 (install -m 600 /dev/null ${conf}); server[:port] secret timeout`)
+    if (shown !== serverLines)
+      this.say(`# SHARED-SECRET: the secret of 127.0.0.1 in ${this.flags.clients} (--write puts it in the file, --show-secret prints it)`)
+    for (const line of shown) this.say(line)
     this.say('')
     this.say('# /etc/ssh/sshd_config (or a file in /etc/ssh/sshd_config.d/), then reload sshd')
     for (const line of SSHD_SETTINGS) this.say(line)
@@ -92,8 +103,15 @@ and the responder's line for this host should say require-ma.`
       radius: true,
       requireMa,
       pam: {file: '/etc/pam.d/sshd', after: '@include common-auth', line: pamLine},
-      serverFile: {file: conf, mode: '600', lines: serverLines},
+      serverFile: {file: conf, mode: '600', lines: shown, written: this.flags.write === true},
       sshd: {file: '/etc/ssh/sshd_config', lines: [...SSHD_SETTINGS]},
     }
   }
+}
+
+/** The server file, root's (or the caller's), mode 600, in a directory only its owner can change; replaced, never written through a link. */
+function writeServerFile(path: string, lines: string[]): void {
+  checkStoreDir(dirname(path), "the server file's directory")
+  ensureDir(dirname(path))
+  atomicWrite(path, lines.map((line) => `${line}\n`).join(''))
 }

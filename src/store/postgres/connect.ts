@@ -2,6 +2,7 @@ import {existsSync} from 'node:fs'
 import {userInfo} from 'node:os'
 import type {PoolConfig} from 'pg'
 import {parse, pgpass} from './client.js'
+import {type Endpoint, endpoints, type SessionAttrs, sessionAttrs, splitHosts} from './hosts.js'
 import {usageError} from '../../core/errors.js'
 
 /** libpq's sslmode values (plus node-postgres's no-verify). */
@@ -22,26 +23,33 @@ export const STATEMENT_TIMEOUT_MS = 8000
  * else PGPASSWORD, else ~/.pgpass (PGPASSFILE), looked up only when the server asks for one.
  * A URL that cannot be used → exit 2 naming it.
  */
-export function poolConfig(url: string, max: number): PoolConfig {
+export function poolConfig(url: string, max: number): PoolConfig & {hosts: Endpoint[]; attrs: SessionAttrs} {
   const shown = redactUrl(url)
+  const split = splitHosts(url) // db1,db2:5433: several hosts, tried in order (hosts.ts)
   let c: ReturnType<typeof parse>
   try {
-    c = parse(url, {useLibpqCompat: true})
+    c = parse(split.url, {useLibpqCompat: true})
   } catch (error) {
     throw usageError(`--store ${shown}: not a usable PostgreSQL URL (${(error as Error).message.split('\n')[0]})`)
   }
   const sslmode = (c as {sslmode?: string}).sslmode
   if (sslmode && !SSLMODES.includes(sslmode)) throw usageError(`--store ${shown}: sslmode=${sslmode} is not one of ${SSLMODES.join(', ')}`)
-  if (c.port && !/^\d{1,5}$/.test(String(c.port))) throw usageError(`--store ${shown}: port ${c.port} is not a number`)
   if (!c.database && !process.env.PGDATABASE) throw usageError(`--store ${shown}: name the database (postgresql://HOST/DATABASE)`)
   // libpq's default is the local socket directory; node-postgres's would be localhost
-  const host = c.host || process.env.PGHOST || (existsSync('/run/postgresql') ? '/run/postgresql' : 'localhost')
+  const hosts = endpoints(
+    split,
+    {host: c.host || process.env.PGHOST, port: c.port || process.env.PGPORT},
+    {host: existsSync('/run/postgresql') ? '/run/postgresql' : 'localhost', port: 5432},
+    shown,
+  )
+  const attrs = sessionAttrs((c as {target_session_attrs?: string}).target_session_attrs, shown)
+  const {host, port} = hosts[0]
   const user = c.user || process.env.PGUSER || userInfo().username
   const database = c.database || process.env.PGDATABASE
-  const port = c.port ? Number(c.port) : Number(process.env.PGPORT || 5432)
-  const fromPgpass = () =>
+  // the host a connection reached (one of several) names the ~/.pgpass line
+  const fromPgpass = (reached?: {host?: string; port?: number}) =>
     new Promise<string>((done, fail) =>
-      pgpass({host, port, database: database ?? undefined, user}, (found) =>
+      pgpass({host: reached?.host ?? host, port: reached?.port ?? port, database: database ?? undefined, user}, (found) =>
         found === undefined ? fail(new Error(`the server wants a password for ${user}: set PGPASSWORD or add it to ~/.pgpass (PGPASSFILE)`)) : done(found),
       ),
     )
@@ -53,6 +61,8 @@ export function poolConfig(url: string, max: number): PoolConfig {
     user,
     database: database ?? undefined,
     password: password || fromPgpass,
+    hosts,
+    attrs,
     max,
     allowExitOnIdle: true,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,

@@ -13,6 +13,8 @@ import {batchedAudit} from '../responder.js'
 import {decodeParts, secretTag} from '../sealed.js'
 import {encryptSecret} from '../secrets.js'
 import {poolConfig, redactUrl} from './connect.js'
+import {type Endpoint, endpointName, Failover} from './hosts.js'
+import {replicationFindings} from './replication.js'
 import {LOCK_UPDATE, migrate, SCHEMA_VERSION} from './schema.js'
 
 type Client = pg.PoolClient
@@ -38,6 +40,12 @@ interface Row {
 
 /** Another writer changed a row between our read and our write: the transaction starts over. */
 class Conflict extends Error {}
+
+/** A COMMIT that no synchronous standby confirmed: perhaps kept on the primary alone, so not done. */
+class Unconfirmed extends Error {}
+
+/** A commit takes milliseconds; one that waits longer waits for a synchronous standby that is not there. */
+const COMMIT_TIMEOUT_MS = 5000
 
 const ROW = 'name, rev::text AS rev, data::text AS data'
 const READ_ONLY = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'
@@ -88,6 +96,7 @@ export class PgStore implements StoreBackend {
   readonly keyFile: string
   private readonly keys: KeyFiles
   private pool?: pg.Pool
+  private failover?: Failover
   private schemaChecked = false
   /** Set once a connection failed: the audit record of this run is not attempted (no second timeout). */
   private unreachable = false
@@ -110,7 +119,9 @@ export class PgStore implements StoreBackend {
 
   private getPool(): pg.Pool {
     if (!this.pool) {
-      this.pool = new client.Pool(poolConfig(this.spec, this.poolSize))
+      const config = poolConfig(this.spec, this.poolSize)
+      this.failover = new Failover(config.hosts, config.attrs)
+      this.pool = this.failover.pool(client.Pool, client.Client, config)
       this.pool.on('error', () => {}) // an idle connection dropped: the next query reports it
     }
     return this.pool
@@ -119,10 +130,17 @@ export class PgStore implements StoreBackend {
   /** A database failure as one line naming the store (exit 3); our own errors pass through. */
   private fail(error: unknown, what: string): TfaError {
     if (error instanceof TfaError) return error
+    if (error instanceof Unconfirmed) {
+      this.unreachable = true // the audit record would wait as long
+      return storeError(
+        `${this.description}: ${error.message} (is the synchronous standby down?); nothing is reported done, no login is allowed until a standby confirms`,
+      )
+    }
     const e = error as {code?: string; message?: string}
     const message = (e.message || String(error)).split('\n')[0]
     if ((e.code && CONNECTION.has(e.code)) || /timeout|terminated|connect/i.test(message)) {
       this.unreachable = true
+      this.failover?.reset() // the next connection walks the host list from the first
       return storeError(`${this.description}: database unreachable (${message}); no login is allowed until it answers`)
     }
     return storeError(`${this.description}: ${what} failed: ${message}`)
@@ -131,7 +149,8 @@ export class PgStore implements StoreBackend {
   private async connect(): Promise<Client> {
     let client: Client
     try {
-      client = await this.getPool().connect()
+      const pool = this.getPool()
+      client = await this.failover!.connect(pool)
     } catch (error) {
       this.unreachable = true
       throw this.fail(error, 'connecting')
@@ -153,11 +172,11 @@ export class PgStore implements StoreBackend {
           const begin = typeof opts.begin === 'function' ? opts.begin(client) : (opts.begin ?? 'BEGIN')
           const begun = transaction ? await client.query(begin) : undefined
           const result = await fn(client, begun)
-          if (transaction) await client.query('COMMIT')
+          if (transaction) await this.commit(client)
           this.unreachable = false // answered again (a long-running process records events again)
           return result
         } catch (error) {
-          if (transaction) await client.query('ROLLBACK').catch(() => {})
+          if (transaction && !(error instanceof Unconfirmed)) await client.query('ROLLBACK').catch(() => {}) // an unconfirmed COMMIT may still wait
           const code = (error as {code?: string}).code
           if (code === '42P01' && !this.schemaChecked) {
             try {
@@ -176,6 +195,30 @@ export class PgStore implements StoreBackend {
     } finally {
       client.release(broken)
     }
+  }
+
+  /**
+   * COMMIT, confirmed. A commit waits for the synchronous standby, if there is one; when the
+   * standby is down that wait has no end (the statement timeout does not cover it) and, if
+   * cancelled, PostgreSQL keeps the commit on the primary alone with a warning. What only the
+   * primary holds may be lost in a failover, so neither is reported done: a login fails closed
+   * within COMMIT_TIMEOUT_MS, and the connection, still waiting, is dropped.
+   */
+  private async commit(client: Client): Promise<void> {
+    let cancelled = false
+    const notice = (n: {message?: string}) => {
+      if (/synchronous replication/i.test(n.message ?? '')) cancelled = true
+    }
+    client.on('notice', notice)
+    try {
+      await client.query({text: 'COMMIT', query_timeout: COMMIT_TIMEOUT_MS} as pg.QueryConfig) // pg reads query_timeout per query; its types omit it
+    } catch (error) {
+      if (/query read timeout/i.test((error as Error).message)) throw new Unconfirmed(`the commit was not confirmed within ${COMMIT_TIMEOUT_MS / 1000} s`)
+      throw error
+    } finally {
+      client.off('notice', notice)
+    }
+    if (cancelled) throw new Unconfirmed('the wait for the synchronous standby was cancelled')
   }
 
   private async ensureSchema(client: Client): Promise<void> {
@@ -547,7 +590,7 @@ export class PgStore implements StoreBackend {
   async doctor(): Promise<{findings: StoreFinding[]; doc?: Doc}> {
     const findings: StoreFinding[] = []
     const add = (check: string, status: StoreFinding['status'], message: string) => findings.push({check, status, message})
-    let info: {version: string; skewMs: number; schema: number; keyId: string | null; doc: Doc}
+    let info: {version: string; skewMs: number; schema: number; keyId: string | null; doc: Doc; reached?: Endpoint; ha: Omit<StoreFinding, 'fix'>[]}
     try {
       info = await this.tx('the doctor checks', async (c) => {
         const sent = Date.now()
@@ -558,7 +601,12 @@ export class PgStore implements StoreBackend {
         const head = await this.head(c)
         const users = await c.query<Row>(`SELECT ${ROW} FROM tfactl_users ORDER BY name`)
         pgWork.rowsRead += users.rows.length
-        const base = {version: t.rows[0].version, skewMs: Number(t.rows[0].now) - local, schema: head.schema, keyId: head.keyId}
+        // last: a query that fails here aborts the (read-only) transaction, and nothing comes after it
+        const ha = await replicationFindings(c, (c as {user?: string}).user ?? '').catch((error: Error) => [
+          {check: 'replication', status: 'unknown' as const, message: `cannot tell (${error.message.split('\n')[0]})`},
+        ])
+        const reached = (c as {endpoint?: Endpoint}).endpoint
+        const base = {version: t.rows[0].version, skewMs: Number(t.rows[0].now) - local, schema: head.schema, keyId: head.keyId, reached, ha}
         try {
           this.checkKey(head.keyId)
         } catch (error) {
@@ -571,7 +619,10 @@ export class PgStore implements StoreBackend {
       add('database', 'finding', (error as Error).message)
       return {findings}
     }
-    add('database', 'ok', `${this.description}: PostgreSQL ${info.version}, schema version ${info.schema}`)
+    const hosts = this.failover?.hosts ?? []
+    const at = info.reached && hosts.length > 1 ? ` at ${endpointName(info.reached)} (host ${hosts.indexOf(info.reached) + 1} of ${hosts.length})` : ''
+    add('database', 'ok', `${this.description}: PostgreSQL ${info.version}${at}, schema version ${info.schema}`)
+    for (const f of info.ha) add(f.check, f.status, f.message)
     if (info.keyId === null) add('key', 'ok', `no secret sealed yet; the first one creates ${this.keyFile}`)
     else if (info.doc) {
       try {
@@ -594,7 +645,14 @@ export class PgStore implements StoreBackend {
 
   /** Logins run side by side (row locks, the pool's connections); audit lines go out in batches (recordEvents). */
   responder(warn: (line: string) => void): Responder {
-    return {login: (user, fn) => this.login(user, fn), audit: batchedAudit(this, warn)}
+    return {
+      login: (user, fn) => this.login(user, fn),
+      audit: batchedAudit(this, warn),
+      pool: () => {
+        const pool = this.pool
+        return pool ? {inUse: pool.totalCount - pool.idleCount, waiting: pool.waitingCount} : {inUse: 0, waiting: 0}
+      },
+    }
   }
 
   async close(): Promise<void> {

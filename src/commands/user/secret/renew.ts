@@ -7,6 +7,8 @@ import {enrolmentView, type EnrolmentView, matchEnrolment, newEnrolment} from '.
 import {EXIT, TfaError, usageError} from '../../../core/errors.js'
 import type {Digits, Doc, Enrolment, Interval} from '../../../core/model.js'
 import {parseUserList, unique} from '../../../core/userlist.js'
+import {groupMembers} from '../../../core/groups.js'
+import {nss} from '../../../os/nss.js'
 import {activate, getOrCreate} from '../../../core/users.js'
 import {normalizeCode} from '../../../core/validate.js'
 import {progress} from '../../../ui/progress.js'
@@ -23,6 +25,7 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
     '<%= config.bin %> user:secret:renew',
     'sudo <%= config.bin %> user:secret:renew alice --interval 60 --digits 8 --qr small',
     '<%= config.bin %> user:secret:renew --users-file users.txt --if-missing --qr-dir ./qr --json',
+    'sudo <%= config.bin %> user:secret:renew --group operators --if-missing --qr none --json',
     '<%= config.bin %> user:secret:renew alice --pending --json',
   ]
   static override strict = false
@@ -36,6 +39,10 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
         "also write <user>.png and <user>.svg (new files, 0600) into this directory; it must be yours or root's, not writable by group or others, nor inside a directory another user could swap",
     }),
     'users-file': Flags.string({description: 'file with one username per line (# comments; - = stdin)'}),
+    group: Flags.string({
+      description:
+        'enrol the members of this Unix group as NSS sees them (its member list and the users whose primary group it is: /etc/group, LDAP, SSSD, AD alike)',
+    }),
     'if-missing': Flags.boolean({description: 'only enrol users who have no secret yet (idempotent provisioning)'}),
     pending: Flags.boolean({description: 'store the new secret as pending until user:secret:confirm gets a right code'}),
     verify: Flags.boolean({description: 'on a terminal, ask for the first code before replacing the secret', allowNo: true, default: true}),
@@ -45,6 +52,10 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
   async run() {
     const f = this.flags
     const users = await this.users()
+    if (users.length === 0) {
+      this.say(`group ${f.group} has no members: nothing to enrol`)
+      return {users: []}
+    }
     // Before anything is enrolled: an unsafe hand-out directory changes nothing (exit 2).
     const qrDir = f['qr-dir'] === undefined ? undefined : prepareQrDir(f['qr-dir'])
     const interval = Number(f.interval) as Interval
@@ -99,11 +110,13 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
     return {users: results}
   }
 
-  /** Usernames from the arguments and --users-file, all validated before anything is written. */
+  /** Usernames from the arguments, --users-file and --group, all validated before anything is written. */
   private async users(): Promise<string[]> {
     const file = this.flags['users-file']
     const fromFile = file === undefined ? [] : parseUserList(await readList(file), file)
-    const names = [...this.argList, ...fromFile]
+    const fromGroup = this.flags.group === undefined ? [] : groupMembers(this.flags.group, nss)
+    if (this.flags.group !== undefined && fromGroup.length === 0 && this.argList.length + fromFile.length === 0) return [] // an empty group: nothing to do
+    const names = [...this.argList, ...fromFile, ...fromGroup]
     if (names.length === 0) return [this.targetUser(undefined)]
     return unique(names.map((n) => this.targetUser(n)))
   }
