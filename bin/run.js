@@ -24,7 +24,7 @@ function requireCached(file) {
   if (done) return done.exports
   const fs = require('node:fs')
   const vm = require('node:vm')
-  const {dirname} = require('node:path')
+  const {dirname, relative, sep} = require('node:path')
   let cachedData
   try {
     cachedData = fs.readFileSync(`${file}.v8cache`)
@@ -33,7 +33,9 @@ function requireCached(file) {
   }
   const source = fs.readFileSync(file, 'utf8')
   const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
-    filename: file,
+    // The name stack traces show. V8 keeps the name a cache was made with (Node 20: the build
+    // machine's path, in every installed copy), so it is the same everywhere: tfactl/dist/<bundle>.
+    filename: `tfactl/${relative(join(__dirname, '..'), file).split(sep).join('/')}`,
     cachedData,
     importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
   })
@@ -41,7 +43,8 @@ function requireCached(file) {
   loaded.set(file, module)
   // A bundle's own sibling bundles (the login bundle's `./pg-client.cjs`) load the same way.
   const plain = require('node:module').createRequire(file)
-  // oclif requires the CLI bundle by its path to find the commands: the copy loaded here, not a second one.
+  // oclif requires the CLI bundle again by its path (package.json oclif.commands and hooks): it
+  // gets the copy loaded here, not a second, uncached evaluation (src/sea.ts does the same).
   const local = Object.assign(
     (id) => (id.startsWith('./') && id.endsWith('.cjs') ? requireCached(join(dirname(file), id)) : (loaded.get(id)?.exports ?? plain(id))),
     plain,

@@ -54,6 +54,8 @@ writeFileSync(
       ([cmd, file]) => `Object.defineProperty(COMMANDS, ${JSON.stringify(cmd)}, {enumerable: true, get: () => require(${JSON.stringify(file)}).default})`,
     ),
     'exports.COMMANDS = COMMANDS',
+    // package.json oclif.hooks: a mistyped command gets "did you mean" (src/hooks/not-found.ts)
+    "Object.defineProperty(exports, 'NOT_FOUND', {enumerable: true, get: () => require('./hooks/not-found.js').default})",
     // The standalone executable (src/sea.ts) gives oclif its manifest from memory through this class.
     "exports.Plugin = require('@oclif/core').Plugin",
     '',

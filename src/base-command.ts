@@ -6,7 +6,7 @@ import {guardSelfService} from './core/selfservice.js'
 import {checkUsername} from './core/validate.js'
 import {readCodeLine} from './code-input.js'
 import {openStore, type Repair, type StoreBackend} from './store/backend.js'
-import {resolveStore} from './store/config.js'
+import {dropSudoEnvironment, ignoredWarning, resolveStore} from './store/config.js'
 import {onNotice} from './store/notices.js'
 import {describeError} from './ui/errors.js'
 import {warningPrefix} from './ui/colour.js'
@@ -52,6 +52,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   public override async init(): Promise<void> {
     await super.init()
+    // Under sudo the environment does not choose the store (TFACTL_*, PG*): dropped before the
+    // flags are parsed, since oclif reads TFACTL_STORE and TFACTL_KEY_FILE into them.
+    const ignored = dropSudoEnvironment()
     const {args, argv, flags} = await this.parse({
       args: this.ctor.args,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
@@ -66,6 +69,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     // Opening touches nothing (a database is connected to on first use); a bad URL or config
     // file is a usage error here.
     const {spec, keyFile} = resolveStore({store: this.flags.store, keyFile: this.flags['key-file']})
+    const ignoredNote = ignoredWarning(ignored)
+    if (ignoredNote) this.warning(ignoredNote)
     this.storeInstance = await openStore(spec, {keyFile})
   }
 

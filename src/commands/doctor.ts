@@ -27,7 +27,7 @@ export default class Doctor extends BaseCommand<typeof Doctor> {
   static override description = `check what 2FA depends on: clock, store and key permissions, the pam_oath users file, sshd's PAM and settings
 
 Exit 0 when all is well, 1 with findings (each says what to do; a broken state comes with "fix",
-the one command that gets out of it: see README "Emergency"). Checks that cannot be made here
+the one command that gets out of it: see docs/emergency.md). Checks that cannot be made here
 (no timedatectl, no sshd) are reported as unknown and do not count as findings.`
   static override audited = false
   static override examples = ['sudo <%= config.bin %> doctor', 'sudo <%= config.bin %> doctor --json']

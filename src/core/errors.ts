@@ -1,4 +1,4 @@
-/** Exit codes are a contract (README "Exit codes"). */
+/** Exit codes are a contract (docs/exit-codes.md; scripts/gen-docs.mjs words them for the reference). */
 export const EXIT = {
   ok: 0,
   denied: 1,

@@ -1,5 +1,5 @@
 import {forbidden} from './errors.js'
-import type {Settings} from './model.js'
+import type {Doc, Settings} from './model.js'
 
 export type SettingsChange = Partial<Omit<Settings, 'enabled'>>
 
@@ -23,3 +23,15 @@ export function disableSettings(current: Settings): Settings {
 }
 
 export const sameSettings = (a: Settings, b: Settings): boolean => JSON.stringify(a) === JSON.stringify(b)
+
+/**
+ * TrueNAS enters STIG compatibility mode only when someone can still manage the host: STIG mode
+ * refuses every web login without a code, so without an administrator who has a working secret
+ * nobody could log in to turn it off. Returns what is missing (a sentence's object), or undefined
+ * when root or one of `admins` has an active secret (a pending one does not count: it has not
+ * proven a working authenticator).
+ */
+export function stigMissing(doc: Doc, admins: readonly string[], groups: readonly string[]): string | undefined {
+  if (admins.some((name) => doc.users.get(name)?.secret)) return undefined
+  return `an active 2FA secret for root or a member of the admin group (${groups.join(', ')}): enrol one first (tfactl user:secret:renew NAME, then confirm its first code)`
+}

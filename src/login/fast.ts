@@ -3,7 +3,7 @@ import type {Method, Service} from '../core/login.js'
 import {checkUsername} from '../core/validate.js'
 import {checkLogin, type LoginInput} from './check.js'
 import {openStore, type StoreBackend} from '../store/backend.js'
-import {resolveStore} from '../store/config.js'
+import {ignoredWarning, resolveStore} from '../store/config.js'
 import {onNotice} from '../store/notices.js'
 import {readCodeLine} from '../code-input.js'
 import {loginDefault, loginOptionTable} from './flags.js'
@@ -63,6 +63,11 @@ export function parseLoginCheck(argv: string[]): FastInput | undefined {
   return {user, service, method, code: flags.get('--code'), store: flags.get('--store'), keyFile: flags.get('--key-file'), json}
 }
 
+function warnIgnored(ignored: string[]): void {
+  const note = ignoredWarning(ignored)
+  if (note) process.stderr.write(`${warningPrefix()} ${note}\n`)
+}
+
 export async function fastLoginCheck(argv: string[]): Promise<boolean> {
   const input = parseLoginCheck(argv)
   if (!input) return false
@@ -71,7 +76,8 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
   let store: StoreBackend | undefined
   let outcome: {outcome: string; reason: string | null}
   try {
-    const {spec, keyFile} = resolveStore({store: input.store, keyFile: input.keyFile})
+    const {spec, keyFile, ignored} = resolveStore({store: input.store, keyFile: input.keyFile})
+    warnIgnored(ignored)
     store = await openStore(spec, {keyFile})
     if (input.code === '-') input.code = await readCodeLine()
     const {result, lines} = await checkLogin(store, input)
@@ -113,7 +119,8 @@ export async function fastStatus(argv: string[]): Promise<boolean> {
   showNotices()
   let store: StoreBackend | undefined
   try {
-    const {spec, keyFile} = resolveStore({store: storeFlag})
+    const {spec, keyFile, ignored} = resolveStore({store: storeFlag})
+    warnIgnored(ignored)
     store = await openStore(spec, {keyFile})
     if (!store.summary) return false // a backend without a cheap summary: the oclif command reads it whole
     const summary = await store.summary()

@@ -18,11 +18,40 @@ export function checkPrivateFile(path: string): boolean {
     throw accessError(path, error)
   }
   if (st.isSymbolicLink()) throw storeError(`${path} is a symbolic link; tfactl only uses regular files: replace the link with the file itself`)
+  judgePrivate(st, path)
+  return true
+}
+
+/** What checkPrivateFile requires of a file, judged on what stat or fstat returned. */
+function judgePrivate(st: fs.Stats, path: string): void {
   if (!st.isFile()) throw storeError(`${path} is not a regular file`)
   const me = process.getuid?.() ?? 0
   if (st.uid !== me && st.uid !== 0) throw forbidden(`${path} belongs to uid ${st.uid}, not to you (uid ${me}): use your own --store, or run as root`)
   if (st.mode & 0o077) throw storeError(`${path} can be read or written by group or others (mode ${(st.mode & 0o777).toString(8)}): run chmod 600 ${path}`)
-  return true
+}
+
+/**
+ * Opens a private file once, never through a link, and judges what was opened (fstat) as
+ * checkPrivateFile judges a path: checking the path and then opening it again would let whoever
+ * can change a directory on the way swap the file in between. Undefined when it does not exist
+ * (without O_CREAT). O_NONBLOCK: a FIFO put in its place cannot hang the open.
+ */
+export function openPrivate(path: string, flags: number): number | undefined {
+  let fd: number
+  try {
+    fd = openNoFollow(path, flags | fs.constants.O_NONBLOCK)
+  } catch (error) {
+    if (error instanceof TfaError) throw error
+    if (errno(error) === 'ENOENT') return undefined
+    throw accessError(path, error)
+  }
+  try {
+    judgePrivate(fs.fstatSync(fd), path)
+  } catch (error) {
+    fs.closeSync(fd)
+    throw error
+  }
+  return fd
 }
 
 export function accessError(path: string, error: unknown) {
@@ -43,8 +72,8 @@ export function openNoFollow(path: string, flags: number, mode = 0o600): number 
   }
 }
 
-/** Opens a side file for appending (created 0600 when missing), never through a link. */
-export const openAppend = (path: string): number => openNoFollow(path, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT)
+/** Opens a side file for appending (created 0600 when missing), never through a link, judged as opened. */
+export const openAppend = (path: string): number => openPrivate(path, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT)!
 
 /** A directory that may not hold secrets: the first one, going up, that another user could change. */
 export interface UnsafeDir {
@@ -117,14 +146,8 @@ export function checkStoreDir(dir: string, what = 'the store directory'): void {
 
 /** Reads a private file, or undefined when it does not exist. */
 export function readPrivateFile(path: string): Buffer | undefined {
-  if (!checkPrivateFile(path)) return undefined
-  let fd: number
-  try {
-    fd = openNoFollow(path, fs.constants.O_RDONLY)
-  } catch (error) {
-    if (error instanceof TfaError) throw error
-    throw accessError(path, error)
-  }
+  const fd = openPrivate(path, fs.constants.O_RDONLY)
+  if (fd === undefined) return undefined
   try {
     return fs.readFileSync(fd)
   } finally {
@@ -137,14 +160,8 @@ export function readPrivateFile(path: string): Buffer | undefined {
  * a caller can read a few lines of a large file instead of all of it.
  */
 export function readPrivateFileAt<T>(path: string, fn: (src: {size: number; read(position: number, length: number): Buffer}) => T): T | undefined {
-  if (!checkPrivateFile(path)) return undefined
-  let fd: number
-  try {
-    fd = openNoFollow(path, fs.constants.O_RDONLY)
-  } catch (error) {
-    if (error instanceof TfaError) throw error
-    throw accessError(path, error)
-  }
+  const fd = openPrivate(path, fs.constants.O_RDONLY)
+  if (fd === undefined) return undefined
   try {
     const {size} = fs.fstatSync(fd)
     const read = (position: number, length: number): Buffer => {

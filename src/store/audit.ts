@@ -1,5 +1,5 @@
 import * as fs from 'node:fs'
-import {checkPrivateFile, ensureDir, openNoFollow, readPrivateFile} from '../os/files.js'
+import {ensureDir, openNoFollow, openPrivate, readPrivateFile} from '../os/files.js'
 import {dirname} from 'node:path'
 
 /** One line of the audit log. Never a secret or a code: only who, what, whom and the outcome. */
@@ -32,9 +32,8 @@ export const lossMarker = (path: string): string => `${path}.lost`
  */
 export function appendAudit(path: string, events: AuditEvent | AuditEvent[]): void {
   ensureDir(dirname(path))
-  checkPrivateFile(path)
   // Read-write so that the last byte can be checked (pread ignores O_APPEND; writes go to the end).
-  const fd = openNoFollow(path, fs.constants.O_RDWR | fs.constants.O_APPEND | fs.constants.O_CREAT)
+  const fd = openPrivate(path, fs.constants.O_RDWR | fs.constants.O_APPEND | fs.constants.O_CREAT)!
   try {
     const body = (Array.isArray(events) ? events : [events]).map((e) => `${JSON.stringify(e)}\n`).join('')
     const {size} = fs.fstatSync(fd)

@@ -24,7 +24,7 @@ export interface StoreFinding {
   check: string
   status: 'ok' | 'finding' | 'unknown' | 'skipped'
   message: string
-  /** The one command that gets out of a broken state (README "Emergency"), where there is one. */
+  /** The one command that gets out of a broken state (docs/emergency.md), where there is one. */
   fix?: string
 }
 

@@ -63,6 +63,11 @@ export class KeyFiles implements KeyRing {
     this.cache.clear()
   }
 
+  /** Whether this host holds a key file at all (whatever key it is). */
+  held(): boolean {
+    return this.load(this.path) !== undefined
+  }
+
   byId(id: string): Buffer | undefined {
     const found = [this.path, this.next].map((p) => this.load(p)).find((k) => k && keyId(k) === id)
     if (found || !this.legacy) return found

@@ -1,4 +1,4 @@
-import {storeError} from '../core/errors.js'
+import {EXIT, storeError, TfaError} from '../core/errors.js'
 import {
   DEFAULT_SETTINGS,
   DIGITS,
@@ -23,6 +23,20 @@ import {decryptSecret, encryptSecret} from './secrets.js'
 // file, the database (postgres/) keeps one row each: both read and seal them here.
 
 type Json = Record<string, unknown>
+
+/**
+ * The key file that sealed a store's secrets is missing or another one. The store's `.bak` is
+ * sealed with the same key, so the way out is the key itself, or 2FA off without it.
+ */
+export class KeyMissing extends TfaError {
+  constructor(where: string, keyPath: string | null | undefined, keyId: string) {
+    super(
+      `${where}: keyId: the key file ${keyPath ?? '(<store>.key)'} is missing or is not the key (id ${keyId}) that sealed these secrets: put that key file back, or turn 2FA off without it with tfactl twofactor:disable`,
+      EXIT.store,
+      'store',
+    )
+  }
+}
 
 /** Reads and checks one value; `path` names the field in error messages. */
 export class Reader {
@@ -169,9 +183,9 @@ export interface Decoded {
 function keyFor(r: Reader, keyId: string | null, keys: KeyRing): () => Buffer {
   return () => {
     if (keyId === null) return r.fail('keyId', 'missing, but the store holds encrypted secrets')
-    return (
-      keys.byId(keyId) ?? r.fail('keyId', `the key file ${keys.path ?? '(<store>.key)'} is missing or is not the key (id ${keyId}) that sealed these secrets`)
-    )
+    const key = keys.byId(keyId)
+    if (!key) throw new KeyMissing(r.where, keys.path, keyId)
+    return key
   }
 }
 

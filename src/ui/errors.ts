@@ -3,13 +3,22 @@ import {errorPrefix} from './colour.js'
 
 const isSystemError = (error: unknown): boolean => typeof (error as NodeJS.ErrnoException).errno === 'number'
 
+/** A multi-line message as one line: a line ending in ":" runs on into the next, others join with "; ". */
 function oneLine(message: string): string {
   return message
     .replace(/\x1b\[[0-9;]*m/g, '')
     .split('\n')
-    .map((l) => l.trim())
+    .map((l) => l.trim().replace(/\s{2,}/g, ' '))
     .filter(Boolean)
-    .join('; ')
+    .reduce((line, next) => (line === '' ? next : line.endsWith(':') ? `${line} ${next}` : `${line}; ${next}`), '')
+}
+
+/** oclif's "Missing 1 required arg:" and its list, as tfactl words it: which argument, what it is. */
+function missingArgs(error: Error): string | null {
+  const args = (error as {args?: {name?: string; description?: string}[]}).args
+  if (!Array.isArray(args) || !/^Missing \d+ required arg/.test(error.message)) return null
+  const named = args.map((a) => (a.description ? `${a.name} (${a.description})` : a.name)).join(', ')
+  return `missing ${args.length === 1 ? 'argument' : 'arguments'}: ${named}; see --help`
 }
 
 /**
@@ -36,7 +45,7 @@ export function describeError(thrown: Error) {
   const known = error instanceof TfaError
   const oclifExit = (error as {oclif?: {exit?: number}}).oclif?.exit
   const exit = known ? error.exit : (oclifExit ?? (isSystemError(error) ? EXIT.store : 1))
-  const message = oneLine(error.message || String(error))
+  const message = missingArgs(error) ?? oneLine(error.message || String(error))
   const code = known ? error.code : exit === EXIT.usage ? 'usage' : 'error'
   return {exit, message, json: {error: {message, code, exit}}, text: `${errorPrefix()} ${message}\n`}
 }

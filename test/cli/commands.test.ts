@@ -101,6 +101,7 @@ describe('twofactor:disable', () => {
 
 describe('STIG mode', () => {
   it('turns SSH 2FA on and refuses to turn 2FA or SSH 2FA off (exit 4), changing nothing', async () => {
+    await renew(store, 'root') // STIG mode needs an administrator with a secret
     expect(await enable(store, '--stig')).toMatchObject({enabled: true, stig: true, ssh: true})
     const before = store.bytes()
     expectJsonError(await store.run(['twofactor:disable', '--json']), 4)
@@ -117,6 +118,7 @@ describe('STIG mode', () => {
   })
 
   it('--no-stig leaves STIG mode and keeps SSH 2FA on; then disable works', async () => {
+    await renew(store, 'root') // STIG mode needs an administrator with a secret
     await enable(store, '--stig')
     expect(await enable(store, '--no-stig')).toMatchObject({enabled: true, stig: false, ssh: true, changed: true})
     const off = await store.run(['twofactor:disable', '--json'])

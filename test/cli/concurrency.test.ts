@@ -1,4 +1,4 @@
-// A5: processes that write one store at the same time lose nothing (the store is locked and
+// Processes that write one store at the same time lose nothing (the store is locked and
 // replaced atomically), and the store stays private.
 import {statSync} from 'node:fs'
 import {dirname} from 'node:path'

@@ -1,4 +1,4 @@
-// A6: a corrupt or foreign store stops every command with exit 3 and is never rewritten.
+// A corrupt or foreign store stops every command with exit 3 and is never rewritten.
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {tempStore} from '../helpers/cli.js'
 import {errorLines, expectJsonError, hasStack, type TempStore, writeStore} from './support.js'

@@ -58,6 +58,21 @@ describe('generated command reference and man pages', () => {
     }
   })
 
+  it('tfactl(1) documents every environment variable the code reads', () => {
+    const sources = execFileSync('grep', ['-rhoE', String.raw`process\.env\.[A-Z_]+|env\.[A-Z][A-Z_]+`, join(ROOT, 'src')], {encoding: 'utf8'})
+    const read = new Set(
+      sources
+        .split('\n')
+        .filter(Boolean)
+        .map((m) => m.slice(m.lastIndexOf('.') + 1)),
+    )
+    read.delete('HOME') // the login directory: nothing tfactl-specific
+    expect(read.size).toBeGreaterThan(5)
+    const page = readFileSync(join(ROOT, 'man', 'tfactl.1'), 'utf8').replaceAll('\\-', '-')
+    const environment = page.slice(page.indexOf('.SH ENVIRONMENT'), page.indexOf('.SH FILES'))
+    expect([...read].filter((name) => !environment.includes(name))).toEqual([])
+  })
+
   it('each topic page opens with a NAME line whatis can index, and tfactl(1) names every command', () => {
     const main = execFileSync('man', ['-l', join(ROOT, 'man', 'tfactl.1')], {encoding: 'utf8', env: {...process.env, MANWIDTH: '200'}})
     // every command but the hidden ones (the completion plugin's internals), which gen-docs leaves out as --help does

@@ -8,7 +8,7 @@ import {cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync} 
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {pathToFileURL} from 'node:url'
-import {describe, expect, it} from 'vitest'
+import {beforeAll, describe, expect, it} from 'vitest'
 import {oathtool, ROOT} from '../helpers/cli.js'
 import {runWatched, type WatchedRun} from '../helpers/crash-writer.js'
 import {check, enable, expectDecision, expectJsonError, renew, type TempStore, writeStore, seededCopy, trackedStores} from './support.js'
@@ -111,124 +111,154 @@ interface UserTrace {
   failures: number
 }
 
-describe('concurrent processes', () => {
-  it('lose no update when 8 processes make 25 mixed renew/unset/login:check mutations each, and readers never see a partial file', async () => {
-    const store = newStore()
-    await enable(store)
-    const wrongCode = (right: string) => String((Number(right) + 500_000) % 1_000_000).padStart(6, '0')
+/** What the storm left: each user's expected final state, and what the readers saw. */
+interface Storm {
+  store: TempStore
+  traces: Record<string, UserTrace>
+  fileReads: number
+  cliReads: number
+}
 
-    let storming = true
-    // A reader in this process, as fast as it can: the file at the store path is always complete JSON.
-    let fileReads = 0
-    const fileReader = (async () => {
-      while (storming) {
-        let text: string | undefined
-        try {
-          text = readFileSync(store.path, 'utf8')
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-        }
-        if (text !== undefined) {
-          expect(() => JSON.parse(text!), `a reader saw a partial store: ${JSON.stringify(text!.slice(-80))}`).not.toThrow()
-          expect(JSON.parse(text).version).toBeTypeOf('number')
-          fileReads++
-        }
-        await sleep(2)
-      }
-    })()
-    // Readers through the CLI (which decrypt every secret) never fail either; a few, spread
-    // over the storm, so that they do not slow the writers down much.
-    let cliReads = 0
-    const cliReader = (async () => {
-      while (storming && cliReads < 12) {
-        const r = await store.run(['twofactor:status', '--json'], {timeoutMs: 120_000})
-        expect(r.code, `a concurrent reader failed: ${r.stdout} ${r.stderr}`).toBe(0)
-        expect(r.json.users.configured).toBeTypeOf('number')
-        cliReads++
-        await sleep(1000)
-      }
-    })()
+/**
+ * 8 processes make 25 mixed renew/unset/login:check mutations each on one store, while a reader
+ * in this process reads the file as fast as it can and CLI readers run twofactor:status. Every
+ * answer is checked as it comes; the final state is checked by the tests below.
+ */
+async function storm(): Promise<Storm> {
+  const store = newStore()
+  await enable(store)
+  const wrongCode = (right: string) => String((Number(right) + 500_000) % 1_000_000).padStart(6, '0')
 
-    const worker = async (p: number): Promise<Record<string, UserTrace>> => {
-      const traces: Record<string, UserTrace> = {}
-      const names = (['a', 'b', 'c'] as const).map((s) => `p${p}-${s}`)
-      for (const name of names) traces[name] = {secret: null, lastLogin: null, failures: 0}
-      const position = {a: 0, b: 0, c: 0}
-      for (let s = 0; s < 25; s++) {
-        const suffix = (['a', 'b', 'c'] as const)[s % 3]
-        const user = `p${p}-${suffix}`
-        const step = SEQUENCES[suffix][position[suffix]++]
-        const t = traces[user]
-        const where = `process ${p} step ${s} (${step} ${user})`
-        if (step === 'renew') {
-          const r = await store.run(['user:secret:renew', user, '--qr', 'none', '--json'], {timeoutMs: 120_000})
-          expect(r.code, `${where}: ${r.stderr}`).toBe(0)
-          Object.assign(t, {secret: r.json.users[0].secret, lastLogin: null, failures: 0})
-        } else if (step === 'unset') {
-          const r = await store.run(['user:secret:unset', user, '--yes', '--json'], {timeoutMs: 120_000})
-          expect(r.code, `${where}: ${r.stderr}`).toBe(0)
-          expect(r.json, where).toMatchObject({user, changed: true})
-          Object.assign(t, {secret: null, lastLogin: null, failures: 0})
+  let storming = true
+  // A reader in this process, as fast as it can: the file at the store path is always complete JSON.
+  let fileReads = 0
+  const fileReader = (async () => {
+    while (storming) {
+      let text: string | undefined
+      try {
+        text = readFileSync(store.path, 'utf8')
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+      }
+      if (text !== undefined) {
+        expect(() => JSON.parse(text!), `a reader saw a partial store: ${JSON.stringify(text!.slice(-80))}`).not.toThrow()
+        expect(JSON.parse(text).version).toBeTypeOf('number')
+        fileReads++
+      }
+      await sleep(2)
+    }
+  })()
+  // Readers through the CLI (which decrypt every secret) never fail either; a few, spread
+  // over the storm, so that they do not slow the writers down much.
+  let cliReads = 0
+  const cliReader = (async () => {
+    while (storming && cliReads < 12) {
+      const r = await store.run(['twofactor:status', '--json'], {timeoutMs: 120_000})
+      expect(r.code, `a concurrent reader failed: ${r.stdout} ${r.stderr}`).toBe(0)
+      expect(r.json.users.configured).toBeTypeOf('number')
+      cliReads++
+      await sleep(1000)
+    }
+  })()
+
+  const worker = async (p: number): Promise<Record<string, UserTrace>> => {
+    const traces: Record<string, UserTrace> = {}
+    const names = (['a', 'b', 'c'] as const).map((s) => `p${p}-${s}`)
+    for (const name of names) traces[name] = {secret: null, lastLogin: null, failures: 0}
+    const position = {a: 0, b: 0, c: 0}
+    for (let s = 0; s < 25; s++) {
+      const suffix = (['a', 'b', 'c'] as const)[s % 3]
+      const user = `p${p}-${suffix}`
+      const step = SEQUENCES[suffix][position[suffix]++]
+      const t = traces[user]
+      const where = `process ${p} step ${s} (${step} ${user})`
+      if (step === 'renew') {
+        const r = await store.run(['user:secret:renew', user, '--qr', 'none', '--json'], {timeoutMs: 120_000})
+        expect(r.code, `${where}: ${r.stderr}`).toBe(0)
+        Object.assign(t, {secret: r.json.users[0].secret, lastLogin: null, failures: 0})
+      } else if (step === 'unset') {
+        const r = await store.run(['user:secret:unset', user, '--yes', '--json'], {timeoutMs: 120_000})
+        expect(r.code, `${where}: ${r.stderr}`).toBe(0)
+        expect(r.json, where).toMatchObject({user, changed: true})
+        Object.assign(t, {secret: null, lastLogin: null, failures: 0})
+      } else {
+        const right = await oathtool(t.secret!)
+        const started = Date.now()
+        const r = await check(store, user, {code: step === 'check' ? right : wrongCode(right)}, {timeoutMs: 120_000})
+        if (step === 'check') {
+          expect(r.json, `${where}: ${r.stdout} ${r.stderr}`).toMatchObject({allowed: true, reason: 'code_accepted'})
+          expect(r.code).toBe(0)
+          Object.assign(t, {lastLogin: [started, Date.now()], failures: 0})
         } else {
-          const right = await oathtool(t.secret!)
-          const started = Date.now()
-          const r = await check(store, user, {code: step === 'check' ? right : wrongCode(right)}, {timeoutMs: 120_000})
-          if (step === 'check') {
-            expect(r.json, `${where}: ${r.stdout} ${r.stderr}`).toMatchObject({allowed: true, reason: 'code_accepted'})
-            expect(r.code).toBe(0)
-            Object.assign(t, {lastLogin: [started, Date.now()], failures: 0})
-          } else {
-            expect(r.json, `${where}: ${r.stdout} ${r.stderr}`).toMatchObject({allowed: false, reason: 'code_invalid'})
-            expect(r.code).toBe(1)
-            t.failures++
-          }
+          expect(r.json, `${where}: ${r.stdout} ${r.stderr}`).toMatchObject({allowed: false, reason: 'code_invalid'})
+          expect(r.code).toBe(1)
+          t.failures++
         }
       }
-      return traces
     }
+    return traces
+  }
 
-    let traces: Record<string, UserTrace>
-    try {
-      const results = await Promise.all(Array.from({length: PROCESSES}, (_, p) => worker(p)))
-      traces = Object.assign({}, ...results)
-    } finally {
-      storming = false
-      await Promise.all([fileReader, cliReader])
-    }
-    expect(fileReads).toBeGreaterThan(0)
-    expect(cliReads).toBeGreaterThan(0)
+  try {
+    const results = await Promise.all(Array.from({length: PROCESSES}, (_, p) => worker(p)))
+    return {store, traces: Object.assign({}, ...results), fileReads, cliReads}
+  } finally {
+    storming = false
+    await Promise.all([fileReader, cliReader])
+  }
+}
 
-    // Every expected final state is there, and nothing else.
-    const list = await store.run(['user:list', '--json'])
-    expect(list.code, list.stderr).toBe(0)
-    const expectedUsers = Object.keys(traces)
-      .filter((u) => traces[u].secret)
+describe('8 processes making 25 mixed renew/unset/login:check mutations each on one store', () => {
+  let result: Storm
+  beforeAll(async () => {
+    result = await storm()
+  }, 600_000)
+  const enrolled = () =>
+    Object.keys(result.traces)
+      .filter((u) => result.traces[u].secret)
       .sort()
-    expect(expectedUsers).toHaveLength(2 * PROCESSES)
-    expect(list.json.users.map((u: any) => u.user).sort()).toEqual(expectedUsers)
+
+  it('let readers of the file and of the CLI see a whole store every time', () => {
+    expect(result.fileReads).toBeGreaterThan(0)
+    expect(result.cliReads).toBeGreaterThan(0)
+  })
+
+  it('lose no update: every expected user is there, and nothing else, with its last login time', async () => {
+    const list = await result.store.run(['user:list', '--json'])
+    expect(list.code, list.stderr).toBe(0)
+    expect(enrolled()).toHaveLength(2 * PROCESSES)
+    expect(list.json.users.map((u: any) => u.user).sort()).toEqual(enrolled())
     for (const u of list.json.users) {
-      const t = traces[u.user]
+      const t = result.traces[u.user]
       expect(u.configured, u.user).toBe(true)
       expect(t.lastLogin, u.user).not.toBeNull()
       const at = Date.parse(u.lastUsedAt)
       expect(at, `${u.user}: lastUsedAt ${u.lastUsedAt} is not the time of its last accepted login`).toBeGreaterThanOrEqual(t.lastLogin![0] - 1000)
       expect(at, `${u.user}: lastUsedAt ${u.lastUsedAt}`).toBeLessThanOrEqual(t.lastLogin![1] + 1000)
     }
-    // The stored secret of each user is the one its last renewal printed; failures were all counted.
-    const {Store} = await dist('store/file/store.js')
-    const doc = await new Store(store.path).read()
-    for (const user of expectedUsers) {
-      expect(doc.users.get(user).secret, user).toBe(traces[user].secret)
-      expect(doc.users.get(user).failures, user).toBe(traces[user].failures)
-    }
+  })
 
-    // The file parses and is private; the audit log holds every one of the 200 mutations.
+  it("keep each user's secret from its last renewal and count every failure", async () => {
+    const {Store} = await dist('store/file/store.js')
+    const doc = await new Store(result.store.path).read()
+    for (const user of enrolled()) {
+      expect(doc.users.get(user).secret, user).toBe(result.traces[user].secret)
+      expect(doc.users.get(user).failures, user).toBe(result.traces[user].failures)
+    }
+  })
+
+  it('leave a valid, private store and no temp file', async () => {
+    const {store} = result
     expect(() => JSON.parse(readFileSync(store.path, 'utf8'))).not.toThrow()
     expect(mode(store.path)).toBe(0o600)
     expect(mode(dirname(store.path))).toBe(0o700)
     expect(mode(`${store.path}.bak`)).toBe(0o600)
     expect(leftoverTemps(store)).toEqual([])
-    const audit = readFileSync(`${store.path}.audit.log`, 'utf8')
+    await expectStoreCheckPasses(store)
+  })
+
+  it('record every one of the 200 mutations in the audit log', () => {
+    const audit = readFileSync(`${result.store.path}.audit.log`, 'utf8')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l))
@@ -242,8 +272,7 @@ describe('concurrent processes', () => {
     expect(counted('user:secret:renew')).toBe(planned('renew'))
     expect(counted('user:secret:unset')).toBe(planned('unset'))
     expect(counted('login:check')).toBe(planned('check') + planned('wrong'))
-    await expectStoreCheckPasses(store)
-  }, 600_000)
+  })
 })
 
 // --- 2. crash safety ---------------------------------------------------------------------------
@@ -685,7 +714,7 @@ describe.concurrent('a store that cannot be parsed or validated', () => {
     })
 
     // login:check takes a hot path (Store.login in src/store/file/store.ts): it validates the store's
-    // head and the one user's line only (README, "A login … reads the header and that user's
+    // head and the one user's line only (docs/files.md, "A login … reads the header and that user's
     // line only"), so it gets its own tests.
     if (label.includes('(bob')) {
       // Damage outside alice's line is not seen by alice's login (by design, see above); the

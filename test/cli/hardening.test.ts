@@ -1,4 +1,4 @@
-// Issue 14 (hardening): a hostile local user (the throwaway system user tfactl-mallory, via
+// Hardening: a hostile local user (the throwaway system user tfactl-mallory-<pid>, via
 // runuser) and an unlucky admin (odd paths, shared directories, a full disk). Each block is one
 // class of problem; every test here failed before the fix.
 import {execFileSync, spawn} from 'node:child_process'
@@ -20,7 +20,7 @@ import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 import {oathtool, ROOT, type Run, tfactl} from '../helpers/cli.js'
-import {mallory, tfactlAsMallory} from '../helpers/mallory.js'
+import {MALLORY, mallory, tfactlAsMallory} from '../helpers/mallory.js'
 import {check, enable, expectDecision, expectJsonError, hasStack, renew, trackedStores, type TempStore} from './support.js'
 
 const newStore = trackedStores()
@@ -74,7 +74,7 @@ describe('--qr-dir: QR images are new private files in a directory nobody else c
     const victim = join(scratchDir(), 'victim')
     chmodSync(dirname(victim), 0o777)
     // The attacker's traps: a file of theirs to read the PNG, a link to make root write elsewhere.
-    execFileSync('runuser', ['-u', 'tfactl-mallory', '--', 'sh', '-c', `umask 0; : > ${shared}/alice.png; ln -s ${victim} ${shared}/alice.svg`])
+    execFileSync('runuser', ['-u', MALLORY, '--', 'sh', '-c', `umask 0; : > ${shared}/alice.png; ln -s ${victim} ${shared}/alice.svg`])
     const r = await store.run(['user:secret:renew', 'alice', '--qr', 'none', '--qr-dir', shared, '--json'])
     expect(expectJsonError(r, 2)).toMatch(/writable by group or others/)
     expect(readFileSync(join(shared, 'alice.png'))).toHaveLength(0)
@@ -458,7 +458,7 @@ describe('the audit trail: whole lines, every user, safe to print', () => {
   })
 })
 
-describe('contract gaps', () => {
+describe('plain answers every caller can rely on: one-line refusals, no secret in errors, what was changed', () => {
   it("a non-root user on root's store gets exit 4 and one plain line from every command", async () => {
     mallory()
     const store = newStore()
@@ -529,7 +529,7 @@ describe('self-service: a wrong proof is a counted failure and nothing else is w
   })
 })
 
-describe('review findings', () => {
+describe('doctor and help describe pam_oath and the settings as they are', () => {
   it("doctor takes a pam_oath line without window= as pam_oath's default (5)", async () => {
     const store = newStore()
     await enable(store, '--ssh', '--window', '5')

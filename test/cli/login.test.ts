@@ -1,4 +1,4 @@
-// A4: every rule of login:check, through the real CLI: exit code (0 allowed, 1 denied) and
+// Every rule of login:check, through the real CLI: exit code (0 allowed, 1 denied) and
 // the JSON decision. One row per rule, in the order the documentation lists them.
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {oathtool, tempStore} from '../helpers/cli.js'
@@ -48,6 +48,7 @@ describe('login:check rules', () => {
   })
 
   it('denies a web UI login without a secret in STIG mode (stig_requires_2fa)', async () => {
+    await renew(store, 'root') // STIG mode needs an administrator with a secret
     await enable(store, '--stig')
     const r = await check(store, 'alice')
     expectDecision(r, false, 'stig_requires_2fa', false)
@@ -134,6 +135,7 @@ describe('login:check rules', () => {
     expect(await prompts(), '2FA off').toEqual([false, false])
     await enable(store, '--ssh')
     expect(await prompts(), '2FA on').toEqual([true, false])
+    await renew(store, 'root') // STIG mode needs an administrator with a secret
     await enable(store, '--stig')
     expect(await prompts(), 'STIG').toEqual([false, false])
     await enable(store, '--no-stig')

@@ -1,4 +1,4 @@
-// The fleet store (issue 12): a real PostgreSQL server, started by the tests. One contract suite
+// The fleet store: a real PostgreSQL server, started by the tests. One contract suite
 // runs against both backends; then "two hosts" (two CLI processes, each with its own copy of the
 // key file, one database) check that replay state, failures, recovery and bypass codes are shared.
 import {chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
@@ -8,6 +8,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {hashCodes} from '../../src/core/codes.js'
+import {SCHEMA_VERSION} from '../../src/store/postgres/schema.js'
 import {PgStore} from '../../src/store/postgres/store.js'
 import {oathtool, type RunOptions, tempStore, tfactl} from '../helpers/cli.js'
 import {type PgServer, startPostgres} from '../helpers/postgres.js'
@@ -267,7 +268,7 @@ describe('two hosts sharing one database', () => {
     const runs = await Promise.all(Array.from({length: 6}, () => host(url, join(keys, 'a', 'tfactl.key')).run(['user:list', '--json'])))
     for (const r of runs) expect(r.code, r.stderr).toBe(0)
     const checked = await host(url, join(keys, 'a', 'tfactl.key')).run(['store:check', '--json'])
-    expect(checked.json).toMatchObject({schema: 1, users: 0})
+    expect(checked.json).toMatchObject({schema: SCHEMA_VERSION, users: 0})
   })
 })
 
@@ -325,7 +326,7 @@ describe('database store: configuration and refusals', () => {
       expectDecision(await check(file, 'alice', {code: wrongCode(code)}), false, 'code_invalid')
       const m = await a.run(['store:migrate', '--from', file.path, '--json'])
       expect(m.code, m.stderr).toBe(0)
-      expect(m.json).toEqual({from: file.path, users: 2, changed: true})
+      expect(m.json).toEqual({from: file.path, users: 2, settingsReplaced: false, changed: true})
       expectDecision(await check(a, 'alice', {code}), false, 'code_replayed')
     })
     const b = hostB()
@@ -340,9 +341,26 @@ describe('database store: configuration and refusals', () => {
     expectDecision(await check(a, 'alice', {code: '000000'}), false, 'code_invalid')
     expectDecision(await check(a, 'alice', {code: codes[1]}), false, 'locked_out')
     expect(statSync(`${file.path}.key`).isFile()).toBe(true) // the file store and its key are only read
-    expectJsonError(await a.run(['store:migrate', '--from', file.path, '--json']), 2)
+    expect(expectJsonError(await a.run(['store:migrate', '--from', file.path, '--json']), 2)).toMatch(/already has 2 user\(s\).*new database/)
     expect(readFileSync(file.path, 'utf8')).toContain('"alice"')
     file.cleanup()
+  })
+
+  it("migrates into a database where twofactor:enable ran first: its settings give way to the file store's, with a warning", async () => {
+    const file = tempStore()
+    try {
+      await enable(file, '--window', '2', '--issuer', 'from-file')
+      await renew(file, 'alice')
+      const {a} = await fleet()
+      await enable(a, '--window', '0') // the set-up guide's order: the database first, then the migration
+      const m = await a.run(['store:migrate', '--from', file.path])
+      expect(m.code, m.stderr).toBe(0)
+      expect(m.stderr).toMatch(/warning: the settings postgresql:\/\/.* had were replaced by .*store\.json's/)
+      const status = (await a.run(['twofactor:status', '--json'])).json
+      expect(status).toMatchObject({enabled: true, window: 2, issuer: 'from-file', users: {total: 1, configured: 1}})
+    } finally {
+      file.cleanup()
+    }
   })
 
   it('fails closed while the server is down (exit 3 within 10 s), and works again when it is back', async () => {
@@ -356,6 +374,15 @@ describe('database store: configuration and refusals', () => {
       expect(Date.now() - started).toBeLessThan(10_000)
       expect(expectJsonError(r, 3)).toMatch(/postgresql:\/\/.*unreachable/)
       expect(expectJsonError(await a.run(['user:list', '--json']), 3)).toMatch(/unreachable/)
+      // one line naming the store, for a login and for an audited change alike
+      for (const args of [
+        ['login:check', 'alice', '--code', '123456'],
+        ['user:unlock', 'alice'],
+      ]) {
+        const plain = await a.run(args)
+        expect(plain.code).toBe(3)
+        expect(plain.stderr.trim().split('\n'), args[0]).toEqual([expect.stringMatching(/^tfactl: postgresql:\/\/.*database unreachable/)])
+      }
     } finally {
       pg.start()
     }

@@ -1,4 +1,4 @@
-// A7: invalid usage or input exits 2, changes nothing (an existing store keeps its bytes, a
+// Invalid usage or input exits 2, changes nothing (an existing store keeps its bytes, a
 // missing one stays missing), and is reported on one line: one JSON document under --json.
 import {existsSync} from 'node:fs'
 import {dirname} from 'node:path'

@@ -1,7 +1,7 @@
 import {execFile, spawn} from 'node:child_process'
-import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {readFileSync, rmSync} from 'node:fs'
 import {join, resolve} from 'node:path'
+import {tempDir} from './cleanup.js'
 
 export const ROOT = resolve(import.meta.dirname, '..', '..')
 export const BIN = join(ROOT, 'bin', 'run.js')
@@ -38,9 +38,9 @@ export function tfactl(args: string[], opts: RunOptions = {}): Promise<Run> {
   })
 }
 
-/** A private temporary directory with a store path in it; `cleanup()` removes it. */
+/** A private temporary directory with a store path in it; `cleanup()` removes it (else the end of the test file). */
 export function tempStore() {
-  const dir = mkdtempSync(join(tmpdir(), 'tfactl-test-'))
+  const dir = tempDir('tfactl-test-')
   const path = join(dir, 'state', 'store.json')
   return {
     dir,

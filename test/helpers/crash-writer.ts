@@ -7,11 +7,11 @@
 //   scheduler put to sleep at an unlucky moment).
 // The preload only observes and kills; it never changes what the CLI does.
 import {spawn} from 'node:child_process'
-import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {existsSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {BIN} from './cli.js'
+import {tempDir} from './cleanup.js'
 
 const PRELOAD = String.raw`
 import {createRequire, syncBuiltinESMExports} from 'node:module'
@@ -77,10 +77,9 @@ let preloadPath: string | undefined
 /** The preload module, written once per test process. */
 function preload(): string {
   if (!preloadPath) {
-    const dir = mkdtempSync(join(tmpdir(), 'tfactl-preload-'))
-    preloadPath = join(dir, 'watch.mjs')
+    // removed at the end of the test file (a worker may end without an 'exit' event)
+    preloadPath = join(tempDir('tfactl-preload-'), 'watch.mjs')
     writeFileSync(preloadPath, PRELOAD)
-    process.once('exit', () => rmSync(dir, {recursive: true, force: true}))
   }
   return preloadPath
 }
@@ -130,7 +129,7 @@ export interface WatchedProcess {
 
 /** Starts `bin/run.js args` under the preload; see WatchOptions. */
 export function watched(args: string[], opts: WatchOptions): WatchedProcess {
-  const work = mkdtempSync(join(tmpdir(), 'tfactl-watch-'))
+  const work = tempDir('tfactl-watch-')
   const log = join(work, 'ops.log')
   const go = join(work, 'go')
   const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', ...opts.env, TFACTL_WATCH_DIR: opts.dir, TFACTL_WATCH_LOG: log}

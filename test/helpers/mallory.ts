@@ -1,9 +1,11 @@
-// An unprivileged local attacker for tests that run as root: the system user `tfactl-mallory`,
-// created once (idempotent, and safe when several test files create it at the same time).
+// An unprivileged local attacker for tests that run as root: a system user named for this test
+// run (tfactl-mallory-<pid>, test/global-setup.ts, which removes it when the run ends), created on
+// first use (idempotent, and safe when several test files create it at the same time).
 import {execFile, execFileSync} from 'node:child_process'
+import {inject} from 'vitest'
 import {BIN, jsonOf, type Run} from './cli.js'
 
-export const MALLORY = 'tfactl-mallory'
+export const MALLORY = inject('mallory')
 
 const lookup = (): {uid: number; gid: number} | undefined => {
   try {

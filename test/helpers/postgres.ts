@@ -2,10 +2,10 @@
 // the `postgres` user, pg_ctl on a free loopback port with its socket in that directory; stop()
 // shuts it down and removes everything. Tests run as root, so the server runs as `postgres`.
 import {execFile, execFileSync} from 'node:child_process'
-import {appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {appendFileSync, chownSync, existsSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {connect, createServer, type Server, type Socket} from 'node:net'
-import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {tempDir} from './cleanup.js'
 
 /** The newest installed server's programs (Debian: /usr/lib/postgresql/VERSION/bin). */
 export const PG_BIN =
@@ -54,9 +54,9 @@ const pgInfo = () => {
 const asPostgres = (cmd: string, args: string[], opts: {cwd?: string} = {}): string =>
   execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd ?? '/', timeout: 60_000})
 
-/** A new directory for a server's files, owned by `postgres`. */
+/** A new directory for a server's files, owned by `postgres` (removed at the end of the test file at the latest). */
 function serverDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'tfactl-pg-'))
+  const dir = tempDir('tfactl-pg-')
   const {uid, gid} = pgInfo()
   chownSync(dir, uid, gid)
   return dir

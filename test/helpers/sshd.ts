@@ -10,6 +10,7 @@ import {chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, 
 import {createConnection, createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {tempDir} from './cleanup.js'
 import {Client, type AuthenticationType, type ConnectConfig} from 'ssh2'
 
 export const SSHD_BIN = '/usr/sbin/sshd'
@@ -216,7 +217,7 @@ export async function startSshd(opts: SshdOptions): Promise<SshdHandle> {
   if (reason) throw new Error(`cannot run sshd: ${reason}`)
 
   const ownDir = opts.workDir === undefined
-  const dir = opts.workDir ?? mkdtempSync(join(tmpdir(), 'tfactl-sshd-'))
+  const dir = opts.workDir ?? tempDir('tfactl-sshd-')
   mkdirSync(dir, {recursive: true, mode: 0o700})
 
   try {

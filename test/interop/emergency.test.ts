@@ -257,6 +257,7 @@ describe.skipIf(reason !== null)('emergency: 2FA off whatever state the files ar
   })
 
   it('STIG on: disable and --force refuse (exit 4); --force --no-stig leaves STIG mode, then turns 2FA off', async () => {
+    await ok('user:secret:renew', 'root', '--qr', 'none') // STIG mode needs an administrator with a secret
     await ok('twofactor:enable', '--stig')
     expect((await json('twofactor:disable')).code).toBe(4)
     const refused = await json('twofactor:disable', '--force')

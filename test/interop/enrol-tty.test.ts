@@ -1,4 +1,4 @@
-// Acceptance 5: enrolment confirmation. On a real terminal (tmux), user:secret:renew shows the
+// Enrolment confirmation. On a real terminal (tmux), user:secret:renew shows the
 // new key and asks for the app's first code before replacing the old secret; without a
 // terminal, --pending + user:secret:confirm does the same in two steps. oathtool plays the app.
 import {execFileSync} from 'node:child_process'

@@ -1,4 +1,4 @@
-// Interop (A2): codes from oathtool, the reference TOTP client, pass login:check for secrets
+// Interop: codes from oathtool, the reference TOTP client, pass login:check for secrets
 // that user:secret:renew created; wrong and replayed codes do not.
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {oathtool, tempStore} from '../helpers/cli.js'

@@ -1,4 +1,4 @@
-// Interop (A3): the QR code the CLI prints, as a phone camera sees it on a dark and on a
+// Interop: the QR code the CLI prints, as a phone camera sees it on a dark and on a
 // light terminal, decodes with zbar to exactly the URI printed beside it.
 import {hostname} from 'node:os'
 import {join} from 'node:path'

@@ -1,4 +1,4 @@
-// Issue 11 acceptance: a one-user change does the work of one user. Nothing here is timed: the
+// A one-user change does the work of one user. Nothing here is timed: the
 // test counts the secrets the store opens and seals (secretWork) and compares files byte for
 // byte, at two sizes, so that work growing with the number of users fails it.
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'

@@ -31,16 +31,20 @@ describe('resolveStore', () => {
   const url = 'postgresql://tfactl@db1/tfactl'
   it('takes the flag, then the environment, then the config file', () => {
     const TFACTL_CONFIG = config(JSON.stringify({store: url, keyFile: '/srv/k.key'}))
-    expect(resolveStore({}, {TFACTL_CONFIG}, 1000)).toEqual({spec: url, keyFile: '/srv/k.key'})
+    expect(resolveStore({}, {TFACTL_CONFIG}, 1000)).toEqual({spec: url, keyFile: '/srv/k.key', ignored: []})
     expect(resolveStore({}, {TFACTL_CONFIG, TFACTL_STORE: 'postgres://x@y/z'}, 1000).spec).toBe('postgres://x@y/z')
-    expect(resolveStore({store: '/tmp/s.json'}, {TFACTL_CONFIG, TFACTL_STORE: 'postgres://x@y/z'}, 1000)).toEqual({spec: '/tmp/s.json', keyFile: '/srv/k.key'})
+    expect(resolveStore({store: '/tmp/s.json'}, {TFACTL_CONFIG, TFACTL_STORE: 'postgres://x@y/z'}, 1000)).toEqual({
+      spec: '/tmp/s.json',
+      keyFile: '/srv/k.key',
+      ignored: [],
+    })
     expect(resolveStore({keyFile: '/a.key'}, {TFACTL_CONFIG, TFACTL_KEY_FILE: '/b.key'}, 1000).keyFile).toBe('/a.key')
     expect(resolveStore({}, {TFACTL_CONFIG, TFACTL_KEY_FILE: '/b.key'}, 1000).keyFile).toBe('/b.key')
   })
 
   it("defaults a database store's key to /etc/tfactl/tfactl.key, a file store keeps its own", () => {
-    expect(resolveStore({store: url}, {}, 1000)).toEqual({spec: url, keyFile: DEFAULT_KEY_FILE})
-    expect(resolveStore({store: 'rel/store.json'}, {}, 1000)).toEqual({spec: join(process.cwd(), 'rel/store.json'), keyFile: undefined})
+    expect(resolveStore({store: url}, {}, 1000)).toEqual({spec: url, keyFile: DEFAULT_KEY_FILE, ignored: []})
+    expect(resolveStore({store: 'rel/store.json'}, {}, 1000)).toEqual({spec: join(process.cwd(), 'rel/store.json'), keyFile: undefined, ignored: []})
   })
 
   it('refuses a bad config file with exit 2 naming it', () => {
@@ -64,6 +68,10 @@ describe('PostgreSQL URLs', () => {
     expect(redactUrl('postgresql://u:s3cret@h:5432/db')).toBe('postgresql://u:***@h:5432/db')
     expect(redactUrl('postgresql://h/db?user=u&password=s3cret&sslmode=require')).toBe('postgresql://h/db?user=u&password=***&sslmode=require')
     expect(redactUrl('postgresql://u@h/db')).toBe('postgresql://u@h/db')
+    // a password with characters that were not percent-encoded: the user information ends at the last @
+    expect(redactUrl('postgresql://u:s3cr/et@h/db')).toBe('postgresql://u:***@h/db')
+    expect(redactUrl('postgresql://u:p@ss@h/db')).toBe('postgresql://u:***@h/db')
+    expect(redactUrl('postgresql://u:a?b#c@h/db')).toBe('postgresql://u:***@h/db')
   })
 
   it('reads libpq-style URLs: socket host, port, sslmode', () => {

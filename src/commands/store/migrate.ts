@@ -13,9 +13,10 @@ export default class Migrate extends BaseCommand<typeof Migrate> {
 
 Everything moves: settings, users, secrets (re-sealed under the destination's key), replay
 state, failure counts, lockouts, recovery codes, pending secrets. The source (a file store and
-its key beside it, or a database) is only read. The destination must be empty: no users and
-default settings, else exit 2 and nothing is written. A pam_oath users file setting is dropped
-for a database store (SSH codes then go through tfactl radius:serve).`
+its key beside it, or a database) is only read. The destination must have no users yet, else
+exit 2 and nothing is written; settings it already has (a twofactor:enable run first) are
+replaced by the source's, with a warning. A pam_oath users file setting is dropped for a database
+store (SSH codes then go through tfactl radius:serve).`
   static override examples = ['sudo <%= config.bin %> store:migrate --from /var/lib/tfactl/store.json --store postgresql://tfactl@db.example.net/tfactl --json']
   static override flags = {
     from: Flags.string({description: 'the store to copy: a file (its key beside it) or a PostgreSQL URL', required: true}),
@@ -38,21 +39,27 @@ for a database store (SSH codes then go through tfactl radius:serve).`
       await sourceStore.close()
     }
     let dropped: string | null = null
+    let settingsReplaced = false
     const users = await this.store.update((doc) => {
-      if (doc.users.size > 0 || !sameSettings(doc.settings, DEFAULT_SETTINGS))
+      // Users are what must not be mixed; settings alone (the set-up guide's twofactor:enable
+      // before the migration) give way to the source's, which are the ones in use.
+      if (doc.users.size > 0)
         throw usageError(
-          `${this.store.description} is not empty (${doc.users.size} users${sameSettings(doc.settings, DEFAULT_SETTINGS) ? '' : ', settings changed'}): store:migrate only fills an empty store`,
+          `${this.store.description} already has ${doc.users.size} user(s): store:migrate only fills a store without users (point --store at a new database)`,
         )
-      doc.settings = {...source.settings}
-      if (doc.settings.oathFile && !this.store.localOathFile) {
-        dropped = doc.settings.oathFile
-        doc.settings.oathFile = null
+      const settings = {...source.settings}
+      if (settings.oathFile && !this.store.localOathFile) {
+        dropped = settings.oathFile
+        settings.oathFile = null
       }
+      settingsReplaced = !sameSettings(doc.settings, DEFAULT_SETTINGS) && !sameSettings(doc.settings, settings)
+      doc.settings = settings
       for (const [name, record] of source.users) doc.users.set(name, record)
       return source.users.size
     })
     this.say(`${from} → ${this.store.description}: ${users} user(s) copied, with settings, replay state, lockouts and recovery codes`)
+    if (settingsReplaced) this.warning(`the settings ${this.store.description} had were replaced by ${from}'s (check them with tfactl twofactor:status)`)
     if (dropped) this.warning(`${dropped} (pam_oath users file) is not used with a database store: serve SSH codes with tfactl radius:serve`)
-    return {from, users, changed: true}
+    return {from, users, settingsReplaced, changed: true}
   }
 }

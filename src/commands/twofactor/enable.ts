@@ -3,9 +3,9 @@ import {BaseCommand} from '../../base-command.js'
 import {checkOathPath} from '../../core/oath.js'
 import {usageError} from '../../core/errors.js'
 import {RADIUS_INSTEAD} from '../ssh/sync.js'
-import {enableSettings, sameSettings} from '../../core/settings.js'
+import {enableSettings, sameSettings, stigMissing} from '../../core/settings.js'
 import {checkIssuer} from '../../core/validate.js'
-import {clockSynced} from '../../os/clock.js'
+import {ADMIN_GROUPS, clockSynced, hostAdmins} from '../../os/clock.js'
 import {publicSettings, settingsLines} from '../../ui/output.js'
 
 export default class Enable extends BaseCommand<typeof Enable> {
@@ -45,9 +45,13 @@ export default class Enable extends BaseCommand<typeof Enable> {
       failDelay: f['fail-delay'],
       oathFile: f['oath-file'] === undefined ? undefined : checkOathPath(f['oath-file']),
     }
+    const admins = f.stig ? hostAdmins() : []
     const {settings, changed} = await this.store.update((doc) => {
       const before = doc.settings
-      doc.settings = enableSettings(before, change)
+      const next = enableSettings(before, change)
+      const missing = next.stig && !before.stig ? stigMissing(doc, admins, ADMIN_GROUPS) : undefined
+      if (missing) throw usageError(`--stig: STIG mode would shut every administrator out; it needs ${missing}`)
+      doc.settings = next
       return {settings: doc.settings, changed: !sameSettings(before, doc.settings)}
     })
     if (clockSynced() !== true) this.warning('the system clock is not known to be NTP-synchronised; codes depend on the time (check timedatectl)')

@@ -182,7 +182,9 @@ export class FileBackend implements StoreBackend {
       }
     }
     if (problems.length > 0) for (const p of problems) add('finding', p)
-    else add('ok', present.includes('store') ? `${path} and its key are private (0600)` : `${path} does not exist yet (defaults apply)`)
+    else if (!present.includes('store')) add('ok', `${path} does not exist yet (defaults apply)`)
+    else if (present.includes('key')) add('ok', `${path} and its key are private (0600)`)
+    else add('ok', `${path} is private (0600); it has no key file${doc.users.size === 0 ? ` (the first secret creates ${files.key})` : ''}`)
     return doc
   }
 

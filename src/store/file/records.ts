@@ -1,8 +1,7 @@
 import {isEmptyRecord, type Settings, type UserRecord} from '../../core/model.js'
-import {storeError} from '../../core/errors.js'
 import type {KeyRing} from '../keys.js'
 import {encryptSecret} from '../secrets.js'
-import {type HotState, type Opened, sealRecord} from '../sealed.js'
+import {type HotState, KeyMissing, type Opened, sealRecord} from '../sealed.js'
 import {joinStore, type LineIndex} from './codec.js'
 
 /** What decoding one user's line gave, to tell later whether the record changed. */
@@ -218,10 +217,7 @@ export class StoredUsers extends Map<string, UserRecord> {
     const fileKey = fileKeyId === null ? undefined : keys.byId(fileKeyId)
     let current: {id: string; key: Buffer} | undefined
     const key = () => {
-      if (!current && this.rawCount > 0 && fileKeyId !== null && !fileKey)
-        throw storeError(
-          `${this.where}: keyId: the key file ${keys.path ?? '(<store>.key)'} is missing or is not the key (id ${fileKeyId}) that sealed these secrets`,
-        )
+      if (!current && this.rawCount > 0 && fileKeyId !== null && !fileKey) throw new KeyMissing(this.where, keys.path, fileKeyId)
       return (current ??= keys.current())
     }
     // New writes use another key (a rotation): every secret is sealed again.

@@ -9,7 +9,7 @@ import {KeyFiles, type KeyRing} from '../keys.js'
 import {readUsersFile} from '../oathfile/file.js'
 import {refuseTakeover, type SyncReport, syncUsersFile} from '../oathfile/sync.js'
 import {describeOpeners, openers, procName} from '../../os/procs.js'
-import {decodeStore, Reader} from '../sealed.js'
+import {decodeStore, KeyMissing, Reader} from '../sealed.js'
 import {encodeStore, newEpoch} from './codec.js'
 import {headerSettings, NO_KEYS, parseDocument as parse, withSettings} from './header.js'
 import {readJournal, resetJournal} from './journal.js'
@@ -49,7 +49,7 @@ export function moveAside(path: string): string {
 function withBackupNote(error: unknown, store: Store): unknown {
   const backup = store.files.backup
   try {
-    if (error instanceof TfaError && error.exit === EXIT.store && checkPrivateFile(backup))
+    if (error instanceof TfaError && !(error instanceof KeyMissing) && error.exit === EXIT.store && checkPrivateFile(backup))
       error.message += ` (the previous valid store is kept in ${backup}: put it back with tfactl store:restore, or get 2FA off anyway with tfactl twofactor:disable --force)`
   } catch {
     // an unusable backup: no note
@@ -355,9 +355,14 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; oath
 export async function restoreStore(store: Store, from: string): Promise<RestoreReport> {
   const {files} = store
   if (from === store.path) throw usageError(`--from ${from} is the store itself: name a backup`)
+  // --from is judged as the store is: its directories (their real path, links resolved) no
+  // other user may change, so none can swap what is opened below; the file itself is opened
+  // once, never through a link, and judged as opened (readPrivateFile).
+  checkStoreDir(dirname(from), 'the directory of --from')
+  const real = procName(from)
   return holdingStoreLock(store, FORCE_LOCK_WAIT_MS, async () => {
     removeStaleTemps(store.path)
-    const read = readForRecovery(from)
+    const read = readForRecovery(real)
     if (!read) throw storeError(`no backup at ${from}: nothing was restored (tfactl twofactor:disable --force turns 2FA off without one)`)
     const checked =
       read.text === undefined ? {valid: false as const, problem: read.problem!} : assess(read.text, from, new KeyFiles(files.key, files.legacyKey))

@@ -3,7 +3,7 @@ import {closeSync, constants, openSync, readFileSync, renameSync, rmSync, writeF
 import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
 import {type Doc, emptyDoc, isEmptyRecord, type Settings, type UserRecord} from '../../core/model.js'
-import {decodeStore, decodeUserText, type HotState, hotStateOf} from '../sealed.js'
+import {decodeStore, decodeUserText, type HotState, hotStateOf, KeyMissing} from '../sealed.js'
 import {countLines, decodeHeader, decodeOneUser, encodeStore, newEpoch, splitStore} from './codec.js'
 import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from '../../os/files.js'
 import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
@@ -25,10 +25,11 @@ export function overlay(doc: Doc, entries: Map<string, HotState>): void {
   }
 }
 
-/** An error about a bad store says where the previous valid one is, when there is one. */
+/** An error about a bad store says where the previous valid one is, when there is one (a missing key: no help there). */
 function withBackupNote(error: unknown, path: string): unknown {
   const backup = sidecars(path).backup
-  if (error instanceof TfaError && error.exit === EXIT.store && checkPrivateFile(backup)) error.message += ` (the previous valid store is kept in ${backup})`
+  if (error instanceof TfaError && !(error instanceof KeyMissing) && error.exit === EXIT.store && checkPrivateFile(backup))
+    error.message += ` (the previous valid store is kept in ${backup})`
   return error
 }
 

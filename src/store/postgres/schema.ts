@@ -17,6 +17,10 @@ export const MIGRATIONS: readonly string[] = [
      command text NOT NULL, "user" text, outcome text NOT NULL, reason text, client text);
    CREATE INDEX IF NOT EXISTS tfactl_audit_time ON tfactl_audit (time);
    CREATE INDEX IF NOT EXISTS tfactl_audit_user ON tfactl_audit ("user", time);`,
+  // the settings' and each user row's authentication by the key (src/store/postgres/mac.ts):
+  // null until a host that holds the key writes them or rotates the key
+  `ALTER TABLE tfactl_settings ADD COLUMN IF NOT EXISTS mac text;
+   ALTER TABLE tfactl_users ADD COLUMN IF NOT EXISTS mac text;`,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

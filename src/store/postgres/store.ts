@@ -12,8 +12,10 @@ import {KeyFiles} from '../keys.js'
 import {batchedAudit} from '../responder.js'
 import {decodeParts, secretTag} from '../sealed.js'
 import {encryptSecret} from '../secrets.js'
-import {poolConfig, redactUrl} from './connect.js'
+import {GuardedClient, INSECURE_AUTH} from './auth.js'
+import {poolConfig, redactUrl, transportWeakness} from './connect.js'
 import {type Endpoint, endpointName, Failover} from './hosts.js'
+import {macMatches, rowMac, rowMacMatches, settingsMac} from './mac.js'
 import {replicationFindings} from './replication.js'
 import {LOCK_UPDATE, migrate, SCHEMA_VERSION} from './schema.js'
 
@@ -23,12 +25,15 @@ type Client = pg.PoolClient
 interface Head {
   settings: string
   keyId: string | null
+  /** The settings' authentication by the key (see mac.ts); null before any key holder wrote it. */
+  mac: string | null
   schema: number
 }
 
 interface HeadRow {
   settings: string
   key_id: string | null
+  mac: string | null
   schema: number | null
 }
 
@@ -36,18 +41,20 @@ interface Row {
   name: string
   rev: string
   data: string
+  /** The row's authentication by the key (mac.ts rowMac); null when written without a key. */
+  mac: string | null
+}
+
+/** The key that authenticates what is written, with its id. */
+interface MacKey {
+  id: string
+  key: Buffer
 }
 
 /** Another writer changed a row between our read and our write: the transaction starts over. */
 class Conflict extends Error {}
 
-/** A COMMIT that no synchronous standby confirmed: perhaps kept on the primary alone, so not done. */
-class Unconfirmed extends Error {}
-
-/** A commit takes milliseconds; one that waits longer waits for a synchronous standby that is not there. */
-const COMMIT_TIMEOUT_MS = 5000
-
-const ROW = 'name, rev::text AS rev, data::text AS data'
+const ROW = 'name, rev::text AS rev, data::text AS data, mac'
 const READ_ONLY = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'
 /** Rows per batch when every user is read in turn (user:list). */
 const USER_BATCH = 2000
@@ -56,11 +63,29 @@ const WRITE_BATCH = 5000
 
 /**
  * What the database store fetched, counted so tests can tell "one user's row" from "every row"
- * without timing anything (test/unit/scale-work.test.ts).
+ * without timing anything (test/unit/scale-work-postgres.test.ts).
  */
 export const pgWork = {rowsRead: 0}
 
-const HEAD = 'SELECT settings::text AS settings, key_id, (SELECT max(version) FROM tfactl_schema) AS schema FROM tfactl_settings WHERE id = 1'
+const HEAD = 'SELECT settings::text AS settings, key_id, mac, (SELECT max(version) FROM tfactl_schema) AS schema FROM tfactl_settings WHERE id = 1'
+
+/** A login's whole time, connection included (statement timeout, a rollback: all within it). */
+export const LOGIN_BOUND_MS = 8500
+
+/** A PostgreSQL error (SQLSTATE): the server answered, so the connection is still usable. */
+const fromServer = (code: string | undefined): boolean => typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)
+
+/** Closes a connection under a query that does not answer: the query fails at once (the server rolls back). */
+const hangUp = (c: Client): void => {
+  c.on('error', () => {}) // the client reports the closed connection as an event too: the waiting query's failure says it
+  ;(c as unknown as {connection?: {stream?: {destroy(): void}}}).connection?.stream?.destroy()
+}
+
+/** A COMMIT that no synchronous standby confirmed: perhaps kept on the primary alone, so not done. */
+class Unconfirmed extends Error {}
+
+/** A commit takes milliseconds; one that waits longer waits for a synchronous standby that is not there. */
+const COMMIT_TIMEOUT_MS = 5000
 
 /** PostgreSQL error codes that mean "try again" (serialization failure, deadlock, unique violation). */
 const RETRY = new Set(['40001', '40P01', '23505'])
@@ -121,7 +146,8 @@ export class PgStore implements StoreBackend {
     if (!this.pool) {
       const config = poolConfig(this.spec, this.poolSize)
       this.failover = new Failover(config.hosts, config.attrs)
-      this.pool = this.failover.pool(client.Pool, client.Client, config)
+      // every connection refuses to give the password away without TLS (auth.ts), whichever host it reaches
+      this.pool = this.failover.pool(client.Pool, GuardedClient, config)
       this.pool.on('error', () => {}) // an idle connection dropped: the next query reports it
     }
     return this.pool
@@ -138,6 +164,7 @@ export class PgStore implements StoreBackend {
     }
     const e = error as {code?: string; message?: string}
     const message = (e.message || String(error)).split('\n')[0]
+    if (e.code === INSECURE_AUTH) return storeError(`${this.description}: ${message}`)
     if ((e.code && CONNECTION.has(e.code)) || /timeout|terminated|connect/i.test(message)) {
       this.unreachable = true
       this.failover?.reset() // the next connection walks the host list from the first
@@ -162,10 +189,18 @@ export class PgStore implements StoreBackend {
    * Runs `fn` in a transaction on one connection; the schema is created or upgraded first when
    * missing. Retries when another writer got in between (row revision changed, a deadlock).
    */
-  private async tx<T>(what: string, fn: (c: Client, begun: unknown) => Promise<T>, opts: {begin?: string | ((c: Client) => string) | null} = {}): Promise<T> {
+  private async tx<T>(
+    what: string,
+    fn: (c: Client, begun: unknown) => Promise<T>,
+    opts: {begin?: string | ((c: Client) => string) | null; boundMs?: number} = {},
+  ): Promise<T> {
+    const started = Date.now()
     const client = await this.connect()
     const transaction = opts.begin !== null // null: one statement, committed on its own
     let broken: Error | undefined
+    // The bound covers everything after the connection too: when it passes, the connection is
+    // closed under whatever query waits, which then fails at once (no second wait for a rollback).
+    const bound = opts.boundMs ? setTimeout(() => hangUp(client), Math.max(0, opts.boundMs - (Date.now() - started))) : undefined
     try {
       for (let attempt = 1; ; attempt++) {
         try {
@@ -176,9 +211,15 @@ export class PgStore implements StoreBackend {
           this.unreachable = false // answered again (a long-running process records events again)
           return result
         } catch (error) {
-          if (transaction && !(error instanceof Unconfirmed)) await client.query('ROLLBACK').catch(() => {}) // an unconfirmed COMMIT may still wait
           const code = (error as {code?: string}).code
-          if (code === '42P01' && !this.schemaChecked) {
+          // A query that timed out or a connection that dropped: no ROLLBACK, which would wait
+          // behind the stalled query as long again; the connection is dropped (the server rolls back).
+          const dead = !(error instanceof TfaError) && !(error instanceof Conflict) && !fromServer(code)
+          if (dead) broken = error as Error
+          else if (transaction && !(error instanceof Unconfirmed)) await client.query('ROLLBACK').catch(() => {}) // an unconfirmed COMMIT may still wait
+          if (dead) throw this.fail(error, what)
+          // 42P01: no such table, 42703: no such column (a schema older than this tfactl)
+          if ((code === '42P01' || code === '42703') && !this.schemaChecked) {
             try {
               await this.ensureSchema(client)
             } catch (failure) {
@@ -193,6 +234,7 @@ export class PgStore implements StoreBackend {
         }
       }
     } finally {
+      clearTimeout(bound)
       client.release(broken)
     }
   }
@@ -248,7 +290,7 @@ export class PgStore implements StoreBackend {
       throw e
     }
     this.schemaChecked = true
-    return {settings: r.rows[0].settings, keyId: r.rows[0].key_id, schema}
+    return {settings: r.rows[0].settings, keyId: r.rows[0].key_id, mac: r.rows[0].mac, schema}
   }
 
   /** A host whose key file is not the database's key may not read or write: exit 3, never a login. */
@@ -262,6 +304,36 @@ export class PgStore implements StoreBackend {
       checkPrivateFile(this.keyFile)
         ? `${this.keyFile} is not the key of ${this.description} (its secrets are sealed with key id ${keyId}): copy the key file from a host that uses this database`
         : `${this.keyFile} is missing: ${this.description} seals its secrets with key id ${keyId}; copy the key file from a host that uses this database (--key-file, TFACTL_KEY_FILE)`,
+    )
+  }
+
+  /**
+   * Settings are the fleet's only when its key authenticated them (mac.ts). A host that holds a
+   * key refuses settings its key did not authenticate — none at all (a database naming no key:
+   * anyone who can answer at the database's address can serve one), or a MAC that does not
+   * match (written by someone without the key) — with exit 3, never a login. `adopt`: a whole-
+   * store update by a key holder may take over a database that names no key yet (first set-up);
+   * it then writes the key id and the MAC. A host without any key trusts a database that names
+   * none: nothing was set up yet, and the first change of settings or secret creates the key.
+   */
+  private authenticate(head: Head, doc: Doc, rows: Row[], adopt = false): void {
+    if (head.keyId === null) {
+      if (adopt || !this.keys.held()) return
+      throw storeError(
+        `${this.description} names no key, but this host holds ${this.keyFile}: its settings are not authenticated by the key, so they are not trusted (a new database: set it up from this host with tfactl twofactor:enable)`,
+      )
+    }
+    const key = this.keys.byId(head.keyId)! // checkKey found it
+    const row = rows.find((r) => !rowMacMatches(key, head.keyId!, r.name, r.data, r.mac))
+    if (macMatches(key, head.keyId, doc.settings, head.mac) && !row) return
+    if (row && row.mac !== null)
+      throw storeError(
+        `${this.description}: the row of user ${JSON.stringify(row.name)} was not written with the key ${this.keyFile} (changed by someone without it); refused: restore the row from a backup, or delete it (psql: DELETE FROM tfactl_users WHERE name = …) and enrol the user again`,
+      )
+    throw storeError(
+      head.mac === null || row
+        ? `${this.description}: its settings and users are not authenticated by the key (written by an older tfactl, or by someone without the key): check them with psql (SELECT settings FROM tfactl_settings), then run tfactl store:rotate-key on a host that holds the key`
+        : `${this.description}: its settings were not written with the key ${this.keyFile} (changed by someone without it); refused: restore the row from a backup, or accept the settings as they are with tfactl store:rotate-key on a host that holds the key`,
     )
   }
 
@@ -286,28 +358,31 @@ export class PgStore implements StoreBackend {
     return r.rows
   }
 
-  private async readAll(c: Client): Promise<{head: Head; rows: Row[]; doc: Doc}> {
+  private async readAll(c: Client, adopt = false): Promise<{head: Head; rows: Row[]; doc: Doc}> {
     const head = await this.head(c)
     this.checkKey(head.keyId)
     const rows = await this.rows(c)
-    return {head, rows, doc: this.decode(head, rows)}
+    const doc = this.decode(head, rows)
+    this.authenticate(head, doc, rows, adopt)
+    return {head, rows, doc}
   }
 
   async read(): Promise<Doc> {
     return this.tx('reading', async (c) => (await this.readAll(c)).doc, {begin: READ_ONLY})
   }
 
-  /** The settings row alone (user:secret:renew reads them before it asks for a code). */
+  /** The settings row alone, authenticated (user:secret:renew reads them before it asks for a code). */
   async settings(): Promise<Settings> {
-    return this.tx(
-      'reading the settings',
-      async (c) => {
-        const head = await this.head(c)
-        this.checkKey(head.keyId)
-        return this.decode(head, []).settings
-      },
-      {begin: READ_ONLY},
-    )
+    return this.tx('reading the settings', async (c) => (await this.headOnly(c)).doc.settings, {begin: READ_ONLY})
+  }
+
+  /** The settings row as a document without users, its key and authentication checked. */
+  private async headOnly(c: Client): Promise<{head: Head; doc: Doc}> {
+    const head = await this.head(c)
+    this.checkKey(head.keyId)
+    const doc = this.decode(head, [])
+    this.authenticate(head, doc, [])
+    return {head, doc}
   }
 
   /** Settings and counts: the database counts the rows, none is fetched or opened (twofactor:status). */
@@ -315,13 +390,12 @@ export class PgStore implements StoreBackend {
     return this.tx(
       'reading the summary',
       async (c) => {
-        const head = await this.head(c)
-        this.checkKey(head.keyId)
+        const {doc} = await this.headOnly(c)
         // the categories of summaryOf(): every row is a user; configured ones have a secret
         const r = await c.query<{total: string; configured: string}>(
           "SELECT count(*)::text AS total, count(*) FILTER (WHERE data->>'secret' IS NOT NULL)::text AS configured FROM tfactl_users",
         )
-        return {settings: this.decode(head, []).settings, total: Number(r.rows[0].total), configured: Number(r.rows[0].configured)}
+        return {settings: doc.settings, total: Number(r.rows[0].total), configured: Number(r.rows[0].configured)}
       },
       {begin: READ_ONLY},
     )
@@ -329,18 +403,22 @@ export class PgStore implements StoreBackend {
 
   /**
    * Every user in name order, USER_BATCH rows at a time from one snapshot: a batch is decoded
-   * (validated, opened) and handed to `fn`, then dropped, so memory does not grow with the store.
+   * (validated, opened, authenticated) and handed to `fn`, then dropped, so memory does not grow
+   * with the store.
    */
   async eachUser(fn: (batch: Array<[string, UserRecord]>) => void): Promise<void> {
     return this.tx(
       'reading the users',
       async (c) => {
-        const head = await this.head(c)
-        this.checkKey(head.keyId)
+        const {head} = await this.headOnly(c)
         for (let after = ''; ; ) {
           const r = await c.query<Row>(`SELECT ${ROW} FROM tfactl_users WHERE name > $1 ORDER BY name LIMIT ${USER_BATCH}`, [after])
           pgWork.rowsRead += r.rows.length
-          if (r.rows.length > 0) fn([...this.decode(head, r.rows).users])
+          if (r.rows.length > 0) {
+            const doc = this.decode(head, r.rows)
+            this.authenticate(head, doc, r.rows)
+            fn([...doc.users])
+          }
           if (r.rows.length < USER_BATCH) return
           after = r.rows.at(-1)!.name
         }
@@ -353,7 +431,11 @@ export class PgStore implements StoreBackend {
     return this.change(undefined, fn)
   }
 
-  /** A change of one user: that user's row alone is read (and locked), and written when it changed. */
+  /**
+   * A change of one user: that user's row alone is read (and locked), and written when it
+   * changed. A database that names no key yet takes the whole-store path (its first keyed write
+   * authenticates every row).
+   */
   async updateUser<T>(user: string, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
     return this.change(user, fn)
   }
@@ -364,27 +446,33 @@ export class PgStore implements StoreBackend {
       await c.query(LOCK_UPDATE) // one writer of settings and records at a time, on every host
       const head = await this.head(c)
       this.checkKey(head.keyId)
-      const rows = await this.rows(c, user)
+      const rows = await this.rows(c, head.keyId === null ? undefined : user)
       const doc = this.decode(head, rows)
+      this.authenticate(head, doc, rows, true)
       this.keys.settle(head.keyId) // finishes or drops a key rotation a crash interrupted
       const before = snapshot(doc)
       const settings = JSON.stringify(doc.settings)
       const result = await fn(doc)
       if (doc.settings.oathFile)
         throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
-      if (user !== undefined) for (const name of doc.users.keys()) if (name !== user) throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
+      if (user !== undefined)
+        for (const name of new Set([...before.keys(), ...doc.users.keys()]))
+          if (name !== user && before.get(name) !== (doc.users.has(name) ? JSON.stringify(doc.users.get(name)) : undefined))
+            throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
+      const changed = JSON.stringify(doc.settings) !== settings
       let keyId = head.keyId
-      if (JSON.stringify(doc.settings) !== settings)
-        await c.query('UPDATE tfactl_settings SET settings = $1::jsonb WHERE id = 1', [JSON.stringify(doc.settings)])
-      await this.write(c, rows, before, doc, async () => {
-        if (keyId === null) {
-          // the first secret: the key file is created (0600) now, and the database names it
-          ensureDir(dirname(this.keyFile))
-          keyId = this.keys.current().id
-          await c.query('UPDATE tfactl_settings SET key_id = $1 WHERE id = 1', [keyId])
-        }
-        return this.keys.byId(keyId)!
-      })
+      if (keyId === null && (changed || this.keys.held() || !sameSnapshot(before, snapshot(doc)))) {
+        // the first write of settings or users: the key file is created (0600) now (or the one
+        // this host holds is used), and the database names it
+        ensureDir(dirname(this.keyFile))
+        keyId = this.keys.current().id
+      }
+      const key = keyId === null ? undefined : {id: keyId, key: this.keys.byId(keyId)!}
+      await this.write(c, rows, before, doc, key, key !== undefined && head.keyId === null) // adopted: every row authenticated
+      if (key && (changed || key.id !== head.keyId)) {
+        const mac = settingsMac(key.key, key.id, doc.settings)
+        await c.query('UPDATE tfactl_settings SET settings = $1::jsonb, key_id = $2, mac = $3 WHERE id = 1', [JSON.stringify(doc.settings), key.id, mac])
+      }
       return result
     })
   }
@@ -394,12 +482,11 @@ export class PgStore implements StoreBackend {
    * deleted, each only if its revision is still the one read (else Conflict: start over).
    * Unchanged secrets keep their sealed form; new ones are sealed with `sealKey()`.
    */
-  private async write(c: Client, rows: Row[], before: Map<string, string>, doc: Doc, sealKey: () => Promise<Buffer>, reseal = false): Promise<void> {
+  private async write(c: Client, rows: Row[], before: Map<string, string>, doc: Doc, macKey: MacKey | undefined, reseal = false): Promise<void> {
     const byName = new Map(rows.map((r) => [r.name, r]))
-    const ins: [string[], string[]] = [[], []]
-    const upd: [string[], string[], string[]] = [[], [], []]
+    const ins: [string[], string[], (string | null)[]] = [[], [], []]
+    const upd: [string[], string[], string[], (string | null)[]] = [[], [], [], []]
     const del: [string[], string[]] = [[], []]
-    let key: Buffer | undefined
     for (const [name, record] of doc.users) {
       const json = JSON.stringify(record)
       if (!reseal && before.get(name) === json) continue
@@ -409,8 +496,7 @@ export class PgStore implements StoreBackend {
       const seal = async (tag: string, secret: string | null, was: string | null | undefined, sealed: string | null | undefined): Promise<string | null> => {
         if (secret === null) return null
         if (secret === was && sealed) return sealed
-        key ??= await sealKey()
-        return encryptSecret(key, tag, secret)
+        return encryptSecret(macKey?.key ?? this.noKey(), tag, secret)
       }
       const data = JSON.stringify({
         ...record,
@@ -420,13 +506,16 @@ export class PgStore implements StoreBackend {
           secret: await seal(secretTag(name, true), record.pending.secret, old?.pending?.secret, oldSealed?.pending?.secret),
         },
       })
+      const mac = macKey ? rowMac(macKey.key, macKey.id, name, data) : null
       if (row) {
         upd[0].push(name)
         upd[1].push(row.rev)
         upd[2].push(data)
+        upd[3].push(mac)
       } else {
         ins[0].push(name)
         ins[1].push(data)
+        ins[2].push(mac)
       }
     }
     for (const name of before.keys()) {
@@ -434,7 +523,7 @@ export class PgStore implements StoreBackend {
       del[0].push(name)
       del[1].push(byName.get(name)!.rev)
     }
-    const guarded = async (sql: string, columns: string[][]) => {
+    const guarded = async (sql: string, columns: (string | null)[][]) => {
       // WRITE_BATCH rows per statement: each stays well inside the statement timeout (100 000 users at once did not)
       for (let from = 0; from < columns[0].length; from += WRITE_BATCH) {
         const r = await c.query(
@@ -446,11 +535,11 @@ export class PgStore implements StoreBackend {
     }
     await guarded('DELETE FROM tfactl_users u USING unnest($1::text[], $2::bigint[]) v(name, rev) WHERE u.name = v.name AND u.rev = v.rev', del)
     await guarded(
-      'UPDATE tfactl_users u SET data = v.data::jsonb, rev = u.rev + 1 FROM unnest($1::text[], $2::bigint[], $3::text[]) v(name, rev, data) WHERE u.name = v.name AND u.rev = v.rev',
+      'UPDATE tfactl_users u SET data = v.data::jsonb, mac = v.mac, rev = u.rev + 1 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) v(name, rev, data, mac) WHERE u.name = v.name AND u.rev = v.rev',
       upd,
     )
     await guarded(
-      'INSERT INTO tfactl_users (name, data) SELECT name, data::jsonb FROM unnest($1::text[], $2::text[]) v(name, data) ON CONFLICT (name) DO NOTHING',
+      'INSERT INTO tfactl_users (name, data, mac) SELECT name, data::jsonb, mac FROM unnest($1::text[], $2::text[], $3::text[]) v(name, data, mac) ON CONFLICT (name) DO NOTHING',
       ins,
     )
   }
@@ -469,12 +558,13 @@ export class PgStore implements StoreBackend {
         const head = this.parseHead(headResult)
         this.checkKey(head.keyId)
         const doc = this.decode(head, r.rows)
+        this.authenticate(head, doc, r.rows)
         const before = snapshot(doc)
         const result = fn(doc)
-        await this.write(c, r.rows, before, doc, async () => this.keys.byId(head.keyId ?? '') ?? this.noKey())
+        await this.write(c, r.rows, before, doc, head.keyId === null ? undefined : {id: head.keyId, key: this.keys.byId(head.keyId)!})
         return result
       },
-      {begin},
+      {begin, boundMs: LOGIN_BOUND_MS},
     )
   }
 
@@ -496,8 +586,10 @@ export class PgStore implements StoreBackend {
         this.keys.prepareNext() // the new key on disk beside the old one before any row names it
         const next = this.keys.current()
         newId = next.id
-        await this.write(c, r.rows, snapshot(doc), doc, async () => next.key, true) // every row re-sealed with the new key
-        await c.query('UPDATE tfactl_settings SET key_id = $1 WHERE id = 1', [next.id])
+        await this.write(c, r.rows, snapshot(doc), doc, next, true) // every row re-sealed and authenticated with the new key
+        // the settings as they are, authenticated with the new key: the one command that
+        // (re-)authenticates a database's settings (a database written before they were)
+        await c.query('UPDATE tfactl_settings SET key_id = $1, mac = $2 WHERE id = 1', [next.id, settingsMac(next.key, next.id, doc.settings)])
         return [...doc.users].filter(([, u]) => u.secret || u.pending).map(([name]) => name)
       })
       this.keys.settle(newId) // committed: the new key becomes the key file
@@ -509,7 +601,9 @@ export class PgStore implements StoreBackend {
   }
 
   async recordEvent(command: string, user: string | null | string[], outcome: Outcome): Promise<string | undefined> {
-    if (this.unreachable) return `audit event not recorded: ${this.description} is unreachable`
+    // The command already failed with the one line naming the unreachable database (exit 3);
+    // a second line saying its event went unrecorded for the same reason only adds noise.
+    if (this.unreachable) return undefined
     const users = Array.isArray(user) ? (user.length > 0 ? user : [null]) : [user]
     try {
       // one statement: one row per user the command acted on (a bulk command names every user)
@@ -589,7 +683,10 @@ export class PgStore implements StoreBackend {
 
   async doctor(): Promise<{findings: StoreFinding[]; doc?: Doc}> {
     const findings: StoreFinding[] = []
-    const add = (check: string, status: StoreFinding['status'], message: string) => findings.push({check, status, message})
+    const add = (check: string, status: StoreFinding['status'], message: string, fix?: string) =>
+      findings.push(fix ? {check, status, message, fix} : {check, status, message})
+    const weak = transportWeakness(this.spec)
+    add('database connection', weak ? 'finding' : 'ok', weak ?? "the Unix socket, or TLS with the server's certificate and name verified")
     let info: {version: string; skewMs: number; schema: number; keyId: string | null; doc: Doc; reached?: Endpoint; ha: Omit<StoreFinding, 'fix'>[]}
     try {
       info = await this.tx('the doctor checks', async (c) => {
@@ -613,7 +710,14 @@ export class PgStore implements StoreBackend {
           add('key', 'finding', (error as Error).message)
           return {...base, doc: undefined as unknown as Doc}
         }
-        return {...base, doc: this.decode(head, users.rows)}
+        const doc = this.decode(head, users.rows)
+        try {
+          this.authenticate(head, doc, users.rows)
+        } catch (error) {
+          add('settings', 'finding', (error as Error).message, head.keyId === null ? 'tfactl twofactor:enable' : 'tfactl store:rotate-key')
+          return {...base, doc: undefined as unknown as Doc}
+        }
+        return {...base, doc}
       })
     } catch (error) {
       add('database', 'finding', (error as Error).message)
@@ -661,6 +765,8 @@ export class PgStore implements StoreBackend {
     await pool?.end().catch(() => {})
   }
 }
+
+const sameSnapshot = (a: Map<string, string>, b: Map<string, string>): boolean => a.size === b.size && [...a].every(([k, v]) => b.get(k) === v)
 
 /** Each user's record as JSON, to tell afterwards which ones changed. */
 function snapshot(doc: Doc): Map<string, string> {
