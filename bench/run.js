@@ -20,7 +20,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 15)
 const ONLY = process.env.BENCH_ONLY
 const PG_BIN = process.env.TFACTL_PG_BIN ?? '/usr/lib/postgresql/15/bin'
 const WARMUP = 2
-// BENCH_CASES=regex picks file-store cases by name
+// BENCH_CASES=regex picks cases by name (the PostgreSQL ones too)
 const SELECT = process.env.BENCH_CASES ? new RegExp(process.env.BENCH_CASES) : undefined
 const work = mkdtempSync(join(tmpdir(), 'tfactl-bench-'))
 const env = {...process.env, NO_COLOR: '1'}
@@ -53,18 +53,27 @@ function must(r, what) {
   return r
 }
 
-/** Runs `argsFor(i)` RUNS times after WARMUP; `check` validates each run's outcome. */
+/**
+ * Runs `argsFor(i)` RUNS times after WARMUP; `check` validates each run's outcome. Each run is
+ * paired with a run of `node -e 0` just before it: the case's ratio is against those (`base`), so
+ * that on a busy machine the two see the same load.
+ */
 function bench(name, argsFor, {check = (r) => must(r, name), setup, cmd} = {}) {
   const times = []
+  const base = []
   for (let i = 0; i < WARMUP + RUNS; i++) {
     setup?.(i)
+    const b = run(['-e', '0'])
     const r = run(argsFor(i), {cmd})
     check(r)
-    if (i >= WARMUP) times.push(r.ms)
+    if (i >= WARMUP) {
+      times.push(r.ms)
+      base.push(b.ms)
+    }
   }
   setup?.(WARMUP + RUNS)
   // (no probe can be preloaded into the standalone executable)
-  return {name, median: median(times), rss: cmd ? NaN : peakRss(argsFor(WARMUP + RUNS))}
+  return {name, median: median(times), base: median(base), rss: cmd ? NaN : peakRss(argsFor(WARMUP + RUNS))}
 }
 
 /** Like bench() for several cases at once, taking one run of each in turn. */
@@ -162,17 +171,18 @@ try {
   else console.log(`(PostgreSQL cases skipped: needs root and PostgreSQL in ${PG_BIN})\n`)
   const rows = [baseline, ...results]
   const pad = (s, n) => String(s).padEnd(n)
-  console.log(`${pad('case', 44)} ${pad('median', 10)} ${pad('ratio', 7)} peak RSS`)
+  // the ratio is to the `node -e 0` runs made alongside the case's own (see bench())
+  console.log(`${pad('case', 44)} ${pad('median', 10)} ${pad('ratio', 7)} ${pad('peak RSS', 9)} node -e 0 alongside`)
   for (const r of rows)
     console.log(
-      `${pad(r.name, 44)} ${pad(`${r.median.toFixed(0)} ms`, 10)} ${pad(`${(r.median / baseline.median).toFixed(2)}×`, 7)} ${Number.isNaN(r.rss) ? '–' : `${r.rss.toFixed(0)} MB`}`,
+      `${pad(r.name, 44)} ${pad(`${r.median.toFixed(0)} ms`, 10)} ${pad(`${(r.median / (r.base ?? baseline.median)).toFixed(2)}×`, 7)} ${pad(Number.isNaN(r.rss) ? '–' : `${r.rss.toFixed(0)} MB`, 9)} ${(r.base ?? baseline.median).toFixed(0)} ms`,
     )
 } finally {
   pg?.stop()
   rmSync(work, {recursive: true, force: true})
 }
 
-/** The PostgreSQL store (same host, TCP on loopback): the login fast path and bulk enrolment. */
+/** The PostgreSQL store (same host, TCP on loopback): the login fast path, bulk enrolment, and a 100 000-user database. */
 function pgCases() {
   const url = pg.database()
   const keyFile = join(work, 'pg-key', 'tfactl.key')
@@ -184,34 +194,109 @@ function pgCases() {
   const r = must(run([BIN, 'user:secret:renew', '--users-file', list, '--qr', 'none', '--json'], {extraEnv}), 'pg enrol')
   const secrets = new Map(JSON.parse(r.stdout).users.map((u) => [u.user, u.secret]))
   const withDb = (args) => [...args, '--store', url, '--key-file', keyFile]
-  const check = bench('login:check, PostgreSQL (valid code)', (i) => withDb([BIN, 'login:check', users[i], '--code', codeFor(secrets.get(users[i]))]))
   const bulkList = join(work, 'pg-bulk.txt')
   writeFileSync(bulkList, Array.from({length: 10_000}, (_, i) => `bulk${i}`).join('\n'))
   let bulkUrl
-  const bulk = bench(
-    'bulk enrolment, 10 000 users, PostgreSQL',
-    () => [
-      BIN,
-      'user:secret:renew',
-      '--users-file',
-      bulkList,
-      '--qr',
-      'none',
-      '--json',
-      '--store',
-      bulkUrl,
-      '--key-file',
-      join(work, 'pg-bulk-key', 'tfactl.key'),
+  const cases = [
+    [
+      'login:check, PostgreSQL (valid code)',
+      () => bench('login:check, PostgreSQL (valid code)', (i) => withDb([BIN, 'login:check', users[i], '--code', codeFor(secrets.get(users[i]))])),
     ],
-    {
-      setup: () => {
-        rmSync(join(work, 'pg-bulk-key'), {recursive: true, force: true})
-        bulkUrl = pg.database()
-      },
-    },
-  )
+    [
+      'bulk enrolment, 10 000 users, PostgreSQL',
+      () =>
+        bench(
+          'bulk enrolment, 10 000 users, PostgreSQL',
+          () => [
+            BIN,
+            'user:secret:renew',
+            '--users-file',
+            bulkList,
+            '--qr',
+            'none',
+            '--json',
+            '--store',
+            bulkUrl,
+            '--key-file',
+            join(work, 'pg-bulk-key', 'tfactl.key'),
+          ],
+          {
+            setup: () => {
+              rmSync(join(work, 'pg-bulk-key'), {recursive: true, force: true})
+              bulkUrl = pg.database()
+            },
+          },
+        ),
+    ],
+  ]
+  // the 100 000-user database is enrolled only when one of its cases is picked
+  let big
+  const bigDb = () => {
+    if (big) return big
+    const bigUrl = pg.database()
+    const bigKey = join(work, 'pg-big-key', 'tfactl.key')
+    const bigEnv = {TFACTL_STORE: bigUrl, TFACTL_KEY_FILE: bigKey}
+    const bigList = join(work, 'pg-big-users.txt')
+    writeFileSync(bigList, bigNames().join('\n'))
+    must(run([BIN, 'twofactor:enable', '--fail-delay', '0'], {extraEnv: bigEnv}), 'pg 100k enable')
+    const e = must(run([BIN, 'user:secret:renew', '--users-file', bigList, '--qr', 'none', '--json'], {extraEnv: bigEnv}), 'pg 100k enrol')
+    big = {secrets: new Map(JSON.parse(e.stdout).users.map((u) => [u.user, u.secret])), store: (args) => [...args, '--store', bigUrl, '--key-file', bigKey]}
+    return big
+  }
+  cases.push(...hundredK('100k PostgreSQL', bigDb))
+  const picked = cases.filter(([name]) => !SELECT || SELECT.test(name)).map(([, run]) => run())
   pg.dropAll()
-  return [check, bulk]
+  return picked
+}
+
+function bigNames() {
+  return Array.from({length: 100_000}, (_, i) => `u${String(i).padStart(6, '0')}`)
+}
+
+/** 21 users of the 100 000, a different set per `offset`: each run of a case acts on a fresh one. */
+function spread(offset) {
+  return bigNames().filter((_, i) => i % 4999 === offset)
+}
+
+/**
+ * The one-user commands, twofactor:status and user:list on a 100 000-user store (`open()` gives
+ * its secrets and the flags that name it), each named `${label}: …`.
+ */
+function hundredK(label, open) {
+  const one = (what, offset, argsOf, opts) => {
+    const name = `${label}: ${what}`
+    return [
+      name,
+      () => {
+        const {store} = open()
+        const users = spread(offset)
+        return bench(name, (i) => store([BIN, ...argsOf(users[i % users.length]), '--json']), opts?.(users))
+      },
+    ]
+  }
+  const pending = new Map()
+  return [
+    one('renew one user', 3, (u) => ['user:secret:renew', u, '--qr', 'none']),
+    one('user:secret:unset', 4, (u) => ['user:secret:unset', u, '--yes']),
+    one('user:unlock', 5, (u) => ['user:unlock', u]),
+    one('user:bypass', 6, (u) => ['user:bypass', u]),
+    one('user:recovery:generate', 7, (u) => ['user:recovery:generate', u]),
+    one(
+      'user:secret:confirm',
+      8,
+      (u) => ['user:secret:confirm', u, '--code', codeFor(pending.get(u))],
+      (users) => ({
+        // each run confirms a pending secret made just before it (not timed)
+        setup: (i) => {
+          const user = users[i % users.length]
+          const r = must(run(open().store([BIN, 'user:secret:renew', user, '--pending', '--qr', 'none', '--json'])), 'renew --pending')
+          pending.set(user, JSON.parse(r.stdout).users[0].secret)
+        },
+      }),
+    ),
+    [`${label}: twofactor:status`, () => bench(`${label}: twofactor:status`, () => open().store([BIN, 'twofactor:status', '--json']))],
+    [`${label}: user:list --json`, () => bench(`${label}: user:list --json`, () => open().store([BIN, 'user:list', '--json']))],
+  ]
 }
 
 function fileCases() {
@@ -294,12 +379,7 @@ function fileCases() {
       '100k: login:check, no-secret user',
       () => bench('100k: login:check, no-secret user', () => [BIN, 'login:check', 'nobody', '--store', large().big.store, '--json']),
     ],
-    [
-      '100k: renew one user',
-      () =>
-        bench('100k: renew one user', (i) => [BIN, 'user:secret:renew', large().renewUsers(1)[i % 21], '--qr', 'none', '--json', '--store', large().big.store]),
-    ],
-    ['100k: twofactor:status', () => bench('100k: twofactor:status', () => [BIN, 'twofactor:status', '--json', '--store', large().big.store])],
+    ...hundredK('100k', () => ({store: (args) => [...args, '--store', large().big.store]})),
     [
       '100k SSH 2FA: login:check (valid code)',
       () =>

@@ -1,4 +1,4 @@
-import type {Doc, Settings, StatusSummary} from '../core/model.js'
+import type {Doc, Settings, StatusSummary, UserRecord} from '../core/model.js'
 import type {AuditEvent} from './audit.js'
 import type {UsersFile} from './oathfile/file.js'
 import type {SyncReport} from './oathfile/sync.js'
@@ -132,8 +132,16 @@ export interface StoreBackend {
   settings?(): Promise<Settings>
   /** Settings and user counts without decoding records (twofactor:status; optional: callers fall back to read()). */
   summary?(): Promise<StatusSummary>
+  /** Every user in name order, a batch at a time (user:list; optional: callers fall back to read()). */
+  eachUser?(fn: (batch: Array<[string, UserRecord]>) => void): Promise<void>
   /** Read-modify-write, serialised with every other writer and atomic; nothing is written when `fn` throws. */
   update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T>
+  /**
+   * update() for a change of one user: `fn` sees the settings and that user's record (absent when
+   * there is none) and may change, create or drop that record only. Its cost does not grow with
+   * the number of users.
+   */
+  updateUser<T>(user: string, fn: (doc: Doc) => T | Promise<T>): Promise<T>
   /** One user's check: `fn` sees the settings and that user's record, locked until its effect is stored. */
   login<T>(user: string, fn: (doc: Doc) => T): Promise<T>
   /** Seals every secret under a new key; `users` were re-sealed, `key` names where the new key is. */

@@ -7,11 +7,13 @@ import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {newEnrolment} from '../../src/core/enrol.js'
+import {formatOathTime} from '../../src/core/oath.js'
 import {activate} from '../../src/core/users.js'
 import {hotp, timeStep} from '../../src/core/totp.js'
 import {checkLogin} from '../../src/login/check.js'
 import {FileBackend} from '../../src/store/file/backend.js'
 import {Store} from '../../src/store/file/store.js'
+import {digestWork, usersFileDigest} from '../../src/store/oathfile/sync.js'
 import {secretWork} from '../../src/store/secrets.js'
 
 const dirs: string[] = []
@@ -47,6 +49,8 @@ async function work(fn: () => Promise<unknown>) {
 }
 
 const linesOf = (path: string) => readFileSync(path, 'utf8').split('\n')
+/** The users-file digest the store recorded (its header line). */
+const recordedDigest = (store: Store) => /"oath":"([^"]+)"/.exec(readFileSync(store.path, 'utf8').split('\n')[0])?.[1]
 const storeLines = (store: Store) => readFileSync(store.path, 'utf8').split('\n').slice(1) // after the header
 
 describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) => {
@@ -78,6 +82,29 @@ describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) =
     expect(store.oathSync?.users).toHaveLength(n)
   }, 60_000)
 
+  it("with SSH 2FA on, a one-user change works out the users file's new digest from that user's lines, not from the file", async () => {
+    const {store, oath} = await storeOf(n, true)
+    const size = readFileSync(oath).length
+    const renew = (i: number) => store.update((doc) => activate(doc, name(i), newEnrolment(30, 6, Date.now())))
+    await renew(1) // the first update after enrolment: the file's stamp is recorded
+    const bytes = digestWork.bytes
+    await renew(2)
+    await store.update((doc) => {
+      doc.users.delete(name(3)) // a line goes
+      activate(doc, 'zz-new', newEnrolment(30, 6, Date.now())) // and one comes
+    })
+    expect(digestWork.bytes - bytes).toBeLessThan(2_000) // a few lines, at any size
+    expect(recordedDigest(store)).toBe(usersFileDigest(readFileSync(oath, 'utf8')))
+    // a file written since (pam_oath records a login: a new inode) is gone over once, then patched
+    writeFileSync(`${oath}.copy`, readFileSync(oath))
+    const {renameSync} = await import('node:fs')
+    renameSync(`${oath}.copy`, oath)
+    const again = digestWork.bytes
+    expect(await work(() => renew(4))).toEqual({decrypted: 1, encrypted: 1})
+    expect(digestWork.bytes - again).toBeGreaterThanOrEqual(size)
+    expect(recordedDigest(store)).toBe(usersFileDigest(readFileSync(oath, 'utf8')))
+  }, 60_000)
+
   it('with SSH 2FA on, a login opens one secret, appends to the journal and changes one users-file line', async () => {
     const {store, oath, secrets} = await storeOf(n, true)
     const target = name(n - 1)
@@ -98,6 +125,32 @@ describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) =
     // a user without a secret needs no secret opened at all
     const none = await work(() => checkLogin(new FileBackend(store.path), {user: 'nobody', service: 'ssh', method: 'password'}))
     expect(none).toEqual({decrypted: 0, encrypted: 0})
+  }, 60_000)
+
+  it('refuses a one-user change that touches another user, and writes nothing', async () => {
+    const {store} = await storeOf(n, false)
+    const bytes = readFileSync(store.path)
+    await expect(
+      new FileBackend(store.path).updateUser(name(1), (doc) => {
+        doc.users.get(name(1))!.failures = 3
+        doc.users.get(name(2))!.failures = 3
+      }),
+    ).rejects.toThrow(/also changed u000002/)
+    expect(readFileSync(store.path).equals(bytes)).toBe(true)
+  }, 60_000)
+
+  it('lists every user a bounded batch at a time, as a full read has them (journal applied)', async () => {
+    const {store, secrets} = await storeOf(n, false)
+    const target = name(5)
+    const code = hotp(base32Decode(secrets.get(target)!)!, timeStep(Date.now(), 30), 6)
+    expect((await checkLogin(new FileBackend(store.path), {user: target, service: 'ui', method: 'password', code})).result.allowed).toBe(true) // in the journal only
+    const batches: Array<Array<[string, unknown]>> = []
+    await store.eachUser((batch) => batches.push(batch))
+    expect(Math.max(...batches.map((b) => b.length))).toBeLessThanOrEqual(2000)
+    const listed = batches.flat()
+    expect(listed.map(([u]) => u)).toEqual([...(await store.read()).users.keys()])
+    expect(new Map(listed).get(target)).toEqual((await store.read()).users.get(target))
+    expect((new Map(listed).get(target) as {lastUsedAt: string | null}).lastUsedAt).not.toBeNull()
   }, 60_000)
 
   it("twofactor:status's summary opens no secret", async () => {
@@ -126,6 +179,22 @@ describe('a users file that is not the one the store wrote', () => {
     expect(lines).toHaveLength(302)
     // and the next one-user change is back to one user's work
     expect(await work(() => store.update((doc) => activate(doc, name(8), newEnrolment(30, 6, Date.now()))))).toEqual({decrypted: 1, encrypted: 1})
+  })
+
+  it("a one-user change is not refused for the replay state pam_oath recorded for other users (a file out of step: every user's is taken in)", async () => {
+    const {store, oath, secrets} = await storeOf(50, true)
+    const now = Date.now()
+    const code = hotp(base32Decode(secrets.get(name(5))!)!, timeStep(now, 30), 6)
+    // pam_oath accepted u000005's code over SSH; and a line of another user went missing
+    const lines = readFileSync(oath, 'utf8')
+      .split('\n')
+      .filter((line) => !line.includes('\tu000042\t'))
+      .map((line) => (line.includes('\tu000005\t') ? `${line.split('\t').slice(0, 4).join('\t')}\t0\t${code}\t${formatOathTime(now)}` : line))
+    writeFileSync(oath, lines.join('\n'))
+    await new FileBackend(store.path).updateUser(name(7), (doc) => activate(doc, name(7), newEnrolment(30, 6, Date.now())))
+    const doc = await store.read()
+    expect(doc.users.get(name(5))!.lastUsedStep).toBe(timeStep(now, 30)) // taken in, so login:check refuses the code too
+    expect(readFileSync(oath, 'utf8')).toContain('\tu000042\t')
   })
 
   it('keeps a store whose lines were edited by hand from being carried over unchecked', async () => {

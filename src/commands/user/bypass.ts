@@ -27,7 +27,7 @@ locked out (it clears the lockout). Give it to the user by a trusted channel. On
     this.requireRoot('user:bypass')
     const code = oneTimeCode(3)
     const expiresAt = new Date(Date.now() + this.flags.ttl * 1000).toISOString()
-    await this.store.update((doc) => {
+    await this.store.updateUser(user, (doc) => {
       const {salt, hashes} = hashCodes([code])
       getOrCreate(doc, user).bypass = {salt, hash: hashes[0], expiresAt}
     })

@@ -36,31 +36,11 @@ With --group: the group's members (enrolled or not), then the enrolled users who
 
   async run(): Promise<ListResult> {
     const members = this.flags.group === undefined ? undefined : groupMembers(this.flags.group, nss)
-    const doc = await this.store.read()
     const now = Date.now()
-    const entry = (user: string, r: UserRecord) => ({
-      user,
-      configured: Boolean(r.secret),
-      interval: r.interval,
-      digits: r.digits,
-      lastUsedAt: r.lastUsedAt,
-      recoveryCodesLeft: r.recovery?.hashes.length ?? 0,
-      pending: Boolean(r.pending),
-      lockedOut: Boolean(r.lockedUntil && Date.parse(r.lockedUntil) > now),
-      driftSteps: r.driftSteps ?? 0,
-    })
-    let users: Array<ReturnType<typeof entry> & {inGroup?: boolean}>
-    if (members === undefined) users = [...doc.users].map(([user, r]) => entry(user, r))
-    else {
-      const inGroup = new Set(members)
-      const strays = [...doc.users].filter(([user, r]) => !inGroup.has(user) && (r.secret || r.pending))
-      users = [
-        ...members.map((user) => ({...entry(user, doc.users.get(user) ?? newUserRecord()), inGroup: true})),
-        ...strays.map(([user, r]) => ({...entry(user, r), inGroup: false})),
-      ]
-    }
-    if (users.length === 0) this.say(members === undefined ? 'no users with 2FA state' : `group ${this.flags.group} has no members and no one else is enrolled`)
-    for (const u of users) {
+    const json = this.jsonEnabled()
+    const users: Entry[] = []
+    const show = (u: Entry) => {
+      if (json) return
       const state = [
         u.configured ? `${u.digits} digits / ${u.interval} s` : 'no secret',
         u.pending && 'pending',
@@ -70,6 +50,44 @@ With --group: the group's members (enrolled or not), then the enrolled users who
       ]
       this.say(`${u.user.padEnd(20)} ${state.filter(Boolean).join(', ')}  last used: ${u.lastUsedAt ?? 'never'}  recovery codes: ${u.recoveryCodesLeft}`)
     }
+    if (members === undefined) {
+      // A batch at a time where the store can: each batch's records are dropped once listed,
+      // only these summaries are kept (for --json).
+      const take = (batch: Iterable<[string, UserRecord]>) => {
+        for (const [user, r] of batch) {
+          const u = entry(user, r, now)
+          users.push(u)
+          show(u)
+        }
+      }
+      if (this.store.eachUser) await this.store.eachUser(take)
+      else take((await this.store.read()).users)
+      if (users.length === 0) this.say('no users with 2FA state')
+      return {users}
+    }
+    const doc = await this.store.read()
+    const inGroup = new Set(members)
+    const strays = [...doc.users].filter(([user, r]) => !inGroup.has(user) && (r.secret || r.pending))
+    users.push(
+      ...members.map((user) => ({...entry(user, doc.users.get(user) ?? newUserRecord(), now), inGroup: true})),
+      ...strays.map(([user, r]) => ({...entry(user, r, now), inGroup: false})),
+    )
+    if (users.length === 0) this.say(`group ${this.flags.group} has no members and no one else is enrolled`)
+    for (const u of users) show(u)
     return {users}
   }
 }
+
+const entry = (user: string, r: UserRecord, now: number) => ({
+  user,
+  configured: Boolean(r.secret),
+  interval: r.interval,
+  digits: r.digits,
+  lastUsedAt: r.lastUsedAt,
+  recoveryCodesLeft: r.recovery?.hashes.length ?? 0,
+  pending: Boolean(r.pending),
+  lockedOut: Boolean(r.lockedUntil && Date.parse(r.lockedUntil) > now),
+  driftSteps: r.driftSteps ?? 0,
+})
+
+type Entry = ReturnType<typeof entry> & {inGroup?: boolean}

@@ -16,7 +16,7 @@ export default class Unlock extends BaseCommand<typeof Unlock> {
   async run(): Promise<UnlockResult> {
     const user = this.targetUser(this.args.username)
     this.requireRoot('user:unlock')
-    const changed = await this.store.update((doc) => {
+    const changed = await this.store.updateUser(user, (doc) => {
       const record = doc.users.get(user)
       if (!record || (record.failures === 0 && !record.lockedUntil)) return false
       record.failures = 0

@@ -1,7 +1,7 @@
 import {statSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
-import type {Doc, Settings, StatusSummary} from '../../core/model.js'
+import type {Doc, Settings, StatusSummary, UserRecord} from '../../core/model.js'
 import {type AuditEvent, auditLoss, lossMarker, readAudit, recordEvent} from '../audit.js'
 import type {Outcome, Repair, Responder, StoreBackend, StoreCheck, StoreFinding, UsersFileReader} from '../backend.js'
 import {leftovers, readUsersFile} from '../oathfile/file.js'
@@ -11,6 +11,7 @@ import {checkPrivateFile} from '../../os/files.js'
 import {openers, processState, procName} from '../../os/procs.js'
 import {emergencyFix, forceDisable, restoreStore, updateSettingsSealed} from './recovery.js'
 import {peekSettings} from './header.js'
+import {StoredUsers} from './records.js'
 import {Store} from './store.js'
 
 /** The file store (store.ts) behind the StoreBackend seam; its behaviour is the file Store's own. */
@@ -77,8 +78,27 @@ export class FileBackend implements StoreBackend {
     return this.store.summary()
   }
 
+  eachUser(fn: (batch: Array<[string, UserRecord]>) => void): Promise<void> {
+    return this.store.eachUser(fn)
+  }
+
   update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
     return this.store.update(fn)
+  }
+
+  /**
+   * The update path reads records lazily (records.ts): only the records `fn` reads are decoded.
+   * A change of another user is refused, as on every backend, and nothing is written.
+   */
+  updateUser<T>(user: string, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+    return this.store.update(async (doc) => {
+      // what was changed before `fn` (replay state a users file out of step gave every user) is not its doing
+      const already = doc.users instanceof StoredUsers ? doc.users.changedUsers() : new Set<string>()
+      const result = await fn(doc)
+      if (doc.users instanceof StoredUsers)
+        for (const name of doc.users.changedUsers()) if (name !== user && !already.has(name)) throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
+      return result
+    })
   }
 
   login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {

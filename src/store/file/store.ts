@@ -1,7 +1,8 @@
 import {Low} from 'lowdb'
+import {closeSync, constants, openSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
-import {type Doc, emptyDoc, isEmptyRecord, type Settings} from '../../core/model.js'
+import {type Doc, emptyDoc, isEmptyRecord, type Settings, type UserRecord} from '../../core/model.js'
 import {decodeStore, decodeUserText, type HotState, hotStateOf, KeyMissing} from '../sealed.js'
 import {countLines, decodeHeader, decodeOneUser, encodeStore, newEpoch, splitStore} from './codec.js'
 import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from '../../os/files.js'
@@ -115,9 +116,47 @@ class StoreFile {
   }
 }
 
+/**
+ * A small note beside the store (the users file's stamp): read and written without fsync, as it
+ * only saves work; a missing or unreadable one reads as undefined. Never follows a link.
+ */
+function sideNote(path: string): {read(): string | undefined; write(value: string): void} {
+  let known: string | undefined
+  return {
+    read() {
+      if (known !== undefined) return known
+      try {
+        const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+        try {
+          known = readFileSync(fd, 'utf8')
+        } finally {
+          closeSync(fd)
+        }
+      } catch {
+        known = undefined
+      }
+      return known
+    },
+    write(value) {
+      const temp = `${path}.tmp-${process.pid}`
+      rmSync(temp, {force: true})
+      const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+      try {
+        writeFileSync(fd, value)
+      } finally {
+        closeSync(fd)
+      }
+      renameSync(temp, path)
+      known = value
+    },
+  }
+}
+
 /** Past this size the journal is compacted; if it stays past JOURNAL_FOLD, it is folded in. */
 const JOURNAL_COMPACT = 1 << 20
 const JOURNAL_FOLD = 8 << 20
+/** Records per batch when every user is read in turn (user:list). */
+const USER_BATCH = 2000
 
 export class Store {
   readonly files: ReturnType<typeof sidecars>
@@ -158,8 +197,21 @@ export class Store {
       if (users.changed() || JSON.stringify(db.data.settings) !== settings || file.oath !== oath) await db.write()
     }
     const f = this.files
-    const own = [this.path, f.lock, f.backup, f.journal, f.key, `${f.key}.next`, f.audit, `${f.audit}.lost`, f.legacyKey, `${f.legacyKey}.next`, f.legacyAudit]
-    const tracking = {digest: oath, changedUsers: () => users.changedUsers(), onLoad: users.onLoad.bind(users)}
+    const own = [
+      this.path,
+      f.lock,
+      f.backup,
+      f.journal,
+      f.key,
+      `${f.key}.next`,
+      f.audit,
+      `${f.audit}.lost`,
+      f.oathStamp,
+      f.legacyKey,
+      `${f.legacyKey}.next`,
+      f.legacyAudit,
+    ]
+    const tracking = {digest: oath, changedUsers: () => users.changedUsers(), onLoad: users.onLoad.bind(users), stamp: sideNote(f.oathStamp)}
     const {result, report} = await syncUsersFile(db.data, async () => fn(db.data), save, own, tracking)
     this.oathSync = report
     return result
@@ -255,6 +307,39 @@ export class Store {
       if (text !== undefined && isEmptyRecord({...JSON.parse(text), ...state})) total--
     }
     return {settings: counts.header.doc.settings, total, configured: counts.secrets}
+  }
+
+  /**
+   * Every user in name order, USER_BATCH at a time, decoded (validated, opened) line by line with
+   * the journal applied; a batch's records are dropped once handed over (user:list). A store not
+   * in tfactl's layout is read whole.
+   */
+  async eachUser(fn: (batch: Array<[string, UserRecord]>) => void): Promise<void> {
+    checkStoreDir(dirname(this.path))
+    const raw = readPrivateFile(this.path)
+    if (raw === undefined) return checkNotLost(this.path) // a lost store is not a new one (exit 3)
+    try {
+      const split = splitStore(raw, this.path, this.keys)
+      if (!split) return fn([...(await this.read()).users])
+      const journal = readJournal(this.files.journal, split.header.epoch).entries
+      const {buf, names, starts, ends} = split.lines
+      let batch: Array<[string, UserRecord]> = []
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i]
+        const text = buf.toString('utf8', starts[i] + name.length + 3, ends[i]) // after `"name":`
+        const record = decodeUserText(name, text, this.path, split.header, this.keys, new Map())
+        Object.assign(record, journal.get(name))
+        if (isEmptyRecord(record)) continue // as a full read drops it
+        batch.push([name, record])
+        if (batch.length === USER_BATCH) {
+          fn(batch)
+          batch = []
+        }
+      }
+      if (batch.length > 0) fn(batch)
+    } catch (error) {
+      throw withBackupNote(error, this.path)
+    }
   }
 
   /** Appends to the journal; keeps it small by compacting it, and folding it into the store. */

@@ -34,7 +34,12 @@ export interface UsersFile {
   ino: number
   mode: number
   uid: number
+  /** Which file this is and when it last changed (device, inode, size, mtime and ctime in ns). */
+  stamp: string
 }
+
+/** `st` as UsersFile.stamp: any write, rename or replacement of the file changes it. */
+export const statStamp = (st: fs.BigIntStats): string => [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(':')
 
 /** The users file as it is now, or undefined when there is none. Never follows a symlink. */
 export function readUsersFile(path: string): UsersFile | undefined {
@@ -47,7 +52,7 @@ export function readUsersFile(path: string): UsersFile | undefined {
     throw accessError(path, error)
   }
   try {
-    const st = fs.fstatSync(fd)
+    const st = fs.fstatSync(fd, {bigint: true})
     if (!st.isFile()) throw storeError(`${path} is not a regular file`)
     const text = fs.readFileSync(fd, 'utf8')
     let entries: OathEntry[] | undefined
@@ -58,10 +63,11 @@ export function readUsersFile(path: string): UsersFile | undefined {
       get entries() {
         return (entries ??= parseUsersFile(text))
       },
-      dev: st.dev,
-      ino: st.ino,
-      mode: st.mode & 0o7777,
-      uid: st.uid,
+      dev: Number(st.dev),
+      ino: Number(st.ino),
+      mode: Number(st.mode) & 0o7777,
+      uid: Number(st.uid),
+      stamp: statStamp(st),
     }
   } finally {
     fs.closeSync(fd)

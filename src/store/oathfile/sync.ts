@@ -1,4 +1,4 @@
-import {createHash, randomBytes} from 'node:crypto'
+import {randomBytes} from 'node:crypto'
 import * as fs from 'node:fs'
 import {basename, dirname, join} from 'node:path'
 import {EXIT, storeError, TfaError} from '../../core/errors.js'
@@ -21,7 +21,7 @@ import {
   renderUsersFile,
 } from '../../core/oath.js'
 import {fsyncDir, type UnsafeDir, unsafeDir} from '../../os/files.js'
-import {isRoot, readUsersFile, TEMP_MARK, type UsersFile, warn} from './file.js'
+import {isRoot, readUsersFile, statStamp, TEMP_MARK, type UsersFile, warn} from './file.js'
 import {removeStalePamNew, UsersFileLock} from './lock.js'
 import {waitForStaleReaders} from './readers.js'
 
@@ -227,29 +227,75 @@ class Session {
 }
 
 /**
- * What the store decides in a users file: each line's type, user, password field and secret,
- * in order (pam_oath's trailing fields aside, which logins change). The store records the digest
- * of the file it wrote; while the file still has that digest, it is in step with the store and
- * an update only rewrites the lines of the users it changed (a crash between writing the store
- * and the file, or a hand edit, makes them differ: the file is then rendered whole).
+ * What the store decides in a users file: each line's type, user, password field and secret
+ * (pam_oath's trailing fields aside, which logins change), comments included. The store records
+ * the digest of the file it wrote; while the file still has that digest, it is in step with the
+ * store and an update only rewrites the lines of the users it changed (a crash between writing
+ * the store and the file, or a hand edit, makes them differ: the file is then rendered whole).
+ *
+ * The digest is a sum over lines (a count and two 32-bit sums of each line's hashes), so that a
+ * patch that replaces a few lines gets the new digest from the old one by taking those lines out
+ * and putting the new ones in, without going over the rest of the file again.
  */
 export function usersFileDigest(text: string): string {
-  // One pass over the bytes: each line cut to its first four fields, joined by tabs.
+  return digestOf(lineSum(text))
+}
+
+/** Bytes of users files gone over to work out digests: counted for tests (test/unit/scale-work.test.ts), never timed. */
+export const digestWork = {bytes: 0}
+
+/** The numbers behind a digest: lines, and the two sums of their hashes (mod 2^32). */
+interface LineSum {
+  lines: number
+  a: number
+  b: number
+}
+
+const DIGEST = 'lines1'
+const digestOf = (s: LineSum): string => `${DIGEST}:${s.lines}:${s.a.toString(16)}:${s.b.toString(16)}`
+
+function parseDigest(digest: string): LineSum | undefined {
+  const [kind, lines, a, b] = digest.split(':')
+  return kind === DIGEST && b !== undefined ? {lines: Number(lines), a: Number.parseInt(a, 16), b: Number.parseInt(b, 16)} : undefined
+}
+
+/** murmur3's finaliser: spreads a line's hash over all 32 bits before it is summed. */
+function mix(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
+  return (h ^ (h >>> 16)) >>> 0
+}
+
+/**
+ * Adds (sign 1) or takes out (sign -1) the lines of `text` to `sum`. A line counts by its first
+ * four blank-separated fields joined by tabs (one pass over the bytes, two FNV-style hashes).
+ */
+function lineSum(text: string, sum: LineSum = {lines: 0, a: 0, b: 0}, sign = 1): LineSum {
   const src = Buffer.from(text, 'utf8')
-  const out = Buffer.allocUnsafe(src.length + 1)
+  digestWork.bytes += src.length
   const blank = (c: number) => c === 0x20 || c === 0x09 || c === 0x0d
-  let o = 0
+  let {lines, a, b} = sum
   for (let i = 0; i < src.length; i++) {
+    let ha = 0x811c9dc5
+    let hb = 0x9747b28c
     while (i < src.length && blank(src[i])) i++
     for (let field = 0; field < 4 && i < src.length && src[i] !== 0x0a; field++) {
-      if (field > 0) out[o++] = 0x09
-      while (i < src.length && src[i] !== 0x0a && !blank(src[i])) out[o++] = src[i++]
+      if (field > 0) {
+        ha = Math.imul(ha ^ 0x09, 0x01000193)
+        hb = Math.imul(hb ^ 0x09, 0x5bd1e995)
+      }
+      for (; i < src.length && src[i] !== 0x0a && !blank(src[i]); i++) {
+        ha = Math.imul(ha ^ src[i], 0x01000193)
+        hb = Math.imul(hb ^ src[i], 0x5bd1e995)
+      }
       while (i < src.length && blank(src[i])) i++
     }
     while (i < src.length && src[i] !== 0x0a) i++
-    out[o++] = 0x0a
+    lines += sign
+    a = (a + sign * mix(ha)) >>> 0
+    b = (b + sign * mix(hb)) >>> 0
   }
-  return createHash('sha256').update(out.subarray(0, o)).digest('hex')
+  return {lines, a, b}
 }
 
 /** A user's line and where it is in the file's text ([start, end), without its newline). */
@@ -328,6 +374,12 @@ export interface SyncTracking {
   changedUsers(): Set<string>
   /** Runs `hook` on each record as the update first reads it. */
   onLoad(hook: (user: string, record: UserRecord) => void): void
+  /**
+   * Where the store keeps the stamp of the users file it last wrote (`digest stamp`, see
+   * UsersFile.stamp): while the file on disk still has that stamp, nothing has touched it since,
+   * and its digest need not be worked out again. Any write (a pam_oath login) changes the stamp.
+   */
+  stamp?: {read(): string | undefined; write(value: string): void}
 }
 
 /** The settings that decide who is in the file and how their lines are made. */
@@ -337,8 +389,10 @@ const fileSettings = (s: Settings): string => JSON.stringify([s.enabled, s.ssh, 
  * The users file with the lines of `changed` users made anew from the store; every other line
  * (header, comments, other users with pam_oath's replay fields) is carried over as it is, in one
  * copy of the text with those lines replaced. New users' lines go where the sorted order puts them.
+ * The new digest comes from `digest` (the file's) with the replaced lines taken out and the new
+ * ones put in.
  */
-function patchUsersFile(doc: Doc, session: Session, changed: Set<string>, now: number): string {
+function patchUsersFile(doc: Doc, session: Session, changed: Set<string>, now: number, digest: string): {text: string; digest: string} {
   const on = doc.settings.enabled && doc.settings.ssh
   const text = session.file!.text
   const edits: Array<{start: number; end: number; line: string; user: string}> = []
@@ -374,7 +428,26 @@ function patchUsersFile(doc: Doc, session: Session, changed: Set<string>, now: n
     at = e.end
   }
   out.push(text.slice(at))
-  return out.join('')
+  const patched = out.join('')
+  let sum = parseDigest(digest)
+  // a file without its last newline gets one before an appended line: counted from the text
+  if (!sum || (text !== '' && !text.endsWith('\n'))) return {text: patched, digest: usersFileDigest(patched)}
+  for (const e of edits) sum = lineSum(e.line, lineSum(text.slice(e.start, e.end), sum, -1))
+  return {text: patched, digest: digestOf(sum)}
+}
+
+/**
+ * Records the stamp of the users file the store now names (`file`, or the one just written):
+ * the next update trusts it without working out its digest while the stamp still matches.
+ * Best effort: without a stamp the next update works the digest out.
+ */
+function stampUsersFile(path: string, digest: string, file: UsersFile | undefined, stamp: NonNullable<SyncTracking['stamp']>): void {
+  try {
+    const value = `${digest} ${file?.stamp ?? statStamp(fs.lstatSync(path, {bigint: true}))}`
+    if (stamp.read() !== value) stamp.write(value)
+  } catch {
+    // no stamp: the digest is worked out next time
+  }
 }
 
 /** Writes the users file; a failure says the store was updated already. */
@@ -420,7 +493,12 @@ export async function syncUsersFile<T>(
     const imported = new Set<string>()
     if (doc.settings.oathFile) {
       session = await Session.open(doc.settings.oathFile)
-      inStep = tracking?.digest != null && session.file !== undefined && tracking.digest === usersFileDigest(session.file.text)
+      const file = session.file
+      // untouched since the store wrote it (its stamp), or still what the store wrote (its digest)
+      inStep =
+        tracking?.digest != null &&
+        file !== undefined &&
+        (tracking.stamp?.read() === `${tracking.digest} ${file.stamp}` || tracking.digest === usersFileDigest(file.text))
       const now = Date.now()
       if (inStep) {
         const open = session
@@ -454,7 +532,9 @@ export async function syncUsersFile<T>(
       return {result}
     }
     let text: string
-    if (inStep && fileSettings(doc.settings) === settingsBefore) text = patchUsersFile(doc, session, tracking!.changedUsers(), Date.now())
+    let digest: string | undefined
+    if (inStep && fileSettings(doc.settings) === settingsBefore)
+      ({text, digest} = patchUsersFile(doc, session, tracking!.changedUsers(), Date.now(), tracking!.digest!))
     else {
       // Lines are dropped or made anew from every record: first the replay state of users whose
       // records were not read yet (those read got it as they were read).
@@ -466,9 +546,11 @@ export async function syncUsersFile<T>(
       }
       text = renderUsersFile(users, session.byUser, Date.now(), doc.settings.window)
     }
-    await save(usersFileDigest(text))
+    digest ??= usersFileDigest(text)
+    await save(digest)
     const changed = needsWrite(session.file, text)
     if (changed) await writeUsersFile(path, text)
+    if (tracking?.stamp) stampUsersFile(path, digest, changed ? undefined : session.file, tracking.stamp)
     if (configured && path !== configured) {
       session.release()
       session = undefined

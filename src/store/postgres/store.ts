@@ -3,7 +3,7 @@ import {dirname} from 'node:path'
 import type pg from 'pg'
 import {pg as client} from './client.js'
 import {storeError, TfaError} from '../../core/errors.js'
-import type {Doc, UserRecord} from '../../core/model.js'
+import type {Doc, Settings, StatusSummary, UserRecord} from '../../core/model.js'
 import type {AuditEvent} from '../audit.js'
 import type {AuditRecord, OpenOptions, Outcome, Responder, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
 import {DEFAULT_KEY_FILE} from '../config.js'
@@ -53,6 +53,19 @@ interface MacKey {
 
 /** Another writer changed a row between our read and our write: the transaction starts over. */
 class Conflict extends Error {}
+
+const ROW = 'name, rev::text AS rev, data::text AS data, mac'
+const READ_ONLY = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'
+/** Rows per batch when every user is read in turn (user:list). */
+const USER_BATCH = 2000
+/** Rows per statement when many are written (a bulk enrolment). */
+const WRITE_BATCH = 5000
+
+/**
+ * What the database store fetched, counted so tests can tell "one user's row" from "every row"
+ * without timing anything (test/unit/scale-work-postgres.test.ts).
+ */
+export const pgWork = {rowsRead: 0}
 
 const HEAD = 'SELECT settings::text AS settings, key_id, mac, (SELECT max(version) FROM tfactl_schema) AS schema FROM tfactl_settings WHERE id = 1'
 
@@ -335,29 +348,117 @@ export class PgStore implements StoreBackend {
     )
   }
 
+  /** The user rows: every one (`user` undefined), or one user's (locked until the transaction ends). */
+  private async rows(c: Client, user?: string): Promise<Row[]> {
+    const r =
+      user === undefined
+        ? await c.query<Row>(`SELECT ${ROW} FROM tfactl_users ORDER BY name`)
+        : await c.query<Row>(`SELECT ${ROW} FROM tfactl_users WHERE name = $1 FOR UPDATE`, [user])
+    pgWork.rowsRead += r.rows.length
+    return r.rows
+  }
+
   private async readAll(c: Client, adopt = false): Promise<{head: Head; rows: Row[]; doc: Doc}> {
     const head = await this.head(c)
     this.checkKey(head.keyId)
-    const r = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data, mac FROM tfactl_users ORDER BY name')
-    const doc = this.decode(head, r.rows)
-    this.authenticate(head, doc, r.rows, adopt)
-    return {head, rows: r.rows, doc}
+    const rows = await this.rows(c)
+    const doc = this.decode(head, rows)
+    this.authenticate(head, doc, rows, adopt)
+    return {head, rows, doc}
   }
 
   async read(): Promise<Doc> {
-    return this.tx('reading', async (c) => (await this.readAll(c)).doc, {begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'})
+    return this.tx('reading', async (c) => (await this.readAll(c)).doc, {begin: READ_ONLY})
+  }
+
+  /** The settings row alone, authenticated (user:secret:renew reads them before it asks for a code). */
+  async settings(): Promise<Settings> {
+    return this.tx('reading the settings', async (c) => (await this.headOnly(c)).doc.settings, {begin: READ_ONLY})
+  }
+
+  /** The settings row as a document without users, its key and authentication checked. */
+  private async headOnly(c: Client): Promise<{head: Head; doc: Doc}> {
+    const head = await this.head(c)
+    this.checkKey(head.keyId)
+    const doc = this.decode(head, [])
+    this.authenticate(head, doc, [])
+    return {head, doc}
+  }
+
+  /** Settings and counts: the database counts the rows, none is fetched or opened (twofactor:status). */
+  async summary(): Promise<StatusSummary> {
+    return this.tx(
+      'reading the summary',
+      async (c) => {
+        const {doc} = await this.headOnly(c)
+        // the categories of summaryOf(): every row is a user; configured ones have a secret
+        const r = await c.query<{total: string; configured: string}>(
+          "SELECT count(*)::text AS total, count(*) FILTER (WHERE data->>'secret' IS NOT NULL)::text AS configured FROM tfactl_users",
+        )
+        return {settings: doc.settings, total: Number(r.rows[0].total), configured: Number(r.rows[0].configured)}
+      },
+      {begin: READ_ONLY},
+    )
+  }
+
+  /**
+   * Every user in name order, USER_BATCH rows at a time from one snapshot: a batch is decoded
+   * (validated, opened, authenticated) and handed to `fn`, then dropped, so memory does not grow
+   * with the store.
+   */
+  async eachUser(fn: (batch: Array<[string, UserRecord]>) => void): Promise<void> {
+    return this.tx(
+      'reading the users',
+      async (c) => {
+        const {head} = await this.headOnly(c)
+        for (let after = ''; ; ) {
+          const r = await c.query<Row>(`SELECT ${ROW} FROM tfactl_users WHERE name > $1 ORDER BY name LIMIT ${USER_BATCH}`, [after])
+          pgWork.rowsRead += r.rows.length
+          if (r.rows.length > 0) {
+            const doc = this.decode(head, r.rows)
+            this.authenticate(head, doc, r.rows)
+            fn([...doc.users])
+          }
+          if (r.rows.length < USER_BATCH) return
+          after = r.rows.at(-1)!.name
+        }
+      },
+      {begin: READ_ONLY},
+    )
   }
 
   async update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+    return this.change(undefined, fn)
+  }
+
+  /**
+   * A change of one user: that user's row alone is read (and locked), and written when it
+   * changed. A database that names no key yet takes the whole-store path (its first keyed write
+   * authenticates every row).
+   */
+  async updateUser<T>(user: string, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+    return this.change(user, fn)
+  }
+
+  /** Read-modify-write of every row (`user` undefined) or of one user's, under the update lock. */
+  private async change<T>(user: string | undefined, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
     return this.tx('the update', async (c) => {
-      await c.query(LOCK_UPDATE) // one whole-store writer at a time, on every host
-      const {head, rows, doc} = await this.readAll(c, true)
+      await c.query(LOCK_UPDATE) // one writer of settings and records at a time, on every host
+      const head = await this.head(c)
+      this.checkKey(head.keyId)
+      const rows = await this.rows(c, head.keyId === null ? undefined : user)
+      const doc = this.decode(head, rows)
+      this.authenticate(head, doc, rows, true)
       this.keys.settle(head.keyId) // finishes or drops a key rotation a crash interrupted
       const before = snapshot(doc)
       const settings = JSON.stringify(doc.settings)
       const result = await fn(doc)
       if (doc.settings.oathFile)
         throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
+      if (user !== undefined)
+        for (const name of new Set([...before.keys(), ...doc.users.keys()]))
+          if (name !== user && before.get(name) !== (doc.users.has(name) ? JSON.stringify(doc.users.get(name)) : undefined))
+            throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
       const changed = JSON.stringify(doc.settings) !== settings
       let keyId = head.keyId
       if (keyId === null && (changed || this.keys.held() || !sameSnapshot(before, snapshot(doc)))) {
@@ -422,24 +523,25 @@ export class PgStore implements StoreBackend {
       del[0].push(name)
       del[1].push(byName.get(name)!.rev)
     }
-    if (del[0].length > 0) {
-      const r = await c.query('DELETE FROM tfactl_users u USING unnest($1::text[], $2::bigint[]) v(name, rev) WHERE u.name = v.name AND u.rev = v.rev', del)
-      if (r.rowCount !== del[0].length) throw new Conflict()
+    const guarded = async (sql: string, columns: (string | null)[][]) => {
+      // WRITE_BATCH rows per statement: each stays well inside the statement timeout (100 000 users at once did not)
+      for (let from = 0; from < columns[0].length; from += WRITE_BATCH) {
+        const r = await c.query(
+          sql,
+          columns.map((col) => col.slice(from, from + WRITE_BATCH)),
+        )
+        if (r.rowCount !== Math.min(WRITE_BATCH, columns[0].length - from)) throw new Conflict()
+      }
     }
-    if (upd[0].length > 0) {
-      const r = await c.query(
-        'UPDATE tfactl_users u SET data = v.data::jsonb, mac = v.mac, rev = u.rev + 1 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) v(name, rev, data, mac) WHERE u.name = v.name AND u.rev = v.rev',
-        upd,
-      )
-      if (r.rowCount !== upd[0].length) throw new Conflict()
-    }
-    if (ins[0].length > 0) {
-      const r = await c.query(
-        'INSERT INTO tfactl_users (name, data, mac) SELECT name, data::jsonb, mac FROM unnest($1::text[], $2::text[], $3::text[]) v(name, data, mac) ON CONFLICT (name) DO NOTHING',
-        ins,
-      )
-      if (r.rowCount !== ins[0].length) throw new Conflict()
-    }
+    await guarded('DELETE FROM tfactl_users u USING unnest($1::text[], $2::bigint[]) v(name, rev) WHERE u.name = v.name AND u.rev = v.rev', del)
+    await guarded(
+      'UPDATE tfactl_users u SET data = v.data::jsonb, mac = v.mac, rev = u.rev + 1 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) v(name, rev, data, mac) WHERE u.name = v.name AND u.rev = v.rev',
+      upd,
+    )
+    await guarded(
+      'INSERT INTO tfactl_users (name, data, mac) SELECT name, data::jsonb, mac FROM unnest($1::text[], $2::text[], $3::text[]) v(name, data, mac) ON CONFLICT (name) DO NOTHING',
+      ins,
+    )
   }
 
   async login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
@@ -447,12 +549,12 @@ export class PgStore implements StoreBackend {
     // (the name is quoted by the client; usernames are validated before they get here anyway).
     // The user's row stays locked until this transaction commits its effect: every other check
     // of this user, on any host, waits for it and then sees the new state.
-    const begin = (c: Client) =>
-      `BEGIN; ${HEAD}; SELECT name, rev::text AS rev, data::text AS data, mac FROM tfactl_users WHERE name = ${c.escapeLiteral(user)} FOR UPDATE`
+    const begin = (c: Client) => `BEGIN; ${HEAD}; SELECT ${ROW} FROM tfactl_users WHERE name = ${c.escapeLiteral(user)} FOR UPDATE`
     return this.tx(
       'the login check',
       async (c, begun) => {
         const [, headResult, r] = begun as [unknown, pg.QueryResult<HeadRow>, pg.QueryResult<Row>]
+        pgWork.rowsRead += r.rows.length
         const head = this.parseHead(headResult)
         this.checkKey(head.keyId)
         const doc = this.decode(head, r.rows)
@@ -478,7 +580,8 @@ export class PgStore implements StoreBackend {
         await c.query(LOCK_UPDATE)
         const head = await this.head(c)
         this.checkKey(head.keyId)
-        const r = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data, mac FROM tfactl_users ORDER BY name FOR UPDATE')
+        const r = await c.query<Row>(`SELECT ${ROW} FROM tfactl_users ORDER BY name FOR UPDATE`)
+        pgWork.rowsRead += r.rows.length
         const doc = this.decode(head, r.rows)
         this.keys.prepareNext() // the new key on disk beside the old one before any row names it
         const next = this.keys.current()
@@ -593,7 +696,8 @@ export class PgStore implements StoreBackend {
         )
         const local = (sent + Date.now()) / 2
         const head = await this.head(c)
-        const users = await c.query<Row>('SELECT name, rev::text AS rev, data::text AS data, mac FROM tfactl_users ORDER BY name')
+        const users = await c.query<Row>(`SELECT ${ROW} FROM tfactl_users ORDER BY name`)
+        pgWork.rowsRead += users.rows.length
         // last: a query that fails here aborts the (read-only) transaction, and nothing comes after it
         const ha = await replicationFindings(c, (c as {user?: string}).user ?? '').catch((error: Error) => [
           {check: 'replication', status: 'unknown' as const, message: `cannot tell (${error.message.split('\n')[0]})`},

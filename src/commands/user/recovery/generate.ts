@@ -35,6 +35,7 @@ only salted hashes are kept. Renewing or removing the secret voids them.`
         record.recovery = hashCodes(codes)
         return {missing: false}
       },
+      user,
     )
     if (outcome.missing) throw usageError(`${user} has no 2FA secret: recovery codes go with a secret (user:secret:renew ${user})`)
     this.say(`recovery codes for ${user} (each works once; store them somewhere safe, they are not shown again):`)

@@ -21,7 +21,7 @@ export default class Confirm extends BaseCommand<typeof Confirm> {
   async run(): Promise<ConfirmResult> {
     const user = this.targetUser(this.args.username)
     const code = normalizeCode((await this.codeFlag(this.flags.code))!)
-    const outcome = await this.store.update((doc) => {
+    const outcome = await this.store.updateUser(user, (doc) => {
       const found = confirmPending(doc, user, process.env.SUDO_USER, code, Date.now())
       if (found && 'step' in found) {
         activate(doc, user, doc.users.get(user)!.pending!)

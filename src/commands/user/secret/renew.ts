@@ -104,6 +104,7 @@ is active at once, unless --pending: then user:secret:confirm activates it.`
         }
         return {done: new Set(done)}
       },
+      users.length === 1 ? users[0] : undefined,
     )
 
     const results: RenewResult['users'] = users.map((user) => {

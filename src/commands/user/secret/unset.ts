@@ -26,6 +26,7 @@ export default class Unset extends BaseCommand<typeof Unset> {
       () => [user],
       proof,
       (doc) => removeSecret(doc, user),
+      user,
     )
     this.say(changed ? `${user}: 2FA secret removed` : `${user}: had no 2FA secret`)
     return {user, changed}
