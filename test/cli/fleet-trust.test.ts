@@ -4,18 +4,18 @@
 // from a path another user can swap, the environment under sudo, and STIG mode without anyone
 // able to manage the host.
 import {execFileSync} from 'node:child_process'
-import {chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {hashCodes} from '../../src/core/codes.js'
 import {resolveStore} from '../../src/store/config.js'
-import {oathtool, type RunOptions, tempStore, tfactl} from '../helpers/cli.js'
+import {oathtool, tempStore, tfactl} from '../helpers/cli.js'
 import {startFakePg} from '../helpers/fakepg.js'
 import {mallory} from '../helpers/mallory.js'
 import {type PgServer, startPostgres} from '../helpers/postgres.js'
-import {check, enable, expectDecision, expectJsonError, renew, type TempStore, withinOneStep} from './support.js'
+import {check, dbFleet, dbHost, enable, expectDecision, expectJsonError, renew, withinOneStep} from './support.js'
 
 let pg: PgServer
 let work: string
@@ -29,25 +29,10 @@ afterAll(() => {
   if (work) rmSync(work, {recursive: true, force: true})
 })
 
-function host(url: string, keyFile: string): TempStore {
-  const run = (args: string[], opts: RunOptions = {}) => tfactl([...args, '--store', url, '--key-file', keyFile], opts)
-  return {run, path: url, dir: work, bytes: () => undefined, cleanup: () => {}} as TempStore
-}
-
+/** A host with its own key file on a database of the fleet. */
+const host = (url: string, keyFile: string) => dbHost(url, keyFile, work)
 /** A fresh database; host A creates the key, `hostB()` copies it (how a host joins). */
-async function fleet() {
-  const name = `trust${++dbCount}`
-  const url = await pg.database(name)
-  const keys = join(work, name)
-  const a = host(url, join(keys, 'a', 'tfactl.key'))
-  const hostB = () => {
-    mkdirSync(join(keys, 'b'), {recursive: true, mode: 0o700})
-    copyFileSync(join(keys, 'a', 'tfactl.key'), join(keys, 'b', 'tfactl.key'))
-    return host(url, join(keys, 'b', 'tfactl.key'))
-  }
-  const psql = (sql: string) => pg.tool('psql', ['-qc', sql, name])
-  return {name, url, keys, a, hostB, psql}
-}
+const fleet = () => dbFleet(pg, work, `trust${++dbCount}`)
 
 /** A port nothing listens on. */
 const closedPort = (): Promise<number> =>

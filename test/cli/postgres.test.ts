@@ -10,9 +10,9 @@ import {base32Decode} from '../../src/core/base32.js'
 import {hashCodes} from '../../src/core/codes.js'
 import {SCHEMA_VERSION} from '../../src/store/postgres/schema.js'
 import {PgStore} from '../../src/store/postgres/store.js'
-import {oathtool, type RunOptions, tempStore, tfactl} from '../helpers/cli.js'
+import {oathtool, tempStore, tfactl} from '../helpers/cli.js'
 import {type PgServer, startPostgres} from '../helpers/postgres.js'
-import {check, enable, expectDecision, expectJsonError, renew, type TempStore, withinOneStep, wrongCode} from './support.js'
+import {check, dbFleet, dbHost, enable, expectDecision, expectJsonError, renew, type TempStore, withinOneStep, wrongCode} from './support.js'
 
 let pg: PgServer
 let work: string
@@ -26,28 +26,10 @@ afterAll(() => {
   if (work) rmSync(work, {recursive: true, force: true})
 })
 
-/** A host: the CLI with its own key file, bound to `url` (host A gives --key-file, B the environment). */
-function host(url: string, keyFile: string, how: 'flag' | 'env' = 'flag'): TempStore {
-  const run = (args: string[], opts: RunOptions = {}) =>
-    how === 'flag'
-      ? tfactl([...args, '--store', url, '--key-file', keyFile], opts)
-      : tfactl([...args, '--store', url], {...opts, env: {...opts.env, TFACTL_KEY_FILE: keyFile}})
-  return {run, path: url, dir: work, bytes: () => undefined, cleanup: () => {}} as TempStore
-}
-
-/** A fresh database and host A on it; `hostB()` copies A's key file (how a host joins). */
-async function fleet() {
-  const name = `db${++dbCount}`
-  const url = await pg.database(name)
-  const keys = join(work, name)
-  const a = host(url, join(keys, 'a', 'tfactl.key'))
-  const hostB = () => {
-    mkdirSync(join(keys, 'b'), {recursive: true, mode: 0o700})
-    copyFileSync(join(keys, 'a', 'tfactl.key'), join(keys, 'b', 'tfactl.key'))
-    return host(url, join(keys, 'b', 'tfactl.key'), 'env')
-  }
-  return {name, url, keys, a, hostB}
-}
+/** A host with its own key file on a database of the fleet. */
+const host = (url: string, keyFile: string) => dbHost(url, keyFile, work)
+/** A fresh database and host A on it; `hostB()` copies A's key file (how a host joins) and names it in the environment. */
+const fleet = () => dbFleet(pg, work, `db${++dbCount}`, 'env')
 
 const secretOf = async (h: TempStore, user: string): Promise<string> => (await h.run(['user:secret:show', user, '--json'])).json.secret
 

@@ -1,10 +1,11 @@
 // Shared by the CLI and interop tests: small wrappers over test/helpers/cli.ts that
 // speak the JSON contract, plus care for TOTP step boundaries.
-import {chmodSync, cpSync, mkdirSync, writeFileSync} from 'node:fs'
-import {dirname} from 'node:path'
+import {chmodSync, copyFileSync, cpSync, mkdirSync, writeFileSync} from 'node:fs'
+import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, expect} from 'vitest'
-import {type Run, type RunOptions, tempStore} from '../helpers/cli.js'
+import {type Run, type RunOptions, tempStore, tfactl} from '../helpers/cli.js'
+import type {PgServer} from '../helpers/postgres.js'
 
 export type TempStore = ReturnType<typeof tempStore>
 
@@ -129,4 +130,27 @@ export function trackedStores(): () => TempStore {
     stores.push(s)
     return s
   }
+}
+
+/** A host of a fleet: the CLI with its own key file, bound to the database `url` (its key as --key-file, or in TFACTL_KEY_FILE). */
+export function dbHost(url: string, keyFile: string, dir: string, how: 'flag' | 'env' = 'flag'): TempStore {
+  const run = (args: string[], opts: RunOptions = {}) =>
+    how === 'flag'
+      ? tfactl([...args, '--store', url, '--key-file', keyFile], opts)
+      : tfactl([...args, '--store', url], {...opts, env: {...opts.env, TFACTL_KEY_FILE: keyFile}})
+  return {run, path: url, dir, bytes: () => undefined, cleanup: () => {}} as TempStore
+}
+
+/** A fresh database `name` on `pg` and host A on it; `hostB()` copies A's key file (how a host joins) and gives it `bHow`. */
+export async function dbFleet(pg: PgServer, work: string, name: string, bHow: 'flag' | 'env' = 'flag') {
+  const url = await pg.database(name)
+  const keys = join(work, name)
+  const a = dbHost(url, join(keys, 'a', 'tfactl.key'), work)
+  const hostB = () => {
+    mkdirSync(join(keys, 'b'), {recursive: true, mode: 0o700})
+    copyFileSync(join(keys, 'a', 'tfactl.key'), join(keys, 'b', 'tfactl.key'))
+    return dbHost(url, join(keys, 'b', 'tfactl.key'), work, bHow)
+  }
+  const psql = (sql: string) => pg.tool('psql', ['-qc', sql, name])
+  return {name, url, keys, a, hostB, psql}
 }
