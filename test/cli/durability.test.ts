@@ -416,7 +416,8 @@ async function crashLane(store: TempStore, runs: number, rng: () => number, lane
     const after = m.after(before)
     const window = measured.get(m.label.split(' ')[0])!
     const fromOutside = i % 5 === 4
-    const crashAt = {op: 1 + Math.floor(rng() * (window.ops + 1)), after: rng() < 0.5}
+    // A planned kill lands on one of the write's own operations; completed runs come from the kills from outside.
+    const crashAt = {op: 1 + Math.floor(rng() * window.ops), after: rng() < 0.5}
     const killAfterMs = Math.max(0, Math.round(window.fromMs - 30 + rng() * (window.toMs - window.fromMs + 60)))
     const where = `seed ${SEED} ${lane} run ${i}: ${m.label}, ${fromOutside ? `killed from outside after ${killAfterMs} ms` : `killed ${crashAt.after ? 'after' : 'before'} file operation ${crashAt.op}`}`
     const tempsBefore = leftoverTemps(store)
