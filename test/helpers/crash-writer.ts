@@ -44,10 +44,16 @@ const watch = (name, target) => (...args) => {
   const n = ++count
   note(n + '\t' + name + '\t' + t + '\t' + Date.now())
   if (n === crashAt && !crashAfter) die(n)
-  const result = orig[name](...args)
+  let result
+  try {
+    result = orig[name](...args)
+  } finally {
+    // Nested operations of op n are part of it; an op that failed (ENOENT of an optional file, a
+    // refused link) is done too: the kill must not be skipped because the op threw.
+    if (n === crashAt && crashAfter) die(n)
+  }
   if (name === 'openSync') fds.set(result, args[0])
   if (name === 'closeSync') fds.delete(args[0])
-  if (n === crashAt && crashAfter) die(n) // nested operations of op n are part of it
   return result
 }
 const byPath = (args) => (inDir(args[0]) ? args[0] : undefined)
