@@ -48,7 +48,7 @@ async function setUp(users: string[]) {
 async function enrol(host: {run: (args: string[]) => Promise<{code: number | null; json: any; stderr: string}>}, user: string): Promise<Uint8Array> {
   const r = await host.run(['user:secret:renew', user, '--qr', 'none', '--json'])
   expect(r.code, r.stderr).toBe(0)
-  return base32Decode(r.json.users[0].secret)
+  return base32Decode(r.json.users[0].secret)!
 }
 
 /** One login as radius:serve's judge runs it (a code client: service ui). */
@@ -141,7 +141,7 @@ describe('two radius:serve on one PostgreSQL database', () => {
     writeFileSync(list, users.join('\n'))
     const r = await fleet.a.run(['user:secret:renew', '--users-file', list, '--qr', 'none', '--json'])
     expect(r.code, r.stderr).toBe(0)
-    for (const u of r.json.users as {user: string; secret: string}[]) keys.set(u.user, base32Decode(u.secret))
+    for (const u of r.json.users as {user: string; secret: string}[]) keys.set(u.user, base32Decode(u.secret)!)
     const secret = 'two-responders-secret'
     const clients = writeClients(join(work, 'two-clients'), [`127.0.0.1 ${secret} code`])
     const args = ['--clients', clients, '--store', fleet.url, '--key-file', join(fleet.keys, 'a', 'tfactl.key'), '--db-connections', '4']
