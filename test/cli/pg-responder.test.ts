@@ -104,6 +104,35 @@ describe('the PostgreSQL responder decides logins in batches', () => {
     expect((await together(responder, codes)).map(allowed)).toEqual([true, true])
   })
 
+  it('refuses within the login bound the logins of a batch the database holds, while other batches go on; the next batch works', {
+    timeout: 60_000,
+  }, async () => {
+    const {fleet, responder, code} = await setUp(['alice', 'slow', 'bob'])
+    fleet.psql(`CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.name = 'slow' THEN PERFORM pg_sleep(11); END IF; RETURN NEW; END $$;
+                CREATE TRIGGER slow BEFORE UPDATE ON tfactl_users FOR EACH ROW EXECUTE FUNCTION slow()`)
+    await awayFromBoundary(30, 20)
+    const started = Date.now()
+    const held = together(responder, [
+      ['alice', code('alice')],
+      ['slow', code('slow')],
+    ])
+    await new Promise((r) => setTimeout(r, 1000))
+    expect((await together(responder, [['bob', code('bob')]])).map(allowed)).toEqual([true]) // another batch, another connection
+    const failed = await held
+    expect(Date.now() - started).toBeLessThan(9_500) // LOGIN_BOUND_MS, and a little
+    expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected'])
+    for (const r of failed) expect(String((r as PromiseRejectedResult).reason.message)).toMatch(/database unreachable/)
+    fleet.psql('DROP TRIGGER slow ON tfactl_users') // waits for the held transaction to end (and roll back)
+    expect(
+      (
+        await together(responder, [
+          ['alice', code('alice')],
+          ['slow', code('slow')],
+        ])
+      ).map(allowed),
+    ).toEqual([true, true])
+  })
+
   it('sees a row a CLI command changed between two batches', async () => {
     const {fleet, responder, code, keys} = await setUp(['alice', 'bob'])
     await awayFromBoundary(30, 10)

@@ -260,7 +260,14 @@ export class PgStore implements StoreBackend {
       await client.query({text: `${write}COMMIT`, query_timeout: COMMIT_TIMEOUT_MS} as pg.QueryConfig) // pg reads query_timeout per query; its types omit it
     } catch (error) {
       if (write && (error as {code?: string}).code === '22012') throw new Conflict() // writeInline's guard
-      if (/query read timeout/i.test((error as Error).message)) throw new Unconfirmed(`the commit was not confirmed within ${COMMIT_TIMEOUT_MS / 1000} s`)
+      if (/query read timeout/i.test((error as Error).message)) {
+        // with a write in the same round trip, the wait may be the write's as well as the standby's
+        if (write)
+          throw new Error(
+            `timeout: the batch's write and its commit got no answer within ${COMMIT_TIMEOUT_MS / 1000} s (a stalled database, or a synchronous standby that is down)`,
+          )
+        throw new Unconfirmed(`the commit was not confirmed within ${COMMIT_TIMEOUT_MS / 1000} s`)
+      }
       throw error
     } finally {
       client.off('notice', notice)
