@@ -64,6 +64,22 @@ export interface Projection<R> {
 }
 
 /**
+ * For a store that keeps no mirror outside itself (a database shared by many hosts): the same
+ * update sequence, and `refuse` says why a change that would need one (a users file) is refused,
+ * before anything is saved.
+ */
+export const noMirror = (refuse: (change: ChangeSet) => void): Projection<undefined> => ({
+  open: async () => ({
+    plan: async (_doc, change) => {
+      refuse(change)
+      return undefined
+    },
+    write: async () => undefined,
+    release() {},
+  }),
+})
+
+/**
  * One update with a projection, in the order that keeps the mirror and the store consistent:
  * the projection opened (its lock taken) before `fn`, its plan made before anything is saved,
  * the store saved (with the projection's mark), then the mirror written. Nothing is saved when
