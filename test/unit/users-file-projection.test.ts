@@ -49,13 +49,22 @@ async function project(doc: Doc, mark: string | null, fn: (doc: Doc) => void, ch
   return {mark: saved, report}
 }
 
+/** The file written from every record (the store's first write: no mark yet). */
+const firstWrite = (doc: Doc) =>
+  project(
+    doc,
+    null,
+    () => {},
+    (before) => changeSet(doc.users.keys(), before, doc, true),
+  )
+
 const lineOf = (text: string, user: string) => text.split('\n').find((l) => l.split('\t')[1] === user)
 const hexOf = (doc: Doc, user: string) => base32Decode(doc.users.get(user)!.secret!)!.toString('hex')
 
 describe('the pam_oath users file as a projection of a change set', () => {
-  it('rewrites only the lines of the change set\'s users while the file is in step, and carries every other byte over', async () => {
+  it("rewrites only the lines of the change set's users while the file is in step, and carries every other byte over", async () => {
     const doc = docWith(['alice', 'bob', 'carol'])
-    const first = await project(doc, null, () => {}, (before) => changeSet(doc.users.keys(), before, doc, true))
+    const first = await firstWrite(doc)
     const written = readFileSync(oath, 'utf8')
     expect(first.mark).toBe(usersFileDigest(written))
     expect(first.report?.changed).toBe(true)
@@ -80,9 +89,9 @@ describe('the pam_oath users file as a projection of a change set', () => {
     expect(second.report).toMatchObject({path: oath, changed: true})
   })
 
-  it('drops the line of a user the change set says was removed, and puts a new user\'s line in name order', async () => {
+  it("drops the line of a user the change set says was removed, and puts a new user's line in name order", async () => {
     const doc = docWith(['alice', 'carol'])
-    const {mark} = await project(doc, null, () => {}, (before) => changeSet(doc.users.keys(), before, doc, true))
+    const {mark} = await firstWrite(doc)
     const next = await project(
       doc,
       mark!,
@@ -93,13 +102,18 @@ describe('the pam_oath users file as a projection of a change set', () => {
       (before) => changeSet(['alice', 'bob'], before, doc),
     )
     const text = readFileSync(oath, 'utf8')
-    expect(text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split('\t')[1])).toEqual(['bob', 'carol'])
+    expect(
+      text
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#'))
+        .map((l) => l.split('\t')[1]),
+    ).toEqual(['bob', 'carol'])
     expect(next.mark).toBe(usersFileDigest(text))
   })
 
   it('renders the whole file from the document when the file is not what the store last wrote', async () => {
     const doc = docWith(['alice', 'bob'])
-    const {mark} = await project(doc, null, () => {}, (before) => changeSet(doc.users.keys(), before, doc, true))
+    const {mark} = await firstWrite(doc)
     writeFileSync(oath, `${readFileSync(oath, 'utf8')}# a hand edit\n`) // out of step with the mark
     const aliceOld = lineOf(readFileSync(oath, 'utf8'), 'alice')
     await project(
@@ -115,14 +129,14 @@ describe('the pam_oath users file as a projection of a change set', () => {
 
   it('writes nothing and saves nothing when a touched user cannot be expressed in the file', async () => {
     const doc = docWith(['alice'])
-    const {mark} = await project(doc, null, () => {}, (before) => changeSet(doc.users.keys(), before, doc, true))
+    const {mark} = await firstWrite(doc)
     const text = readFileSync(oath, 'utf8')
     let saved = false
     await expect(
       projectUpdate(
         doc,
         usersFileProjection,
-        {mark, onLoad: () => {}, protect: []},
+        {mark: mark!, onLoad: () => {}, protect: []},
         {
           run: async () => {
             const e = newEnrolment(30, 6, Date.now())

@@ -12,7 +12,6 @@ import {
   type OathEntry,
   oathLine,
   parseOathLine,
-  parseUsersFile,
   oathUnsupported,
   oathUser,
   type OathUser,
@@ -414,8 +413,7 @@ export function patchUsersFile(
         )}\n`
       : ''
     // the user's first line is replaced, any other goes (with its newline)
-    for (const [i, f] of found.entries())
-      edits.push({start: f.start, end: Math.min(f.end + 1, bytes.length), line: Buffer.from(i === 0 ? line : ''), user})
+    for (const [i, f] of found.entries()) edits.push({start: f.start, end: Math.min(f.end + 1, bytes.length), line: Buffer.from(i === 0 ? line : ''), user})
     if (found.length === 0 && line) {
       const at = insertionPoint(bytes, user)
       edits.push({start: at, end: at, line: Buffer.from(at === bytes.length && unended ? `\n${line}` : line), user})

@@ -123,8 +123,7 @@ export class PgStore implements StoreBackend {
   lastChange: ChangeSet | undefined
   /** A database keeps no pam_oath users file: SSH codes go through the RADIUS responder. */
   private readonly noUsersFile = noMirror((change) => {
-    if (change.after.oathFile)
-      throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
+    if (change.after.oathFile) throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
   })
   readonly keyFile: string
   private readonly keys: KeyFiles
@@ -463,32 +462,36 @@ export class PgStore implements StoreBackend {
       const settings = JSON.stringify(doc.settings)
       let touched: string[] = []
       // the update sequence every backend runs (../change.ts); a database keeps no mirror
-      const {result, change} = await projectUpdate(doc, this.noUsersFile, {mark: null, protect: []}, {
-        run: async () => fn(doc),
-        change: () => {
-          const after = snapshot(doc)
-          touched = [...new Set([...before.keys(), ...after.keys()])].filter((name) => before.get(name) !== after.get(name))
-          if (user !== undefined)
-            for (const name of touched) if (name !== user) throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
-          return changeSet(touched, settingsBefore, doc)
+      const {result, change} = await projectUpdate(
+        doc,
+        this.noUsersFile,
+        {mark: null, protect: []},
+        {
+          run: async () => fn(doc),
+          change: () => {
+            const after = snapshot(doc)
+            touched = [...new Set([...before.keys(), ...after.keys()])].filter((name) => before.get(name) !== after.get(name))
+            if (user !== undefined) for (const name of touched) if (name !== user) throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
+            return changeSet(touched, settingsBefore, doc)
+          },
+          save: async () => {
+            const changed = JSON.stringify(doc.settings) !== settings
+            let keyId = head.keyId
+            if (keyId === null && (changed || this.keys.held() || touched.length > 0)) {
+              // the first write of settings or users: the key file is created (0600) now (or the one
+              // this host holds is used), and the database names it
+              ensureDir(dirname(this.keyFile))
+              keyId = this.keys.current().id
+            }
+            const key = keyId === null ? undefined : {id: keyId, key: this.keys.byId(keyId)!}
+            await this.write(c, rows, before, doc, key, key !== undefined && head.keyId === null) // adopted: every row authenticated
+            if (key && (changed || key.id !== head.keyId)) {
+              const mac = settingsMac(key.key, key.id, doc.settings)
+              await c.query('UPDATE tfactl_settings SET settings = $1::jsonb, key_id = $2, mac = $3 WHERE id = 1', [JSON.stringify(doc.settings), key.id, mac])
+            }
+          },
         },
-        save: async () => {
-          const changed = JSON.stringify(doc.settings) !== settings
-          let keyId = head.keyId
-          if (keyId === null && (changed || this.keys.held() || touched.length > 0)) {
-            // the first write of settings or users: the key file is created (0600) now (or the one
-            // this host holds is used), and the database names it
-            ensureDir(dirname(this.keyFile))
-            keyId = this.keys.current().id
-          }
-          const key = keyId === null ? undefined : {id: keyId, key: this.keys.byId(keyId)!}
-          await this.write(c, rows, before, doc, key, key !== undefined && head.keyId === null) // adopted: every row authenticated
-          if (key && (changed || key.id !== head.keyId)) {
-            const mac = settingsMac(key.key, key.id, doc.settings)
-            await c.query('UPDATE tfactl_settings SET settings = $1::jsonb, key_id = $2, mac = $3 WHERE id = 1', [JSON.stringify(doc.settings), key.id, mac])
-          }
-        },
-      })
+      )
       return {result, change}
     })
     this.lastChange = change // committed
@@ -783,7 +786,6 @@ export class PgStore implements StoreBackend {
     await pool?.end().catch(() => {})
   }
 }
-
 
 /** Each user's record as JSON, to tell afterwards which ones changed. */
 function snapshot(doc: Doc): Map<string, string> {
