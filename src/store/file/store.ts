@@ -8,7 +8,7 @@ import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, readPrivateFile
 import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
 import {KeyFiles} from '../keys.js'
 import {withLock} from './lock.js'
-import {type ChangeSet, projectUpdate} from '../change.js'
+import {type ChangeSet, changeSet, projectUpdate} from '../change.js'
 import {usersFileProjection} from '../oathfile/projection.js'
 import {LoginSync, type SyncReport} from '../oathfile/sync.js'
 import {StoredUsers} from './records.js'
@@ -177,7 +177,7 @@ export class Store {
     const view = {mark: oath, onLoad: users.onLoad.bind(users), protect: own, note: f.oathStamp}
     const {result, change, report} = await projectUpdate(db.data, usersFileProjection, view, {
       run: async () => fn(db.data),
-      change: () => ({users: users.changedUsers(), before, after: {...db.data.settings}, whole: false}),
+      change: () => changeSet(users.changedUsers(), before, db.data),
       // Written only when something changed: what the update set, deleted or changed (records.ts),
       // the settings, or the users file's mark.
       save: async (mark) => {
