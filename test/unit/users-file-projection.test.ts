@@ -127,6 +127,24 @@ describe('the pam_oath users file as a projection of a change set', () => {
     expect(text).not.toContain('# a hand edit')
   })
 
+  it("catches up after a crash between the store's write and the file's: the next update renders the whole file", async () => {
+    const doc = docWith(['alice', 'bob'])
+    await firstWrite(doc)
+    const before = {...doc.settings}
+    const run = await usersFileProjection.open(doc, {mark: null, onLoad: () => {}, protect: []})
+    activate(doc, 'bob', newEnrolment(30, 6, Date.now()))
+    const mark = await run.plan(doc, changeSet(['bob'], before, doc)) // the store saves this mark…
+    run.release() // …and the process dies before the users file is written
+    expect(lineOf(readFileSync(oath, 'utf8'), 'bob')?.split('\t')[3]).not.toBe(hexOf(doc, 'bob'))
+    await project(
+      doc,
+      mark!,
+      () => {},
+      (b) => changeSet([], b, doc),
+    ) // a change naming nobody
+    expect(lineOf(readFileSync(oath, 'utf8'), 'bob')?.split('\t')[3]).toBe(hexOf(doc, 'bob'))
+  })
+
   it('writes nothing and saves nothing when a touched user cannot be expressed in the file', async () => {
     const doc = docWith(['alice'])
     const {mark} = await firstWrite(doc)
