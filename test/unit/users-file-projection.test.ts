@@ -111,6 +111,32 @@ describe('the pam_oath users file as a projection of a change set', () => {
     expect(next.mark).toBe(usersFileDigest(text))
   })
 
+  it('finds and places lines by bytes when names are not ASCII', async () => {
+    const doc = docWith(['ålesund', 'zoë'])
+    const {mark} = await firstWrite(doc)
+    const first = await project(
+      doc,
+      mark!,
+      (d) => activate(d, 'jürgen', newEnrolment(30, 6, Date.now())),
+      (before) => changeSet(['jürgen'], before, doc),
+    )
+    const second = await project(
+      doc,
+      first.mark!,
+      (d) => activate(d, 'zoë', newEnrolment(30, 6, Date.now())),
+      (before) => changeSet(['zoë'], before, doc),
+    )
+    const text = readFileSync(oath, 'utf8')
+    const users = text
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .map((l) => l.split('\t')[1])
+    expect(users).toEqual([...users].sort()) // the sorted order, wherever the multi-byte names fall
+    expect(users.sort()).toEqual(['jürgen', 'zoë', 'ålesund'].sort())
+    for (const user of users) expect(lineOf(text, user)?.split('\t')[3]).toBe(hexOf(doc, user))
+    expect(second.mark).toBe(usersFileDigest(text))
+  })
+
   it('renders the whole file from the document when the file is not what the store last wrote', async () => {
     const doc = docWith(['alice', 'bob'])
     const {mark} = await firstWrite(doc)
