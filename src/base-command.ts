@@ -74,6 +74,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     const ignoredNote = ignoredWarning(ignored)
     if (ignoredNote) this.warning(ignoredNote)
     this.storeInstance = await openStore(spec, {keyFile})
+    // A change is audited as it commits, from its change set, under the store's lock; the outcome
+    // is the one this run reports at that moment (ok, unless the update's function said otherwise).
+    if ((this.ctor as unknown as typeof BaseCommand).audited) this.storeInstance.auditChanges({command: this.id ?? 'unknown', outcome: () => ({...this.auditOutcome})})
   }
 
   /** The store (a file or a database: commands never need to know which). */
@@ -143,7 +146,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    */
   protected async selfServiceUpdate<T>(targets: (doc: Doc) => readonly string[], proof: string | undefined, change: (doc: Doc) => T, one?: string): Promise<T> {
     const now = Date.now()
-    const guarded = (doc: Doc) => guardSelfService(doc, targets(doc), process.env.SUDO_USER, proof, now, () => change(doc))
+    const guarded = (doc: Doc) => {
+      const outcome = guardSelfService(doc, targets(doc), process.env.SUDO_USER, proof, now, () => change(doc))
+      if ('refusal' in outcome) this.auditOutcome = {outcome: 'error', reason: 'forbidden'} // the counted failure commits as what the run ends with
+      return outcome
+    }
     const outcome = await (one === undefined ? this.store.update(guarded) : this.store.updateUser(one, guarded))
     if ('refusal' in outcome) throw forbidden(outcome.refusal)
     return outcome.result
@@ -168,13 +175,19 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (!(await confirm({message: question, default: false}))) throw new TfaError('cancelled, nothing changed', EXIT.denied, 'cancelled')
   }
 
-  /** Every run that reached the store is recorded, refusals and errors included. */
+  /**
+   * Every run that reached the store is recorded, refusals and errors included. A run whose change
+   * was audited as it committed, with the outcome the run ends with, needs no line more; one that
+   * failed after its change committed gets its error line.
+   */
   public override async finally(error: Error | undefined): Promise<void> {
     const store = this.storeInstance
     if (!store) return
     try {
       if (!(this.ctor as unknown as typeof BaseCommand).audited || !this.storeUsed) return
       const outcome = error ? {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'} : this.auditOutcome
+      const done = store.changeAudited
+      if (done && done.outcome === outcome.outcome && done.reason === outcome.reason) return
       const users = new Set(this.auditUsers)
       if (this.auditUser) users.add(this.auditUser)
       const problem = await store.recordEvent(this.id ?? 'unknown', [...users], outcome)

@@ -2,8 +2,9 @@ import {statSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
 import type {Doc, Settings, StatusSummary, UserRecord} from '../../core/model.js'
-import {type AuditEvent, auditLoss, lossMarker, readAudit, recordEvent} from '../audit.js'
+import {type AuditEvent, auditLoss, type ChangeAudit, lossMarker, readAudit, recordEvent} from '../audit.js'
 import type {Outcome, Repair, Responder, StoreBackend, StoreCheck, StoreFinding, UsersFileReader} from '../backend.js'
+import {notice} from '../notices.js'
 import {leftovers, readUsersFile} from '../oathfile/file.js'
 import {queuedLogins} from '../responder.js'
 import {AuditWriter} from './audit-sink.js'
@@ -20,6 +21,8 @@ export class FileBackend implements StoreBackend {
   readonly localOathFile = true
   readonly usersFile: UsersFileReader = {read: readUsersFile, leftovers}
   readonly repair: Repair
+  changeAudited: Outcome | undefined
+  private auditBy: ChangeAudit | undefined
   constructor(readonly spec: string) {
     const store = new Store(spec)
     this.store = store
@@ -87,7 +90,23 @@ export class FileBackend implements StoreBackend {
   }
 
   update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
-    return this.store.update(fn)
+    return this.store.update(fn, this.auditCommit())
+  }
+
+  auditChanges(by: ChangeAudit): void {
+    this.auditBy = by
+  }
+
+  /** Appends a saved change's lines to the audit log, under the store lock (a failure is a notice and the loss marker, as for every event). */
+  private auditCommit(): ((users: string[]) => void) | undefined {
+    const by = this.auditBy
+    if (!by) return undefined
+    return (users) => {
+      const outcome = by.outcome()
+      const problem = recordEvent(this.store.files.audit, by.command, users, outcome)
+      this.changeAudited = outcome
+      if (problem) notice(problem)
+    }
   }
 
   /**
@@ -102,7 +121,7 @@ export class FileBackend implements StoreBackend {
       if (doc.users instanceof StoredUsers)
         for (const name of doc.users.changedUsers()) if (name !== user && !already.has(name)) throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
       return result
-    })
+    }, this.auditCommit())
   }
 
   login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {

@@ -8,7 +8,7 @@ import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, readPrivateFile
 import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
 import {KeyFiles} from '../keys.js'
 import {withLock} from './lock.js'
-import {type ChangeSet, changeSet, projectUpdate} from '../change.js'
+import {auditedUsers, type ChangeSet, changeSet, projectUpdate} from '../change.js'
 import {usersFileProjection} from '../oathfile/projection.js'
 import {LoginSync, type SyncReport} from '../oathfile/sync.js'
 import {StoredUsers} from './records.js'
@@ -148,12 +148,14 @@ export class Store {
    * atomically) only when something changed. An error thrown by `fn` writes nothing.
    * The update yields its change set (the users whose records it changed, the settings before
    * and after); the pam_oath users file is a projection of it (../change.ts, ../oathfile/).
+   * `audit`, when given, hears the users an update that wrote a change touched (auditedUsers),
+   * once the store is saved and before the lock is released.
    */
-  async update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
-    return this.locked((db) => this.apply(db, fn))
+  async update<T>(fn: (doc: Doc) => T | Promise<T>, audit?: (users: string[]) => void): Promise<T> {
+    return this.locked((db) => this.apply(db, fn, audit))
   }
 
-  private async apply<T>(db: Low<Doc>, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+  private async apply<T>(db: Low<Doc>, fn: (doc: Doc) => T | Promise<T>, audit?: (users: string[]) => void): Promise<T> {
     const file = db.adapter as StoreFile
     const users = db.data.users as StoredUsers // the update path reads lazily (lockedFull)
     const before = {...db.data.settings}
@@ -175,14 +177,23 @@ export class Store {
       f.legacyAudit,
     ]
     const view = {mark: oath, onLoad: users.onLoad.bind(users), protect: own, note: f.oathStamp}
+    // Records the users file changed before `fn` (its replay state), as they were then: not the update's doing.
+    let aside = new Map<string, string>()
+    let committed: ChangeSet | undefined
     const {result, change, report} = await projectUpdate(db.data, usersFileProjection, view, {
-      run: async () => fn(db.data),
-      change: () => changeSet(users.changedUsers(), before, db.data),
+      run: async () => {
+        if (audit) aside = new Map([...users.changedUsers()].map((name) => [name, JSON.stringify(users.get(name) ?? null)]))
+        return fn(db.data)
+      },
+      change: () => (committed = changeSet(users.changedUsers(), before, db.data)),
       // Written only when something changed: what the update set, deleted or changed (records.ts),
-      // the settings, or the users file's mark.
+      // the settings, or the users file's mark. The audit lines follow the saved store, under the lock.
       save: async (mark) => {
         if (mark !== undefined) file.oath = mark
-        if (users.changed() || JSON.stringify(db.data.settings) !== settings || file.oath !== oath) await db.write()
+        if (!(users.changed() || JSON.stringify(db.data.settings) !== settings || file.oath !== oath)) return
+        await db.write()
+        const touched = audit && auditedUsers(committed!, (name) => aside.get(name) === JSON.stringify(users.get(name) ?? null))
+        if (touched) audit!(touched)
       },
     })
     this.oathSync = report
