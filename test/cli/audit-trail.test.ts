@@ -1,0 +1,69 @@
+// The audit trail records each command's run once: a change as it commits (its lines come from
+// the change set, under the store's lock), and the run's own line only when no change already
+// said how it ended (refusals before any change, runs that changed nothing). On both backends.
+import {mkdirSync} from 'node:fs'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {tempStore, tfactl} from '../helpers/cli.js'
+import {type PgServer, startPostgres} from '../helpers/postgres.js'
+import {enable, type TempStore, wrongCode} from './support.js'
+
+const SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'
+let pg: PgServer
+const made: TempStore[] = []
+beforeAll(async () => {
+  pg = await startPostgres()
+})
+afterAll(() => {
+  for (const s of made) s.cleanup()
+  pg?.destroy()
+})
+
+let dbs = 0
+async function make(backend: 'file' | 'postgres'): Promise<TempStore> {
+  const s = tempStore()
+  made.push(s)
+  if (backend === 'file') return s
+  const url = await pg.database(`audited${++dbs}`)
+  mkdirSync(join(s.dir, 'keys'), {mode: 0o700})
+  const keyFile = join(s.dir, 'keys', 'tfactl.key')
+  return {...s, path: url, run: (args, opts = {}) => tfactl([...args, '--store', url, '--key-file', keyFile], opts)}
+}
+
+describe.each(['file', 'postgres'] as const)('each run is audited exactly once (%s)', (backend) => {
+  it('records a committed change once, a run that changed nothing once, and a refusal that committed a counted failure once, as the refusal', async () => {
+    const s = await make(backend)
+    let seen = 0
+    /** The lines the last run added: [command, user, outcome, reason]. */
+    const added = async () => {
+      const events = (await s.run(['audit', '--json'])).json.events
+      const fresh = events.slice(seen).map((e: any) => [e.command, e.user, e.outcome, e.reason])
+      seen = events.length
+      return fresh
+    }
+    await enable(s)
+    expect(await added()).toEqual([['twofactor:enable', null, 'ok', null]])
+    expect((await s.run(['user:secret:import', 'alice', '--secret-stdin', '--json'], {input: SECRET})).code).toBe(0)
+    expect(await added()).toEqual([['user:secret:import', 'alice', 'ok', null]])
+    const bypass = await s.run(['user:bypass', 'alice', '--json'])
+    expect(bypass.code).toBe(0)
+    expect(await added()).toEqual([['user:bypass', 'alice', 'ok', null]])
+    // nothing to unlock: no change, the run's own line
+    expect((await s.run(['user:unlock', 'alice', '--json'])).code).toBe(0)
+    expect(await added()).toEqual([['user:unlock', 'alice', 'ok', null]])
+    // a wrong first code for a pending secret is counted as it commits: one line, the refusal
+    expect((await s.run(['user:secret:renew', 'alice', '--pending', '--qr', 'none', '--json'])).code).toBe(0)
+    expect(await added()).toEqual([['user:secret:renew', 'alice', 'ok', null]])
+    expect((await s.run(['user:secret:confirm', 'alice', '--code', '000000', '--json'])).code).toBe(1)
+    expect(await added()).toEqual([['user:secret:confirm', 'alice', 'error', 'code_invalid']])
+    // self-service under sudo with a wrong proof: the counted failure commits, audited as the refusal
+    expect((await s.run(['user:secret:unset', 'alice', '--yes', '--code', wrongCode('123456'), '--json'], {env: {SUDO_USER: 'alice'}})).code).toBe(4)
+    expect(await added()).toEqual([['user:secret:unset', 'alice', 'error', 'forbidden']])
+    // a refusal before any change: the run's own line
+    expect((await s.run(['user:secret:resync', 'bob', '--code', '123456', '--code', '234567', '--json'])).code).toBe(2)
+    expect(await added()).toEqual([['user:secret:resync', 'bob', 'error', 'usage']])
+    const trail = JSON.stringify((await s.run(['audit', '--json'])).json)
+    expect(trail).not.toContain(bypass.json.code)
+    expect(trail).not.toContain(SECRET)
+  })
+})
