@@ -76,7 +76,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.storeInstance = await openStore(spec, {keyFile})
     // A change is audited as it commits, from its change set, under the store's lock; the outcome
     // is the one this run reports at that moment (ok, unless the update's function said otherwise).
-    if ((this.ctor as unknown as typeof BaseCommand).audited) this.storeInstance.auditChanges({command: this.id ?? 'unknown', outcome: () => ({...this.auditOutcome})})
+    if ((this.ctor as unknown as typeof BaseCommand).audited)
+      this.storeInstance.auditChanges({command: this.id ?? 'unknown', outcome: () => ({...this.auditOutcome})})
   }
 
   /** The store (a file or a database: commands never need to know which). */
