@@ -1,34 +1,11 @@
 // The audit trail records each command's run once: a change as it commits (its lines come from
 // the change set, under the store's lock), and the run's own line only when no change already
 // said how it ended (refusals before any change, runs that changed nothing). On both backends.
-import {mkdirSync} from 'node:fs'
-import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {tempStore, tfactl} from '../helpers/cli.js'
-import {type PgServer, startPostgres} from '../helpers/postgres.js'
-import {enable, type TempStore, wrongCode} from './support.js'
+import {describe, expect, it} from 'vitest'
+import {backendStores, enable, wrongCode} from './support.js'
 
 const SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'
-let pg: PgServer
-const made: TempStore[] = []
-beforeAll(async () => {
-  pg = await startPostgres()
-})
-afterAll(() => {
-  for (const s of made) s.cleanup()
-  pg?.destroy()
-})
-
-let dbs = 0
-async function make(backend: 'file' | 'postgres'): Promise<TempStore> {
-  const s = tempStore()
-  made.push(s)
-  if (backend === 'file') return s
-  const url = await pg.database(`audited${++dbs}`)
-  mkdirSync(join(s.dir, 'keys'), {mode: 0o700})
-  const keyFile = join(s.dir, 'keys', 'tfactl.key')
-  return {...s, path: url, run: (args, opts = {}) => tfactl([...args, '--store', url, '--key-file', keyFile], opts)}
-}
+const make = backendStores('audited')
 
 describe.each(['file', 'postgres'] as const)('each run is audited exactly once (%s)', (backend) => {
   it('records a committed change once, a run that changed nothing once, and a refusal that committed a counted failure once, as the refusal', async () => {
