@@ -76,7 +76,8 @@ describe('radius:serve with a file store: logins committed in groups', {timeout:
     await Promise.all(Array.from({length: 64}, worker))
     return answers
   }
-  const cli = async (user: string, code: string) => (await store.run(['login:check', user, '--service', 'ui', '--method', 'password', '--code', code, '--json'])).json
+  const cli = async (user: string, code: string) =>
+    (await store.run(['login:check', user, '--service', 'ui', '--method', 'password', '--code', code, '--json'])).json
 
   beforeAll(async () => {
     expect((await store.run(['twofactor:enable', '--fail-delay', '0', '--window', String(WINDOW), '--max-failures', '0'])).code).toBe(0)
@@ -104,7 +105,10 @@ describe('radius:serve with a file store: logins committed in groups', {timeout:
     const answers = await burst(responder.port, logins)
     for (const [i, user] of users.entries()) {
       const mine = answers.slice(i * 4, i * 4 + 4)
-      expect(mine.filter((a) => a === 'accept'), `${user}: ${mine}`).toHaveLength(1)
+      expect(
+        mine.filter((a) => a === 'accept'),
+        `${user}: ${mine}`,
+      ).toHaveLength(1)
       expect(mine.filter((a) => a === 'reject')).toHaveLength(3)
     }
   })
