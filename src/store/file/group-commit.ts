@@ -256,7 +256,7 @@ export class GroupCommit {
     const known = this.journal
     if (known && known.fd >= 0 && known.dev === st.dev && known.ino === st.ino && size >= known.size) {
       fs.closeSync(fd)
-      if (size > known.size) this.apply(parseJournal(readAt(known.fd, known.size, size - known.size), path).entries)
+      if (size > known.size && known.current) this.apply(parseJournal(readAt(known.fd, known.size, size - known.size), path).entries)
       known.size = size
       return true
     }
