@@ -14,6 +14,8 @@ export class AuditWriter implements AuditSink {
   private pending: string[] = []
   private flushing: Promise<void> | undefined
   private lastProblem = 0
+  /** The responder's own identity, the same for every line. */
+  private readonly actor = {uid: process.getuid?.() ?? -1, sudoUser: null}
 
   constructor(
     private readonly path: string,
@@ -21,7 +23,7 @@ export class AuditWriter implements AuditSink {
   ) {}
 
   record(event: Omit<AuditEvent, 'time' | 'actor'>): void {
-    const line: AuditEvent = {time: new Date().toISOString(), actor: {uid: process.getuid?.() ?? -1, sudoUser: null}, ...event}
+    const line: AuditEvent = {time: new Date().toISOString(), actor: this.actor, ...event}
     this.pending.push(`${JSON.stringify(line)}\n`)
     this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush())
   }
