@@ -9,52 +9,40 @@ export interface UdpTables {
   udp6: string
 }
 
-/** A /proc table's descriptor, opened once: the kernel writes the table anew for a read from offset 0. */
-const opened = new Map<string, Promise<number | undefined>>()
-
-function procFd(path: string): Promise<number | undefined> {
-  let fd = opened.get(path)
-  if (!fd) {
-    fd = new Promise((resolve) => fs.open(path, fs.constants.O_RDONLY, (error, n) => resolve(error ? undefined : n)))
-    opened.set(path, fd)
-  }
-  return fd
-}
-
-const readAt = (fd: number, buf: Buffer, position: number): Promise<number> =>
-  new Promise((resolve, reject) => fs.read(fd, buf, 0, buf.length, position, (error, n) => (error ? reject(error) : resolve(n))))
+/** Each table's descriptor, opened once (a read from offset 0 gets the table as the kernel writes it now), and its buffer. */
+const opened = new Map<string, {fd: number; buf: Buffer}>()
 
 /** The whole table as the kernel writes it now, or empty text when it cannot be read (fails closed: no owner). */
-async function readTable(path: string): Promise<string> {
-  const fd = await procFd(path)
-  if (fd === undefined) {
-    opened.delete(path) // tried again next time
-    return ''
-  }
-  const chunks: Buffer[] = []
+function readTable(path: string): string {
+  let table = opened.get(path)
   try {
+    if (!table) {
+      table = {fd: fs.openSync(path, fs.constants.O_RDONLY), buf: Buffer.allocUnsafe(1 << 16)}
+      opened.set(path, table)
+    }
+    let text = ''
     for (let position = 0; ; ) {
-      const buf = Buffer.allocUnsafe(1 << 16)
-      const n = await readAt(fd, buf, position)
-      if (n === 0) break
-      chunks.push(buf.subarray(0, n))
+      const n = fs.readSync(table.fd, table.buf, 0, table.buf.length, position)
+      if (n === 0) return text
+      text += table.buf.toString('latin1', 0, n)
       position += n
     }
   } catch {
-    opened.delete(path)
-    fs.close(fd, () => undefined)
+    if (table) {
+      opened.delete(path) // opened again next time
+      fs.closeSync(table.fd)
+    }
     return ''
   }
-  return Buffer.concat(chunks).toString('latin1')
 }
 
 /**
- * Reads the kernel's UDP socket tables (empty text for a table that cannot be read). The kernel
- * walks its whole UDP hash to write them (about 0.3 ms a table here), so the reads run off the
- * event loop, through descriptors kept open (a read from offset 0 gets the table as it is now):
- * two reads a table instead of an open, a stat, two reads and a close.
+ * Reads the kernel's UDP socket tables (empty text for a table that cannot be read), through
+ * descriptors kept open. The reads are synchronous: measured here, a read of a table costs about
+ * 14 µs in all, while handing it to libuv's thread pool costs 20+ µs on the event loop alone
+ * (and fs.promises.readFile, which opens, stats, reads twice and closes, about 270 µs of CPU);
+ * one read serves every request that waited for it (src/radius/server.ts tablesAfterNow).
  */
 export async function readUdpTables(): Promise<UdpTables> {
-  const [udp, udp6] = await Promise.all([readTable('/proc/net/udp'), readTable('/proc/net/udp6')])
-  return {udp, udp6}
+  return {udp: readTable('/proc/net/udp'), udp6: readTable('/proc/net/udp6')}
 }
