@@ -32,12 +32,18 @@ function ipv6Bytes(address: string): Buffer {
   return out
 }
 
-/** An address as octets: 4 for IPv4 and IPv4-mapped IPv6 (`::ffff:a.b.c.d`), 16 for IPv6 (zone dropped). */
+/** Senders' addresses as octets, remembered (a few hundred clients send again and again); bounded, a flood of sources only clears it. */
+const known = new Map<string, Buffer | undefined>()
+const KNOWN_MAX = 4096
+
+/** An address as octets: 4 for IPv4 and IPv4-mapped IPv6 (`::ffff:a.b.c.d`), 16 for IPv6 (zone dropped). Never to be changed by the caller. */
 export function addressBytes(address: string): Buffer | undefined {
+  if (known.has(address)) return known.get(address)
   const plain = address.replace(/%.*$/, '')
-  if (isIPv4(plain)) return ipv4Bytes(plain)
-  if (!isIPv6(plain)) return undefined
-  return unmap(ipv6Bytes(plain))
+  const bytes = isIPv4(plain) ? ipv4Bytes(plain) : isIPv6(plain) ? unmap(ipv6Bytes(plain)) : undefined
+  if (known.size >= KNOWN_MAX) known.clear()
+  known.set(address, bytes)
+  return bytes
 }
 
 const unmap = (bytes: Buffer): Buffer => (bytes.length === 16 && bytes.subarray(0, 12).equals(V4_MAPPED_PREFIX) ? bytes.subarray(12) : bytes)
