@@ -246,31 +246,30 @@ export class GroupCommit {
     const store = this.store!
     const path = this.file.files.journal
     const fd = openPrivate(path, fs.constants.O_RDWR | fs.constants.O_APPEND)
-    if (fd === undefined) {
-      this.dropJournal()
-      this.journal = {fd: -1, dev: -1n, ino: -1n, size: 0, current: false}
-      return true
-    }
-    const st = fs.fstatSync(fd, {bigint: true})
-    const size = Number(st.size)
+    const st = fd === undefined ? undefined : fs.fstatSync(fd, {bigint: true})
+    const size = Number(st?.size ?? 0)
     const known = this.journal
-    if (known && known.fd >= 0 && known.dev === st.dev && known.ino === st.ino && size >= known.size) {
-      fs.closeSync(fd)
+    if (fd === undefined && known?.fd === -1) return true // still none
+    if (st && known && known.fd >= 0 && known.dev === st.dev && known.ino === st.ino && size >= known.size) {
+      fs.closeSync(fd!)
       if (size > known.size && known.current) this.apply(parseJournal(readAt(known.fd, known.size, size - known.size), path).entries)
       known.size = size
       return true
     }
-    // a new file (compacted or reset by another process, or the first read): read whole, from the start
+    // Another file (compacted or reset by another process, removed, or the first read): what was
+    // known of the journal goes, the records back to the store's text, and the file is read whole.
     this.dropJournal()
-    this.journal = {fd, dev: st.dev, ino: st.ino, size, current: false}
-    const whole = parseJournal(readAt(fd, 0, size), path, store.epoch)
-    this.journal.current = whole.current
-    if (!whole.current) return true
-    // a full read replaces what was known of the journal: records go back to the file's text
     store.records.clear()
     this.undecoded.clear()
     this.newest.clear()
-    this.apply(whole.entries, whole.lines)
+    if (fd === undefined || !st) {
+      this.journal = {fd: -1, dev: -1n, ino: -1n, size: 0, current: false}
+      return true
+    }
+    this.journal = {fd, dev: st.dev, ino: st.ino, size, current: false}
+    const whole = parseJournal(readAt(fd, 0, size), path, store.epoch)
+    this.journal.current = whole.current
+    if (whole.current) this.apply(whole.entries, whole.lines)
     return true
   }
 
