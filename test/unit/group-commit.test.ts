@@ -1,0 +1,77 @@
+// The file store's responder logins (src/store/file/group-commit.ts) through the seam a responder
+// uses — FileBackend.responder().login — and the one login check (checkLogin), on a real store in
+// a temporary directory. Logins started in the same turn of the event loop form one batch.
+import {chmodSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {afterAll, describe, expect, it} from 'vitest'
+import {base32Decode} from '../../src/core/base32.js'
+import {newEnrolment} from '../../src/core/enrol.js'
+import {hotp, timeStep} from '../../src/core/totp.js'
+import {activate} from '../../src/core/users.js'
+import {checkLogin} from '../../src/login/check.js'
+import {FileBackend} from '../../src/store/file/backend.js'
+import {compactJournal} from '../../src/store/file/journal.js'
+import {Store} from '../../src/store/file/store.js'
+
+const dirs: string[] = []
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, {recursive: true, force: true})
+})
+
+async function setUp(users: string[]) {
+  const dir = mkdtempSync(join(tmpdir(), 'tfactl-group-'))
+  dirs.push(dir)
+  const path = join(dir, 'store.json')
+  const keys = new Map<string, Buffer>()
+  await new Store(path).update((doc) => {
+    Object.assign(doc.settings, {enabled: true, failDelay: 0, window: 2, maxFailures: 0})
+    for (const user of users) {
+      const e = newEnrolment(30, 6, Date.now())
+      activate(doc, user, e)
+      keys.set(user, base32Decode(e.secret)!)
+    }
+  })
+  const backend = new FileBackend(path)
+  const responder = backend.responder(() => undefined)
+  const login = (user: string, code: string) => checkLogin({login: responder.login}, {user, service: 'ui', method: 'password', code}).then((r) => r.result)
+  const code = (user: string, offset: number) => hotp(keys.get(user)!, timeStep(Date.now(), 30) + offset, 6)
+  return {path, backend, login, code}
+}
+
+describe('group commit of a responder’s logins (file store)', () => {
+  it('the same user twice in one batch: the second sees the first’s effect', async () => {
+    const {login, code} = await setUp(['alice', 'bob'])
+    // one batch: the same code twice, then a later step, then an earlier one
+    const [a, b, c, d] = await Promise.all([
+      login('alice', code('alice', -1)),
+      login('alice', code('alice', -1)),
+      login('alice', code('alice', 1)),
+      login('alice', code('alice', 0)),
+    ])
+    expect([a.allowed, b.allowed, c.allowed, d.allowed]).toEqual([true, false, true, false])
+    expect([b.reason, d.reason]).toEqual(['code_replayed', 'code_replayed'])
+    expect((await login('bob', code('bob', 0))).allowed).toBe(true)
+  })
+
+  it('a journal compacted by another process between batches: replays still refused, new codes taken', async () => {
+    const {path, login, code} = await setUp(['alice', 'bob'])
+    expect((await Promise.all([login('alice', code('alice', -1)), login('bob', code('bob', -1))])).map((r) => r.allowed)).toEqual([true, true])
+    const epoch = JSON.parse(readFileSync(`${path}.journal`, 'utf8').split('\n')[0]).epoch
+    compactJournal(`${path}.journal`, epoch) // what login:check does when the journal has grown (a new file)
+    expect((await login('alice', code('alice', -1))).reason).toBe('code_replayed')
+    expect((await login('bob', code('bob', 0))).allowed).toBe(true)
+    expect((await login('bob', code('bob', 0))).reason).toBe('code_replayed')
+  })
+
+  it('a store that cannot be used fails closed: errors, no Accept; usable again, it serves again', async () => {
+    const {path, login, code} = await setUp(['alice'])
+    expect((await login('alice', code('alice', -1))).allowed).toBe(true)
+    chmodSync(`${path}.journal`, 0o644) // others could read it: refused, as every command refuses it
+    const results = await Promise.allSettled([login('alice', code('alice', 0)), login('alice', code('alice', 1))])
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected'])
+    expect(String((results[0] as PromiseRejectedResult).reason.message)).toMatch(/chmod 600/)
+    chmodSync(`${path}.journal`, 0o600)
+    expect((await login('alice', code('alice', 0))).allowed).toBe(true)
+  })
+})
