@@ -65,10 +65,11 @@ interface KnownJournal {
   current: boolean
 }
 
-/** A decision waiting for its state to be on disk. */
+/** A decision waiting for its state to be on disk (or the decision's own error, given after the lock is released too). */
 interface Decided {
   login: Waiting
-  result: unknown
+  result?: unknown
+  error?: unknown
 }
 
 export class GroupCommit {
@@ -81,8 +82,8 @@ export class GroupCommit {
   /** The newest journal state of users whose record is not decoded yet. */
   private readonly undecoded = new Map<string, HotState>()
   private readonly keys: KeyFiles
-  /** Counters for tests and the operator: batches committed, logins in them, logins sent the per-login way. */
-  readonly stats = {batches: 0, batched: 0, single: 0, compactions: 0}
+  /** Counters (for a look in a debugger or a profile): batches committed, logins sent the per-login way, compactions. */
+  readonly stats = {batches: 0, single: 0, compactions: 0}
 
   constructor(private readonly file: Store) {
     this.keys = new KeyFiles(file.files.key, file.files.legacyKey, {storeDirChecked: true}) // the directory is checked before every batch
@@ -134,7 +135,7 @@ export class GroupCommit {
         const out = this.decide(batch)
         decided = out.decided
         rest = out.rest
-        await this.append(decided.length, out.lines)
+        await this.append(out.lines)
         if (out.stale) this.forget()
       })
     } catch {
@@ -142,11 +143,10 @@ export class GroupCommit {
       decided = []
       rest = batch // the per-login path gives this batch its answers (and its errors: fail closed)
     }
-    if (decided.length > 0) {
-      this.stats.batches++
-      this.stats.batched += decided.length
-    }
-    for (const d of decided) d.login.resolve(d.result)
+    if (decided.length > 0) this.stats.batches++
+    for (const d of decided)
+      if ('error' in d) d.login.reject(d.error)
+      else d.login.resolve(d.result)
     return rest
   }
 
@@ -171,7 +171,7 @@ export class GroupCommit {
       } catch (error) {
         // the decision's own error, as Store.login gives it: nothing of it is stored, and the
         // record it may have half changed is read again (from the next batch on)
-        login.reject(error)
+        decided.push({login, error})
         return {decided, rest: batch.slice(i + 1), lines, stale: true}
       }
       if (!record) {
@@ -291,8 +291,8 @@ export class GroupCommit {
    * The batch's entries in one append and one fsync (starting the journal for this epoch when it
    * is not current); then a compaction when the journal has grown past twice its live content.
    */
-  private async append(count: number, lines: string[]): Promise<void> {
-    if (lines.length === 0 || count === 0) return
+  private async append(lines: string[]): Promise<void> {
+    if (lines.length === 0) return
     const store = this.store!
     const path = this.file.files.journal
     if (!this.journal?.current) {
