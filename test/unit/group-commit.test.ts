@@ -11,6 +11,7 @@ import {hotp, timeStep} from '../../src/core/totp.js'
 import {activate} from '../../src/core/users.js'
 import {checkLogin} from '../../src/login/check.js'
 import {FileBackend} from '../../src/store/file/backend.js'
+import {GroupCommit} from '../../src/store/file/group-commit.js'
 import {compactJournal} from '../../src/store/file/journal.js'
 import {Store} from '../../src/store/file/store.js'
 
@@ -73,5 +74,20 @@ describe('group commit of a responder’s logins (file store)', () => {
     expect(String((results[0] as PromiseRejectedResult).reason.message)).toMatch(/chmod 600/)
     chmodSync(`${path}.journal`, 0o600)
     expect((await login('alice', code('alice', 0))).allowed).toBe(true)
+  })
+
+  it('records dropped from memory (a bound on a store of many users) keep their replay state and failure counts', async () => {
+    const users = ['u1', 'u2', 'u3', 'u4', 'u5']
+    const {path, code} = await setUp(users)
+    const commits = new GroupCommit(new Store(path), 2) // at most two records decoded at a time
+    const login = (user: string, c: string) =>
+      checkLogin({login: (u, fn) => commits.login(u, fn)}, {user, service: 'ui', method: 'password', code: c}).then((r) => r.result)
+    for (const user of users) expect((await login(user, code(user, -1))).allowed).toBe(true)
+    expect((await login('u1', '000000')).allowed).toBe(false) // a failure counted, u1 decoded again
+    for (const user of users) expect((await login(user, code(user, -1))).reason).toBe('code_replayed') // u1 dropped from memory again
+    expect((await login('u1', '000001')).allowed).toBe(false) // the second failure, counted on the first
+    expect(await new Store(path).login('u1', (doc) => doc.users.get('u1')?.failures)).toBe(2)
+    for (const user of users) expect((await login(user, code(user, 0))).allowed).toBe(true)
+    expect(await new Store(path).login('u1', (doc) => doc.users.get('u1')?.failures)).toBe(0) // reset by the accepted code
   })
 })

@@ -30,6 +30,9 @@ import type {Store} from './store.js'
  * later version (an identity that matched by chance).
  */
 
+/** Decoded records kept at most (a record with its opened secret is a few hundred bytes to a few kilobytes). */
+const MAX_RECORDS = 50_000
+
 interface Waiting<T = unknown> {
   user: string
   fn: (doc: Doc) => T
@@ -50,7 +53,7 @@ interface KnownStore {
   header: Decoded
   epoch: string
   lines: LineIndex
-  /** Decoded records with every journal entry read so far applied; null: no record (none, or emptied). */
+  /** Decoded records with every journal entry read so far applied (an emptied one stays, empty); null: no line in the store. */
   records: Map<string, UserRecord | null>
 }
 
@@ -85,7 +88,10 @@ export class GroupCommit {
   /** Counters (for a look in a debugger or a profile): batches committed, logins sent the per-login way, compactions. */
   readonly stats = {batches: 0, single: 0, compactions: 0}
 
-  constructor(private readonly file: Store) {
+  constructor(
+    private readonly file: Store,
+    private readonly maxRecords = MAX_RECORDS,
+  ) {
     this.keys = new KeyFiles(file.files.key, file.files.legacyKey, {storeDirChecked: true}) // the directory is checked before every batch
   }
 
@@ -179,36 +185,51 @@ export class GroupCommit {
         decided.push({login, result})
         continue
       }
-      const state = hotStateOf(record) // fn changes the record in place (even when it drops it)
+      const state = hotStateOf(record) // fn changes the record in place (even when it drops it: kept, empty)
       if (JSON.stringify(state) !== before) {
         const line = entryLine(login.user, state)
         lines.push(line)
         this.newest.set(login.user, line)
-        if (isEmptyRecord(record)) store.records.set(login.user, null)
       }
       decided.push({login, result})
     }
     return {decided, rest: [], lines}
   }
 
-  /** A user's record as the files say now (decoded once, then kept up to date). */
+  /**
+   * A user's record as the files say now (decoded once, then kept up to date); undefined when
+   * there is none or the journal emptied it (as a full read drops it).
+   */
   private record(user: string): UserRecord | undefined {
     const store = this.store!
-    const known = store.records.get(user)
-    if (known !== undefined) return known ?? undefined
-    const i = findLine(store.lines.names, user) // the lines were checked whole (splitStore): a miss is a miss
-    let record: UserRecord | null = null
-    if (i >= 0) {
-      const {buf, names, starts, ends} = store.lines
-      const text = buf.toString('utf8', starts[i] + names[i].length + 3, ends[i]) // after `"name":`
-      record = decodeUserText(user, text, this.file.path, store.header, this.keys, new Map())
-      const state = this.undecoded.get(user)
-      if (state) Object.assign(record, state)
-      if (isEmptyRecord(record)) record = null
+    let record = store.records.get(user)
+    if (record === undefined) {
+      record = null
+      const i = findLine(store.lines.names, user) // the lines were checked whole (splitStore): a miss is a miss
+      if (i >= 0) {
+        const {buf, names, starts, ends} = store.lines
+        const text = buf.toString('utf8', starts[i] + names[i].length + 3, ends[i]) // after `"name":`
+        record = decodeUserText(user, text, this.file.path, store.header, this.keys, new Map())
+        Object.assign(record, this.undecoded.get(user))
+      }
+      this.undecoded.delete(user)
+      if (store.records.size >= this.maxRecords) this.evict(store)
+      store.records.set(user, record)
     }
-    this.undecoded.delete(user)
-    store.records.set(user, record)
-    return record ?? undefined
+    return record && !isEmptyRecord(record) ? record : undefined
+  }
+
+  /**
+   * Drops the records decoded longest ago (a tenth of them), keeping the state the journal gave
+   * them for when they are decoded again: memory stays bounded on a store of many users.
+   */
+  private evict(store: KnownStore): void {
+    let n = Math.ceil(this.maxRecords / 10)
+    for (const [user, record] of store.records) {
+      if (n-- <= 0) break
+      if (record) this.undecoded.set(user, hotStateOf(record))
+      store.records.delete(user)
+    }
   }
 
   /**
@@ -278,11 +299,9 @@ export class GroupCommit {
     const store = this.store!
     for (const [user, state] of entries) {
       const record = store.records.get(user)
-      if (record) {
-        Object.assign(record, state)
-        if (isEmptyRecord(record)) store.records.set(user, null)
-      } else if (record === null) store.records.delete(user) // decoded as none: decode again with this state
-      if (!store.records.has(user)) this.undecoded.set(user, state)
+      if (record)
+        Object.assign(record, state) // the newest state on the file's record, as a full read applies it
+      else if (record === undefined) this.undecoded.set(user, state) // null: no line in the store, nothing to apply to
       this.newest.set(user, lines?.get(user) ?? entryLine(user, state))
     }
   }
