@@ -20,13 +20,15 @@ afterAll(() => {
   for (const dir of dirs) rmSync(dir, {recursive: true, force: true})
 })
 
-async function setUp(users: string[]) {
+async function setUp(users: string[], opts: {oathFile?: boolean} = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'tfactl-group-'))
   dirs.push(dir)
   const path = join(dir, 'store.json')
+  const oathFile = join(dir, 'users.oath')
   const keys = new Map<string, Buffer>()
   await new Store(path).update((doc) => {
     Object.assign(doc.settings, {enabled: true, failDelay: 0, window: 2, maxFailures: 0})
+    if (opts.oathFile) Object.assign(doc.settings, {ssh: true, oathFile})
     for (const user of users) {
       const e = newEnrolment(30, 6, Date.now())
       activate(doc, user, e)
@@ -37,7 +39,7 @@ async function setUp(users: string[]) {
   const responder = backend.responder(() => undefined)
   const login = (user: string, code: string) => checkLogin({login: responder.login}, {user, service: 'ui', method: 'password', code}).then((r) => r.result)
   const code = (user: string, offset: number) => hotp(keys.get(user)!, timeStep(Date.now(), 30) + offset, 6)
-  return {path, backend, login, code}
+  return {path, oathFile, backend, login, code}
 }
 
 describe('group commit of a responder’s logins (file store)', () => {
@@ -89,5 +91,16 @@ describe('group commit of a responder’s logins (file store)', () => {
     expect(await new Store(path).login('u1', (doc) => doc.users.get('u1')?.failures)).toBe(2)
     for (const user of users) expect((await login(user, code(user, 0))).allowed).toBe(true)
     expect(await new Store(path).login('u1', (doc) => doc.users.get('u1')?.failures)).toBe(0) // reset by the accepted code
+  })
+
+  it("with a pam_oath users file, logins keep it in step (the per-login path): a code used through the responder is pam_oath's last one too", async () => {
+    const {oathFile, login, code} = await setUp(['alice', 'bob'], {oathFile: true})
+    const before = readFileSync(oathFile, 'utf8')
+    const used = code('alice', 0)
+    expect((await Promise.all([login('alice', used), login('alice', used), login('bob', code('bob', 0))])).map((r) => r.allowed)).toEqual([true, false, true])
+    const after = readFileSync(oathFile, 'utf8')
+    expect(after).not.toBe(before)
+    expect(after.split('\n').find((l) => l.includes('\talice\t'))).toContain(used) // pam_oath's LASTOTP field
+    expect((await login('alice', used)).reason).toBe('code_replayed')
   })
 })
