@@ -9,7 +9,21 @@
 // /etc/tfactl and /var/lib/tfactl only when it created them.
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -30,8 +44,12 @@ const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).ver
 const DEB = join(ROOT, 'build', `tfactl_${VERSION}_amd64.deb`)
 const TFACTL = '/usr/bin/tfactl'
 const UNIT = '/usr/lib/systemd/system/tfactl-radius.service'
+const ADDON = '/usr/lib/tfactl/fs-native-extensions.node'
 
 const work = mkdtempSync(join(tmpdir(), 'tfactl-package-test-'))
+// A copy of the installed executable and its addon under a prefix of its own (<prefix>/bin/tfactl
+// loads <prefix>/lib/tfactl/<addon>), traversable by `nobody` for the run as another user.
+const prefix = mkdtempSync(join(tmpdir(), 'tfactl-package-prefix-'))
 const noNodeBin = join(work, 'bin') // PATH: only a fake node, which leaves a mark when run
 const nodeRan = join(work, 'node-ran')
 const tag = randomBytes(6).toString('hex')
@@ -94,19 +112,27 @@ function cleanUp() {
   if (made.varLib) rmSync('/var/lib/tfactl', {recursive: true, force: true})
   if (made.etc) rmSync('/etc/tfactl', {recursive: true, force: true})
   rmSync(work, {recursive: true, force: true})
+  rmSync(prefix, {recursive: true, force: true})
 }
 
 describe.skipIf(missing !== null)('the Debian package', {timeout: 900_000}, () => {
-  beforeAll(() => {
+  beforeAll(async () => {
     made.etc = !existsSync('/etc/tfactl')
     made.varLib = !existsSync('/var/lib/tfactl')
     execFileSync('mkdir', ['-p', noNodeBin])
     writeFileSync(join(noNodeBin, 'node'), `#!/bin/sh\ntouch ${nodeRan}\nexit 1\n`, {mode: 0o755})
     // The build `npm run package` does after `npm run build` (the test run has built dist/ already).
+    // Not spawnSync: a worker blocked for the build's minute or two misses vitest's own calls.
     const t0 = Date.now()
-    const built = spawnSync(process.execPath, [join(ROOT, 'scripts', 'package.mjs'), '--arch', 'amd64'], {cwd: ROOT, encoding: 'utf8'})
-    // (stderr only on failure: postject's ELF library warns about Node's many notes)
-    if (built.status !== 0) throw new Error(`npm run package failed (exit ${built.status}):\n${built.stdout}${built.stderr}`)
+    const built = await new Promise<{status: number | null; output: string}>((resolve) => {
+      const child = spawn(process.execPath, [join(ROOT, 'scripts', 'package.mjs'), '--arch', 'amd64'], {cwd: ROOT})
+      let output = ''
+      child.stdout.on('data', (d) => (output += d))
+      child.stderr.on('data', (d) => (output += d))
+      child.on('close', (status) => resolve({status, output}))
+    })
+    // (the output only on failure: postject's ELF library warns about Node's many notes)
+    if (built.status !== 0) throw new Error(`npm run package failed (exit ${built.status}):\n${built.output}`)
     console.log(`[package] built ${DEB} in ${((Date.now() - t0) / 1000).toFixed(0)} s`)
   }, 900_000)
   afterAll(cleanUp)
@@ -134,8 +160,19 @@ describe.skipIf(missing !== null)('the Debian package', {timeout: 900_000}, () =
     const copyright = readFileSync('/usr/share/doc/tfactl/copyright', 'utf8')
     for (const name of ['@oclif/core', 'pg', 'qrcode', '@inquirer/prompts', 'lowdb', 'fs-native-extensions', 'Node.js']) expect(copyright).toContain(name)
     // The lock addon beside it: root's, not writable by others.
-    const addon = statSync('/usr/lib/tfactl/fs-native-extensions.node')
+    const addon = statSync(ADDON)
     expect([addon.uid, addon.mode & 0o022]).toEqual([0, 0])
+  })
+
+  it.skipIf(!has('systemd-analyze'))('installs a unit systemd-analyze verifies with no warning and rates "OK" for exposure', () => {
+    // Offline: no systemd is started or asked; --man checks the Documentation= page when man is here.
+    const verify = spawnSync('systemd-analyze', ['verify', `--man=${has('man') ? 'yes' : 'no'}`, UNIT], {encoding: 'utf8'})
+    expect(verify.stdout + verify.stderr).toBe('')
+    expect(verify.status).toBe(0)
+    const security = spawnSync('systemd-analyze', ['security', '--offline=true', UNIT], {encoding: 'utf8'})
+    const level = /Overall exposure level for tfactl-radius\.service: ([\d.]+) (\S+)/.exec(security.stdout)
+    expect(level, security.stdout + security.stderr).not.toBeNull()
+    expect(level![2]).toBe('OK')
   })
 
   it("runs with no node on PATH: --version, an enrolment, and oathtool's code accepted", async () => {
@@ -150,6 +187,79 @@ describe.skipIf(missing !== null)('the Debian package', {timeout: 900_000}, () =
     expect(jsonOf(login.stdout)).toMatchObject({allowed: true, reason: 'code_accepted'})
     expect(installed(['login:check', 'alice', '--code', '000000', '--store', store]).code).toBe(1)
     expect(existsSync(nodeRan), 'the executable ran a node').toBe(false)
+  })
+
+  it("loads the lock addon only from a place of root's that nobody else can write: refuses any other, restores root's copy, tells others to reinstall", () => {
+    const exe = join(prefix, 'bin', 'tfactl')
+    const lib = join(prefix, 'lib', 'tfactl')
+    const addon = join(lib, 'fs-native-extensions.node')
+    mkdirSync(join(prefix, 'bin'))
+    mkdirSync(lib, {recursive: true})
+    chmodSync(prefix, 0o755)
+    copyFileSync(TFACTL, exe)
+    chmodSync(exe, 0o755)
+    copyFileSync(ADDON, addon)
+    const original = digest(addon)
+    const nobody = Number(execFileSync('id', ['-u', 'nobody'], {encoding: 'utf8'}))
+    // twofactor:enable on a new store takes the store's lock, so it loads the addon first.
+    let stores = 0
+    const enable = (as: 'root' | 'nobody' = 'root') => {
+      const dir = join(prefix, `store-${stores++}`)
+      mkdirSync(dir)
+      if (as === 'nobody') chownSync(dir, nobody, nobody)
+      const cmd = as === 'nobody' ? ['setpriv', `--reuid=${nobody}`, `--regid=${nobody}`, '--clear-groups', exe] : [exe]
+      const r = spawnSync(cmd[0], [...cmd.slice(1), 'twofactor:enable', '--store', join(dir, 'store.json')], {
+        env: {PATH: `${noNodeBin}:/usr/bin:/bin`, HOME: dir, NO_COLOR: '1'},
+        encoding: 'utf8',
+      })
+      return {code: r.status, stderr: r.stderr, stored: existsSync(join(dir, 'store.json'))}
+    }
+    const refused = (why: RegExp, as: 'root' | 'nobody' = 'root') => {
+      const r = enable(as)
+      expect(r.code, r.stderr).toBe(3)
+      expect(r.stderr).toMatch(/^tfactl: cannot load the file-locking addon for linux-x64 \(fs-native-extensions\): /m)
+      expect(r.stderr).toMatch(why)
+      expect(r.stderr).not.toMatch(/\n\s+at /) // one line, no stack trace
+      expect(r.stored, 'no store is written without the lock').toBe(false)
+    }
+    expect(enable()).toMatchObject({code: 0, stored: true})
+
+    const badDir = new RegExp(`${lib} must be a directory of root's that group and others cannot write`)
+    for (const unsafe of [0o1777, 0o775]) {
+      chmodSync(lib, unsafe) // world-writable like /tmp, or group-writable
+      refused(badDir)
+    }
+    chmodSync(lib, 0o755)
+    chownSync(lib, nobody, 0)
+    refused(badDir)
+    chownSync(lib, 0, 0)
+
+    const badFile = new RegExp(`${addon} must be a file of root's that group and others cannot write`)
+    chmodSync(addon, 0o666)
+    refused(badFile)
+    chmodSync(addon, 0o644)
+    chownSync(addon, nobody, 0)
+    refused(badFile)
+    chownSync(addon, 0, 0)
+    // A link is not followed, even to the right bytes.
+    renameSync(addon, `${addon}.real`)
+    symlinkSync(`${addon}.real`, addon)
+    refused(/ELOOP/)
+    rmSync(addon)
+    renameSync(`${addon}.real`, addon)
+
+    // Root's own file with other bytes, or none: root gets the executable's copy written there.
+    writeFileSync(addon, 'not the addon')
+    expect(enable()).toMatchObject({code: 0, stored: true})
+    expect(digest(addon)).toBe(original)
+    // Anyone else is told to reinstall, and nothing is written.
+    rmSync(addon)
+    refused(/is missing or is not this executable's: reinstall the tfactl package/, 'nobody')
+    expect(existsSync(addon)).toBe(false)
+    expect(readdirSync(lib)).toEqual([])
+    expect(enable()).toMatchObject({code: 0, stored: true})
+    expect(digest(addon)).toBe(original)
+    expect([statSync(addon).uid, mode(addon)]).toEqual([0, 0o644])
   })
 
   it("answers radclient with radius:serve started by the unit's own ExecStart line", async () => {
