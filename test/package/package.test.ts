@@ -104,6 +104,26 @@ function radclient(port: number, secret: string, attrs: string): Promise<string>
   })
 }
 
+/**
+ * The build `npm run package` does after `npm run build` (the test run has built dist/ already),
+ * for one architecture; its output. Not spawnSync: a worker blocked for the build's minute or two
+ * misses vitest's own calls.
+ */
+async function buildPackage(arch: 'amd64' | 'arm64'): Promise<string> {
+  const t0 = Date.now()
+  const built = await new Promise<{status: number | null; output: string}>((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, 'scripts', 'package.mjs'), '--arch', arch], {cwd: ROOT})
+    let output = ''
+    child.stdout.on('data', (d) => (output += d))
+    child.stderr.on('data', (d) => (output += d))
+    child.on('close', (status) => resolve({status, output}))
+  })
+  // (the output only on failure: postject's ELF library warns about Node's many notes)
+  if (built.status !== 0) throw new Error(`npm run package failed (exit ${built.status}):\n${built.output}`)
+  console.log(`[package] built ${arch} in ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+  return built.output
+}
+
 function cleanUp() {
   radius?.kill('SIGKILL')
   spawnSync('dpkg', ['-P', 'tfactl'], {stdio: 'ignore'})
@@ -121,19 +141,7 @@ describe.skipIf(missing !== null)('the Debian package', {timeout: 900_000}, () =
     made.varLib = !existsSync('/var/lib/tfactl')
     execFileSync('mkdir', ['-p', noNodeBin])
     writeFileSync(join(noNodeBin, 'node'), `#!/bin/sh\ntouch ${nodeRan}\nexit 1\n`, {mode: 0o755})
-    // The build `npm run package` does after `npm run build` (the test run has built dist/ already).
-    // Not spawnSync: a worker blocked for the build's minute or two misses vitest's own calls.
-    const t0 = Date.now()
-    const built = await new Promise<{status: number | null; output: string}>((resolve) => {
-      const child = spawn(process.execPath, [join(ROOT, 'scripts', 'package.mjs'), '--arch', 'amd64'], {cwd: ROOT})
-      let output = ''
-      child.stdout.on('data', (d) => (output += d))
-      child.stderr.on('data', (d) => (output += d))
-      child.on('close', (status) => resolve({status, output}))
-    })
-    // (the output only on failure: postject's ELF library warns about Node's many notes)
-    if (built.status !== 0) throw new Error(`npm run package failed (exit ${built.status}):\n${built.output}`)
-    console.log(`[package] built ${DEB} in ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+    await buildPackage('amd64')
   }, 900_000)
   afterAll(cleanUp)
 
@@ -343,5 +351,56 @@ _tfactl_autocomplete; printf '%s\\n' "\${COMPREPLY[@]}"`
     // Twice in a row, the maintainer scripts change nothing either.
     dpkg('-i', DEB)
     expect(digest(`${keptStore}.key`)).toBe(before[1])
+  })
+})
+
+// The arm64 package, built on this x64 machine, run under qemu-user (qemu-aarch64 with Debian's
+// arm64 C and C++ libraries, no binfmt needed): an executable whose code caches were made by x64
+// crashed there, so this runs its start-up, the lock addon and a login, not only --version.
+const ARM_LIBS = '/usr/aarch64-linux-gnu'
+const armMissing =
+  missing ??
+  (!has('qemu-aarch64') || !existsSync(join(ARM_LIBS, 'lib', 'ld-linux-aarch64.so.1')) || !existsSync(join(ARM_LIBS, 'lib', 'libstdc++.so.6'))
+    ? 'needs qemu-user and libc6-arm64-cross, libstdc++6-arm64-cross, libgcc-s1-arm64-cross'
+    : null)
+if (armMissing && !missing) console.warn(`[package arm64] skipped: ${armMissing}`)
+
+describe.skipIf(armMissing !== null)('the arm64 Debian package (under qemu-aarch64)', {timeout: 900_000}, () => {
+  const root = join(tmpdir(), `tfactl-package-arm64-${tag}`)
+  const fakeBin = join(root, 'fake-bin') // PATH: only a fake node, as above
+  const armNodeRan = join(root, 'node-ran')
+  let output = ''
+  beforeAll(async () => {
+    mkdirSync(fakeBin, {recursive: true, mode: 0o700})
+    writeFileSync(join(fakeBin, 'node'), `#!/bin/sh\ntouch ${armNodeRan}\nexit 1\n`, {mode: 0o755})
+    output = await buildPackage('arm64')
+  }, 900_000)
+  afterAll(() => rmSync(root, {recursive: true, force: true}))
+
+  it("runs with no node on PATH: --version, an enrolment, the lock addon, and oathtool's code accepted", async (ctx) => {
+    const deb = join(ROOT, 'build', `tfactl_${VERSION}_arm64.deb`)
+    // Without the npm registry the build skips arm64 (and says so): nothing to run then.
+    if (/arm64 skipped/.test(output)) ctx.skip()
+    execFileSync('dpkg-deb', ['-x', deb, root]) // as root: /usr/lib/tfactl and its addon are root's
+    const arm = (args: string[]) => {
+      const r = spawnSync('qemu-aarch64', ['-L', ARM_LIBS, join(root, 'usr', 'bin', 'tfactl'), ...args], {
+        env: {PATH: fakeBin, HOME: root, NO_COLOR: '1'},
+        encoding: 'utf8',
+        timeout: 120_000,
+      })
+      return {code: r.status, stdout: r.stdout, stderr: r.stderr}
+    }
+    const version = arm(['--version'])
+    expect(version.code, version.stderr).toBe(0)
+    expect(version.stdout).toMatch(new RegExp(`^tfactl/${VERSION.replace(/\./g, '\\.')} linux-arm64 node-v20\\.`))
+    const store = join(root, 'state', 'store.json')
+    expect(arm(['twofactor:enable', '--fail-delay', '0', '--store', store]).code).toBe(0)
+    const renewed = arm(['user:secret:renew', 'dave', '--no-verify', '--qr', 'none', '--json', '--store', store])
+    expect(renewed.code, renewed.stderr).toBe(0)
+    const login = arm(['login:check', 'dave', '--code', await oathtool(jsonOf(renewed.stdout).users[0].secret), '--json', '--store', store])
+    expect(login.code, login.stderr).toBe(0)
+    expect(jsonOf(login.stdout)).toMatchObject({allowed: true, reason: 'code_accepted'})
+    expect(arm(['login:check', 'dave', '--code', '000000', '--store', store]).code).toBe(1)
+    expect(existsSync(armNodeRan), 'the executable ran a node').toBe(false)
   })
 })
