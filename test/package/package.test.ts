@@ -382,8 +382,10 @@ describe.skipIf(armMissing !== null)('the arm64 Debian package (under qemu-aarch
     // Without the npm registry the build skips arm64 (and says so): nothing to run then.
     if (/arm64 skipped/.test(output)) ctx.skip()
     execFileSync('dpkg-deb', ['-x', deb, root]) // as root: /usr/lib/tfactl and its addon are root's
+    // qemu by its full path: the executable's PATH has no qemu either
+    const qemu = execFileSync('sh', ['-c', 'command -v qemu-aarch64'], {encoding: 'utf8'}).trim()
     const arm = (args: string[]) => {
-      const r = spawnSync('qemu-aarch64', ['-L', ARM_LIBS, join(root, 'usr', 'bin', 'tfactl'), ...args], {
+      const r = spawnSync(qemu, ['-L', ARM_LIBS, join(root, 'usr', 'bin', 'tfactl'), ...args], {
         env: {PATH: fakeBin, HOME: root, NO_COLOR: '1'},
         encoding: 'utf8',
         timeout: 120_000,
