@@ -15,7 +15,6 @@ import {
   copyFileSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   renameSync,
@@ -46,13 +45,14 @@ const TFACTL = '/usr/bin/tfactl'
 const UNIT = '/usr/lib/systemd/system/tfactl-radius.service'
 const ADDON = '/usr/lib/tfactl/fs-native-extensions.node'
 
-const work = mkdtempSync(join(tmpdir(), 'tfactl-package-test-'))
+const tag = randomBytes(6).toString('hex')
+// Made by beforeAll (mkdir: an existing one is an error), so that a skipped run leaves none behind.
+const work = join(tmpdir(), `tfactl-package-test-${tag}`)
 // A copy of the installed executable and its addon under a prefix of its own (<prefix>/bin/tfactl
 // loads <prefix>/lib/tfactl/<addon>), traversable by `nobody` for the run as another user.
-const prefix = mkdtempSync(join(tmpdir(), 'tfactl-package-prefix-'))
+const prefix = join(tmpdir(), `tfactl-package-prefix-${tag}`)
 const noNodeBin = join(work, 'bin') // PATH: only a fake node, which leaves a mark when run
 const nodeRan = join(work, 'node-ran')
-const tag = randomBytes(6).toString('hex')
 // State the package must keep over remove and purge: a store (with its key, audit log) in the
 // state directory, and a key in the configuration directory.
 const keptStore = `/var/lib/tfactl/package-test-${tag}.json`
@@ -143,7 +143,8 @@ describe.skipIf(missing !== null)('the Debian package', {timeout: 900_000}, () =
   beforeAll(async () => {
     made.etc = !existsSync('/etc/tfactl')
     made.varLib = !existsSync('/var/lib/tfactl')
-    execFileSync('mkdir', ['-p', noNodeBin])
+    for (const dir of [work, prefix]) mkdirSync(dir, {mode: 0o700})
+    mkdirSync(noNodeBin)
     writeFileSync(join(noNodeBin, 'node'), `#!/bin/sh\ntouch ${nodeRan}\nexit 1\n`, {mode: 0o755})
     await buildPackage('amd64')
   }, 900_000)
