@@ -187,11 +187,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     try {
       if (!(this.ctor as unknown as typeof BaseCommand).audited || !this.storeUsed) return
       const outcome = error ? {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'} : this.auditOutcome
-      const done = store.changeAudited
-      if (done && done.outcome === outcome.outcome && done.reason === outcome.reason) return
       const users = new Set(this.auditUsers)
       if (this.auditUser) users.add(this.auditUser)
-      const problem = await store.recordEvent(this.id ?? 'unknown', [...users], outcome)
+      // the users whose lines a change already wrote with this outcome are not recorded twice
+      const done = store.changeAudited
+      const said = done && done.outcome === outcome.outcome && done.reason === outcome.reason ? done.users : undefined
+      const rest = said ? [...users].filter((user) => !said.has(user)) : [...users]
+      if (said && rest.length === 0) return
+      const problem = await store.recordEvent(this.id ?? 'unknown', rest, outcome)
       if (problem) this.warning(problem)
     } finally {
       await store.close()

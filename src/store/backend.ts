@@ -13,6 +13,17 @@ export interface Outcome {
   reason: string | null
 }
 
+/** What a run's updates audited as they committed (StoreBackend.changeAudited). */
+export interface AuditedChanges extends Outcome {
+  users: ReadonlySet<string>
+}
+
+/** The audit record of `users` added to what a run's updates audited before (`done`). */
+export const auditedMore = (done: AuditedChanges | undefined, users: readonly string[], outcome: Outcome): AuditedChanges => ({
+  ...outcome,
+  users: new Set([...(done?.users ?? []), ...users]),
+})
+
 /** An audit event decided elsewhere (radius:serve): its own time, and the RADIUS client's address. */
 export interface AuditRecord {
   time: string
@@ -166,8 +177,8 @@ export interface StoreBackend {
    * not updates: they keep their own audit paths.
    */
   auditChanges(by: ChangeAudit): void
-  /** The outcome the last update's audit lines recorded (undefined: no update of this run wrote any). */
-  readonly changeAudited: Outcome | undefined
+  /** What this run's updates audited as they committed (undefined: none did): every user their lines named, and the outcome of the last. */
+  readonly changeAudited: AuditedChanges | undefined
   /** Many events at once, in one write (radius:serve); optional: others get recordEvent one by one. */
   recordEvents?(events: AuditRecord[]): Promise<string | undefined>
   readAudit(): Promise<AuditEvent[]>

@@ -31,11 +31,19 @@ describe.each(['file', 'postgres'] as const)('each run is audited exactly once (
     // a wrong first code for a pending secret is counted as it commits: one line, the refusal
     expect((await s.run(['user:secret:renew', 'alice', '--pending', '--qr', 'none', '--json'])).code).toBe(0)
     expect(await added()).toEqual([['user:secret:renew', 'alice', 'ok', null]])
-    expect((await s.run(['user:secret:confirm', 'alice', '--code', '000000', '--json'])).code).toBe(1)
+    expect((await s.run(['user:secret:confirm', 'alice', '--code', '000000', '--json'], {env: {SUDO_USER: 'alice'}})).code).toBe(1)
     expect(await added()).toEqual([['user:secret:confirm', 'alice', 'error', 'code_invalid']])
     // self-service under sudo with a wrong proof: the counted failure commits, audited as the refusal
     expect((await s.run(['user:secret:unset', 'alice', '--yes', '--code', wrongCode('123456'), '--json'], {env: {SUDO_USER: 'alice'}})).code).toBe(4)
     expect(await added()).toEqual([['user:secret:unset', 'alice', 'error', 'forbidden']])
+    // a refused bulk run: the counted failure's line, and the run's line for every other user it named
+    expect(
+      (await s.run(['user:secret:renew', 'alice', 'bob', '--qr', 'none', '--code', wrongCode('123456'), '--json'], {env: {SUDO_USER: 'alice'}})).code,
+    ).toBe(4)
+    expect(await added()).toEqual([
+      ['user:secret:renew', 'alice', 'error', 'forbidden'],
+      ['user:secret:renew', 'bob', 'error', 'forbidden'],
+    ])
     // a refusal before any change: the run's own line
     expect((await s.run(['user:secret:resync', 'bob', '--code', '123456', '--code', '234567', '--json'])).code).toBe(2)
     expect(await added()).toEqual([['user:secret:resync', 'bob', 'error', 'usage']])

@@ -266,7 +266,7 @@ describe.each(['file', 'postgres'] as const)('StoreBackend contract (%s)', (back
       ['test:change', 'alice', 'ok'],
       ['test:change', 'bob', 'ok'],
     ])
-    expect(store.changeAudited).toEqual({outcome: 'ok', reason: null})
+    expect(store.changeAudited).toEqual({outcome: 'ok', reason: null, users: new Set(['alice', 'bob'])})
     await store.update((doc) => {
       doc.settings = {...doc.settings, enabled: true}
     })

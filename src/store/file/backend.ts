@@ -3,7 +3,17 @@ import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
 import type {Doc, Settings, StatusSummary, UserRecord} from '../../core/model.js'
 import {type AuditEvent, auditLoss, type ChangeAudit, lossMarker, readAudit, recordEvent} from '../audit.js'
-import type {Outcome, Repair, Responder, StoreBackend, StoreCheck, StoreFinding, UsersFileReader} from '../backend.js'
+import {
+  type AuditedChanges,
+  auditedMore,
+  type Outcome,
+  type Repair,
+  type Responder,
+  type StoreBackend,
+  type StoreCheck,
+  type StoreFinding,
+  type UsersFileReader,
+} from '../backend.js'
 import {notice} from '../notices.js'
 import {leftovers, readUsersFile} from '../oathfile/file.js'
 import {AuditWriter} from './audit-sink.js'
@@ -21,7 +31,7 @@ export class FileBackend implements StoreBackend {
   readonly localOathFile = true
   readonly usersFile: UsersFileReader = {read: readUsersFile, leftovers}
   readonly repair: Repair
-  changeAudited: Outcome | undefined
+  changeAudited: AuditedChanges | undefined
   private auditBy: ChangeAudit | undefined
   constructor(readonly spec: string) {
     const store = new Store(spec)
@@ -105,7 +115,7 @@ export class FileBackend implements StoreBackend {
     return (users) => {
       const outcome = by.outcome()
       const problem = recordEvent(this.store.files.audit, by.command, users, outcome)
-      this.changeAudited = outcome
+      this.changeAudited = auditedMore(this.changeAudited, users, outcome)
       if (problem) notice(problem)
     }
   }

@@ -6,7 +6,17 @@ import {storeError, TfaError} from '../../core/errors.js'
 import type {Doc, Settings, StatusSummary, UserRecord} from '../../core/model.js'
 import type {AuditEvent, ChangeAudit} from '../audit.js'
 import {auditedUsers, type ChangeSet, changeSet, noMirror, projectUpdate} from '../change.js'
-import type {AuditRecord, OpenOptions, Outcome, Responder, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
+import {
+  type AuditedChanges,
+  type AuditRecord,
+  auditedMore,
+  type OpenOptions,
+  type Outcome,
+  type Responder,
+  type StoreBackend,
+  type StoreCheck,
+  type StoreFinding,
+} from '../backend.js'
 import {DEFAULT_KEY_FILE} from '../config.js'
 import {checkPrivateFile, ensureDir} from '../../os/files.js'
 import {KeyFiles} from '../keys.js'
@@ -124,7 +134,7 @@ export class PgStore implements StoreBackend {
   readonly oathSync = undefined
   /** What the last update changed (rows written, settings before and after). */
   lastChange: ChangeSet | undefined
-  changeAudited: Outcome | undefined
+  changeAudited: AuditedChanges | undefined
   private auditBy: ChangeAudit | undefined
   /** A database keeps no pam_oath users file: SSH codes go through the RADIUS responder. */
   private readonly noUsersFile = noMirror((change) => {
@@ -463,7 +473,7 @@ export class PgStore implements StoreBackend {
 
   /** Read-modify-write of every row (`user` undefined) or of one user's, under the update lock. */
   private async change<T>(user: string | undefined, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
-    let audited: Outcome | undefined
+    let audited: {users: string[]; outcome: Outcome} | undefined
     const {result, change} = await this.tx('the update', async (c) => {
       audited = undefined // a transaction started over records its own lines
       await c.query(LOCK_UPDATE) // one writer of settings and records at a time, on every host
@@ -508,14 +518,17 @@ export class PgStore implements StoreBackend {
             }
             // the change's audit lines, in its transaction: committed with it or rolled back with it
             const users = this.auditBy && auditedUsers(committed!)
-            if (users) await this.insertEvents(c, this.auditBy!.command, users, (audited = this.auditBy!.outcome()))
+            if (users) {
+              audited = {users, outcome: this.auditBy!.outcome()}
+              await this.insertEvents(c, this.auditBy!.command, users, audited.outcome)
+            }
           },
         },
       )
       return {result, change}
     })
     this.lastChange = change // committed
-    if (audited) this.changeAudited = audited
+    if (audited) this.changeAudited = auditedMore(this.changeAudited, audited.users, audited.outcome)
     return result
   }
 
