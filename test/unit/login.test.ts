@@ -407,7 +407,7 @@ describe('recovery codes', () => {
     expect(recovery.hashes).toHaveLength(4)
     expect(new Set(recovery.hashes).size).toBe(4)
     // the same function of code and salt as hashCodes: findCode hashes one by one
-    codes.forEach((code, i) => expect(findCode(recovery, code)).toBe(i))
+    for (const [i, code] of codes.entries()) expect(findCode(recovery, code)).toBe(i)
     expect(findCode(hashCodes(codes), codes[3])).toBe(3)
     const user = enrolled({recovery})
     for (const code of [codes[2], codes[0], codes[3], codes[1]]) {

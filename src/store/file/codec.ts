@@ -1,5 +1,5 @@
 import {createHash, randomBytes} from 'node:crypto'
-import * as zlib from 'node:zlib'
+import {createRequire} from 'node:module'
 import {type Doc, STORE_VERSION, type Settings} from '../../core/model.js'
 import type {KeyRing} from '../keys.js'
 import {type Decoded, decodeStore, sealWith} from '../sealed.js'
@@ -32,17 +32,23 @@ const sha256 = (data: Buffer): string => createHash('sha256').update(data).diges
 const [QUOTE, COLON, BRACE, CLOSE_BRACE, COMMA, NL] = [0x22, 0x3a, 0x7b, 0x7d, 0x2c, 0x0a]
 
 /**
- * zlib's CRC-32 (Node 20.15 and later; undefined before): the lines' digest where Node has it. It
- * detects damage and hand edits as well as the SHA-256 did (neither is an authenticator: whoever
- * can write the file can write either) at a third of its time, which every update of a large store
- * pays twice (checking the lines read, digesting the lines written).
+ * zlib's CRC-32 (Node 20.15 and later; null before): the lines' digest where Node has it. It
+ * detects damage and hand edits (one goes unnoticed by chance once in 4 billion; neither digest is
+ * an authenticator: whoever can write the file can recompute either) at a third of SHA-256's
+ * time, which every update of a large store pays twice (checking the lines read, digesting the
+ * lines written).
  */
-const crc32 = (zlib as {crc32?: (data: Uint8Array, value?: number) => number}).crc32
+let zlibCrc32: ((data: Uint8Array, value?: number) => number) | null | undefined
+/** Loaded when first needed: a login of one user (the fast path) never is. */
+const crc32 = () => (zlibCrc32 ??= (createRequire(import.meta.url)('node:zlib') as {crc32?: typeof zlibCrc32}).crc32 ?? null)
 const crcHex = (value: number): string => value.toString(16).padStart(8, '0')
 
 /** Whether the bytes after the header are exactly those tfactl wrote, by the digest the header records. */
 function linesIntact(header: Decoded, body: Buffer): boolean {
-  if (header.linesCrc32 !== null) return crc32 !== undefined && crcHex(crc32(body)) === header.linesCrc32
+  if (header.linesCrc32 !== null) {
+    const crc = crc32()
+    return crc !== null && crcHex(crc(body)) === header.linesCrc32
+  }
   return header.linesSha256 !== null && sha256(body) === header.linesSha256
 }
 
@@ -177,9 +183,10 @@ const EMPTY_BODY = Buffer.from('}}\n')
 export function joinStore(keyId: string | null, epoch: string, settings: Settings, oath: string | null, pieces: Buffer[]): Buffer[] {
   const body = pieces.length === 0 ? [EMPTY_BODY] : [BODY_START, ...pieces.flatMap((p, i) => (i === 0 ? [p] : [SEPARATOR, p])), CLOSE]
   let digest: string | undefined
-  if (pieces.length > 0 && crc32) {
+  const crc32Of = pieces.length > 0 ? crc32() : null
+  if (crc32Of) {
     let crc = 0
-    for (const part of body) crc = crc32(part, crc)
+    for (const part of body) crc = crc32Of(part, crc)
     digest = `"linesCrc32":"${crcHex(crc)}"`
   } else if (pieces.length > 0) {
     const hash = createHash('sha256')
