@@ -1,7 +1,10 @@
 import type {Doc, Settings, StatusSummary, UserRecord} from '../core/model.js'
 import type {AuditEvent} from './audit.js'
+import type {ChangeSet} from './change.js'
 import type {UsersFile} from './oathfile/file.js'
 import type {SyncReport} from './oathfile/sync.js'
+
+export type {ChangeSet} from './change.js'
 
 /** What a run did, as the audit trail records it (never a secret or a code). */
 export interface Outcome {
@@ -126,6 +129,12 @@ export interface StoreBackend {
   readonly localOathFile: boolean
   /** What the last update did to the pam_oath users file (undefined: none is configured). */
   readonly oathSync: SyncReport | undefined
+  /**
+   * What the last update or updateUser changed (undefined: none ran yet): the users whose
+   * records it created, changed or dropped, and the settings before and after. The mirrors of
+   * the state (the pam_oath users file) are written from it, under the backend's lock.
+   */
+  readonly lastChange: ChangeSet | undefined
   /** The full, validated state. */
   read(): Promise<Doc>
   /** The settings alone, without reading any user (optional: callers fall back to read()). */

@@ -47,7 +47,7 @@ export const sidecars = (store: string) => ({
   journal: `${store}.journal`,
   key: `${store}.key`,
   audit: `${store}.audit.log`,
-  /** Which pam_oath users file the store last wrote, as it stood then (oathfile/sync.ts SyncTracking.stamp). */
+  /** Which pam_oath users file the store last wrote, as it stood then (oathfile/projection.ts: UpdateView.note). */
   oathStamp: `${store}.oath-stamp`,
   legacyKey: join(dirname(store), 'tfactl.key'),
   legacyAudit: join(dirname(store), 'audit.log'),

@@ -173,7 +173,7 @@ export interface Decoded {
   keyId: string | null
   /** Which hot-state journal belongs to this file (journal.ts); null: none yet. */
   epoch: string | null
-  /** The digest of the pam_oath users file written with this store (src/store/oathfile/sync.ts); null: none. */
+  /** The digest of the pam_oath users file written with this store (src/store/oathfile/projection.ts); null: none. */
   oath: string | null
   /** The SHA-256 of the bytes after the header line, as tfactl wrote them (null: not recorded). */
   linesSha256: string | null

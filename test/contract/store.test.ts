@@ -95,6 +95,29 @@ describe.each(['file', 'postgres'] as const)('StoreBackend contract (%s)', (back
     if (store.summary) expect(await (await again()).summary!()).toMatchObject({total: 2, configured: 1})
   })
 
+  it('yields what each update changed: the users whose records it touched, and the settings before and after', async () => {
+    const {store} = await fresh(backend)
+    expect(store.lastChange).toBeUndefined()
+    await store.update((doc) => {
+      doc.settings.enabled = true
+      enrol(doc, 'alice')
+      enrol(doc, 'bob')
+      getOrCreate(doc, 'carol').failures = 2
+    })
+    expect([...store.lastChange!.users].sort()).toEqual(['alice', 'bob', 'carol'])
+    expect(store.lastChange).toMatchObject({before: {enabled: false}, after: {enabled: true}})
+    await store.updateUser('bob', (doc) => void enrol(doc, 'bob'))
+    expect([...store.lastChange!.users]).toEqual(['bob'])
+    expect(store.lastChange!.after).toEqual(store.lastChange!.before)
+    await store.update((doc) => {
+      doc.users.delete('carol')
+      void doc.users.get('alice') // read, not changed
+      doc.settings.window = 3
+    })
+    expect([...store.lastChange!.users]).toEqual(['carol'])
+    expect(store.lastChange).toMatchObject({before: {window: DEFAULT_SETTINGS.window}, after: {window: 3}})
+  })
+
   it('writes nothing when the update throws, and passes the error on', async () => {
     const {store, again} = await fresh(backend)
     await store.update((doc) => void enrol(doc, 'alice'))

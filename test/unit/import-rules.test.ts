@@ -57,7 +57,7 @@ describe('import rules', () => {
   it('lets commands use the seam and the file store use the users file', () => {
     const r = check({
       'src/commands/x.ts': "import {openStore} from '../store/backend.js'\nimport {resolveStore} from '../store/config.js'\n",
-      'src/store/file/x.ts': "import {syncUsersFile} from '../oathfile/sync.js'\nimport {decodeStore} from '../sealed.js'\n",
+      'src/store/file/x.ts': "import {usersFileProjection} from '../oathfile/projection.js'\nimport {decodeStore} from '../sealed.js'\n",
       'src/store/backend.ts': "const m = await import('./postgres/store.js')\n",
     })
     expect(r.stderr).toBe('')

@@ -151,6 +151,7 @@ describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) =
     const w = await work(() => backend.updateUser(target, (doc) => doc.users.get(target)!.failures)) // nothing changed
     expect(w).toEqual({decrypted: 1, encrypted: 0})
     expect(journal()).toBe(size)
+    expect([...backend.lastChange!.users]).toEqual([])
     const codes = ['AAAAA-BBBBB', 'CCCCC-DDDDD']
     const recovery = await hashCodesAsync(codes)
     await backend.updateUser(target, (doc) => {
@@ -159,6 +160,8 @@ describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) =
     })
     expect(readFileSync(store.path).equals(bytes)).toBe(true) // neither rewritten nor grown: the journal holds it
     expect(journal()).toBeGreaterThan(size)
+    expect([...backend.lastChange!.users]).toEqual([target]) // its change set, as every update yields
+    expect(backend.lastChange!.after).toEqual(backend.lastChange!.before)
     const seen = (await store.read()).users.get(target)!
     expect(seen).toMatchObject({recovery, failures: 4})
     // a locked user is unlocked the same way, and each recovery code then logs in once

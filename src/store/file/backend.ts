@@ -66,6 +66,10 @@ export class FileBackend implements StoreBackend {
     return this.store.oathSync
   }
 
+  get lastChange() {
+    return this.store.lastChange
+  }
+
   read(): Promise<Doc> {
     return this.store.read()
   }

@@ -7,7 +7,9 @@ import {sameSettings} from '../../core/settings.js'
 import {atomicWrite, checkStoreDir, ensureDir, fsyncDir, readPrivateFile, removeStaleTemps} from '../../os/files.js'
 import {KeyFiles, type KeyRing} from '../keys.js'
 import {readUsersFile} from '../oathfile/file.js'
-import {refuseTakeover, type SyncReport, syncUsersFile} from '../oathfile/sync.js'
+import {changeSet, projectUpdate} from '../change.js'
+import {usersFileProjection} from '../oathfile/projection.js'
+import {refuseTakeover, type SyncReport} from '../oathfile/sync.js'
 import {describeOpeners, openers, procName} from '../../os/procs.js'
 import {decodeStore, Reader} from '../sealed.js'
 import {encodeStore, newEpoch} from './codec.js'
@@ -51,7 +53,8 @@ export function moveAside(path: string): string {
 /**
  * Changes the settings only, under the store lock, without the key: the sealed user records are
  * carried over untouched (byte for byte), the previous store is kept as `.bak`, and the journal
- * stays valid (the epoch is unchanged). The pam_oath users file follows as on every update.
+ * stays valid (the epoch is unchanged). The pam_oath users file follows as on every update (a
+ * projection of the change, rendered whole: the records are not read).
  * Only for changes that leave the users file empty (2FA or SSH 2FA off): the records' secrets
  * are not opened, so they cannot be written there.
  */
@@ -81,15 +84,19 @@ export async function updateSettingsSealed(
     }
     if (after.enabled && after.ssh && after.oathFile) throw new Error('updateSettingsSealed: the users file would lose its users')
     const doc: Doc = {version: STORE_VERSION, settings: before, users: new Map()} // the users file is rendered empty
-    const {report} = await syncUsersFile(
+    const {report} = await projectUpdate(
       doc,
-      async () => {
-        doc.settings = after
+      usersFileProjection,
+      {mark: null, protect: ownFiles(store)},
+      {
+        run: async () => {
+          doc.settings = after
+        },
+        change: () => changeSet([], before, doc, true),
+        save: async () => {
+          if (!sameSettings(before, after)) atomicWrite(store.path, text, store.files.backup)
+        },
       },
-      async () => {
-        if (!sameSettings(before, after)) atomicWrite(store.path, text, store.files.backup)
-      },
-      ownFiles(store),
     )
     return {before, after, usersFile: report, keyProblem}
   })
@@ -306,7 +313,7 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; oath
         const lines = oath ? readUsersFile(oath) : undefined // never through a link
         if (oath && lines && lines.entries.length > 0) {
           savedCopy = `${oath}.saved-${stamp()}`
-          atomicWrite(savedCopy, lines.text)
+          atomicWrite(savedCopy, lines.bytes)
         }
         if (current) movedAside.push(moveAside(store.path))
         if (existsSync(files.journal)) movedAside.push(moveAside(files.journal)) // its entries are in `doc` when they belong to it
@@ -325,7 +332,13 @@ export async function forceDisable(store: Store, opts: {leaveStig: boolean; oath
         resetJournal(files.journal, epoch)
       }
     }
-    const {report} = await syncUsersFile(doc, async () => undefined, save, ownFiles(store))
+    // every record may differ from what the users file lists: it is rendered whole from `doc`
+    const {report} = await projectUpdate(
+      doc,
+      usersFileProjection,
+      {mark: null, protect: ownFiles(store)},
+      {run: async () => undefined, change: () => changeSet(doc.users.keys(), before, doc, true), save},
+    )
     const usersFile = report ? {path: report.path, changed: report.changed, users: report.users, ...(savedCopy ? {savedCopy} : {})} : null
     const changed = !whole || !sameSettings(before, doc.settings) || removedLocks.length > 0 || Boolean(report?.changed)
     return {changed, movedAside, usersFile, removedLocks, warnings, settingsFrom: source.from, unreadable: source.unreadable}

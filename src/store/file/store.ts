@@ -1,5 +1,4 @@
 import {Low} from 'lowdb'
-import {closeSync, constants, openSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
 import {type Doc, emptyDoc, isEmptyRecord, newUserRecord, type Settings, type UserRecord} from '../../core/model.js'
@@ -9,7 +8,9 @@ import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, readPrivateFile
 import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
 import {KeyFiles} from '../keys.js'
 import {withLock} from './lock.js'
-import {LoginSync, type SyncReport, syncUsersFile} from '../oathfile/sync.js'
+import {type ChangeSet, changeSet, projectUpdate} from '../change.js'
+import {usersFileProjection} from '../oathfile/projection.js'
+import {LoginSync, type SyncReport} from '../oathfile/sync.js'
 import {StoredUsers} from './records.js'
 import {sidecars} from '../paths.js'
 import {checkNotLost} from './lost.js'
@@ -53,7 +54,7 @@ class StoreFile {
   keyId: string | null = null
   /** The file's journal epoch (null: none yet); after a write, the new one. */
   epoch: string | null = null
-  /** The digest of the pam_oath users file written with this store (oathfile/sync.ts). */
+  /** The mark of the pam_oath users file written with this store (its digest: oathfile/projection.ts). */
   oath: string | null = null
   constructor(
     readonly path: string,
@@ -116,42 +117,6 @@ class StoreFile {
   }
 }
 
-/**
- * A small note beside the store (the users file's stamp): read and written without fsync, as it
- * only saves work; a missing or unreadable one reads as undefined. Never follows a link.
- */
-function sideNote(path: string): {read(): string | undefined; write(value: string): void} {
-  let known: string | undefined
-  return {
-    read() {
-      if (known !== undefined) return known
-      try {
-        const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW)
-        try {
-          known = readFileSync(fd, 'utf8')
-        } finally {
-          closeSync(fd)
-        }
-      } catch {
-        known = undefined
-      }
-      return known
-    },
-    write(value) {
-      const temp = `${path}.tmp-${process.pid}`
-      rmSync(temp, {force: true})
-      const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
-      try {
-        writeFileSync(fd, value)
-      } finally {
-        closeSync(fd)
-      }
-      renameSync(temp, path)
-      known = value
-    },
-  }
-}
-
 /** A record's hot state when nothing happened to it yet. */
 const NO_HOT_STATE = hotStateOf(newUserRecord())
 
@@ -166,6 +131,8 @@ export class Store {
   private readonly keys: KeyFiles
   /** What the last update did to the pam_oath users file (undefined: none is configured). */
   oathSync: SyncReport | undefined
+  /** What the last update changed. */
+  lastChange: ChangeSet | undefined
   constructor(readonly path: string) {
     this.files = sidecars(path)
     this.keys = new KeyFiles(this.files.key, this.files.legacyKey, {storeDirChecked: true}) // every method below checks the directory first
@@ -182,7 +149,8 @@ export class Store {
   /**
    * Read-modify-write under the store lock. `fn` mutates the document; it is written (once,
    * atomically) only when something changed. An error thrown by `fn` writes nothing.
-   * Every update also re-syncs the pam_oath users file, once one is configured (src/store/oathfile/).
+   * The update yields its change set (the users whose records it changed, the settings before
+   * and after); the pam_oath users file is a projection of it (../change.ts, ../oathfile/).
    */
   async update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
     return this.locked((db) => this.apply(db, fn))
@@ -191,14 +159,9 @@ export class Store {
   private async apply<T>(db: Low<Doc>, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
     const file = db.adapter as StoreFile
     const users = db.data.users as StoredUsers // the update path reads lazily (lockedFull)
-    const settings = JSON.stringify(db.data.settings)
+    const before = {...db.data.settings}
+    const settings = JSON.stringify(before)
     const oath = file.oath
-    // Written only when something changed: what the update set, deleted or changed (records.ts),
-    // the settings, or the users file's digest.
-    const save = async (digest?: string | null) => {
-      if (digest !== undefined) file.oath = digest
-      if (users.changed() || JSON.stringify(db.data.settings) !== settings || file.oath !== oath) await db.write()
-    }
     const f = this.files
     const own = [
       this.path,
@@ -214,9 +177,19 @@ export class Store {
       `${f.legacyKey}.next`,
       f.legacyAudit,
     ]
-    const tracking = {digest: oath, changedUsers: () => users.changedUsers(), onLoad: users.onLoad.bind(users), stamp: sideNote(f.oathStamp)}
-    const {result, report} = await syncUsersFile(db.data, async () => fn(db.data), save, own, tracking)
+    const view = {mark: oath, onLoad: users.onLoad.bind(users), protect: own, note: f.oathStamp}
+    const {result, change, report} = await projectUpdate(db.data, usersFileProjection, view, {
+      run: async () => fn(db.data),
+      change: () => changeSet(users.changedUsers(), before, db.data),
+      // Written only when something changed: what the update set, deleted or changed (records.ts),
+      // the settings, or the users file's mark.
+      save: async (mark) => {
+        if (mark !== undefined) file.oath = mark
+        if (users.changed() || JSON.stringify(db.data.settings) !== settings || file.oath !== oath) await db.write()
+      },
+    })
     this.oathSync = report
+    this.lastChange = change
     return result
   }
 
@@ -293,14 +266,17 @@ export class Store {
       const journal = readJournal(this.files.journal, one.epoch, new Set([user]))
       overlay(one.doc, journal.entries)
       const record = one.doc.users.get(user)
-      const settings = JSON.stringify(one.doc.settings)
+      const settings = {...one.doc.settings}
       const cold = (r: UserRecord) => JSON.stringify({...r, ...NO_HOT_STATE}) // the record but its hot state
       const before = record && {cold: cold(record), hot: JSON.stringify(hotStateOf(record))}
       const result = await fn(one.doc)
       const after = one.doc.users.get(user)
-      const alone = one.doc.users.size === (after ? 1 : 0) && JSON.stringify(one.doc.settings) === settings
+      const alone = one.doc.users.size === (after ? 1 : 0) && JSON.stringify(one.doc.settings) === JSON.stringify(settings)
       if (!alone || after !== record || (after && (cold(after) !== before!.cold || isEmptyRecord(after)))) return full()
-      if (after && JSON.stringify(hotStateOf(after)) !== before!.hot) await this.record(journal, one.epoch, user, hotStateOf(after))
+      const hot = after !== undefined && JSON.stringify(hotStateOf(after)) !== before!.hot
+      if (hot) await this.record(journal, one.epoch, user, hotStateOf(after))
+      this.oathSync = undefined // no users file is configured
+      this.lastChange = changeSet(hot ? [user] : [], settings, one.doc)
       return result
     })
   }

@@ -28,7 +28,10 @@ export const warn = notice
 
 export interface UsersFile {
   path: string
-  text: string
+  /** The file's bytes: a one-user change searches and patches these, never a decoded copy. */
+  bytes: Buffer
+  /** The bytes as text, decoded on first use (doctor, a takeover check, a whole render). */
+  readonly text: string
   readonly entries: OathEntry[]
   dev: number
   ino: number
@@ -54,14 +57,18 @@ export function readUsersFile(path: string): UsersFile | undefined {
   try {
     const st = fs.fstatSync(fd, {bigint: true})
     if (!st.isFile()) throw storeError(`${path} is not a regular file`)
-    const text = fs.readFileSync(fd, 'utf8')
+    const bytes = fs.readFileSync(fd)
+    let text: string | undefined
     let entries: OathEntry[] | undefined
     return {
       path,
-      text,
+      bytes,
+      get text() {
+        return (text ??= bytes.toString('utf8'))
+      },
       // parsed on first use: a login reads only its own user's line
       get entries() {
-        return (entries ??= parseUsersFile(text))
+        return (entries ??= parseUsersFile(this.text))
       },
       dev: Number(st.dev),
       ino: Number(st.ino),

@@ -2,37 +2,34 @@ import {randomBytes} from 'node:crypto'
 import * as fs from 'node:fs'
 import {basename, dirname, join} from 'node:path'
 import {EXIT, storeError, TfaError} from '../../core/errors.js'
-import type {Doc, Settings, UserRecord} from '../../core/model.js'
+import type {Doc, Settings} from '../../core/model.js'
 import {
   entriesByUser,
   findPamOath,
   foreignLine,
-  importReplay,
   importUserReplay,
   OATH_HEADER,
   type OathEntry,
   oathLine,
   parseOathLine,
-  parseUsersFile,
   oathUnsupported,
   oathUser,
   type OathUser,
-  oathUsers,
-  renderUsersFile,
 } from '../../core/oath.js'
 import {fsyncDir, type UnsafeDir, unsafeDir} from '../../os/files.js'
 import {isRoot, readUsersFile, statStamp, TEMP_MARK, type UsersFile, warn} from './file.js'
 import {removeStalePamNew, UsersFileLock} from './lock.js'
 import {waitForStaleReaders} from './readers.js'
 
-// Phase 3 (liboath: write `.new`, fsync, rename): the users file rewritten from the store, under
-// the lock, inside the store's own update.
+// Phase 3 (liboath: write `.new`, fsync, rename): the users file rewritten, under its lock. What
+// to write comes from a change set (projection.ts) or, for a login, from one user's line.
 
 /**
- * Replaces the users file with `text`: temp file in the same directory (0600, root-owned when
- * run as root), fsync, rename, fsync the directory. Call holding the lock.
+ * Replaces the users file with `data` (pieces are written in turn, never joined into one copy):
+ * temp file in the same directory (0600, root-owned when run as root), fsync, rename, fsync the
+ * directory. Call holding the lock.
  */
-export function replaceUsersFile(path: string, text: string): void {
+export function replaceUsersFile(path: string, data: string | Buffer | Buffer[]): void {
   const dir = dirname(path)
   const name = basename(path)
   // Temp files a killed tfactl left: ours alone, and only touched under the lock.
@@ -41,7 +38,8 @@ export function replaceUsersFile(path: string, text: string): void {
   const fd = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600)
   try {
     try {
-      fs.writeFileSync(fd, text)
+      if (Array.isArray(data)) for (const piece of data) for (let done = 0; done < piece.length; ) done += fs.writeSync(fd, piece, done)
+      else fs.writeFileSync(fd, data)
       fs.fchmodSync(fd, 0o600)
       if (isRoot()) fs.fchownSync(fd, 0, 0)
       fs.fsyncSync(fd)
@@ -56,8 +54,8 @@ export function replaceUsersFile(path: string, text: string): void {
   fsyncDir(dir)
 }
 
-/** Whether the file on disk must be rewritten to become `text` (content, mode or owner differ). */
-const needsWrite = (file: UsersFile | undefined, text: string): boolean => !file || file.text !== text || file.mode !== 0o600 || (isRoot() && file.uid !== 0)
+/** Whether the file on disk must be rewritten (`same`: its bytes are already the ones wanted): a missing file, other bytes, another mode or owner. */
+export const needsWrite = (file: UsersFile | undefined, same: boolean): boolean => !file || !same || file.mode !== 0o600 || (isRoot() && file.uid !== 0)
 
 /** What an update did to the users file. */
 export interface SyncReport {
@@ -74,7 +72,7 @@ export interface SyncReport {
  * A users file tfactl did not write (no header) may list users the store does not know; taking
  * it over would drop their lines, and pam_oath would let them in with the password alone.
  */
-function refuseForeignUsers(file: UsersFile | undefined, users: OathUser[]): void {
+export function refuseForeignUsers(file: UsersFile | undefined, users: OathUser[]): void {
   if (!file || file.text.startsWith(OATH_HEADER)) return
   const kept = new Set(users.map((u) => u.user))
   const dropped = [...new Set(file.entries.map((e) => e.user))].filter((u) => !kept.has(u))
@@ -167,7 +165,7 @@ export function pamFilesNaming(usersFile: string, pamDir = '/etc/pam.d'): string
  * but an empty file answers "user unknown", which the recommended PAM line ignores (fail open).
  * A PAM file still naming the old path then refuses every password login: say so.
  */
-async function retireOldUsersFile(old: string): Promise<void> {
+export async function retireOldUsersFile(old: string): Promise<void> {
   try {
     const lock = await UsersFileLock.acquire(old)
     try {
@@ -187,7 +185,7 @@ async function retireOldUsersFile(old: string): Promise<void> {
 }
 
 /** The users file held under its lock for the length of one store update. */
-class Session {
+export class Session {
   private grouped?: Map<string, OathEntry[]>
   private constructor(
     readonly path: string,
@@ -218,7 +216,7 @@ class Session {
   private finder?: LineFinder
   /** One user's lines with their places in the text (see LineFinder). */
   linesOf(user: string): FoundLine[] {
-    return (this.finder ??= new LineFinder(this.file?.text ?? '')).get(user)
+    return (this.finder ??= new LineFinder(this.file?.bytes ?? Buffer.alloc(0))).get(user)
   }
 
   release(): void {
@@ -237,7 +235,7 @@ class Session {
  * patch that replaces a few lines gets the new digest from the old one by taking those lines out
  * and putting the new ones in, without going over the rest of the file again.
  */
-export function usersFileDigest(text: string): string {
+export function usersFileDigest(text: string | Buffer): string {
   return digestOf(lineSum(text))
 }
 
@@ -245,16 +243,16 @@ export function usersFileDigest(text: string): string {
 export const digestWork = {bytes: 0}
 
 /** The numbers behind a digest: lines, and the two sums of their hashes (mod 2^32). */
-interface LineSum {
+export interface LineSum {
   lines: number
   a: number
   b: number
 }
 
 const DIGEST = 'lines1'
-const digestOf = (s: LineSum): string => `${DIGEST}:${s.lines}:${s.a.toString(16)}:${s.b.toString(16)}`
+export const digestOf = (s: LineSum): string => `${DIGEST}:${s.lines}:${s.a.toString(16)}:${s.b.toString(16)}`
 
-function parseDigest(digest: string): LineSum | undefined {
+export function parseDigest(digest: string): LineSum | undefined {
   const [kind, lines, a, b] = digest.split(':')
   return kind === DIGEST && b !== undefined ? {lines: Number(lines), a: Number.parseInt(a, 16), b: Number.parseInt(b, 16)} : undefined
 }
@@ -270,8 +268,8 @@ function mix(h: number): number {
  * Adds (sign 1) or takes out (sign -1) the lines of `text` to `sum`. A line counts by its first
  * four blank-separated fields joined by tabs (one pass over the bytes, two FNV-style hashes).
  */
-function lineSum(text: string, sum: LineSum = {lines: 0, a: 0, b: 0}, sign = 1): LineSum {
-  const src = Buffer.from(text, 'utf8')
+export function lineSum(text: string | Buffer, sum: LineSum = {lines: 0, a: 0, b: 0}, sign = 1): LineSum {
+  const src = typeof text === 'string' ? Buffer.from(text, 'utf8') : text
   digestWork.bytes += src.length
   const blank = (c: number) => c === 0x20 || c === 0x09 || c === 0x0d
   let {lines, a, b} = sum
@@ -298,23 +296,30 @@ function lineSum(text: string, sum: LineSum = {lines: 0, a: 0, b: 0}, sign = 1):
   return {lines, a, b}
 }
 
-/** A user's line and where it is in the file's text ([start, end), without its newline). */
-interface FoundLine {
+/** A user's line and where it is in the file's bytes ([start, end), without its newline). */
+export interface FoundLine {
   entry: OathEntry
   start: number
   end: number
 }
 
-/** One user's lines, found by searching the text for the name (no parse of the other lines). */
-function findUserLines(text: string, user: string): FoundLine[] {
+const NL = 0x0a
+/** The line of `bytes` that holds offset `at`: [start, end) without its newline. */
+function lineAt(bytes: Buffer, at: number): {start: number; end: number} {
+  const start = at === 0 ? 0 : bytes.lastIndexOf(NL, at - 1) + 1
+  const nl = bytes.indexOf(NL, at)
+  return {start, end: nl < 0 ? bytes.length : nl}
+}
+
+/** One user's lines, found by searching the bytes for the name (no parse of the other lines). */
+function findUserLines(bytes: Buffer, user: string): FoundLine[] {
   const found: FoundLine[] = []
+  const name = Buffer.from(user, 'utf8')
   for (let from = 0; ; ) {
-    const at = text.indexOf(user, from)
+    const at = bytes.indexOf(name, from)
     if (at < 0) return found
-    const start = text.lastIndexOf('\n', at) + 1
-    const nl = text.indexOf('\n', at)
-    const end = nl < 0 ? text.length : nl
-    const entry = parseOathLine(text.slice(start, end), 0)
+    const {start, end} = lineAt(bytes, at)
+    const entry = parseOathLine(bytes.toString('utf8', start, end), 0)
     if (entry?.user === user) found.push({entry, start, end})
     from = end + 1
   }
@@ -327,21 +332,28 @@ function findUserLines(text: string, user: string): FoundLine[] {
  */
 class LineFinder {
   private index?: Map<string, FoundLine[]>
-  private searches = 0
-  constructor(private readonly text: string) {}
+  private readonly found = new Map<string, FoundLine[]>()
+  constructor(private readonly bytes: Buffer) {}
 
   get(user: string): FoundLine[] {
-    if (!this.index && ++this.searches <= 16) return findUserLines(this.text, user)
-    this.index ??= this.indexAll()
-    return this.index.get(user) ?? []
+    if (this.index) return this.index.get(user) ?? []
+    let lines = this.found.get(user)
+    if (lines) return lines
+    if (this.found.size >= 16) {
+      this.index = this.indexAll()
+      return this.index.get(user) ?? []
+    }
+    lines = findUserLines(this.bytes, user)
+    this.found.set(user, lines)
+    return lines
   }
 
   private indexAll(): Map<string, FoundLine[]> {
     const index = new Map<string, FoundLine[]>()
-    for (let start = 0; start < this.text.length; ) {
-      const nl = this.text.indexOf('\n', start)
-      const end = nl < 0 ? this.text.length : nl
-      const entry = parseOathLine(this.text.slice(start, end), 0)
+    for (let start = 0; start < this.bytes.length; ) {
+      const nl = this.bytes.indexOf(NL, start)
+      const end = nl < 0 ? this.bytes.length : nl
+      const entry = parseOathLine(this.bytes.toString('utf8', start, end), 0)
       if (entry) index.set(entry.user, [...(index.get(entry.user) ?? []), {entry, start, end}])
       start = end + 1
     }
@@ -350,53 +362,41 @@ class LineFinder {
 }
 
 /** Where a new line for `user` goes in a file sorted by user (binary search over its lines). */
-function insertionPoint(text: string, user: string): number {
+function insertionPoint(bytes: Buffer, user: string): number {
   let lo = 0
-  let hi = text.length
+  let hi = bytes.length
   while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    const start = text.lastIndexOf('\n', mid - 1) + 1
-    const nl = text.indexOf('\n', mid)
-    const end = nl < 0 ? text.length : nl
-    const entry = parseOathLine(text.slice(start, end), 0)
+    const {start, end} = lineAt(bytes, (lo + hi) >>> 1)
+    const entry = parseOathLine(bytes.toString('utf8', start, end), 0)
     if (!entry || entry.user < user)
       lo = end + 1 // the header and comments come first
     else hi = start
   }
-  return Math.min(lo, text.length)
-}
-
-/** What the store's update path tells the sync (src/store/file/store.ts); without it every sync renders the whole file. */
-export interface SyncTracking {
-  /** The digest of the users file the store recorded with its last write (null: none). */
-  digest: string | null
-  /** The users whose record the update set, deleted or changed. */
-  changedUsers(): Set<string>
-  /** Runs `hook` on each record as the update first reads it. */
-  onLoad(hook: (user: string, record: UserRecord) => void): void
-  /**
-   * Where the store keeps the stamp of the users file it last wrote (`digest stamp`, see
-   * UsersFile.stamp): while the file on disk still has that stamp, nothing has touched it since,
-   * and its digest need not be worked out again. Any write (a pam_oath login) changes the stamp.
-   */
-  stamp?: {read(): string | undefined; write(value: string): void}
+  return Math.min(lo, bytes.length)
 }
 
 /** The settings that decide who is in the file and how their lines are made. */
-const fileSettings = (s: Settings): string => JSON.stringify([s.enabled, s.ssh, s.oathFile, s.window])
+export const fileSettings = (s: Settings): string => JSON.stringify([s.enabled, s.ssh, s.oathFile, s.window])
 
 /**
  * The users file with the lines of `changed` users made anew from the store; every other line
- * (header, comments, other users with pam_oath's replay fields) is carried over as it is, in one
- * copy of the text with those lines replaced. New users' lines go where the sorted order puts them.
- * The new digest comes from `digest` (the file's) with the replaced lines taken out and the new
- * ones put in.
+ * (header, comments, other users with pam_oath's replay fields) is carried over as it is: the
+ * result is slices of the file's bytes with those lines replaced (no copy of the rest). New users'
+ * lines go where the sorted order puts them. The new digest comes from `digest` (the file's) with
+ * the replaced lines taken out and the new ones put in; `same`: no byte changed.
  */
-function patchUsersFile(doc: Doc, session: Session, changed: Set<string>, now: number, digest: string): {text: string; digest: string} {
+export function patchUsersFile(
+  doc: Doc,
+  session: Session,
+  changed: Iterable<string>,
+  now: number,
+  digest: string,
+): {data: Buffer[]; digest: string; same: boolean} {
   const on = doc.settings.enabled && doc.settings.ssh
-  const text = session.file!.text
-  const edits: Array<{start: number; end: number; line: string; user: string}> = []
+  const bytes = session.file!.bytes
+  const edits: Array<{start: number; end: number; line: Buffer; user: string}> = []
   const problems: string[] = []
+  const unended = bytes.length > 0 && bytes[bytes.length - 1] !== NL
   for (const user of changed) {
     const u = on ? oathUser(user, doc.users.get(user)) : undefined
     if (typeof u === 'string') {
@@ -413,27 +413,67 @@ function patchUsersFile(doc: Doc, session: Session, changed: Set<string>, now: n
         )}\n`
       : ''
     // the user's first line is replaced, any other goes (with its newline)
-    for (const [i, f] of found.entries()) edits.push({start: f.start, end: Math.min(f.end + 1, text.length), line: i === 0 ? line : '', user})
+    for (const [i, f] of found.entries()) edits.push({start: f.start, end: Math.min(f.end + 1, bytes.length), line: Buffer.from(i === 0 ? line : ''), user})
     if (found.length === 0 && line) {
-      const at = insertionPoint(text, user)
-      edits.push({start: at, end: at, line: at === text.length && text !== '' && !text.endsWith('\n') ? `\n${line}` : line, user})
+      const at = insertionPoint(bytes, user)
+      edits.push({start: at, end: at, line: Buffer.from(at === bytes.length && unended ? `\n${line}` : line), user})
     }
   }
   if (problems.length > 0) throw oathUnsupported(problems)
   edits.sort((a, b) => a.start - b.start || (a.user < b.user ? -1 : 1))
-  const out: string[] = []
+  const data: Buffer[] = []
   let at = 0
+  let same = true
   for (const e of edits) {
-    out.push(text.slice(at, e.start), e.line)
+    data.push(bytes.subarray(at, e.start), e.line)
+    if (same && !e.line.equals(bytes.subarray(e.start, e.end))) same = false
     at = e.end
   }
-  out.push(text.slice(at))
-  const patched = out.join('')
+  data.push(bytes.subarray(at))
   let sum = parseDigest(digest)
-  // a file without its last newline gets one before an appended line: counted from the text
-  if (!sum || (text !== '' && !text.endsWith('\n'))) return {text: patched, digest: usersFileDigest(patched)}
-  for (const e of edits) sum = lineSum(e.line, lineSum(text.slice(e.start, e.end), sum, -1))
-  return {text: patched, digest: digestOf(sum)}
+  // a file without its last newline gets one before an appended line: counted from the bytes
+  if (!sum || unended) return {data, digest: usersFileDigest(Buffer.concat(data)), same}
+  for (const e of edits) sum = lineSum(e.line, lineSum(bytes.subarray(e.start, e.end), sum, -1))
+  return {data, digest: digestOf(sum), same}
+}
+
+/** A small note kept in a side file: read and written without fsync, as it only saves work. */
+export interface SideNote {
+  read(): string | undefined
+  write(value: string): void
+}
+
+/** The note at `path` (the users file's stamp beside the store); a missing or unreadable one reads as undefined. Never follows a link. */
+export function sideNote(path: string): SideNote {
+  let known: string | undefined
+  return {
+    read() {
+      if (known !== undefined) return known
+      try {
+        const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+        try {
+          known = fs.readFileSync(fd, 'utf8')
+        } finally {
+          fs.closeSync(fd)
+        }
+      } catch {
+        known = undefined
+      }
+      return known
+    },
+    write(value) {
+      const temp = `${path}.tmp-${process.pid}`
+      fs.rmSync(temp, {force: true})
+      const fd = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600)
+      try {
+        fs.writeFileSync(fd, value)
+      } finally {
+        fs.closeSync(fd)
+      }
+      fs.renameSync(temp, path)
+      known = value
+    },
+  }
 }
 
 /**
@@ -441,7 +481,7 @@ function patchUsersFile(doc: Doc, session: Session, changed: Set<string>, now: n
  * the next update trusts it without working out its digest while the stamp still matches.
  * Best effort: without a stamp the next update works the digest out.
  */
-function stampUsersFile(path: string, digest: string, file: UsersFile | undefined, stamp: NonNullable<SyncTracking['stamp']>): void {
+export function stampUsersFile(path: string, digest: string, file: UsersFile | undefined, stamp: SideNote): void {
   try {
     const value = `${digest} ${file?.stamp ?? statStamp(fs.lstatSync(path, {bigint: true}))}`
     if (stamp.read() !== value) stamp.write(value)
@@ -451,9 +491,9 @@ function stampUsersFile(path: string, digest: string, file: UsersFile | undefine
 }
 
 /** Writes the users file; a failure says the store was updated already. */
-async function writeUsersFile(path: string, text: string): Promise<void> {
+export async function writeUsersFile(path: string, data: string | Buffer | Buffer[]): Promise<void> {
   try {
-    replaceUsersFile(path, text)
+    replaceUsersFile(path, data)
   } catch (error) {
     const reason = error instanceof TfaError ? error.message : `${(error as NodeJS.ErrnoException).code ?? ''} ${(error as Error).message}`.trim()
     throw storeError(`the store was updated, but the pam_oath users file ${path} could not be written (${reason}): fix that and run tfactl ssh:sync`)
@@ -461,115 +501,6 @@ async function writeUsersFile(path: string, text: string): Promise<void> {
   const left = await waitForStaleReaders(path)
   if (left.length > 0)
     warn(`pam_oath process(es) ${left.join(', ')} still hold an older copy of ${path} and may write it back: check with tfactl ssh:sync --check`)
-}
-
-/**
- * The store's update hook, run under the store lock. With a users file configured it holds
- * the file's lock from before `run` until the file is written, so that:
- * - replay state pam_oath recorded is in the document before `run` decides anything (a code
- *   used over SSH is refused by login:check, and kept when lines are dropped);
- * - a user who cannot be expressed in the file stops the update before anything is saved;
- * - the file is rewritten from the saved document, keeping pam_oath's replay fields (and
- *   writing the store's, e.g. a code login:check accepted, so sshd refuses it).
- * While the file is in step with the store (see usersFileDigest) and the update changes no
- * setting the file depends on, only the changed users' records are read and their lines made
- * anew: the replay state of a user is imported as their record is first read, and every other
- * line is copied as it is. Otherwise the whole file is rendered from every record.
- * Without a users file it only runs `run` and `save`: no extra file I/O.
- * `save` is given the digest of the file about to be written, for the store to record.
- */
-export async function syncUsersFile<T>(
-  doc: Doc,
-  run: () => Promise<T>,
-  save: (digest?: string | null) => Promise<void>,
-  protect: readonly string[] = [],
-  tracking?: SyncTracking,
-): Promise<{result: T; report?: SyncReport}> {
-  let session: Session | undefined
-  const configured = doc.settings.oathFile
-  const settingsBefore = fileSettings(doc.settings)
-  let inStep = false
-  try {
-    const imported = new Set<string>()
-    if (doc.settings.oathFile) {
-      session = await Session.open(doc.settings.oathFile)
-      const file = session.file
-      // untouched since the store wrote it (its stamp), or still what the store wrote (its digest)
-      inStep =
-        tracking?.digest != null &&
-        file !== undefined &&
-        (tracking.stamp?.read() === `${tracking.digest} ${file.stamp}` || tracking.digest === usersFileDigest(file.text))
-      const now = Date.now()
-      if (inStep) {
-        const open = session
-        tracking!.onLoad((user, record) => {
-          if (
-            importUserReplay(
-              record,
-              open.linesOf(user).map((f) => f.entry),
-              now,
-              doc.settings.window,
-            )
-          )
-            imported.add(user)
-        })
-      } else for (const user of importReplay(doc, session.byUser, now)) imported.add(user)
-    }
-    const result = await run()
-    const path = doc.settings.oathFile
-    if (path !== (session?.path ?? null)) {
-      session?.release()
-      session = undefined
-      inStep = false
-      if (path) {
-        refuseTakeover(path, undefined, protect) // by name, before its lock is even created
-        session = await Session.open(path)
-        for (const user of importReplay(doc, session.byUser, Date.now())) imported.add(user)
-      }
-    }
-    if (!session || !path) {
-      await save()
-      return {result}
-    }
-    let text: string
-    let digest: string | undefined
-    if (inStep && fileSettings(doc.settings) === settingsBefore)
-      ({text, digest} = patchUsersFile(doc, session, tracking!.changedUsers(), Date.now(), tracking!.digest!))
-    else {
-      // Lines are dropped or made anew from every record: first the replay state of users whose
-      // records were not read yet (those read got it as they were read).
-      if (inStep) for (const user of importReplay(doc, session.byUser, Date.now())) imported.add(user)
-      const users = oathUsers(doc) // fails closed, before anything is saved
-      if (path !== configured) {
-        refuseTakeover(path, session.file, protect)
-        refuseForeignUsers(session.file, users)
-      }
-      text = renderUsersFile(users, session.byUser, Date.now(), doc.settings.window)
-    }
-    digest ??= usersFileDigest(text)
-    await save(digest)
-    const changed = needsWrite(session.file, text)
-    if (changed) await writeUsersFile(path, text)
-    if (tracking?.stamp) stampUsersFile(path, digest, changed ? undefined : session.file, tracking.stamp)
-    if (configured && path !== configured) {
-      session.release()
-      session = undefined
-      await retireOldUsersFile(configured)
-    }
-    let users: string[] | undefined
-    const report = {
-      path,
-      // parsed when asked for (ssh:sync): an update that changed one user does not parse the file
-      get users() {
-        return (users ??= [...entriesByUser(parseUsersFile(text)).keys()])
-      },
-      changed,
-      imported: [...imported],
-    }
-    return {result, report}
-  } finally {
-    session?.release()
-  }
 }
 
 /**
@@ -619,8 +550,8 @@ export class LoginSync {
     const e = this.mine.entry
     const now = [e.type, e.user, e.passwd, e.secret, e.counter, e.lastOtp, e.time].filter((f) => f !== undefined).join('\t')
     if (line === now) return report
-    const text = this.session.file!.text
-    await writeUsersFile(path, text.slice(0, this.mine.start) + line + text.slice(this.mine.end))
+    const bytes = this.session.file!.bytes
+    await writeUsersFile(path, [bytes.subarray(0, this.mine.start), Buffer.from(line), bytes.subarray(this.mine.end)])
     return {...report, changed: true}
   }
 

@@ -5,6 +5,7 @@ import {pg as client} from './client.js'
 import {storeError, TfaError} from '../../core/errors.js'
 import type {Doc, Settings, StatusSummary, UserRecord} from '../../core/model.js'
 import type {AuditEvent} from '../audit.js'
+import {type ChangeSet, changeSet, noMirror, projectUpdate} from '../change.js'
 import type {AuditRecord, OpenOptions, Outcome, Responder, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
 import {DEFAULT_KEY_FILE} from '../config.js'
 import {checkPrivateFile, ensureDir} from '../../os/files.js'
@@ -128,6 +129,12 @@ export class PgStore implements StoreBackend {
   readonly description: string
   readonly localOathFile = false
   readonly oathSync = undefined
+  /** What the last update changed (rows written, settings before and after). */
+  lastChange: ChangeSet | undefined
+  /** A database keeps no pam_oath users file: SSH codes go through the RADIUS responder. */
+  private readonly noUsersFile = noMirror((change) => {
+    if (change.after.oathFile) throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
+  })
   readonly keyFile: string
   private readonly keys: KeyFiles
   private pool?: pg.Pool
@@ -454,7 +461,7 @@ export class PgStore implements StoreBackend {
 
   /** Read-modify-write of every row (`user` undefined) or of one user's, under the update lock. */
   private async change<T>(user: string | undefined, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
-    return this.tx('the update', async (c) => {
+    const {result, change} = await this.tx('the update', async (c) => {
       await c.query(LOCK_UPDATE) // one writer of settings and records at a time, on every host
       const head = await this.head(c)
       this.checkKey(head.keyId)
@@ -464,30 +471,44 @@ export class PgStore implements StoreBackend {
       this.authenticate(head, doc, rows, true)
       this.keys.settle(head.keyId) // finishes or drops a key rotation a crash interrupted
       const before = snapshot(doc)
+      const settingsBefore = {...doc.settings}
       const settings = JSON.stringify(doc.settings)
-      const result = await fn(doc)
-      if (doc.settings.oathFile)
-        throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
-      if (user !== undefined)
-        for (const name of new Set([...before.keys(), ...doc.users.keys()]))
-          if (name !== user && before.get(name) !== (doc.users.has(name) ? JSON.stringify(doc.users.get(name)) : undefined))
-            throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
-      const changed = JSON.stringify(doc.settings) !== settings
-      let keyId = head.keyId
-      if (keyId === null && (changed || this.keys.held() || !sameSnapshot(before, snapshot(doc)))) {
-        // the first write of settings or users: the key file is created (0600) now (or the one
-        // this host holds is used), and the database names it
-        ensureDir(dirname(this.keyFile))
-        keyId = this.keys.current().id
-      }
-      const key = keyId === null ? undefined : {id: keyId, key: this.keys.byId(keyId)!}
-      await this.write(c, rows, before, doc, key, key !== undefined && head.keyId === null) // adopted: every row authenticated
-      if (key && (changed || key.id !== head.keyId)) {
-        const mac = settingsMac(key.key, key.id, doc.settings)
-        await c.query('UPDATE tfactl_settings SET settings = $1::jsonb, key_id = $2, mac = $3 WHERE id = 1', [JSON.stringify(doc.settings), key.id, mac])
-      }
-      return result
+      let touched: string[] = []
+      // the update sequence every backend runs (../change.ts); a database keeps no mirror
+      const {result, change} = await projectUpdate(
+        doc,
+        this.noUsersFile,
+        {mark: null, protect: []},
+        {
+          run: async () => fn(doc),
+          change: () => {
+            const after = snapshot(doc)
+            touched = [...new Set([...before.keys(), ...after.keys()])].filter((name) => before.get(name) !== after.get(name))
+            if (user !== undefined) for (const name of touched) if (name !== user) throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
+            return changeSet(touched, settingsBefore, doc)
+          },
+          save: async () => {
+            const changed = JSON.stringify(doc.settings) !== settings
+            let keyId = head.keyId
+            if (keyId === null && (changed || this.keys.held() || touched.length > 0)) {
+              // the first write of settings or users: the key file is created (0600) now (or the one
+              // this host holds is used), and the database names it
+              ensureDir(dirname(this.keyFile))
+              keyId = this.keys.current().id
+            }
+            const key = keyId === null ? undefined : {id: keyId, key: this.keys.byId(keyId)!}
+            await this.write(c, rows, before, doc, key, key !== undefined && head.keyId === null) // adopted: every row authenticated
+            if (key && (changed || key.id !== head.keyId)) {
+              const mac = settingsMac(key.key, key.id, doc.settings)
+              await c.query('UPDATE tfactl_settings SET settings = $1::jsonb, key_id = $2, mac = $3 WHERE id = 1', [JSON.stringify(doc.settings), key.id, mac])
+            }
+          },
+        },
+      )
+      return {result, change}
     })
+    this.lastChange = change // committed
+    return result
   }
 
   /**
@@ -794,8 +815,6 @@ export class PgStore implements StoreBackend {
     await pool?.end().catch(() => {})
   }
 }
-
-const sameSnapshot = (a: Map<string, string>, b: Map<string, string>): boolean => a.size === b.size && [...a].every(([k, v]) => b.get(k) === v)
 
 /** Each user's record as JSON, to tell afterwards which ones changed. */
 function snapshot(doc: Doc): Map<string, string> {
