@@ -17,9 +17,20 @@ const CLOSE = Buffer.from('\n}}\n')
  */
 export interface LineIndex {
   buf: Buffer
-  names: string[]
+  /** How many lines. */
+  count: number
   starts: Uint32Array
   ends: Uint32Array
+  /** Where each line's name ends (its closing quote): the record's text starts 2 bytes after. */
+  nameEnds: Uint32Array
+  /** Line i's name, made when first asked for: a one-user change asks for a few dozen of 100 000. */
+  name(i: number): string
+}
+
+/** A LineIndex over `buf`'s first `count` lines as found by splitStore. */
+export function lineIndex(buf: Buffer, count: number, starts: Uint32Array, ends: Uint32Array, nameEnds: Uint32Array): LineIndex {
+  const names: string[] = []
+  return {buf, count, starts, ends, nameEnds, name: (i) => (names[i] ??= buf.toString('latin1', starts[i] + 1, nameEnds[i]))}
 }
 
 /** The store's header, validated, and its user lines, not decoded. */
@@ -68,7 +79,7 @@ function sortsAfter(raw: Buffer, a: number, aEnd: number, b: number, bEnd: numbe
  * a digest of the bytes after it as tfactl wrote them: lines that are not exactly those (a hand
  * edit, damage, a store written before the digest) are not trusted, and undefined is returned, as
  * for a file not in that layout: callers then decode and validate the whole store. The lines are
- * looked at byte by byte (no string per line but the names).
+ * looked at byte by byte: no string is made for a line (a name is made when asked for).
  */
 export function splitStore(raw: Buffer, where: string, keys: KeyRing): StoreLines | undefined {
   const nl = raw.indexOf(NL)
@@ -79,11 +90,11 @@ export function splitStore(raw: Buffer, where: string, keys: KeyRing): StoreLine
   if (!linesIntact(header, raw.subarray(nl))) return undefined
   const bodyEnd = raw.length - CLOSE.length // the newline before `}}`
   if (bodyEnd <= nl + 1 || !raw.subarray(bodyEnd).equals(CLOSE)) return undefined
-  const names: string[] = []
   let starts = new Uint32Array(1024)
   let ends = new Uint32Array(1024)
-  let previous = 0 // where the previous line's name starts
-  for (let pos = nl + 1, n = 0; pos < bodyEnd + 1; n++) {
+  let nameEnds = new Uint32Array(1024)
+  let n = 0
+  for (let pos = nl + 1; pos < bodyEnd + 1; n++) {
     let end = raw.indexOf(NL, pos)
     if (end < 0 || end > bodyEnd) return undefined
     const last = end === bodyEnd
@@ -96,18 +107,18 @@ export function splitStore(raw: Buffer, where: string, keys: KeyRing): StoreLine
     while (close < end && NAME_BYTE[raw[close]] === 1) close++
     if (close === pos + 1 || raw[close] !== QUOTE || close + 2 >= end || raw[close + 1] !== COLON || raw[close + 2] !== BRACE || raw[end - 1] !== CLOSE_BRACE)
       return undefined
-    if (n > 0 && !sortsAfter(raw, previous, previous + names[n - 1].length, pos + 1, close)) return undefined // sorted, no duplicates
+    if (n > 0 && !sortsAfter(raw, starts[n - 1] + 1, nameEnds[n - 1], pos + 1, close)) return undefined // sorted, no duplicates
     if (n === starts.length) {
       starts = grow(starts)
       ends = grow(ends)
+      nameEnds = grow(nameEnds)
     }
-    names.push(raw.toString('latin1', pos + 1, close))
     starts[n] = pos
     ends[n] = end
-    previous = pos + 1
+    nameEnds[n] = close
     pos = last ? end + 1 : end + 2
   }
-  return {header, lines: {buf: raw, names, starts: starts.subarray(0, names.length), ends: ends.subarray(0, names.length)}}
+  return {header, lines: lineIndex(raw, n, starts.subarray(0, n), ends.subarray(0, n), nameEnds.subarray(0, n))}
 }
 
 const grow = (a: Uint32Array<ArrayBuffer>): Uint32Array<ArrayBuffer> => {

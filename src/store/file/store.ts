@@ -337,11 +337,11 @@ export class Store {
       const split = splitStore(raw, this.path, this.keys)
       if (!split) return fn([...(await this.read()).users])
       const journal = readJournal(this.files.journal, split.header.epoch).entries
-      const {buf, names, starts, ends} = split.lines
+      const {buf, count, nameEnds, ends} = split.lines
       let batch: Array<[string, UserRecord]> = []
-      for (let i = 0; i < names.length; i++) {
-        const name = names[i]
-        const text = buf.toString('utf8', starts[i] + name.length + 3, ends[i]) // after `"name":`
+      for (let i = 0; i < count; i++) {
+        const name = split.lines.name(i)
+        const text = buf.toString('utf8', nameEnds[i] + 2, ends[i]) // after `"name":`
         const record = decodeUserText(name, text, this.path, split.header, this.keys, new Map())
         Object.assign(record, journal.get(name))
         if (isEmptyRecord(record)) continue // as a full read drops it
