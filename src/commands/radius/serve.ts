@@ -46,7 +46,8 @@ root's, gets no answer. A signed Status-Server (RFC 5997) gets a bare Access-Acc
       description: 'serve Prometheus metrics at http://ADDR:PORT/metrics (requests by client, outcome and reason; latency; store errors; database pool)',
     }),
     'db-connections': Flags.integer({
-      description: "connections kept to a database store: checks of that many users run at once (PostgreSQL's max_connections bounds the sum over responders)",
+      description:
+        "connections kept to a database store: logins arriving together are checked as one batch (one transaction), that many batches at once (PostgreSQL's max_connections bounds the sum over responders)",
       min: 1,
       max: 500,
       default: 32,

@@ -17,9 +17,19 @@ export function canonicalSettings(keyId: string, settings: Settings): string {
   return JSON.stringify([keyId, FIELDS.map((f) => [f, settings[f]])])
 }
 
+/** Subkeys derived from each store key, by label: derived once, not once a row (a responder checks thousands a second). */
+const subkeys = new WeakMap<Buffer, Map<string, Buffer>>()
+
+function subkeyOf(key: Buffer, label: string): Buffer {
+  let byLabel = subkeys.get(key)
+  if (!byLabel) subkeys.set(key, (byLabel = new Map()))
+  let subkey = byLabel.get(label)
+  if (!subkey) byLabel.set(label, (subkey = createHmac('sha256', key).update(label).digest()))
+  return subkey
+}
+
 export function settingsMac(key: Buffer, keyId: string, settings: Settings): string {
-  const subkey = createHmac('sha256', key).update(SUBKEY_LABEL).digest()
-  return createHmac('sha256', subkey).update(canonicalSettings(keyId, settings)).digest('base64url')
+  return createHmac('sha256', subkeyOf(key, SUBKEY_LABEL)).update(canonicalSettings(keyId, settings)).digest('base64url')
 }
 
 export function macMatches(key: Buffer, keyId: string, settings: Settings, mac: string | null): boolean {
@@ -47,8 +57,7 @@ function canonical(value: unknown): string {
  * a lockout. What it cannot tell: a row put back as it was earlier, or removed (docs/security-database.md).
  */
 export function rowMac(key: Buffer, keyId: string, name: string, data: string): string {
-  const subkey = createHmac('sha256', key).update('tfactl user row mac v1').digest()
-  return createHmac('sha256', subkey)
+  return createHmac('sha256', subkeyOf(key, 'tfactl user row mac v1'))
     .update(JSON.stringify([keyId, name, canonical(JSON.parse(data))]))
     .digest('base64url')
 }

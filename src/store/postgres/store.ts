@@ -10,7 +10,7 @@ import type {AuditRecord, OpenOptions, Outcome, Responder, StoreBackend, StoreCh
 import {DEFAULT_KEY_FILE} from '../config.js'
 import {checkPrivateFile, ensureDir} from '../../os/files.js'
 import {KeyFiles} from '../keys.js'
-import {batchedAudit} from '../responder.js'
+import {batchedAudit, batchedLogins, type LoginOutcome, type PendingLogin} from '../responder.js'
 import {decodeParts, secretTag} from '../sealed.js'
 import {encryptSecret} from '../secrets.js'
 import {GuardedClient, INSECURE_AUTH} from './auth.js'
@@ -81,6 +81,9 @@ const HEAD = `SELECT ${HEAD_FIELDS} FROM tfactl_settings WHERE id = 1`
  * than the count (30–65 ms against 15–23 ms at 100 000 rows not yet vacuumed, on two cores).
  */
 const SUMMARY = `SET LOCAL max_parallel_workers_per_gather = 0; SELECT ${HEAD_FIELDS}, (SELECT count(*) FROM tfactl_users)::text AS total, (SELECT count(*) FROM tfactl_users WHERE data->>'secret' IS NULL)::text AS unset FROM tfactl_settings WHERE id = 1`
+
+/** Logins in one batch at most (their rows read and written in one statement each). */
+const MAX_LOGIN_BATCH = 256
 
 /** A login's whole time, connection included (statement timeout, a rollback: all within it). */
 export const LOGIN_BOUND_MS = 8500
@@ -211,7 +214,7 @@ export class PgStore implements StoreBackend {
   private async tx<T>(
     what: string,
     fn: (c: Client, begun: unknown) => Promise<T>,
-    opts: {begin?: string | ((c: Client) => string) | null; boundMs?: number} = {},
+    opts: {begin?: string | ((c: Client) => string) | null; boundMs?: number; commits?: boolean} = {},
   ): Promise<T> {
     const started = Date.now()
     const client = await this.connect()
@@ -226,7 +229,7 @@ export class PgStore implements StoreBackend {
           const begin = typeof opts.begin === 'function' ? opts.begin(client) : (opts.begin ?? 'BEGIN')
           const begun = transaction ? await client.query(begin) : undefined
           const result = await fn(client, begun)
-          if (transaction) await this.commit(client)
+          if (transaction && !opts.commits) await this.commit(client) // commits: `fn` did (with its last write)
           this.unreachable = false // answered again (a long-running process records events again)
           return result
         } catch (error) {
@@ -265,16 +268,25 @@ export class PgStore implements StoreBackend {
    * primary holds may be lost in a failover, so neither is reported done: a login fails closed
    * within COMMIT_TIMEOUT_MS, and the connection, still waiting, is dropped.
    */
-  private async commit(client: Client): Promise<void> {
+  private async commit(client: Client, write = ''): Promise<void> {
     let cancelled = false
     const notice = (n: {message?: string}) => {
       if (/synchronous replication/i.test(n.message ?? '')) cancelled = true
     }
     client.on('notice', notice)
     try {
-      await client.query({text: 'COMMIT', query_timeout: COMMIT_TIMEOUT_MS} as pg.QueryConfig) // pg reads query_timeout per query; its types omit it
+      // `write` (writeInline) goes in the same round trip: when it fails, the COMMIT does not run
+      await client.query({text: `${write}COMMIT`, query_timeout: COMMIT_TIMEOUT_MS} as pg.QueryConfig) // pg reads query_timeout per query; its types omit it
     } catch (error) {
-      if (/query read timeout/i.test((error as Error).message)) throw new Unconfirmed(`the commit was not confirmed within ${COMMIT_TIMEOUT_MS / 1000} s`)
+      if (write && (error as {code?: string}).code === '22012') throw new Conflict() // writeInline's guard
+      if (/query read timeout/i.test((error as Error).message)) {
+        // with a write in the same round trip, the wait may be the write's as well as the standby's
+        if (write)
+          throw new Error(
+            `timeout: the batch's write and its commit got no answer within ${COMMIT_TIMEOUT_MS / 1000} s (a stalled database, or a synchronous standby that is down)`,
+          )
+        throw new Unconfirmed(`the commit was not confirmed within ${COMMIT_TIMEOUT_MS / 1000} s`)
+      }
       throw error
     } finally {
       client.off('notice', notice)
@@ -535,6 +547,72 @@ export class PgStore implements StoreBackend {
    * Unchanged secrets keep their sealed form; new ones are sealed with `sealKey()`.
    */
   private async write(c: Client, rows: Row[], before: Map<string, string>, doc: Doc, macKey: MacKey | undefined, reseal = false): Promise<void> {
+    const {ins, upd, del} = await this.changes(rows, before, doc, macKey, reseal)
+    const guarded = async (sql: string, columns: (string | null)[][]) => {
+      // WRITE_BATCH rows per statement: each stays well inside the statement timeout (100 000 users at once did not)
+      for (let from = 0; from < columns[0].length; from += WRITE_BATCH) {
+        const r = await c.query(
+          sql,
+          columns.map((col) => col.slice(from, from + WRITE_BATCH)),
+        )
+        if (r.rowCount !== Math.min(WRITE_BATCH, columns[0].length - from)) throw new Conflict()
+      }
+    }
+    await guarded('DELETE FROM tfactl_users u USING unnest($1::text[], $2::bigint[]) v(name, rev) WHERE u.name = v.name AND u.rev = v.rev', del)
+    await guarded(
+      'UPDATE tfactl_users u SET data = v.data::jsonb, mac = v.mac, rev = u.rev + 1 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) v(name, rev, data, mac) WHERE u.name = v.name AND u.rev = v.rev',
+      upd,
+    )
+    await guarded(
+      'INSERT INTO tfactl_users (name, data, mac) SELECT name, data::jsonb, mac FROM unnest($1::text[], $2::text[], $3::text[]) v(name, data, mac) ON CONFLICT (name) DO NOTHING',
+      ins,
+    )
+  }
+
+  /**
+   * What write() writes, as one statement with its values inline (a few hundred rows at most: a
+   * batch of logins), sent with the COMMIT in one round trip. Each part is guarded by the count
+   * of rows it must touch: when one touched fewer (a revision changed, a row appeared), the
+   * statement divides by zero, so the transaction aborts before its COMMIT runs (22012: Conflict).
+   * Empty when nothing changed.
+   */
+  private async writeInline(c: Client, rows: Row[], before: Map<string, string>, doc: Doc, macKey: MacKey | undefined): Promise<string> {
+    const {ins, upd, del} = await this.changes(rows, before, doc, macKey, false)
+    const lit = (v: string | null) => (v === null ? 'NULL' : c.escapeLiteral(v))
+    const values = (columns: (string | null)[][], types: string[]) =>
+      columns[0].map((_, i) => `(${columns.map((col, k) => `${lit(col[i])}::${types[k]}`).join(', ')})`).join(', ')
+    const parts: string[] = []
+    const counts: string[] = []
+    if (del[0].length > 0) {
+      parts.push(
+        `d AS (DELETE FROM tfactl_users u USING (VALUES ${values(del, ['text', 'bigint'])}) v(name, rev) WHERE u.name = v.name AND u.rev = v.rev RETURNING 1)`,
+      )
+      counts.push(`(SELECT count(*) FROM d) = ${del[0].length}`)
+    }
+    if (upd[0].length > 0) {
+      parts.push(
+        `u AS (UPDATE tfactl_users u SET data = v.data::jsonb, mac = v.mac, rev = u.rev + 1 FROM (VALUES ${values(upd, ['text', 'bigint', 'text', 'text'])}) v(name, rev, data, mac) WHERE u.name = v.name AND u.rev = v.rev RETURNING 1)`,
+      )
+      counts.push(`(SELECT count(*) FROM u) = ${upd[0].length}`)
+    }
+    if (ins[0].length > 0) {
+      parts.push(
+        `i AS (INSERT INTO tfactl_users (name, data, mac) SELECT name, data::jsonb, mac FROM (VALUES ${values(ins, ['text', 'text', 'text'])}) v(name, data, mac) ON CONFLICT (name) DO NOTHING RETURNING 1)`,
+      )
+      counts.push(`(SELECT count(*) FROM i) = ${ins[0].length}`)
+    }
+    if (parts.length === 0) return ''
+    return `WITH ${parts.join(', ')} SELECT 1 / (CASE WHEN ${counts.join(' AND ')} THEN 1 ELSE 0 END); `
+  }
+
+  /** The users `doc` changed, as columns: deleted (name, rev), updated (name, rev, data, mac), inserted (name, data, mac). */
+  private async changes(
+    rows: Row[],
+    before: Map<string, string>,
+    doc: Doc,
+    macKey: MacKey | undefined,
+    reseal: boolean,
+  ): Promise<{ins: (string | null)[][]; upd: (string | null)[][]; del: string[][]}> {
     const byName = new Map(rows.map((r) => [r.name, r]))
     const ins: [string[], string[], (string | null)[]] = [[], [], []]
     const upd: [string[], string[], string[], (string | null)[]] = [[], [], [], []]
@@ -575,25 +653,7 @@ export class PgStore implements StoreBackend {
       del[0].push(name)
       del[1].push(byName.get(name)!.rev)
     }
-    const guarded = async (sql: string, columns: (string | null)[][]) => {
-      // WRITE_BATCH rows per statement: each stays well inside the statement timeout (100 000 users at once did not)
-      for (let from = 0; from < columns[0].length; from += WRITE_BATCH) {
-        const r = await c.query(
-          sql,
-          columns.map((col) => col.slice(from, from + WRITE_BATCH)),
-        )
-        if (r.rowCount !== Math.min(WRITE_BATCH, columns[0].length - from)) throw new Conflict()
-      }
-    }
-    await guarded('DELETE FROM tfactl_users u USING unnest($1::text[], $2::bigint[]) v(name, rev) WHERE u.name = v.name AND u.rev = v.rev', del)
-    await guarded(
-      'UPDATE tfactl_users u SET data = v.data::jsonb, mac = v.mac, rev = u.rev + 1 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) v(name, rev, data, mac) WHERE u.name = v.name AND u.rev = v.rev',
-      upd,
-    )
-    await guarded(
-      'INSERT INTO tfactl_users (name, data, mac) SELECT name, data::jsonb, mac FROM unnest($1::text[], $2::text[], $3::text[]) v(name, data, mac) ON CONFLICT (name) DO NOTHING',
-      ins,
-    )
+    return {ins, upd, del}
   }
 
   async login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
@@ -618,6 +678,77 @@ export class PgStore implements StoreBackend {
       },
       {begin, boundMs: LOGIN_BOUND_MS},
     )
+  }
+
+  /**
+   * Many logins in one transaction (the responder's group commit, batchedLogins): one round trip
+   * for BEGIN, the settings row and every user's row of the batch, locked in name order (two
+   * responders lock in the same order: no deadlock between them); each login decided in the
+   * batch's order against the rows as the logins before it left them (the same user twice: the
+   * second sees the first's effect); one round trip for every changed row and the COMMIT. The
+   * outcomes are handed back only after the COMMIT; any database error fails the whole batch.
+   * The settings are authenticated once a batch; a row that is not (or does not decode) fails
+   * its own user's logins only.
+   */
+  async loginBatch(batch: PendingLogin[]): Promise<LoginOutcome[]> {
+    const names = [...new Set(batch.map((l) => l.user))].sort()
+    const begin = (c: Client) =>
+      `BEGIN; ${HEAD}; SELECT ${ROW} FROM tfactl_users WHERE name = ANY(ARRAY[${names.map((n) => c.escapeLiteral(n)).join(', ')}]::text[]) ORDER BY name FOR UPDATE`
+    const oldest = Math.min(...batch.map((l) => l.deadline))
+    return this.tx(
+      'the login check',
+      async (c, begun) => {
+        const [, headResult, r] = begun as [unknown, pg.QueryResult<HeadRow>, pg.QueryResult<Row>]
+        pgWork.rowsRead += r.rows.length
+        const head = this.parseHead(headResult)
+        this.checkKey(head.keyId)
+        const {doc, rows, refused} = this.decodeEach(head, r.rows)
+        const before = snapshot(doc)
+        const outcomes = batch.map((l): LoginOutcome => {
+          const error = refused.get(l.user)
+          if (error) return {error}
+          const was = doc.users.get(l.user)
+          const kept = was && JSON.stringify(was)
+          try {
+            return {value: l.fn(doc)}
+          } catch (failure) {
+            // this login alone fails: its user's record goes back to what the logins before it left
+            if (kept) doc.users.set(l.user, JSON.parse(kept))
+            else doc.users.delete(l.user)
+            return {error: failure}
+          }
+        })
+        const key = head.keyId === null ? undefined : {id: head.keyId, key: this.keys.byId(head.keyId)!}
+        await this.commit(c, await this.writeInline(c, rows, before, doc, key))
+        return outcomes
+      },
+      {begin, boundMs: oldest - Date.now(), commits: true},
+    )
+  }
+
+  /**
+   * The batch's rows as one document, validated, opened and authenticated; when that fails, each
+   * row on its own, so that a row that is not authenticated (or not valid) refuses its own user's
+   * logins only. Settings that are not authenticated refuse the whole batch.
+   */
+  private decodeEach(head: Head, rows: Row[]): {doc: Doc; rows: Row[]; refused: Map<string, unknown>} {
+    try {
+      const doc = this.decode(head, rows)
+      this.authenticate(head, doc, rows)
+      return {doc, rows, refused: new Map()}
+    } catch {
+      this.authenticate(head, this.decode(head, []), []) // the settings: throws for all
+      const good: Row[] = []
+      const refused = new Map<string, unknown>()
+      for (const row of rows)
+        try {
+          this.authenticate(head, this.decode(head, [row]), [row])
+          good.push(row)
+        } catch (error) {
+          refused.set(row.name, error)
+        }
+      return {doc: this.decode(head, good), rows: good, refused}
+    }
   }
 
   private noKey(): never {
@@ -799,14 +930,25 @@ export class PgStore implements StoreBackend {
     return {findings, doc: info.doc}
   }
 
-  /** Logins run side by side (row locks, the pool's connections); audit lines go out in batches (recordEvents). */
+  /**
+   * Logins in batches (loginBatch), as many batches at once as the pool has connections; audit
+   * lines go out in batches too (recordEvents). `waiting`: logins not yet in a batch, and batches
+   * waiting for a connection.
+   */
   responder(warn: (line: string) => void): Responder {
+    const logins = batchedLogins((batch) => this.loginBatch(batch), {
+      concurrency: this.poolSize,
+      maxBatch: MAX_LOGIN_BATCH,
+      boundMs: LOGIN_BOUND_MS,
+      late: () => storeError(`${this.description}: the login check waited ${LOGIN_BOUND_MS / 1000} s for the database; refused`),
+    })
     return {
-      login: (user, fn) => this.login(user, fn),
+      login: logins.login,
       audit: batchedAudit(this, warn),
       pool: () => {
         const pool = this.pool
-        return pool ? {inUse: pool.totalCount - pool.idleCount, waiting: pool.waitingCount} : {inUse: 0, waiting: 0}
+        const waiting = logins.waiting() + (pool?.waitingCount ?? 0)
+        return {inUse: pool ? pool.totalCount - pool.idleCount : 0, waiting}
       },
     }
   }
