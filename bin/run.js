@@ -14,10 +14,13 @@ const fast =
       : Promise.resolve(false)
 
 /**
- * Loads a CommonJS bundle as require() would, with V8's code cache `<file>.v8cache` (written by
- * `npm run build`, scripts/code-cache.mjs): parsing the CLI bundle is a fifth of `--help`'s time,
- * the login bundle's a few milliseconds of every login, and the PostgreSQL client's a few more.
- * A cache V8 rejects (another Node version) only costs that parse again.
+ * Loads a CommonJS bundle as require() would, with V8's code cache `<file>.<arch>.v8cache`
+ * (written by `npm run build`, scripts/code-cache.mjs): parsing the CLI bundle is a fifth of
+ * `--help`'s time, the login bundle's a few milliseconds of every login, and the PostgreSQL
+ * client's a few more. A cache V8 rejects (another Node version) only costs that parse again.
+ * The name carries the CPU architecture because V8 does not check it: arm64's Node accepts a
+ * cache x64 made and then crashes or misbehaves (seen under qemu-aarch64), so a package built on
+ * x64 and installed on arm64 must find no cache rather than that one.
  */
 function requireCached(file) {
   const done = loaded.get(file)
@@ -25,9 +28,10 @@ function requireCached(file) {
   const fs = require('node:fs')
   const vm = require('node:vm')
   const {dirname, relative, sep} = require('node:path')
+  const cacheFile = `${file}.${process.arch}.v8cache`
   let cachedData
   try {
-    cachedData = fs.readFileSync(`${file}.v8cache`)
+    cachedData = fs.readFileSync(cacheFile)
   } catch {
     // none: compile from source
   }
@@ -50,7 +54,7 @@ function requireCached(file) {
     plain,
   )
   script.runInThisContext()(module.exports, local, module, file, dirname(file))
-  if (process.env.TFACTL_WRITE_CODE_CACHE === file) process.once('exit', () => fs.writeFileSync(`${file}.v8cache`, script.createCachedData()))
+  if (process.env.TFACTL_WRITE_CODE_CACHE === file) process.once('exit', () => fs.writeFileSync(cacheFile, script.createCachedData()))
   return module.exports
 }
 

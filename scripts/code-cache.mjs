@@ -1,4 +1,5 @@
-// Writes V8's code cache beside each bundle bin/run.js loads (`<bundle>.v8cache`), taken after a
+// Writes V8's code cache beside each bundle bin/run.js loads (`<bundle>.<arch>.v8cache`: this
+// machine's architecture, which V8 does not check; see bin/run.js), taken after a
 // real run so that the functions start-up needs are compiled already: the CLI bundle after
 // `--help`, the login bundle after a login:check that accepts a code (in a throwaway store), the
 // PostgreSQL client after a login that finds no server.
@@ -19,9 +20,11 @@ const run = (args, cache) =>
   }).stdout
 
 function writeCache(bundle, args) {
-  rmSync(`${bundle}.v8cache`, {force: true})
+  const cache = `${bundle}.${process.arch}.v8cache`
+  // (and the unqualified name of earlier builds, which every architecture would load)
+  for (const old of [cache, `${bundle}.v8cache`]) rmSync(old, {force: true})
   run(args, bundle)
-  if (!existsSync(`${bundle}.v8cache`)) throw new Error(`no code cache written for ${bundle}`)
+  if (!existsSync(cache)) throw new Error(`no code cache written for ${bundle}`)
 }
 
 writeCache(resolve('dist/cli-bundle.cjs'), ['--help'])

@@ -32,12 +32,18 @@ function ipv6Bytes(address: string): Buffer {
   return out
 }
 
-/** An address as octets: 4 for IPv4 and IPv4-mapped IPv6 (`::ffff:a.b.c.d`), 16 for IPv6 (zone dropped). */
+/** Senders' addresses as octets, remembered (a few hundred clients send again and again); bounded, a flood of sources only clears it. */
+const known = new Map<string, Buffer | undefined>()
+const KNOWN_MAX = 4096
+
+/** An address as octets: 4 for IPv4 and IPv4-mapped IPv6 (`::ffff:a.b.c.d`), 16 for IPv6 (zone dropped). Never to be changed by the caller. */
 export function addressBytes(address: string): Buffer | undefined {
+  if (known.has(address)) return known.get(address)
   const plain = address.replace(/%.*$/, '')
-  if (isIPv4(plain)) return ipv4Bytes(plain)
-  if (!isIPv6(plain)) return undefined
-  return unmap(ipv6Bytes(plain))
+  const bytes = isIPv4(plain) ? ipv4Bytes(plain) : isIPv6(plain) ? unmap(ipv6Bytes(plain)) : undefined
+  if (known.size >= KNOWN_MAX) known.clear()
+  known.set(address, bytes)
+  return bytes
 }
 
 const unmap = (bytes: Buffer): Buffer => (bytes.length === 16 && bytes.subarray(0, 12).equals(V4_MAPPED_PREFIX) ? bytes.subarray(12) : bytes)
@@ -50,16 +56,23 @@ function procAddress(hex: string): Buffer {
   return raw
 }
 
+/** One socket of the tables: its local address (octets, IPv4-mapped unmapped), the table's width, its owner. */
+interface TableSocket {
+  local: Buffer
+  width: 4 | 16
+  uid: number
+}
+
 /**
- * The owners (uids) of the sockets that could have sent a datagram from `address`:`port`: bound
- * to that port and to that address or to the wildcard, in either table (an IPv4 source may be a
- * dual-stack IPv6 socket). Pure over the tables' text.
+ * The tables' sockets by local port, parsed once per read of the tables: every request that waited
+ * for one read (src/radius/server.ts tablesAfterNow) looks its sender up in the same index.
  */
-export function socketOwners(tables: UdpTables, address: string, port: number): number[] {
-  const sourceBytes = addressBytes(address)
-  if (!sourceBytes) return []
-  const v4 = sourceBytes.length === 4
-  const owners: number[] = []
+const indexes = new WeakMap<UdpTables, Map<number, TableSocket[]>>()
+
+function indexOf(tables: UdpTables): Map<number, TableSocket[]> {
+  let index = indexes.get(tables)
+  if (index) return index
+  index = new Map()
   for (const [table, width] of [
     [tables.udp, 4],
     [tables.udp6, 16],
@@ -68,11 +81,30 @@ export function socketOwners(tables: UdpTables, address: string, port: number): 
       const fields = line.trim().split(/\s+/)
       if (fields.length < 8) continue
       const [hexAddress, hexPort] = fields[1].split(':')
-      if (hexPort === undefined || Number.parseInt(hexPort, 16) !== port || hexAddress.length !== width * 2) continue
-      const local = unmap(procAddress(hexAddress))
-      const wildcard = local.every((octet) => octet === 0) && (width === 16 || v4) // a dual-stack socket also sends from IPv4
-      if (wildcard || local.equals(sourceBytes)) owners.push(Number(fields[7]))
+      if (hexPort === undefined || hexAddress.length !== width * 2) continue
+      const port = Number.parseInt(hexPort, 16)
+      const sockets = index.get(port) ?? []
+      sockets.push({local: unmap(procAddress(hexAddress)), width, uid: Number(fields[7])})
+      index.set(port, sockets)
     }
+  }
+  indexes.set(tables, index)
+  return index
+}
+
+/**
+ * The owners (uids) of the sockets that could have sent a datagram from `address`:`port`: bound
+ * to that port and to that address or to the wildcard, in either table (an IPv4 source may be a
+ * dual-stack IPv6 socket). Pure over the tables' text (parsed once per tables object).
+ */
+export function socketOwners(tables: UdpTables, address: string, port: number): number[] {
+  const sourceBytes = addressBytes(address)
+  if (!sourceBytes) return []
+  const v4 = sourceBytes.length === 4
+  const owners: number[] = []
+  for (const {local, width, uid} of indexOf(tables).get(port) ?? []) {
+    const wildcard = local.every((octet) => octet === 0) && (width === 16 || v4) // a dual-stack socket also sends from IPv4
+    if (wildcard || local.equals(sourceBytes)) owners.push(uid)
   }
   return owners
 }

@@ -148,7 +148,8 @@ export class RadiusServer {
   /**
    * The socket tables as read after this call: a socket that sent a datagram already received is
    * in them unless it has been closed since. One read at a time serves every request that was
-   * waiting when it started, so a burst of local requests costs a few reads, not one each.
+   * waiting when it started (every datagram of the same turn of the event loop), so a burst of
+   * local requests costs a few reads, not one each.
    */
   private tablesAfterNow(): Promise<UdpTables> {
     return new Promise((resolve) => {
@@ -161,6 +162,7 @@ export class RadiusServer {
     this.readingTables = true
     try {
       while (this.tableWaiters.length > 0) {
+        await new Promise<void>((resolve) => setImmediate(resolve)) // the datagrams of this turn of the event loop share one read
         const waiting = this.tableWaiters
         this.tableWaiters = []
         const tables = await (this.opts.udpTables ?? readUdpTables)().catch(() => ({udp: '', udp6: ''}))

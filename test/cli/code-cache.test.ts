@@ -1,6 +1,7 @@
 // The bundles load with V8's code cache made at build time (scripts/code-cache.mjs). An installed
 // copy lives elsewhere than the build: its stack traces must not name the build machine's path,
-// and the CLI bundle must be evaluated once, not a second time when oclif requires it by path.
+// the CLI bundle must be evaluated once, not a second time when oclif requires it by path, and
+// only a cache of this CPU architecture may be read (V8 takes another's and then crashes).
 import {spawnSync} from 'node:child_process'
 import {cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -22,6 +23,17 @@ fs.readFileSync = function (...args) {
 }
 process.on('exit', () => process.stderr.write('FRAMES ' + JSON.stringify([...frames]) + '\\n'))
 `
+// Records every code cache file read.
+const CACHE_READS = `
+const fs = require('node:fs')
+const read = fs.readFileSync
+const caches = []
+fs.readFileSync = function (file, ...rest) {
+  if (String(file).endsWith('.v8cache')) caches.push(String(file))
+  return read.call(this, file, ...rest)
+}
+process.on('exit', () => process.stderr.write('CACHES ' + JSON.stringify(caches) + '\\n'))
+`
 
 describe('bundles loaded with the code cache, in a copy installed elsewhere', () => {
   let dir: string
@@ -30,6 +42,7 @@ describe('bundles loaded with the code cache, in a copy installed elsewhere', ()
     for (const entry of ['bin', 'dist', 'package.json', 'oclif.manifest.json']) cpSync(join(ROOT, entry), join(dir, entry), {recursive: true})
     symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
     writeFileSync(join(dir, 'preload.cjs'), PRELOAD)
+    writeFileSync(join(dir, 'cache-reads.cjs'), CACHE_READS)
     // a store with a user, so that a login reads it
     const store = ['--store', join(dir, 'state', 'store.json')]
     spawnSync(process.execPath, [join(dir, 'bin', 'run.js'), 'twofactor:enable', ...store])
@@ -51,6 +64,18 @@ describe('bundles loaded with the code cache, in a copy installed elsewhere', ()
     expect(frames).toContain('tfactl/dist/cli-bundle.cjs')
     expect(frames).toContain('tfactl/dist/fast-bundle.cjs')
     expect(frames.filter((f) => f.includes(ROOT) || f.startsWith('/'))).toEqual([])
+  })
+
+  it("read the code cache made for this CPU architecture, never another's or an unqualified one", () => {
+    // what a package built on another architecture, or an older build, would have left beside the bundle
+    for (const name of ['cli-bundle.cjs.v8cache', ...['x64', 'arm64'].filter((a) => a !== process.arch).map((a) => `cli-bundle.cjs.${a}.v8cache`)])
+      writeFileSync(join(dir, 'dist', name), 'not a code cache of this machine')
+    const r = spawnSync(process.execPath, ['-r', join(dir, 'cache-reads.cjs'), join(dir, 'bin', 'run.js'), '--help'], {
+      encoding: 'utf8',
+      env: {...process.env, NO_COLOR: '1'},
+    })
+    expect(r.status, r.stderr).toBe(0)
+    expect(JSON.parse(/CACHES (.*)/.exec(r.stderr)?.[1] ?? 'null')).toEqual([join(dir, 'dist', `cli-bundle.cjs.${process.arch}.v8cache`)])
   })
 
   it('evaluate the CLI bundle once: oclif requiring it by path gets the same module', () => {

@@ -9,7 +9,20 @@
 // /etc/tfactl and /var/lib/tfactl only when it created them.
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -30,11 +43,16 @@ const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).ver
 const DEB = join(ROOT, 'build', `tfactl_${VERSION}_amd64.deb`)
 const TFACTL = '/usr/bin/tfactl'
 const UNIT = '/usr/lib/systemd/system/tfactl-radius.service'
+const ADDON = '/usr/lib/tfactl/fs-native-extensions.node'
 
-const work = mkdtempSync(join(tmpdir(), 'tfactl-package-test-'))
+const tag = randomBytes(6).toString('hex')
+// Made by beforeAll (mkdir: an existing one is an error), so that a skipped run leaves none behind.
+const work = join(tmpdir(), `tfactl-package-test-${tag}`)
+// A copy of the installed executable and its addon under a prefix of its own (<prefix>/bin/tfactl
+// loads <prefix>/lib/tfactl/<addon>), traversable by `nobody` for the run as another user.
+const prefix = join(tmpdir(), `tfactl-package-prefix-${tag}`)
 const noNodeBin = join(work, 'bin') // PATH: only a fake node, which leaves a mark when run
 const nodeRan = join(work, 'node-ran')
-const tag = randomBytes(6).toString('hex')
 // State the package must keep over remove and purge: a store (with its key, audit log) in the
 // state directory, and a key in the configuration directory.
 const keptStore = `/var/lib/tfactl/package-test-${tag}.json`
@@ -86,6 +104,30 @@ function radclient(port: number, secret: string, attrs: string): Promise<string>
   })
 }
 
+/**
+ * A long command's status and its stdout and stderr together. Not spawnSync: a vitest worker
+ * blocked for a minute misses vitest's own calls (an "onTaskUpdate" timeout fails the run).
+ */
+function runLong(cmd: string, args: string[]): Promise<{status: number | null; output: string}> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, {cwd: ROOT})
+    let output = ''
+    child.stdout.on('data', (d) => (output += d))
+    child.stderr.on('data', (d) => (output += d))
+    child.on('close', (status) => resolve({status, output}))
+  })
+}
+
+/** The build `npm run package` does after `npm run build` (the test run has built dist/ already), for one architecture; its output. */
+async function buildPackage(arch: 'amd64' | 'arm64'): Promise<string> {
+  const t0 = Date.now()
+  const built = await runLong(process.execPath, [join(ROOT, 'scripts', 'package.mjs'), '--arch', arch])
+  // (the output only on failure: postject's ELF library warns about Node's many notes)
+  if (built.status !== 0) throw new Error(`npm run package failed (exit ${built.status}):\n${built.output}`)
+  console.log(`[package] built ${arch} in ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+  return built.output
+}
+
 function cleanUp() {
   radius?.kill('SIGKILL')
   spawnSync('dpkg', ['-P', 'tfactl'], {stdio: 'ignore'})
@@ -94,27 +136,24 @@ function cleanUp() {
   if (made.varLib) rmSync('/var/lib/tfactl', {recursive: true, force: true})
   if (made.etc) rmSync('/etc/tfactl', {recursive: true, force: true})
   rmSync(work, {recursive: true, force: true})
+  rmSync(prefix, {recursive: true, force: true})
 }
 
 describe.skipIf(missing !== null)('the Debian package', {timeout: 900_000}, () => {
-  beforeAll(() => {
+  beforeAll(async () => {
     made.etc = !existsSync('/etc/tfactl')
     made.varLib = !existsSync('/var/lib/tfactl')
-    execFileSync('mkdir', ['-p', noNodeBin])
+    for (const dir of [work, prefix]) mkdirSync(dir, {mode: 0o700})
+    mkdirSync(noNodeBin)
     writeFileSync(join(noNodeBin, 'node'), `#!/bin/sh\ntouch ${nodeRan}\nexit 1\n`, {mode: 0o755})
-    // The build `npm run package` does after `npm run build` (the test run has built dist/ already).
-    const t0 = Date.now()
-    const built = spawnSync(process.execPath, [join(ROOT, 'scripts', 'package.mjs'), '--arch', 'amd64'], {cwd: ROOT, encoding: 'utf8'})
-    // (stderr only on failure: postject's ELF library warns about Node's many notes)
-    if (built.status !== 0) throw new Error(`npm run package failed (exit ${built.status}):\n${built.stdout}${built.stderr}`)
-    console.log(`[package] built ${DEB} in ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+    await buildPackage('amd64')
   }, 900_000)
   afterAll(cleanUp)
 
-  it('passes lintian with no error (overrides are in packaging/lintian-overrides, each with its reason)', () => {
-    const r = spawnSync('lintian', ['--fail-on', 'error', DEB], {encoding: 'utf8'})
-    expect(r.stdout.split('\n').filter((l) => /^E: /.test(l))).toEqual([])
-    expect(r.status, r.stdout + r.stderr).toBe(0)
+  it('passes lintian with no error (overrides are in packaging/lintian-overrides, each with its reason)', async () => {
+    const r = await runLong('lintian', ['--fail-on', 'error', DEB])
+    expect(r.output.split('\n').filter((l) => /^E: /.test(l))).toEqual([])
+    expect(r.status, r.output).toBe(0)
   }, 300_000)
 
   it('installs the executable, the unit, root-only directories, the sudoers example (not enabled), man pages, completions and the copyright file', () => {
@@ -134,8 +173,19 @@ describe.skipIf(missing !== null)('the Debian package', {timeout: 900_000}, () =
     const copyright = readFileSync('/usr/share/doc/tfactl/copyright', 'utf8')
     for (const name of ['@oclif/core', 'pg', 'qrcode', '@inquirer/prompts', 'lowdb', 'fs-native-extensions', 'Node.js']) expect(copyright).toContain(name)
     // The lock addon beside it: root's, not writable by others.
-    const addon = statSync('/usr/lib/tfactl/fs-native-extensions.node')
+    const addon = statSync(ADDON)
     expect([addon.uid, addon.mode & 0o022]).toEqual([0, 0])
+  })
+
+  it.skipIf(!has('systemd-analyze'))('installs a unit systemd-analyze verifies with no warning and rates "OK" for exposure', () => {
+    // Offline: no systemd is started or asked; --man checks the Documentation= page when man is here.
+    const verify = spawnSync('systemd-analyze', ['verify', `--man=${has('man') ? 'yes' : 'no'}`, UNIT], {encoding: 'utf8'})
+    expect(verify.stdout + verify.stderr).toBe('')
+    expect(verify.status).toBe(0)
+    const security = spawnSync('systemd-analyze', ['security', '--offline=true', UNIT], {encoding: 'utf8'})
+    const level = /Overall exposure level for tfactl-radius\.service: ([\d.]+) (\S+)/.exec(security.stdout)
+    expect(level, security.stdout + security.stderr).not.toBeNull()
+    expect(level![2]).toBe('OK')
   })
 
   it("runs with no node on PATH: --version, an enrolment, and oathtool's code accepted", async () => {
@@ -150,6 +200,79 @@ describe.skipIf(missing !== null)('the Debian package', {timeout: 900_000}, () =
     expect(jsonOf(login.stdout)).toMatchObject({allowed: true, reason: 'code_accepted'})
     expect(installed(['login:check', 'alice', '--code', '000000', '--store', store]).code).toBe(1)
     expect(existsSync(nodeRan), 'the executable ran a node').toBe(false)
+  })
+
+  it("loads the lock addon only from a place of root's that nobody else can write: refuses any other, restores root's copy, tells others to reinstall", () => {
+    const exe = join(prefix, 'bin', 'tfactl')
+    const lib = join(prefix, 'lib', 'tfactl')
+    const addon = join(lib, 'fs-native-extensions.node')
+    mkdirSync(join(prefix, 'bin'))
+    mkdirSync(lib, {recursive: true})
+    chmodSync(prefix, 0o755)
+    copyFileSync(TFACTL, exe)
+    chmodSync(exe, 0o755)
+    copyFileSync(ADDON, addon)
+    const original = digest(addon)
+    const nobody = Number(execFileSync('id', ['-u', 'nobody'], {encoding: 'utf8'}))
+    // twofactor:enable on a new store takes the store's lock, so it loads the addon first.
+    let stores = 0
+    const enable = (as: 'root' | 'nobody' = 'root') => {
+      const dir = join(prefix, `store-${stores++}`)
+      mkdirSync(dir)
+      if (as === 'nobody') chownSync(dir, nobody, nobody)
+      const cmd = as === 'nobody' ? ['setpriv', `--reuid=${nobody}`, `--regid=${nobody}`, '--clear-groups', exe] : [exe]
+      const r = spawnSync(cmd[0], [...cmd.slice(1), 'twofactor:enable', '--store', join(dir, 'store.json')], {
+        env: {PATH: `${noNodeBin}:/usr/bin:/bin`, HOME: dir, NO_COLOR: '1'},
+        encoding: 'utf8',
+      })
+      return {code: r.status, stderr: r.stderr, stored: existsSync(join(dir, 'store.json'))}
+    }
+    const refused = (why: RegExp, as: 'root' | 'nobody' = 'root') => {
+      const r = enable(as)
+      expect(r.code, r.stderr).toBe(3)
+      expect(r.stderr).toMatch(/^tfactl: cannot load the file-locking addon for linux-x64 \(fs-native-extensions\): /m)
+      expect(r.stderr).toMatch(why)
+      expect(r.stderr).not.toMatch(/\n\s+at /) // one line, no stack trace
+      expect(r.stored, 'no store is written without the lock').toBe(false)
+    }
+    expect(enable()).toMatchObject({code: 0, stored: true})
+
+    const badDir = new RegExp(`${lib} must be a directory of root's that group and others cannot write`)
+    for (const unsafe of [0o1777, 0o775]) {
+      chmodSync(lib, unsafe) // world-writable like /tmp, or group-writable
+      refused(badDir)
+    }
+    chmodSync(lib, 0o755)
+    chownSync(lib, nobody, 0)
+    refused(badDir)
+    chownSync(lib, 0, 0)
+
+    const badFile = new RegExp(`${addon} must be a file of root's that group and others cannot write`)
+    chmodSync(addon, 0o666)
+    refused(badFile)
+    chmodSync(addon, 0o644)
+    chownSync(addon, nobody, 0)
+    refused(badFile)
+    chownSync(addon, 0, 0)
+    // A link is not followed, even to the right bytes.
+    renameSync(addon, `${addon}.real`)
+    symlinkSync(`${addon}.real`, addon)
+    refused(/ELOOP/)
+    rmSync(addon)
+    renameSync(`${addon}.real`, addon)
+
+    // Root's own file with other bytes, or none: root gets the executable's copy written there.
+    writeFileSync(addon, 'not the addon')
+    expect(enable()).toMatchObject({code: 0, stored: true})
+    expect(digest(addon)).toBe(original)
+    // Anyone else is told to reinstall, and nothing is written.
+    rmSync(addon)
+    refused(/is missing or is not this executable's: reinstall the tfactl package/, 'nobody')
+    expect(existsSync(addon)).toBe(false)
+    expect(readdirSync(lib)).toEqual([])
+    expect(enable()).toMatchObject({code: 0, stored: true})
+    expect(digest(addon)).toBe(original)
+    expect([statSync(addon).uid, mode(addon)]).toEqual([0, 0o644])
   })
 
   it("answers radclient with radius:serve started by the unit's own ExecStart line", async () => {
@@ -233,5 +356,58 @@ _tfactl_autocomplete; printf '%s\\n' "\${COMPREPLY[@]}"`
     // Twice in a row, the maintainer scripts change nothing either.
     dpkg('-i', DEB)
     expect(digest(`${keptStore}.key`)).toBe(before[1])
+  })
+})
+
+// The arm64 package, built on this x64 machine, run under qemu-user (qemu-aarch64 with Debian's
+// arm64 C and C++ libraries, no binfmt needed): an executable whose code caches were made by x64
+// crashed there, so this runs its start-up, the lock addon and a login, not only --version.
+const ARM_LIBS = '/usr/aarch64-linux-gnu'
+const armMissing =
+  missing ??
+  (!has('qemu-aarch64') || !existsSync(join(ARM_LIBS, 'lib', 'ld-linux-aarch64.so.1')) || !existsSync(join(ARM_LIBS, 'lib', 'libstdc++.so.6'))
+    ? 'needs qemu-user and libc6-arm64-cross, libstdc++6-arm64-cross, libgcc-s1-arm64-cross'
+    : null)
+if (armMissing && !missing) console.warn(`[package arm64] skipped: ${armMissing}`)
+
+describe.skipIf(armMissing !== null)('the arm64 Debian package (under qemu-aarch64)', {timeout: 900_000}, () => {
+  const root = join(tmpdir(), `tfactl-package-arm64-${tag}`)
+  const fakeBin = join(root, 'fake-bin') // PATH: only a fake node, as above
+  const armNodeRan = join(root, 'node-ran')
+  let output = ''
+  beforeAll(async () => {
+    mkdirSync(fakeBin, {recursive: true, mode: 0o700})
+    writeFileSync(join(fakeBin, 'node'), `#!/bin/sh\ntouch ${armNodeRan}\nexit 1\n`, {mode: 0o755})
+    output = await buildPackage('arm64')
+  }, 900_000)
+  afterAll(() => rmSync(root, {recursive: true, force: true}))
+
+  it("runs with no node on PATH: --version, an enrolment, the lock addon, and oathtool's code accepted", async (ctx) => {
+    const deb = join(ROOT, 'build', `tfactl_${VERSION}_arm64.deb`)
+    // Without the npm registry the build skips arm64 (and says so): nothing to run then.
+    if (/arm64 skipped/.test(output)) ctx.skip()
+    execFileSync('dpkg-deb', ['-x', deb, root]) // as root: /usr/lib/tfactl and its addon are root's
+    // qemu by its full path: the executable's PATH has no qemu either
+    const qemu = execFileSync('sh', ['-c', 'command -v qemu-aarch64'], {encoding: 'utf8'}).trim()
+    const arm = (args: string[]) => {
+      const r = spawnSync(qemu, ['-L', ARM_LIBS, join(root, 'usr', 'bin', 'tfactl'), ...args], {
+        env: {PATH: fakeBin, HOME: root, NO_COLOR: '1'},
+        encoding: 'utf8',
+        timeout: 120_000,
+      })
+      return {code: r.status, stdout: r.stdout, stderr: r.stderr}
+    }
+    const version = arm(['--version'])
+    expect(version.code, version.stderr).toBe(0)
+    expect(version.stdout).toMatch(new RegExp(`^tfactl/${VERSION.replace(/\./g, '\\.')} linux-arm64 node-v20\\.`))
+    const store = join(root, 'state', 'store.json')
+    expect(arm(['twofactor:enable', '--fail-delay', '0', '--store', store]).code).toBe(0)
+    const renewed = arm(['user:secret:renew', 'dave', '--no-verify', '--qr', 'none', '--json', '--store', store])
+    expect(renewed.code, renewed.stderr).toBe(0)
+    const login = arm(['login:check', 'dave', '--code', await oathtool(jsonOf(renewed.stdout).users[0].secret), '--json', '--store', store])
+    expect(login.code, login.stderr).toBe(0)
+    expect(jsonOf(login.stdout)).toMatchObject({allowed: true, reason: 'code_accepted'})
+    expect(arm(['login:check', 'dave', '--code', '000000', '--store', store]).code).toBe(1)
+    expect(existsSync(armNodeRan), 'the executable ran a node').toBe(false)
   })
 })

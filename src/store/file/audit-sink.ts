@@ -7,13 +7,17 @@ import type {AuditSink} from '../backend.js'
 /**
  * The file store's audit sink for a responder (radius:serve): the same audit.log lines as every command (one JSON object a
  * line, O_APPEND, fsync), with the client's address. A responder decides hundreds of logins a
- * second, so the lines of one turn of the event loop go out in one write and one fsync, off
- * the event loop; a failing write is reported (once a minute), never fatal.
+ * second, so the lines of one turn of the event loop (a batch of logins) go out in one write and
+ * one fsync (off the event loop), to a descriptor kept open; the log is never read; a failing
+ * write is reported (once a minute), never fatal.
  */
 export class AuditWriter implements AuditSink {
   private pending: string[] = []
   private flushing: Promise<void> | undefined
   private lastProblem = 0
+  private file?: {fd: number; dev: number; ino: number}
+  /** The responder's own identity, the same for every line. */
+  private readonly actor = {uid: process.getuid?.() ?? -1, sudoUser: null}
 
   constructor(
     private readonly path: string,
@@ -21,7 +25,7 @@ export class AuditWriter implements AuditSink {
   ) {}
 
   record(event: Omit<AuditEvent, 'time' | 'actor'>): void {
-    const line: AuditEvent = {time: new Date().toISOString(), actor: {uid: process.getuid?.() ?? -1, sudoUser: null}, ...event}
+    const line: AuditEvent = {time: new Date().toISOString(), actor: this.actor, ...event}
     this.pending.push(`${JSON.stringify(line)}\n`)
     this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush())
   }
@@ -31,16 +35,12 @@ export class AuditWriter implements AuditSink {
       const lines = this.pending.join('')
       this.pending = []
       try {
-        ensureDir(dirname(this.path))
-        checkPrivateFile(this.path)
-        const file = await fs.promises.open(this.path, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600)
-        try {
-          await file.write(lines)
-          await file.sync()
-        } finally {
-          await file.close()
-        }
+        const fd = this.open()
+        const data = Buffer.from(lines)
+        for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done)
+        await new Promise<void>((resolve, reject) => fs.fsync(fd, (error) => (error ? reject(error) : resolve()))) // off the event loop
       } catch (error) {
+        this.close()
         if (Date.now() - this.lastProblem > 60_000) {
           this.lastProblem = Date.now()
           this.warn(`could not write the audit log ${this.path}: ${(error as Error).message}`)
@@ -50,8 +50,31 @@ export class AuditWriter implements AuditSink {
     this.flushing = undefined
   }
 
+  /**
+   * The log's descriptor, kept open between batches while the path still names the file it
+   * opened (a log moved aside, e.g. by logrotate, is followed by a new one). The path is judged
+   * before every batch, as every command judges it.
+   */
+  private open(): number {
+    ensureDir(dirname(this.path))
+    const exists = checkPrivateFile(this.path)
+    const now = exists ? fs.lstatSync(this.path) : undefined
+    if (this.file && now && now.ino === this.file.ino && now.dev === this.file.dev) return this.file.fd
+    this.close()
+    const fd = fs.openSync(this.path, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600)
+    const st = fs.fstatSync(fd)
+    this.file = {fd, dev: st.dev, ino: st.ino}
+    return fd
+  }
+
+  private close(): void {
+    if (this.file) fs.closeSync(this.file.fd)
+    this.file = undefined
+  }
+
   /** Resolves when every recorded line has been written (or has failed to be). */
   async drain(): Promise<void> {
     while (this.flushing) await this.flushing
+    this.close() // opened again by the next line, if any
   }
 }

@@ -5,8 +5,8 @@ import type {Doc, Settings, StatusSummary, UserRecord} from '../../core/model.js
 import {type AuditEvent, auditLoss, lossMarker, readAudit, recordEvent} from '../audit.js'
 import type {Outcome, Repair, Responder, StoreBackend, StoreCheck, StoreFinding, UsersFileReader} from '../backend.js'
 import {leftovers, readUsersFile} from '../oathfile/file.js'
-import {queuedLogins} from '../responder.js'
 import {AuditWriter} from './audit-sink.js'
+import {GroupCommit} from './group-commit.js'
 import {checkPrivateFile} from '../../os/files.js'
 import {openers, processState, procName} from '../../os/procs.js'
 import {emergencyFix, forceDisable, restoreStore, updateSettingsSealed} from './recovery.js'
@@ -53,9 +53,10 @@ export class FileBackend implements StoreBackend {
     return problem ? {before, problem} : {before}
   }
 
-  /** One lock for the whole store: the responder's logins queue; its audit lines go out one write per turn. */
+  /** The responder's logins are committed in groups (group-commit.ts); its audit lines go out one write per batch. */
   responder(warn: (line: string) => void): Responder {
-    return {login: queuedLogins((user, fn) => this.login(user, fn)), audit: new AuditWriter(this.store.files.audit, warn)}
+    const commits = new GroupCommit(this.store)
+    return {login: (user, fn) => commits.login(user, fn), audit: new AuditWriter(this.store.files.audit, warn)}
   }
 
   get description(): string {

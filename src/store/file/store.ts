@@ -5,7 +5,7 @@ import {type Doc, emptyDoc, isEmptyRecord, newUserRecord, type Settings, type Us
 import {decodeStore, decodeUserText, type HotState, hotStateOf, KeyMissing} from '../sealed.js'
 import {countLines, decodeHeader, decodeOneUser, encodeStore, newEpoch, splitStore} from './codec.js'
 import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, readPrivateFile, readPrivateFileAt, removeStaleTemps} from '../../os/files.js'
-import {appendJournal, compactJournal, type Journal, readJournal, resetJournal} from './journal.js'
+import {appendJournal, compactJournal, entryLine, type Journal, readJournal, resetJournal, shouldCompact} from './journal.js'
 import {KeyFiles} from '../keys.js'
 import {withLock} from './lock.js'
 import {type ChangeSet, changeSet, projectUpdate} from '../change.js'
@@ -120,8 +120,7 @@ class StoreFile {
 /** A record's hot state when nothing happened to it yet. */
 const NO_HOT_STATE = hotStateOf(newUserRecord())
 
-/** Past this size the journal is compacted; if it stays past JOURNAL_FOLD, it is folded in. */
-const JOURNAL_COMPACT = 1 << 20
+/** Past twice its live content the journal is compacted (journal.ts shouldCompact); if it stays past JOURNAL_FOLD, it is folded in. */
 const JOURNAL_FOLD = 8 << 20
 /** Records per batch when every user is read in turn (user:list). */
 const USER_BATCH = 2000
@@ -360,7 +359,15 @@ export class Store {
   /** Appends to the journal; keeps it small by compacting it, and folding it into the store. */
   private async record(journal: Journal, epoch: string, user: string, state: HotState): Promise<void> {
     const size = appendJournal(this.files.journal, journal, epoch, user, state)
-    if (size > JOURNAL_COMPACT && compactJournal(this.files.journal, epoch) > JOURNAL_FOLD) await this.lockedFull((db) => db.write())
+    if (shouldCompact(size, journal.live + entryLine(user, state).length) && compactJournal(this.files.journal, epoch) > JOURNAL_FOLD) await this.foldJournal()
+  }
+
+  /** A compacted journal past this size is folded into the store. */
+  readonly foldAt = JOURNAL_FOLD
+
+  /** Folds the journal into the store (a full write, which starts a new journal). Call under the store lock. */
+  foldJournal(): Promise<void> {
+    return this.lockedFull((db) => db.write())
   }
 
   /** Seals every secret under a new key; the old key stays valid until the new store is in place. */

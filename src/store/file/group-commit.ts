@@ -1,0 +1,386 @@
+import * as fs from 'node:fs'
+import {dirname} from 'node:path'
+import {type Doc, isEmptyRecord, STORE_VERSION, type UserRecord} from '../../core/model.js'
+import {checkStoreDir, ensureDir, openPrivate} from '../../os/files.js'
+import {KeyFiles} from '../keys.js'
+import {decodeUserText, type Decoded, type HotState, hotStateOf} from '../sealed.js'
+import {type LineIndex, splitStore} from './codec.js'
+import {entryLine, JournalText, parseJournal, resetJournal, shouldCompact} from './journal.js'
+import {withLock} from './lock.js'
+import type {Store} from './store.js'
+
+/**
+ * Group commit of a responder's logins (radius:serve) behind the seam's `login(user, fn)`.
+ *
+ * Logins that arrive while a commit is in progress form the next batch. Per batch: the store lock
+ * is taken once; what this process already knows (the store's header and the records it decoded,
+ * the journal's entries) is checked against the files by fstat identity — the store's
+ * dev/ino/size/mtime/ctime, the journal's dev/ino and size — so only the journal's tail appended
+ * by another process is read, or the store again when it was rewritten; each login is decided in
+ * arrival order on that state (the same user twice in one batch: the second sees the first's
+ * effect); every changed state goes out in ONE append and ONE fsync; the lock is released; only
+ * then are the logins answered, so no Accept leaves before its state is on disk.
+ *
+ * What this path does not handle — no store or no journal epoch yet, a store not in the line
+ * layout, a record to create, a pam_oath users file to keep in step, any error — goes, from that
+ * login on, through the store's own per-login path (Store.login), after the lock is released:
+ * it gives the same answers, errors and fail-closed behaviour as a single login:check.
+ *
+ * The files of the version known are kept open, so their inode numbers cannot be reused by a
+ * later version (an identity that matched by chance).
+ */
+
+/** Decoded records kept at most (a record with its opened secret is a few hundred bytes to a few kilobytes). */
+const MAX_RECORDS = 50_000
+
+interface Waiting<T = unknown> {
+  user: string
+  fn: (doc: Doc) => T
+  resolve(value: T): void
+  reject(error: unknown): void
+}
+
+/** What fstat says identifies one version of a file. */
+type Identity = Pick<fs.BigIntStats, 'dev' | 'ino' | 'size' | 'mtimeNs' | 'ctimeNs'>
+const identity = (st: fs.BigIntStats): Identity => ({dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs})
+const sameVersion = (a: Identity, b: Identity): boolean =>
+  a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs
+
+/** The store as last read: its header, its user lines (bytes) and the records decoded from them, journal applied. */
+interface KnownStore {
+  fd: number
+  id: Identity
+  header: Decoded
+  epoch: string
+  lines: LineIndex
+  /** Decoded records with every journal entry read so far applied (an emptied one stays, empty); null: no line in the store. */
+  records: Map<string, UserRecord | null>
+}
+
+/** The journal as last read: the file (kept open, for appends too) and how far it was read. */
+interface KnownJournal {
+  fd: number
+  dev: bigint
+  ino: bigint
+  /** Bytes read (and appended) so far. */
+  size: number
+  /** Whether it belongs to the known store's epoch (else the next append starts it anew). */
+  current: boolean
+}
+
+/** A decision waiting for its state to be on disk (or the decision's own error, given after the lock is released too). */
+interface Decided {
+  login: Waiting
+  result?: unknown
+  error?: unknown
+}
+
+export class GroupCommit {
+  private queue: Waiting[] = []
+  private running = false
+  private store?: KnownStore
+  private journal?: KnownJournal
+  /** The journal's live content: the newest entry line per user (what a compaction keeps). */
+  private readonly newest = new JournalText()
+  /** The newest journal state of users whose record is not decoded yet. */
+  private readonly undecoded = new Map<string, HotState>()
+  private readonly keys: KeyFiles
+  /** Counters (for a look in a debugger or a profile): batches committed, logins sent the per-login way, compactions. */
+  readonly stats = {batches: 0, single: 0, compactions: 0}
+
+  constructor(
+    private readonly file: Store,
+    private readonly maxRecords = MAX_RECORDS,
+  ) {
+    this.keys = new KeyFiles(file.files.key, file.files.legacyKey, {storeDirChecked: true}) // the directory is checked before every batch
+  }
+
+  /** The seam's login: resolved once the login's effect is on disk (or it had none). */
+  login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({user, fn, resolve, reject} as Waiting)
+      if (!this.running) {
+        this.running = true
+        setImmediate(() => void this.run()) // the logins of this turn of the event loop join the first batch
+      }
+    })
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue
+        this.queue = []
+        const rest = await this.commit(batch)
+        for (const w of rest) {
+          this.stats.single++
+          try {
+            w.resolve(await this.file.login(w.user, w.fn))
+          } catch (error) {
+            w.reject(error)
+          }
+        }
+      }
+    } finally {
+      this.running = false
+    }
+  }
+
+  /**
+   * One batch under the lock. Resolves the logins it committed (after the lock is released) and
+   * returns those left to the per-login path, in order.
+   */
+  private async commit(batch: Waiting[]): Promise<Waiting[]> {
+    let decided: Decided[] = []
+    let rest: Waiting[] = batch
+    try {
+      checkStoreDir(dirname(this.file.path)) // an untrusted directory is never read
+      ensureDir(dirname(this.file.path))
+      await withLock(this.file.files.lock, async () => {
+        if (!this.refreshStore() || !this.refreshJournal()) return
+        const out = this.decide(batch)
+        decided = out.decided
+        rest = out.rest
+        await this.append(out.lines)
+        if (out.stale) this.forget()
+      })
+    } catch {
+      this.forget() // whatever happened, nothing known is trusted any more
+      decided = []
+      rest = batch // the per-login path gives this batch its answers (and its errors: fail closed)
+    }
+    if (decided.length > 0) this.stats.batches++
+    for (const d of decided)
+      if ('error' in d) d.login.reject(d.error)
+      else d.login.resolve(d.result)
+    return rest
+  }
+
+  /**
+   * Decides each login in arrival order on the known state, changing it in place. A login this
+   * path cannot take ends the batch: it and the ones after it go the per-login way.
+   */
+  private decide(batch: Waiting[]): {decided: Decided[]; rest: Waiting[]; lines: string[]; stale?: boolean} {
+    const store = this.store!
+    const settings = store.header.doc.settings
+    const decided: Decided[] = []
+    const lines: string[] = []
+    for (const [i, login] of batch.entries()) {
+      const record = this.record(login.user)
+      // a users file to keep in step (oathfile/sync.ts LoginSync): the per-login path does it
+      if (settings.oathFile && record?.secret) return {decided, rest: batch.slice(i), lines}
+      const doc: Doc = {version: STORE_VERSION, settings, users: new Map(record ? [[login.user, record]] : [])}
+      const before = record && JSON.stringify(hotStateOf(record))
+      let result: unknown
+      try {
+        result = login.fn(doc)
+      } catch (error) {
+        // the decision's own error, as Store.login gives it: nothing of it is stored, and the
+        // record it may have half changed is read again (from the next batch on)
+        decided.push({login, error})
+        return {decided, rest: batch.slice(i + 1), lines, stale: true}
+      }
+      if (!record) {
+        if (doc.users.has(login.user)) return {decided, rest: batch.slice(i), lines} // a record to create: the full update
+        decided.push({login, result})
+        continue
+      }
+      const state = hotStateOf(record) // fn changes the record in place (even when it drops it: kept, empty)
+      if (JSON.stringify(state) !== before) {
+        const line = entryLine(login.user, state)
+        lines.push(line)
+        this.newest.set(login.user, line)
+      }
+      decided.push({login, result})
+    }
+    return {decided, rest: [], lines}
+  }
+
+  /**
+   * A user's record as the files say now (decoded once, then kept up to date); undefined when
+   * there is none or the journal emptied it (as a full read drops it).
+   */
+  private record(user: string): UserRecord | undefined {
+    const store = this.store!
+    let record = store.records.get(user)
+    if (record === undefined) {
+      record = null
+      const i = findLine(store.lines, user) // the lines were checked whole (splitStore): a miss is a miss
+      if (i >= 0) {
+        const {buf, nameEnds, ends} = store.lines
+        const text = buf.toString('utf8', nameEnds[i] + 2, ends[i]) // after `"name":`
+        record = decodeUserText(user, text, this.file.path, store.header, this.keys, new Map())
+        Object.assign(record, this.undecoded.get(user))
+      }
+      this.undecoded.delete(user)
+      if (store.records.size >= this.maxRecords) this.evict(store)
+      store.records.set(user, record)
+    }
+    return record && !isEmptyRecord(record) ? record : undefined
+  }
+
+  /**
+   * Drops the records decoded longest ago (a tenth of them), keeping the state the journal gave
+   * them for when they are decoded again: memory stays bounded on a store of many users.
+   */
+  private evict(store: KnownStore): void {
+    let n = Math.ceil(this.maxRecords / 10)
+    for (const [user, record] of store.records) {
+      if (n-- <= 0) break
+      if (record) this.undecoded.set(user, hotStateOf(record))
+      store.records.delete(user)
+    }
+  }
+
+  /**
+   * The store as it is now: kept when the file is the version known, read again (header checked,
+   * lines split and their digest checked) when it was replaced. False when this path cannot take
+   * the store (none yet, no journal epoch, not in the line layout).
+   */
+  private refreshStore(): boolean {
+    const fd = openPrivate(this.file.path, fs.constants.O_RDONLY) // judged by what was opened
+    if (fd === undefined) {
+      this.forget()
+      return false
+    }
+    const id = identity(fs.fstatSync(fd, {bigint: true}))
+    if (this.store && sameVersion(this.store.id, id)) {
+      fs.closeSync(fd)
+      return true
+    }
+    this.forget()
+    try {
+      this.keys.forget() // a rewrite may come with a new key (a rotation)
+      const raw = fs.readFileSync(fd)
+      if (BigInt(raw.length) !== id.size) return false // changed while read: not tfactl's way of writing it
+      const split = splitStore(raw, this.file.path, this.keys)
+      if (!split || split.header.epoch === null) return false
+      this.store = {fd, id, header: split.header, epoch: split.header.epoch, lines: split.lines, records: new Map()}
+      return true
+    } finally {
+      if (this.store?.fd !== fd) fs.closeSync(fd)
+    }
+  }
+
+  /** The journal as it is now: only the tail appended since it was last read, unless it was replaced (compacted, reset). */
+  private refreshJournal(): boolean {
+    const store = this.store!
+    const path = this.file.files.journal
+    const fd = openPrivate(path, fs.constants.O_RDWR | fs.constants.O_APPEND)
+    const st = fd === undefined ? undefined : fs.fstatSync(fd, {bigint: true})
+    const size = Number(st?.size ?? 0)
+    const known = this.journal
+    if (fd === undefined && known?.fd === -1) return true // still none
+    if (st && known && known.fd >= 0 && known.dev === st.dev && known.ino === st.ino && size >= known.size) {
+      fs.closeSync(fd!)
+      if (size > known.size && known.current) this.apply(parseJournal(readAt(known.fd, known.size, size - known.size), path).entries)
+      known.size = size
+      return true
+    }
+    // Another file (compacted or reset by another process, removed, or the first read): what was
+    // known of the journal goes, the records back to the store's text, and the file is read whole.
+    this.dropJournal()
+    store.records.clear()
+    this.undecoded.clear()
+    this.newest.clear()
+    if (fd === undefined || !st) {
+      this.journal = {fd: -1, dev: -1n, ino: -1n, size: 0, current: false}
+      return true
+    }
+    this.journal = {fd, dev: st.dev, ino: st.ino, size, current: false}
+    const whole = parseJournal(readAt(fd, 0, size), path, store.epoch)
+    this.journal.current = whole.current
+    if (whole.current) this.apply(whole.entries, whole.lines)
+    return true
+  }
+
+  /** Entries read from the journal (newest last): onto decoded records, or kept for when they are decoded. */
+  private apply(entries: Map<string, HotState>, lines?: Map<string, string>): void {
+    const store = this.store!
+    for (const [user, state] of entries) {
+      const record = store.records.get(user)
+      if (record)
+        Object.assign(record, state) // the newest state on the file's record, as a full read applies it
+      else if (record === undefined) this.undecoded.set(user, state) // null: no line in the store, nothing to apply to
+      this.newest.set(user, lines?.get(user) ?? entryLine(user, state))
+    }
+  }
+
+  /**
+   * The batch's entries in one append and one fsync (starting the journal for this epoch when it
+   * is not current); then a compaction when the journal has grown past twice its live content.
+   */
+  private async append(lines: string[]): Promise<void> {
+    if (lines.length === 0) return
+    const store = this.store!
+    const path = this.file.files.journal
+    if (!this.journal?.current) {
+      resetJournal(path, store.epoch)
+      this.dropJournal()
+      const fd = openPrivate(path, fs.constants.O_RDWR | fs.constants.O_APPEND)!
+      const st = fs.fstatSync(fd, {bigint: true})
+      this.journal = {fd, dev: st.dev, ino: st.ino, size: Number(st.size), current: true}
+    }
+    const journal = this.journal
+    const text = Buffer.from(lines.join(''))
+    for (let done = 0; done < text.length; ) done += fs.writeSync(journal.fd, text, done)
+    await new Promise<void>((resolve, reject) => fs.fsync(journal.fd, (error) => (error ? reject(error) : resolve()))) // off the event loop: requests keep being read
+    journal.size = Number(fs.fstatSync(journal.fd).size)
+    if (shouldCompact(journal.size, this.newest.bytes)) await this.compact()
+  }
+
+  /** Rewrites the journal with its live content (atomically); folds it into the store when even that is large. */
+  private async compact(): Promise<void> {
+    const store = this.store!
+    const path = this.file.files.journal
+    this.stats.compactions++
+    const size = this.newest.write(path, store.epoch)
+    this.dropJournal()
+    const fd = openPrivate(path, fs.constants.O_RDWR | fs.constants.O_APPEND)!
+    const st = fs.fstatSync(fd, {bigint: true})
+    this.journal = {fd, dev: st.dev, ino: st.ino, size: Number(st.size), current: true}
+    if (size > this.file.foldAt) {
+      await this.file.foldJournal() // the store is rewritten with a new, empty journal: read again next batch
+      this.forget()
+    }
+  }
+
+  private dropJournal(): void {
+    if (this.journal && this.journal.fd >= 0) fs.closeSync(this.journal.fd)
+    this.journal = undefined
+  }
+
+  /** Drops everything known: the next batch reads the files again. */
+  private forget(): void {
+    this.dropJournal()
+    if (this.store) fs.closeSync(this.store.fd)
+    this.store = undefined
+    this.undecoded.clear()
+    this.newest.clear()
+  }
+}
+
+/** Binary search of the sorted names of a store's lines. */
+function findLine(lines: LineIndex, name: string): number {
+  let lo = 0
+  let hi = lines.count - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1
+    const found = lines.name(mid) // made when asked for (codec.ts lineIndex)
+    if (found === name) return mid
+    if (found < name) lo = mid + 1
+    else hi = mid - 1
+  }
+  return -1
+}
+
+function readAt(fd: number, position: number, length: number): string {
+  const buf = Buffer.allocUnsafe(length)
+  let done = 0
+  while (done < length) {
+    const n = fs.readSync(fd, buf, done, length - done, position + done)
+    if (n === 0) break
+    done += n
+  }
+  return buf.toString('utf8', 0, done)
+}
