@@ -145,12 +145,18 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    * `--code` under sudo is a counted failure and exit 4, and nothing else is written. `one`: the
    * change touches that user alone (the store reads that user's record only).
    */
-  protected async selfServiceUpdate<T>(targets: (doc: Doc) => readonly string[], proof: string | undefined, change: (doc: Doc) => T, one?: string): Promise<T> {
+  protected async selfServiceUpdate<T>(
+    targets: (doc: Doc) => readonly string[],
+    proof: string | undefined,
+    change: (doc: Doc) => T | Promise<T>,
+    one?: string,
+  ): Promise<T> {
     const now = Date.now()
-    const guarded = (doc: Doc) => {
+    // `change` may wait (for hashes made meanwhile): its result is awaited inside the update, before the write
+    const guarded = async (doc: Doc) => {
       const outcome = guardSelfService(doc, targets(doc), process.env.SUDO_USER, proof, now, () => change(doc))
       if ('refusal' in outcome) this.auditOutcome = {outcome: 'error', reason: 'forbidden'} // the counted failure commits as what the run ends with
-      return outcome
+      return 'refusal' in outcome ? outcome : {result: await outcome.result}
     }
     const outcome = await (one === undefined ? this.store.update(guarded) : this.store.updateUser(one, guarded))
     if ('refusal' in outcome) throw forbidden(outcome.refusal)
