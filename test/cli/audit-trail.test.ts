@@ -1,6 +1,8 @@
 // The audit trail records each command's run once: a change as it commits (its lines come from
 // the change set, under the store's lock), and the run's own line only when no change already
 // said how it ended (refusals before any change, runs that changed nothing). On both backends.
+import {mkdirSync} from 'node:fs'
+import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 import {backendStores, enable, wrongCode} from './support.js'
 
@@ -50,5 +52,21 @@ describe.each(['file', 'postgres'] as const)('each run is audited exactly once (
     const trail = JSON.stringify((await s.run(['audit', '--json'])).json)
     expect(trail).not.toContain(bypass.json.code)
     expect(trail).not.toContain(SECRET)
+  })
+
+  it('records a run that fails after its change committed twice: the change as it committed, then the error', async () => {
+    const s = await make(backend)
+    await enable(s)
+    // a directory where the QR image goes: the secret is stored, then writing the image fails
+    const qrDir = join(s.dir, 'qr')
+    mkdirSync(join(qrDir, 'alice.png', 'taken'), {recursive: true, mode: 0o700})
+    const r = await s.run(['user:secret:renew', 'alice', '--qr-dir', qrDir, '--qr', 'none', '--json'])
+    expect(r.code).toBe(3)
+    expect((await s.run(['user:list', '--json'])).json.users.map((u: any) => u.user)).toContain('alice')
+    const events = (await s.run(['audit', '--json'])).json.events.filter((e: any) => e.command === 'user:secret:renew')
+    expect(events.map((e: any) => [e.user, e.outcome, e.reason])).toEqual([
+      ['alice', 'ok', null],
+      ['alice', 'error', 'error'],
+    ])
   })
 })
