@@ -141,9 +141,18 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    * `--code` under sudo is a counted failure and exit 4, and nothing else is written. `one`: the
    * change touches that user alone (the store reads that user's record only).
    */
-  protected async selfServiceUpdate<T>(targets: (doc: Doc) => readonly string[], proof: string | undefined, change: (doc: Doc) => T, one?: string): Promise<T> {
+  protected async selfServiceUpdate<T>(
+    targets: (doc: Doc) => readonly string[],
+    proof: string | undefined,
+    change: (doc: Doc) => T | Promise<T>,
+    one?: string,
+  ): Promise<T> {
     const now = Date.now()
-    const guarded = (doc: Doc) => guardSelfService(doc, targets(doc), process.env.SUDO_USER, proof, now, () => change(doc))
+    // `change` may wait (for hashes made meanwhile): its result is awaited inside the update, before the write
+    const guarded = async (doc: Doc) => {
+      const outcome = guardSelfService(doc, targets(doc), process.env.SUDO_USER, proof, now, () => change(doc))
+      return 'refusal' in outcome ? outcome : {result: await outcome.result}
+    }
     const outcome = await (one === undefined ? this.store.update(guarded) : this.store.updateUser(one, guarded))
     if ('refusal' in outcome) throw forbidden(outcome.refusal)
     return outcome.result

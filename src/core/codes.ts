@@ -1,4 +1,4 @@
-import {randomBytes, randomInt, scryptSync, timingSafeEqual} from 'node:crypto'
+import {randomBytes, randomInt, type ScryptOptions, scrypt, scryptSync, timingSafeEqual} from 'node:crypto'
 import {base32Decode, base32Encode} from './base32.js'
 import type {HashedCodes} from './model.js'
 
@@ -29,12 +29,26 @@ export const normalizeOneTimeCode = (code: string): string => code.replace(/[\s-
 
 // scrypt with a modest cost: the codes carry 50+ bits of entropy, the hash only has to make an
 // offline search of a leaked store pointless, and a login must still answer quickly.
-const hash = (code: string, salt: string): string =>
-  scryptSync(normalizeOneTimeCode(code), Buffer.from(salt, 'base64'), 32, {N: 4096, r: 8, p: 1}).toString('base64')
+const SCRYPT: ScryptOptions = {N: 4096, r: 8, p: 1}
+const hash = (code: string, salt: string): string => scryptSync(normalizeOneTimeCode(code), Buffer.from(salt, 'base64'), 32, SCRYPT).toString('base64')
 
 export function hashCodes(codes: string[]): HashedCodes {
   const salt = randomBytes(16).toString('base64')
   return {salt, hashes: codes.map((c) => hash(c, salt))}
+}
+
+/**
+ * hashCodes with the same salt, cost and result, the codes hashed side by side on libuv's
+ * threads (every core) instead of one after another on this one: ten recovery codes take the
+ * time of about five on two cores.
+ */
+export async function hashCodesAsync(codes: string[]): Promise<HashedCodes> {
+  const salt = randomBytes(16).toString('base64')
+  const one = (code: string) =>
+    new Promise<string>((done, fail) =>
+      scrypt(normalizeOneTimeCode(code), Buffer.from(salt, 'base64'), 32, SCRYPT, (error, key) => (error ? fail(error) : done(key.toString('base64')))),
+    )
+  return {salt, hashes: await Promise.all(codes.map(one))}
 }
 
 /** Index of the stored hash that `code` matches, or -1. Compares every hash in constant time. */

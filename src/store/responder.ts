@@ -4,20 +4,6 @@ import type {AuditRecord, AuditSink, StoreBackend} from './backend.js'
 // Building blocks of StoreBackend.responder(): each backend picks what suits it.
 
 /**
- * One lock for the whole store: a responder's logins queue here instead of polling the lock
- * against each other (other processes still take the lock as usual). Only the locked part
- * queues: checkLogin waits a failure's delay after the lock is released.
- */
-export function queuedLogins(login: StoreBackend['login']): StoreBackend['login'] {
-  let tail: Promise<unknown> = Promise.resolve()
-  return (user, fn) => {
-    const run = tail.then(() => login(user, fn))
-    tail = run.catch(() => undefined)
-    return run
-  }
-}
-
-/**
  * Audit events through the backend's own writes: the decisions of one turn go out in one write
  * (recordEvents where the backend has it), one batch at a time, in order; a failure is reported
  * (once a minute), never fatal.

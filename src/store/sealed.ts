@@ -177,6 +177,8 @@ export interface Decoded {
   oath: string | null
   /** The SHA-256 of the bytes after the header line, as tfactl wrote them (null: not recorded). */
   linesSha256: string | null
+  /** Their CRC-32 instead (hex), written where Node has zlib.crc32 (null: not recorded). */
+  linesCrc32: string | null
 }
 
 /** The key that opens a store's secrets, looked up when the first one is opened. */
@@ -207,7 +209,8 @@ export function decodeStore(text: string, where: string, keys: KeyRing): Decoded
   const epoch = r.nullable(o.journal, (x) => r.string(x, 'journal'))
   const oath = r.nullable(o.oath, (x) => r.string(x, 'oath'))
   const linesSha256 = r.nullable(o.linesSha256, (x) => r.string(x, 'linesSha256'))
-  return {doc: {version: STORE_VERSION, settings: readSettings(r, o.settings ?? {}), users}, keyId, epoch, oath, linesSha256}
+  const linesCrc32 = r.nullable(o.linesCrc32, (x) => r.string(x, 'linesCrc32'))
+  return {doc: {version: STORE_VERSION, settings: readSettings(r, o.settings ?? {}), users}, keyId, epoch, oath, linesSha256, linesCrc32}
 }
 
 /** Decodes (validates, opens the secrets of) one user's record text from a store with this header. */

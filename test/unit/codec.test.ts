@@ -1,7 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import {describe, expect, it} from 'vitest'
 import {newUserRecord, emptyDoc, type Doc} from '../../src/core/model.js'
-import {bufferSource, decodeOneUser, encodeStore} from '../../src/store/file/codec.js'
+import {bufferSource, decodeOneUser, encodeStore, joinStore, splitStore} from '../../src/store/file/codec.js'
 import {decodeStore} from '../../src/store/sealed.js'
 import {keyId, type KeyRing} from '../../src/store/keys.js'
 import {newSecret} from '../../src/core/codes.js'
@@ -91,5 +91,33 @@ describe("a token's drift in the record", () => {
     expect(() => decodeStore(text.replace('"driftSteps":-240', '"driftSteps":2881'), 'store.json', keys)).toThrow(
       /driftSteps: expected a whole number from -2880 to 2880/,
     )
+  })
+})
+
+describe('the line index of a store (splitStore)', () => {
+  const doc = docWith(names)
+  const {text} = encodeStore(doc, keys, 'epoch1')
+  const lineTexts = text.split('\n').slice(1, -2) // the user lines, each with its comma but the last
+  /** A store of these lines, in this order, with a digest that matches them (as tfactl would write it). */
+  const storeOf = (lines: string[]) =>
+    Buffer.concat(joinStore(keyId(key), 'epoch1', doc.settings, null, [Buffer.from(lines.map((l) => l.replace(/,$/, '')).join(',\n'))]))
+
+  it("names every line, in the file's (byte) order, and finds each record's text after its name", () => {
+    const split = splitStore(Buffer.from(text), 'store.json', keys)!
+    const listed = Array.from({length: split.lines.count}, (_, i) => split.lines.name(i))
+    expect(listed).toEqual([...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)))
+    for (let i = 0; i < split.lines.count; i++) {
+      const record = JSON.parse(split.lines.buf.toString('utf8', split.lines.nameEnds[i] + 2, split.lines.ends[i]))
+      expect(record.createdAt).toBe(new Date(0).toISOString())
+    }
+    expect(splitStore(storeOf(lineTexts), 'store.json', keys)!.lines.count).toBe(names.length) // the same lines written again
+  })
+
+  it('declines lines out of order, a name twice, or a name with other characters (the caller then decodes everything)', () => {
+    const swapped = [...lineTexts]
+    ;[swapped[2], swapped[3]] = [swapped[3], swapped[2]]
+    expect(splitStore(storeOf(swapped), 'store.json', keys)).toBeUndefined()
+    expect(splitStore(storeOf([lineTexts[0], ...lineTexts]), 'store.json', keys)).toBeUndefined()
+    expect(splitStore(storeOf([lineTexts[0].replace(/^"[^"]+"/, '"0d ay"'), ...lineTexts.slice(1)]), 'store.json', keys)).toBeUndefined()
   })
 })

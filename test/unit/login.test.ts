@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {hashCodes, oneTimeCode} from '../../src/core/codes.js'
+import {findCode, hashCodes, hashCodesAsync, oneTimeCode} from '../../src/core/codes.js'
 import {applyEffect, type Decision, decideLogin, type Method, type Reason, type Service, verifyCode} from '../../src/core/login.js'
 import {DEFAULT_SETTINGS, newUserRecord, type Settings, type UserRecord} from '../../src/core/model.js'
 import {hotp, timeStep} from '../../src/core/totp.js'
@@ -399,6 +399,24 @@ describe('recovery codes', () => {
     user.failures = 2
     applyEffect(cfg, user, decideLogin(cfg, user, ui(codes[0])).effect, NOW)
     expect(user.failures).toBe(0)
+  })
+
+  it('accepts each code hashed side by side (hashCodesAsync) once, at its own index, as one hashed in turn', async () => {
+    const codes = [oneTimeCode(2), oneTimeCode(2), oneTimeCode(2), oneTimeCode(2)]
+    const recovery = await hashCodesAsync(codes)
+    expect(recovery.hashes).toHaveLength(4)
+    expect(new Set(recovery.hashes).size).toBe(4)
+    // the same function of code and salt as hashCodes: findCode hashes one by one
+    for (const [i, code] of codes.entries()) expect(findCode(recovery, code)).toBe(i)
+    expect(findCode(hashCodes(codes), codes[3])).toBe(3)
+    const user = enrolled({recovery})
+    for (const code of [codes[2], codes[0], codes[3], codes[1]]) {
+      const d = decideLogin(cfg, user, ui(code.toLowerCase()))
+      expect(d.reason).toBe('recovery_code_accepted')
+      applyEffect(cfg, user, d.effect, NOW)
+      expect(decideLogin(cfg, user, ui(code)).reason).toBe('code_invalid')
+    }
+    expect(user.recovery?.hashes).toEqual([])
   })
 
   it('refuses a recovery code of another user', () => {

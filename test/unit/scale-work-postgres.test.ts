@@ -125,6 +125,47 @@ describe.each([1_000, 10_000])('the database store, %i users', (n) => {
     expect((status.result as {users: {total: number; configured: number}}).users).toEqual({total: n + 1, configured: n - 1}) // + newcomer; − the unset user
   }, 120_000)
 
+  it('counts alike without the users index, which the next whole-store update creates, unless its role may not', async () => {
+    const dbName = `work${n}`
+    const psql = (sql: string, role = 'postgres') => pg.tool('psql', ['-d', dbName, '-U', role, '-qAt', '-c', sql]).trim()
+    const indexed = () => psql("SELECT count(*) FROM pg_indexes WHERE indexname = 'tfactl_users_no_secret'")
+    const counts = async () => (await run(Status, [])).result as {users: {total: number; configured: number}}
+    expect(indexed()).toBe('1') // a new database has it from the start
+    const expected = (await counts()).users
+    expect(expected).toEqual({total: n + 1, configured: n - 1})
+    psql('DROP INDEX tfactl_users_no_secret') // a database made before the index
+    expect((await counts()).users).toEqual(expected)
+    // a role that may change the rows but does not own the table cannot create it: the update still goes through
+    const role = `tfactl_user_${n}`
+    psql(
+      `CREATE ROLE ${role} LOGIN; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
+    )
+    try {
+      const asRole = new PgStore(db.url.replace('postgres@', `${role}@`), {keyFile: db.keyFile})
+      try {
+        await asRole.update((doc) => {
+          doc.settings.window = 2
+        })
+        expect((await asRole.summary!()).settings.window).toBe(2)
+      } finally {
+        await asRole.close()
+      }
+      expect(indexed()).toBe('0')
+    } finally {
+      psql(`DROP OWNED BY ${role}; DROP ROLE ${role}`)
+    }
+    const owner = new PgStore(db.url, {keyFile: db.keyFile})
+    try {
+      await owner.update((doc) => {
+        doc.settings.window = 1
+      })
+    } finally {
+      await owner.close()
+    }
+    expect(indexed()).toBe('1')
+    expect((await counts()).users).toEqual(expected)
+  }, 120_000)
+
   it('user:list reads every user, a bounded batch at a time', async () => {
     const store = new PgStore(db.url, {keyFile: db.keyFile})
     const batches: number[] = []

@@ -1,13 +1,15 @@
 // A one-user change does the work of one user. Nothing here is timed: the
 // test counts the secrets the store opens and seals (secretWork) and compares files byte for
 // byte, at two sizes, so that work growing with the number of users fails it.
-import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {createHash} from 'node:crypto'
+import {mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {newEnrolment} from '../../src/core/enrol.js'
 import {formatOathTime} from '../../src/core/oath.js'
+import {hashCodesAsync} from '../../src/core/codes.js'
 import {activate} from '../../src/core/users.js'
 import {hotp, timeStep} from '../../src/core/totp.js'
 import {checkLogin} from '../../src/login/check.js'
@@ -133,10 +135,49 @@ describe.each([2_000, 20_000])('a one-user change in a store of %i users', (n) =
     await expect(
       new FileBackend(store.path).updateUser(name(1), (doc) => {
         doc.users.get(name(1))!.failures = 3
-        doc.users.get(name(2))!.failures = 3
+        doc.users.set(name(2), {...doc.users.get(name(1))!}) // the change sees that one user only, as on every backend
       }),
     ).rejects.toThrow(/also changed u000002/)
     expect(readFileSync(store.path).equals(bytes)).toBe(true)
+  }, 60_000)
+
+  it('a one-user change of nothing, or of the hot state only (unlock, recovery and bypass codes), journals it like a login: the store file stays as it is', async () => {
+    const {store, secrets} = await storeOf(n, false)
+    const backend = new FileBackend(store.path)
+    const target = name(11)
+    const bytes = readFileSync(store.path)
+    const journal = () => statSync(`${store.path}.journal`).size
+    const size = journal()
+    const w = await work(() => backend.updateUser(target, (doc) => doc.users.get(target)!.failures)) // nothing changed
+    expect(w).toEqual({decrypted: 1, encrypted: 0})
+    expect(journal()).toBe(size)
+    expect([...backend.lastChange!.users]).toEqual([])
+    const codes = ['AAAAA-BBBBB', 'CCCCC-DDDDD']
+    const recovery = await hashCodesAsync(codes)
+    await backend.updateUser(target, (doc) => {
+      const record = doc.users.get(target)!
+      Object.assign(record, {recovery, failures: 4, lockedUntil: new Date(Date.now() + 60_000).toISOString()})
+    })
+    expect(readFileSync(store.path).equals(bytes)).toBe(true) // neither rewritten nor grown: the journal holds it
+    expect(journal()).toBeGreaterThan(size)
+    expect([...backend.lastChange!.users]).toEqual([target]) // its change set, as every update yields
+    expect(backend.lastChange!.after).toEqual(backend.lastChange!.before)
+    const seen = (await store.read()).users.get(target)!
+    expect(seen).toMatchObject({recovery, failures: 4})
+    // a locked user is unlocked the same way, and each recovery code then logs in once
+    await backend.updateUser(target, (doc) => Object.assign(doc.users.get(target)!, {failures: 0, lockedUntil: null}))
+    expect(readFileSync(store.path).equals(bytes)).toBe(true)
+    const login = (code: string) => checkLogin(backend, {user: target, service: 'ui', method: 'password', code})
+    expect((await login('aaaaabbbbb')).result.reason).toBe('recovery_code_accepted')
+    expect((await login('AAAAA-BBBBB')).result.reason).toBe('code_invalid')
+    // a change of anything else (a new secret) takes the update path: that user's line rewritten
+    const secret = secrets.get(target)
+    await backend.updateUser(target, (doc) => activate(doc, target, newEnrolment(30, 6, Date.now())))
+    const after = (await store.read()).users.get(target)!
+    expect(after.secret).not.toBe(secret)
+    expect(after).toMatchObject({recovery: null, failures: 0, lastUsedStep: null}) // renewal clears what the journal held
+    expect(readFileSync(store.path).equals(bytes)).toBe(false)
+    expect(journal()).toBeLessThanOrEqual(size) // a new journal starts with the rewritten store
   }, 60_000)
 
   it('lists every user a bounded batch at a time, as a full read has them (journal applied)', async () => {
@@ -202,5 +243,30 @@ describe('a users file that is not the one the store wrote', () => {
     const text = readFileSync(store.path, 'utf8')
     writeFileSync(store.path, text.replace(/("u000010":\{[^\n]*?)"digits":6/, '$1"digits":9'), {mode: 0o600})
     await expect(store.update((doc) => activate(doc, name(3), newEnrolment(30, 6, Date.now())))).rejects.toThrow(/u000010\.digits/)
+  })
+})
+
+describe("the store lines' digest", () => {
+  /** The store's header with its CRC-32 replaced by the SHA-256 of the same lines (a store written before, or by a Node without zlib.crc32). */
+  const asSha256 = (path: string, digest = (body: string) => createHash('sha256').update(body).digest('hex')) => {
+    const text = readFileSync(path, 'utf8')
+    const nl = text.indexOf('\n')
+    expect(text.slice(0, nl)).toMatch(/"linesCrc32":"[0-9a-f]{8}"/)
+    writeFileSync(path, text.slice(0, nl).replace(/"linesCrc32":"[0-9a-f]{8}"/, `"linesSha256":"${digest(text.slice(nl))}"`) + text.slice(nl), {mode: 0o600})
+  }
+
+  it('trusts the lines of a store that records their SHA-256 instead: an update still opens one secret', async () => {
+    const {store} = await storeOf(200, false)
+    asSha256(store.path)
+    const w = await work(() => store.update((doc) => activate(doc, name(3), newEnrolment(30, 6, Date.now()))))
+    expect(w).toEqual({decrypted: 1, encrypted: 1})
+    expect(readFileSync(store.path, 'utf8').split('\n')[0]).toMatch(/"linesCrc32":"[0-9a-f]{8}"/) // written with the CRC-32 from then on
+  })
+
+  it('decodes and checks every record when the recorded digest does not match the lines', async () => {
+    const {store} = await storeOf(200, false)
+    asSha256(store.path, () => '0'.repeat(64))
+    const w = await work(() => store.update((doc) => activate(doc, name(3), newEnrolment(30, 6, Date.now()))))
+    expect(w.decrypted).toBe(200)
   })
 })

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {requiredUsernameArg} from '../../args.js'
 import {BaseCommand} from '../../base-command.js'
-import {hashCodes, oneTimeCode} from '../../core/codes.js'
+import {hashCodesAsync, oneTimeCode} from '../../core/codes.js'
 import {getOrCreate} from '../../core/users.js'
 
 /** `user:bypass --json`: the code, shown once. */
@@ -27,8 +27,10 @@ locked out (it clears the lockout). Give it to the user by a trusted channel. On
     this.requireRoot('user:bypass')
     const code = oneTimeCode(3)
     const expiresAt = new Date(Date.now() + this.flags.ttl * 1000).toISOString()
-    await this.store.updateUser(user, (doc) => {
-      const {salt, hashes} = hashCodes([code])
+    const hashing = hashCodesAsync([code]) // on a libuv thread, while the store is read
+    hashing.catch(() => {}) // a failure is reported where it is awaited, not as unhandled
+    await this.store.updateUser(user, async (doc) => {
+      const {salt, hashes} = await hashing
       getOrCreate(doc, user).bypass = {salt, hash: hashes[0], expiresAt}
     })
     this.say(`one-time bypass code for ${user}: ${code}`)

@@ -92,11 +92,13 @@ export class FileBackend implements StoreBackend {
   }
 
   /**
-   * The update path reads records lazily (records.ts): only the records `fn` reads are decoded.
-   * A change of another user is refused, as on every backend, and nothing is written.
+   * That user's line alone when the change needs no more (Store.updateOne: nothing changed, or
+   * only the hot state, journaled); else the update path, which reads records lazily (records.ts):
+   * only the records `fn` reads are decoded. A change of another user is refused, as on every
+   * backend, and nothing is written.
    */
   updateUser<T>(user: string, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
-    return this.store.update(async (doc) => {
+    return this.store.updateOne(user, async (doc) => {
       // what was changed before `fn` (replay state a users file out of step gave every user) is not its doing
       const already = doc.users instanceof StoredUsers ? doc.users.changedUsers() : new Set<string>()
       const result = await fn(doc)

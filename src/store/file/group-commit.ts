@@ -221,10 +221,10 @@ export class GroupCommit {
     let record = store.records.get(user)
     if (record === undefined) {
       record = null
-      const i = findLine(store.lines.names, user) // the lines were checked whole (splitStore): a miss is a miss
+      const i = findLine(store.lines, user) // the lines were checked whole (splitStore): a miss is a miss
       if (i >= 0) {
-        const {buf, names, starts, ends} = store.lines
-        const text = buf.toString('utf8', starts[i] + names[i].length + 3, ends[i]) // after `"name":`
+        const {buf, nameEnds, ends} = store.lines
+        const text = buf.toString('utf8', nameEnds[i] + 2, ends[i]) // after `"name":`
         record = decodeUserText(user, text, this.file.path, store.header, this.keys, new Map())
         Object.assign(record, this.undecoded.get(user))
       }
@@ -377,13 +377,14 @@ export class GroupCommit {
 }
 
 /** Binary search of the sorted names of a store's lines. */
-function findLine(names: string[], name: string): number {
+function findLine(lines: LineIndex, name: string): number {
   let lo = 0
-  let hi = names.length - 1
+  let hi = lines.count - 1
   while (lo <= hi) {
     const mid = (lo + hi) >>> 1
-    if (names[mid] === name) return mid
-    if (names[mid] < name) lo = mid + 1
+    const found = lines.name(mid) // made when asked for (codec.ts lineIndex)
+    if (found === name) return mid
+    if (found < name) lo = mid + 1
     else hi = mid - 1
   }
   return -1

@@ -2,7 +2,7 @@ import {isEmptyRecord, type Settings, type UserRecord} from '../../core/model.js
 import type {KeyRing} from '../keys.js'
 import {encryptSecret} from '../secrets.js'
 import {type HotState, KeyMissing, type Opened, sealRecord} from '../sealed.js'
-import {joinStore, type LineIndex} from './codec.js'
+import {joinStore, type LineIndex, lineIndex} from './codec.js'
 
 /** What decoding one user's line gave, to tell later whether the record changed. */
 interface Loaded {
@@ -34,7 +34,7 @@ const mapSize = Object.getOwnPropertyDescriptor(Map.prototype, 'size')!.get!
  */
 export class StoredUsers extends Map<string, UserRecord> {
   /** The file's user lines (bytes, not decoded), sorted by name. */
-  private lines: LineIndex = {buf: Buffer.alloc(0), names: [], starts: new Uint32Array(0), ends: new Uint32Array(0)}
+  private lines: LineIndex = lineIndex(Buffer.alloc(0), 0, new Uint32Array(0), new Uint32Array(0), new Uint32Array(0))
   /** Per file line: RAW (only bytes), LOADED (decoded into the map), GONE (deleted, replaced or emptied). */
   private state = new Uint8Array(0)
   private rawCount = 0
@@ -57,8 +57,8 @@ export class StoredUsers extends Map<string, UserRecord> {
   static fromLines(lines: LineIndex, decode: DecodeUser, where?: string): StoredUsers {
     const users = new StoredUsers(decode, where)
     users.lines = lines
-    users.state = new Uint8Array(lines.names.length)
-    users.rawCount = lines.names.length
+    users.state = new Uint8Array(lines.count)
+    users.rawCount = lines.count
     return users
   }
 
@@ -76,16 +76,20 @@ export class StoredUsers extends Map<string, UserRecord> {
 
   /** The file line of `name` (binary search of the sorted names), or -1. */
   private find(name: string): number {
-    const names = this.lines.names
+    const i = this.firstAtOrAfter(name)
+    return i < this.lines.count && this.lines.name(i) === name ? i : -1
+  }
+
+  /** The first file line whose name is `name` or sorts after it (the count when none does). */
+  private firstAtOrAfter(name: string): number {
     let lo = 0
-    let hi = names.length - 1
-    while (lo <= hi) {
+    let hi = this.lines.count
+    while (lo < hi) {
       const mid = (lo + hi) >>> 1
-      if (names[mid] === name) return mid
-      if (names[mid] < name) lo = mid + 1
-      else hi = mid - 1
+      if (this.lines.name(mid) < name) lo = mid + 1
+      else hi = mid
     }
-    return -1
+    return lo
   }
 
   /** The file line of `name` while it is only bytes, or -1. */
@@ -96,7 +100,7 @@ export class StoredUsers extends Map<string, UserRecord> {
 
   /** A line's record text (after `"name":`). */
   private text(i: number): string {
-    return this.lines.buf.toString('utf8', this.lines.starts[i] + this.lines.names[i].length + 3, this.lines.ends[i])
+    return this.lines.buf.toString('utf8', this.lines.nameEnds[i] + 2, this.lines.ends[i])
   }
 
   private drop(i: number): void {
@@ -155,7 +159,7 @@ export class StoredUsers extends Map<string, UserRecord> {
   }
 
   override clear(): void {
-    for (const [i, name] of this.lines.names.entries()) if (this.state[i] === RAW) this.touched.add(name)
+    for (let i = 0; i < this.lines.count; i++) if (this.state[i] === RAW) this.touched.add(this.lines.name(i))
     for (const name of super.keys()) this.touched.add(name)
     this.state.fill(GONE)
     this.rawCount = 0
@@ -224,7 +228,7 @@ export class StoredUsers extends Map<string, UserRecord> {
     const rekey = fileKey !== undefined && key().id !== fileKeyId
     if (rekey) this.decodeAll()
     let sealedAny = false
-    const {buf, names, starts, ends} = this.lines
+    const {buf, count, starts, ends} = this.lines
     const pieces: Buffer[] = []
     let run: [number, number] | undefined // a run of consecutive carried lines: [first line, last line]
     const flush = () => {
@@ -248,20 +252,27 @@ export class StoredUsers extends Map<string, UserRecord> {
       line(`${JSON.stringify(name)}:${JSON.stringify(sealRecord(name, r, seal))}`)
     }
     const added = [...super.keys()].filter((n) => this.find(n) < 0).sort(byName) // new users (all of them for a store decoded whole)
+    const addedAt = added.map((n) => this.firstAtOrAfter(n)) // the file line each goes before
+    // lines not decoded that the journal changes, by line: no name is made for the others
+    const journaled = new Map<number, HotState>()
+    for (const [name, state] of this.journal) {
+      const i = this.rawLine(name)
+      if (i >= 0) journaled.set(i, state)
+    }
     let a = 0
-    for (let i = 0; i < names.length; i++) {
-      while (a < added.length && added[a] < names[i]) record(added[a++])
+    for (let i = 0; i < count; i++) {
+      while (a < added.length && addedAt[a] <= i) record(added[a++])
       if (this.state[i] === RAW) {
-        const state = this.journal.get(names[i])
+        const state = journaled.get(i)
         if (state) {
           const text = this.carry(this.text(i), state)
-          if (text !== undefined) line(`"${names[i]}":${text}`)
+          if (text !== undefined) line(`"${this.lines.name(i)}":${text}`)
         } else if (run && run[1] === i - 1) run[1] = i
         else {
           flush()
           run = [i, i]
         }
-      } else if (super.has(names[i])) record(names[i])
+      } else if (super.has(this.lines.name(i))) record(this.lines.name(i))
     }
     while (a < added.length) record(added[a++])
     flush()
@@ -277,7 +288,7 @@ export class StoredUsers extends Map<string, UserRecord> {
   }
 
   private load(i: number): UserRecord | undefined {
-    const name = this.lines.names[i]
+    const name = this.lines.name(i)
     const text = this.text(i)
     const opened: Opened = new Map()
     const record = this.decode(name, text, opened)
@@ -302,7 +313,7 @@ export class StoredUsers extends Map<string, UserRecord> {
   /** Whether the journal empties a record not decoded yet (looked at without opening its secrets). */
   private vanishes(i: number): boolean {
     if (i < 0) return false
-    const state = this.journal.get(this.lines.names[i])
+    const state = this.journal.get(this.lines.name(i))
     if (!state) return false
     let o: UserRecord
     try {
@@ -312,14 +323,14 @@ export class StoredUsers extends Map<string, UserRecord> {
     }
     if (!isEmptyRecord(o)) return false
     this.drop(i)
-    this.journal.delete(this.lines.names[i])
+    this.journal.delete(this.lines.name(i))
     return true
   }
 
   /** Decodes every record, and puts them in the file's order (then the added ones). */
   private decodeAll(): void {
     if (this.complete && this.rawCount === 0) return
-    const names = this.lines.names
+    const names = Array.from({length: this.lines.count}, (_, i) => this.lines.name(i))
     for (let i = 0; i < names.length; i++) if (this.state[i] === RAW) this.load(i)
     const inFile = names.filter((n) => super.has(n))
     const added = [...super.keys()].filter((n) => this.find(n) < 0)

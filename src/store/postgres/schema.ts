@@ -25,6 +25,17 @@ export const MIGRATIONS: readonly string[] = [
 
 export const SCHEMA_VERSION = MIGRATIONS.length
 
+/**
+ * An index that only makes a read cheaper and changes no meaning, so it is not part of the schema
+ * version (a new version would make every older tfactl refuse the database): `twofactor:status`
+ * counts the users without a secret from it (usually few) instead of opening every row's JSON.
+ * New databases get it with their schema; an older one gets it from the next whole-store update
+ * (store.ts), or never when the role may not create it (not the table's owner): then the count
+ * only reads every row, as before.
+ */
+export const USERS_INDEX = 'tfactl_users_no_secret'
+export const CREATE_USERS_INDEX = `CREATE INDEX IF NOT EXISTS ${USERS_INDEX} ON tfactl_users (name) WHERE data->>'secret' IS NULL`
+
 /** Advisory lock keys (class 0x7fa): schema changes; whole-store updates. */
 export const LOCK_SCHEMA = 'SELECT pg_advisory_xact_lock(2042, 1)'
 export const LOCK_UPDATE = 'SELECT pg_advisory_xact_lock(2042, 2)'
@@ -51,6 +62,7 @@ export async function migrate(client: PoolClient): Promise<number> {
       await client.query(MIGRATIONS[v])
       await client.query('INSERT INTO tfactl_schema (version) VALUES ($1) ON CONFLICT DO NOTHING', [v + 1])
     }
+    if (found < SCHEMA_VERSION) await client.query(CREATE_USERS_INDEX)
     await client.query('COMMIT')
     return found
   } catch (error) {

@@ -18,7 +18,7 @@ import {poolConfig, redactUrl, transportWeakness} from './connect.js'
 import {type Endpoint, endpointName, Failover} from './hosts.js'
 import {macMatches, rowMac, rowMacMatches, settingsMac} from './mac.js'
 import {replicationFindings} from './replication.js'
-import {LOCK_UPDATE, migrate, SCHEMA_VERSION} from './schema.js'
+import {CREATE_USERS_INDEX, LOCK_UPDATE, migrate, SCHEMA_VERSION, USERS_INDEX} from './schema.js'
 
 type Client = pg.PoolClient
 
@@ -29,6 +29,8 @@ interface Head {
   /** The settings' authentication by the key (see mac.ts); null before any key holder wrote it. */
   mac: string | null
   schema: number
+  /** Whether the users index (schema.ts USERS_INDEX) is there. */
+  indexed: boolean
 }
 
 interface HeadRow {
@@ -36,6 +38,7 @@ interface HeadRow {
   key_id: string | null
   mac: string | null
   schema: number | null
+  indexed: boolean
 }
 
 interface Row {
@@ -68,7 +71,16 @@ const WRITE_BATCH = 5000
  */
 export const pgWork = {rowsRead: 0}
 
-const HEAD = 'SELECT settings::text AS settings, key_id, mac, (SELECT max(version) FROM tfactl_schema) AS schema FROM tfactl_settings WHERE id = 1'
+const HEAD_FIELDS = `settings::text AS settings, key_id, mac, (SELECT max(version) FROM tfactl_schema) AS schema, to_regclass('${USERS_INDEX}') IS NOT NULL AS indexed`
+const HEAD = `SELECT ${HEAD_FIELDS} FROM tfactl_settings WHERE id = 1`
+/**
+ * The settings row and the counts of twofactor:status in one statement (one snapshot, one round
+ * trip, no explicit transaction): every row is a user, and those without a secret come from the
+ * users index when it is there (a few index entries) instead of from every row's JSON. No
+ * parallel workers (for this statement only): starting two to count a table of users cost more
+ * than the count (30–65 ms against 15–23 ms at 100 000 rows not yet vacuumed, on two cores).
+ */
+const SUMMARY = `SET LOCAL max_parallel_workers_per_gather = 0; SELECT ${HEAD_FIELDS}, (SELECT count(*) FROM tfactl_users)::text AS total, (SELECT count(*) FROM tfactl_users WHERE data->>'secret' IS NULL)::text AS unset FROM tfactl_settings WHERE id = 1`
 
 /** Logins in one batch at most (their rows read and written in one statement each). */
 const MAX_LOGIN_BATCH = 256
@@ -309,7 +321,7 @@ export class PgStore implements StoreBackend {
       throw e
     }
     this.schemaChecked = true
-    return {settings: r.rows[0].settings, keyId: r.rows[0].key_id, mac: r.rows[0].mac, schema}
+    return {settings: r.rows[0].settings, keyId: r.rows[0].key_id, mac: r.rows[0].mac, schema, indexed: r.rows[0].indexed}
   }
 
   /** A host whose key file is not the database's key may not read or write: exit 3, never a login. */
@@ -396,27 +408,29 @@ export class PgStore implements StoreBackend {
   }
 
   /** The settings row as a document without users, its key and authentication checked. */
-  private async headOnly(c: Client): Promise<{head: Head; doc: Doc}> {
-    const head = await this.head(c)
+  private async headOnly(c: Client, read?: pg.QueryResult<HeadRow>): Promise<{head: Head; doc: Doc}> {
+    const head = read ? this.parseHead(read) : await this.head(c)
     this.checkKey(head.keyId)
     const doc = this.decode(head, [])
     this.authenticate(head, doc, [])
     return {head, doc}
   }
 
-  /** Settings and counts: the database counts the rows, none is fetched or opened (twofactor:status). */
+  /**
+   * Settings and counts: the database counts the rows, none is fetched or opened (twofactor:status).
+   * The counts are used only once the settings read with them are authenticated.
+   */
   async summary(): Promise<StatusSummary> {
     return this.tx(
       'reading the summary',
       async (c) => {
-        const {doc} = await this.headOnly(c)
+        const [, r] = (await c.query(SUMMARY)) as unknown as [unknown, pg.QueryResult<HeadRow & {total: string; unset: string}>]
+        const {doc} = await this.headOnly(c, r)
         // the categories of summaryOf(): every row is a user; configured ones have a secret
-        const r = await c.query<{total: string; configured: string}>(
-          "SELECT count(*)::text AS total, count(*) FILTER (WHERE data->>'secret' IS NOT NULL)::text AS configured FROM tfactl_users",
-        )
-        return {settings: doc.settings, total: Number(r.rows[0].total), configured: Number(r.rows[0].configured)}
+        const total = Number(r.rows[0].total)
+        return {settings: doc.settings, total, configured: total - Number(r.rows[0].unset)}
       },
-      {begin: READ_ONLY},
+      {begin: null},
     )
   }
 
@@ -465,6 +479,7 @@ export class PgStore implements StoreBackend {
       await c.query(LOCK_UPDATE) // one writer of settings and records at a time, on every host
       const head = await this.head(c)
       this.checkKey(head.keyId)
+      if (user === undefined && !head.indexed) await this.createIndex(c)
       const rows = await this.rows(c, head.keyId === null ? undefined : user)
       const doc = this.decode(head, rows)
       this.authenticate(head, doc, rows, true)
@@ -508,6 +523,22 @@ export class PgStore implements StoreBackend {
     })
     this.lastChange = change // committed
     return result
+  }
+
+  /**
+   * Creates the users index (schema.ts) of a database made before it, in a whole-store update
+   * (which reads every row anyway). A role that may not (not the table's owner), or a build that
+   * takes too long, leaves the database as it was: the update goes on without it.
+   */
+  private async createIndex(c: Client): Promise<void> {
+    await c.query('SAVEPOINT tfactl_index')
+    try {
+      await c.query(CREATE_USERS_INDEX)
+      await c.query('RELEASE SAVEPOINT tfactl_index')
+    } catch (error) {
+      if (!fromServer((error as {code?: string}).code)) throw error
+      await c.query('ROLLBACK TO SAVEPOINT tfactl_index')
+    }
   }
 
   /**

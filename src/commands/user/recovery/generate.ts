@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {usernameArg} from '../../../args.js'
 import {BaseCommand} from '../../../base-command.js'
-import {hashCodes, oneTimeCode} from '../../../core/codes.js'
+import {hashCodesAsync, oneTimeCode} from '../../../core/codes.js'
 import {usageError} from '../../../core/errors.js'
 
 /** `user:recovery:generate --json`: the codes, shown once. */
@@ -24,15 +24,18 @@ only salted hashes are kept. Renewing or removing the secret voids them.`
 
   async run(): Promise<GenerateResult> {
     const user = this.targetUser(this.args.username)
-    const proof = await this.selfServiceCode(user, this.flags.code)
     const codes = Array.from({length: this.flags.count}, () => oneTimeCode(2))
+    // hashed on libuv's threads (every core) while the store is read; a refusal only wastes them
+    const hashing = hashCodesAsync(codes)
+    hashing.catch(() => {}) // a failure is reported where it is awaited, not as unhandled
+    const proof = await this.selfServiceCode(user, this.flags.code)
     const outcome = await this.selfServiceUpdate(
       (doc) => (doc.users.get(user)?.secret ? [user] : []),
       proof,
-      (doc) => {
+      async (doc) => {
         const record = doc.users.get(user)
         if (!record?.secret) return {missing: true}
-        record.recovery = hashCodes(codes)
+        record.recovery = await hashing
         return {missing: false}
       },
       user,
