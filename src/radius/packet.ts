@@ -169,26 +169,34 @@ export function hidePassword(password: string, secret: Buffer, authenticator: Bu
   return passwordXor(padded, secret, authenticator, true)
 }
 
-function encodeAttributes(attributes: Attribute[]): Buffer {
-  const parts: Buffer[] = []
+/**
+ * A packet with a zeroed Message-Authenticator first (BlastRADIUS: first is safest), unsigned.
+ * Written straight into one buffer (a responder frames every answer: no intermediate buffers).
+ */
+function frame(code: number, id: number, authenticator: Buffer, attributes: Attribute[], withMa: boolean): Buffer {
+  let length = HEADER_LENGTH + (withMa ? 2 + MA_LENGTH : 0)
   for (const {type, value} of attributes) {
     if (value.length > 253) throw new PacketError(`attribute ${type} value of ${value.length} octets (at most 253)`)
-    parts.push(Buffer.from([type, value.length + 2]), value)
+    length += 2 + value.length
   }
-  return Buffer.concat(parts)
-}
-
-/** A packet with a zeroed Message-Authenticator first (BlastRADIUS: first is safest), unsigned. */
-function frame(code: number, id: number, authenticator: Buffer, attributes: Attribute[], withMa: boolean): Buffer {
-  const body = encodeAttributes([...(withMa ? [{type: ATTR.messageAuthenticator, value: Buffer.alloc(MA_LENGTH)}] : []), ...attributes])
-  const length = HEADER_LENGTH + body.length
   if (length > MAX_LENGTH) throw new PacketError(`packet of ${length} octets (at most 4096)`)
-  const out = Buffer.alloc(length)
+  const out = Buffer.alloc(length) // zeroed: the Message-Authenticator's value starts as zeros
   out[0] = code
   out[1] = id
   out.writeUInt16BE(length, 2)
   authenticator.copy(out, 4)
-  body.copy(out, HEADER_LENGTH)
+  let at = HEADER_LENGTH
+  if (withMa) {
+    out[at] = ATTR.messageAuthenticator
+    out[at + 1] = 2 + MA_LENGTH
+    at += 2 + MA_LENGTH
+  }
+  for (const {type, value} of attributes) {
+    out[at] = type
+    out[at + 1] = value.length + 2
+    value.copy(out, at + 2)
+    at += 2 + value.length
+  }
   return out
 }
 

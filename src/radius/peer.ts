@@ -64,32 +64,42 @@ interface TableSocket {
 }
 
 /**
- * The tables' sockets by local port, parsed once per read of the tables: every request that waited
- * for one read (src/radius/server.ts tablesAfterNow) looks its sender up in the same index.
+ * The tables' sockets on one local port, found once per read of the tables and port: every
+ * request that waited for one read (src/radius/server.ts tablesAfterNow) looks its sender up in
+ * the same answer. Only the lines that hold the port's text (`:PPPP `, as the kernel writes a
+ * local or remote port) are parsed, not the whole tables.
  */
 const indexes = new WeakMap<UdpTables, Map<number, TableSocket[]>>()
 
-function indexOf(tables: UdpTables): Map<number, TableSocket[]> {
+function socketsOn(tables: UdpTables, port: number): TableSocket[] {
   let index = indexes.get(tables)
-  if (index) return index
-  index = new Map()
+  if (!index) indexes.set(tables, (index = new Map()))
+  let sockets = index.get(port)
+  if (sockets) return sockets
+  sockets = []
+  const needle = `:${port.toString(16).toUpperCase().padStart(4, '0')} `
   for (const [table, width] of [
     [tables.udp, 4],
     [tables.udp6, 16],
   ] as const) {
-    for (const line of table.split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/)
+    let lastLine = -1
+    for (let at = table.indexOf(needle); at >= 0; at = table.indexOf(needle, at + 1)) {
+      const start = table.lastIndexOf('\n', at) + 1
+      if (start === 0 || start === lastLine) continue // the header line; a line already parsed (its remote port matched too)
+      lastLine = start
+      const end = table.indexOf('\n', at)
+      const fields = table
+        .slice(start, end < 0 ? table.length : end)
+        .trim()
+        .split(/\s+/)
       if (fields.length < 8) continue
       const [hexAddress, hexPort] = fields[1].split(':')
-      if (hexPort === undefined || hexAddress.length !== width * 2) continue
-      const port = Number.parseInt(hexPort, 16)
-      const sockets = index.get(port) ?? []
+      if (hexPort === undefined || hexAddress.length !== width * 2 || Number.parseInt(hexPort, 16) !== port) continue // the remote port matched
       sockets.push({local: unmap(procAddress(hexAddress)), width, uid: Number(fields[7])})
-      index.set(port, sockets)
     }
   }
-  indexes.set(tables, index)
-  return index
+  index.set(port, sockets)
+  return sockets
 }
 
 /**
@@ -102,7 +112,7 @@ export function socketOwners(tables: UdpTables, address: string, port: number): 
   if (!sourceBytes) return []
   const v4 = sourceBytes.length === 4
   const owners: number[] = []
-  for (const {local, width, uid} of indexOf(tables).get(port) ?? []) {
+  for (const {local, width, uid} of socketsOn(tables, port)) {
     const wildcard = local.every((octet) => octet === 0) && (width === 16 || v4) // a dual-stack socket also sends from IPv4
     if (wildcard || local.equals(sourceBytes)) owners.push(uid)
   }

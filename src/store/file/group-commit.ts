@@ -75,6 +75,22 @@ interface Decided {
   error?: unknown
 }
 
+/**
+ * What a login may change in a record (its hot state), cheap to take and compare: the scalars as
+ * they are, the two objects as JSON (they are null for most users). Equal keys: nothing to append.
+ */
+type HotKey = [number | null, string | null, number | undefined, number, string | null, string | null, string | null]
+const hotKey = (u: UserRecord): HotKey => [
+  u.lastUsedStep,
+  u.lastUsedAt,
+  u.driftSteps,
+  u.failures,
+  u.lockedUntil,
+  u.recovery && JSON.stringify(u.recovery),
+  u.bypass && JSON.stringify(u.bypass),
+]
+const sameHotKey = (a: HotKey, b: HotKey): boolean => a.every((v, i) => v === b[i])
+
 export class GroupCommit {
   private queue: Waiting[] = []
   private running = false
@@ -170,7 +186,7 @@ export class GroupCommit {
       // a users file to keep in step (oathfile/sync.ts LoginSync): the per-login path does it
       if (settings.oathFile && record?.secret) return {decided, rest: batch.slice(i), lines}
       const doc: Doc = {version: STORE_VERSION, settings, users: new Map(record ? [[login.user, record]] : [])}
-      const before = record && JSON.stringify(hotStateOf(record))
+      const before = record && hotKey(record)
       let result: unknown
       try {
         result = login.fn(doc)
@@ -185,9 +201,9 @@ export class GroupCommit {
         decided.push({login, result})
         continue
       }
-      const state = hotStateOf(record) // fn changes the record in place (even when it drops it: kept, empty)
-      if (JSON.stringify(state) !== before) {
-        const line = entryLine(login.user, state)
+      // fn changes the record in place (even when it drops it: kept, empty)
+      if (!sameHotKey(hotKey(record), before!)) {
+        const line = entryLine(login.user, hotStateOf(record))
         lines.push(line)
         this.newest.set(login.user, line)
       }

@@ -512,7 +512,7 @@ export class PgStore implements StoreBackend {
           run: async () => fn(doc),
           change: () => {
             const after = snapshot(doc)
-            touched = [...new Set([...before.keys(), ...after.keys()])].filter((name) => before.get(name) !== after.get(name))
+            touched = [...new Set([...before.keys(), ...after.keys()])].filter((name) => before.get(name)?.json !== after.get(name)?.json)
             if (user !== undefined) for (const name of touched) if (name !== user) throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
             return (committed = changeSet(touched, settingsBefore, doc))
           },
@@ -580,7 +580,7 @@ export class PgStore implements StoreBackend {
    * deleted, each only if its revision is still the one read (else Conflict: start over).
    * Unchanged secrets keep their sealed form; new ones are sealed with `sealKey()`.
    */
-  private async write(c: Client, rows: Row[], before: Map<string, string>, doc: Doc, macKey: MacKey | undefined, reseal = false): Promise<void> {
+  private async write(c: Client, rows: Row[], before: Snapshot, doc: Doc, macKey: MacKey | undefined, reseal = false): Promise<void> {
     const {ins, upd, del} = await this.changes(rows, before, doc, macKey, reseal)
     const guarded = async (sql: string, columns: (string | null)[][]) => {
       // WRITE_BATCH rows per statement: each stays well inside the statement timeout (100 000 users at once did not)
@@ -610,7 +610,7 @@ export class PgStore implements StoreBackend {
    * statement divides by zero, so the transaction aborts before its COMMIT runs (22012: Conflict).
    * Empty when nothing changed.
    */
-  private async writeInline(c: Client, rows: Row[], before: Map<string, string>, doc: Doc, macKey: MacKey | undefined): Promise<string> {
+  private async writeInline(c: Client, rows: Row[], before: Snapshot, doc: Doc, macKey: MacKey | undefined): Promise<string> {
     const {ins, upd, del} = await this.changes(rows, before, doc, macKey, false)
     const lit = (v: string | null) => (v === null ? 'NULL' : c.escapeLiteral(v))
     const values = (columns: (string | null)[][], types: string[]) =>
@@ -642,7 +642,7 @@ export class PgStore implements StoreBackend {
   /** The users `doc` changed, as columns: deleted (name, rev), updated (name, rev, data, mac), inserted (name, data, mac). */
   private async changes(
     rows: Row[],
-    before: Map<string, string>,
+    before: Snapshot,
     doc: Doc,
     macKey: MacKey | undefined,
     reseal: boolean,
@@ -653,9 +653,9 @@ export class PgStore implements StoreBackend {
     const del: [string[], string[]] = [[], []]
     for (const [name, record] of doc.users) {
       const json = JSON.stringify(record)
-      if (!reseal && before.get(name) === json) continue
+      const old = reseal ? undefined : before.get(name)
+      if (old?.json === json) continue
       const row = byName.get(name)
-      const old = !reseal && before.has(name) ? (JSON.parse(before.get(name)!) as UserRecord) : undefined
       const oldSealed = row ? (JSON.parse(row.data) as {secret: string | null; pending: {secret: string} | null}) : undefined
       const seal = async (tag: string, secret: string | null, was: string | null | undefined, sealed: string | null | undefined): Promise<string | null> => {
         if (secret === null) return null
@@ -667,7 +667,7 @@ export class PgStore implements StoreBackend {
         secret: await seal(secretTag(name), record.secret, old?.secret, oldSealed?.secret),
         pending: record.pending && {
           ...record.pending,
-          secret: await seal(secretTag(name, true), record.pending.secret, old?.pending?.secret, oldSealed?.pending?.secret),
+          secret: await seal(secretTag(name, true), record.pending.secret, old?.pending, oldSealed?.pending?.secret),
         },
       })
       const mac = macKey ? rowMac(macKey.key, macKey.id, name, data) : null
@@ -738,11 +738,14 @@ export class PgStore implements StoreBackend {
         this.checkKey(head.keyId)
         const {doc, rows, refused} = this.decodeEach(head, r.rows)
         const before = snapshot(doc)
+        const ran = new Set<string>() // users a login of this batch already ran on
         const outcomes = batch.map((l): LoginOutcome => {
           const error = refused.get(l.user)
           if (error) return {error}
           const was = doc.users.get(l.user)
-          const kept = was && JSON.stringify(was)
+          // the record as the logins before this one left it: the snapshot's, unless one of them ran on it
+          const kept = was && (ran.has(l.user) || !before.has(l.user) ? JSON.stringify(was) : before.get(l.user)!.json)
+          ran.add(l.user)
           try {
             return {value: l.fn(doc)}
           } catch (failure) {
@@ -985,7 +988,9 @@ export class PgStore implements StoreBackend {
   }
 }
 
-/** Each user's record as JSON, to tell afterwards which ones changed. */
-function snapshot(doc: Doc): Map<string, string> {
-  return new Map([...doc.users].map(([name, record]) => [name, JSON.stringify(record)]))
+/** Each user's record as it was: as JSON, to tell afterwards which ones changed, and its secrets, to keep a sealed one that did not change. */
+type Snapshot = Map<string, {json: string; secret: string | null; pending: string | null}>
+
+function snapshot(doc: Doc): Snapshot {
+  return new Map([...doc.users].map(([name, record]) => [name, {json: JSON.stringify(record), secret: record.secret, pending: record.pending?.secret ?? null}]))
 }
