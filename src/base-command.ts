@@ -74,6 +74,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     const ignoredNote = ignoredWarning(ignored)
     if (ignoredNote) this.warning(ignoredNote)
     this.storeInstance = await openStore(spec, {keyFile})
+    // A change is audited as it commits, from its change set, under the store's lock; the outcome
+    // is the one this run reports at that moment (ok, unless the update's function said otherwise).
+    if ((this.ctor as unknown as typeof BaseCommand).audited)
+      this.storeInstance.auditChanges({command: this.id ?? 'unknown', outcome: () => ({...this.auditOutcome})})
   }
 
   /** The store (a file or a database: commands never need to know which). */
@@ -151,6 +155,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     // `change` may wait (for hashes made meanwhile): its result is awaited inside the update, before the write
     const guarded = async (doc: Doc) => {
       const outcome = guardSelfService(doc, targets(doc), process.env.SUDO_USER, proof, now, () => change(doc))
+      if ('refusal' in outcome) this.auditOutcome = {outcome: 'error', reason: 'forbidden'} // the counted failure commits as what the run ends with
       return 'refusal' in outcome ? outcome : {result: await outcome.result}
     }
     const outcome = await (one === undefined ? this.store.update(guarded) : this.store.updateUser(one, guarded))
@@ -177,7 +182,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (!(await confirm({message: question, default: false}))) throw new TfaError('cancelled, nothing changed', EXIT.denied, 'cancelled')
   }
 
-  /** Every run that reached the store is recorded, refusals and errors included. */
+  /**
+   * Every run that reached the store is recorded, refusals and errors included. A run whose change
+   * was audited as it committed, with the outcome the run ends with, needs no line more; one that
+   * failed after its change committed gets its error line.
+   */
   public override async finally(error: Error | undefined): Promise<void> {
     const store = this.storeInstance
     if (!store) return
@@ -186,7 +195,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       const outcome = error ? {outcome: 'error', reason: error instanceof TfaError ? (error.code ?? null) : 'error'} : this.auditOutcome
       const users = new Set(this.auditUsers)
       if (this.auditUser) users.add(this.auditUser)
-      const problem = await store.recordEvent(this.id ?? 'unknown', [...users], outcome)
+      // the users whose lines a change already wrote with this outcome are not recorded twice
+      const done = store.changeAudited
+      const said = done && done.outcome === outcome.outcome && done.reason === outcome.reason ? done.users : undefined
+      const rest = said ? [...users].filter((user) => !said.has(user)) : [...users]
+      if (said && rest.length === 0) return
+      const problem = await store.recordEvent(this.id ?? 'unknown', rest, outcome)
       if (problem) this.warning(problem)
     } finally {
       await store.close()

@@ -16,6 +16,12 @@ export interface AuditEvent {
   client?: string
 }
 
+/** What a run's updates are audited as (StoreBackend.auditChanges): its command, and the outcome it reports for a change as the change commits. */
+export interface ChangeAudit {
+  command: string
+  outcome(): {outcome: string; reason: string | null}
+}
+
 /**
  * `<audit log>.lost`: an empty file that exists once an event could not be recorded (a full
  * disk, an I/O error). Creating it needs no data block, so it works when the disk is full;

@@ -1,16 +1,28 @@
 import type {Doc, Settings, StatusSummary, UserRecord} from '../core/model.js'
-import type {AuditEvent} from './audit.js'
+import type {AuditEvent, ChangeAudit} from './audit.js'
 import type {ChangeSet} from './change.js'
 import type {UsersFile} from './oathfile/file.js'
 import type {SyncReport} from './oathfile/sync.js'
 
 export type {ChangeSet} from './change.js'
+export type {ChangeAudit} from './audit.js'
 
 /** What a run did, as the audit trail records it (never a secret or a code). */
 export interface Outcome {
   outcome: string
   reason: string | null
 }
+
+/** What a run's updates audited as they committed (StoreBackend.changeAudited). */
+export interface AuditedChanges extends Outcome {
+  users: ReadonlySet<string>
+}
+
+/** The audit record of `users` added to what a run's updates audited before (`done`). */
+export const auditedMore = (done: AuditedChanges | undefined, users: readonly string[], outcome: Outcome): AuditedChanges => ({
+  ...outcome,
+  users: new Set([...(done?.users ?? []), ...users]),
+})
 
 /** An audit event decided elsewhere (radius:serve): its own time, and the RADIUS client's address. */
 export interface AuditRecord {
@@ -157,6 +169,16 @@ export interface StoreBackend {
   rotateKey(): Promise<{users: string[]; key: string}>
   /** Records one run: one event per user it acted on (or one without a user); returns a warning instead of failing the command. */
   recordEvent(command: string, user: string | null | string[], outcome: Outcome): Promise<string | undefined>
+  /**
+   * Audits the updates of this run as `by` names them: each update or updateUser that commits a
+   * change writes its lines from its change set (one per user it touched; a change of the
+   * settings alone, one without a user), under the backend's lock: the file store appends them
+   * before it releases the lock, a database inserts them in the change's transaction. Logins are
+   * not updates: they keep their own audit paths.
+   */
+  auditChanges(by: ChangeAudit): void
+  /** What this run's updates audited as they committed (undefined: none did): every user their lines named, and the outcome of the last. */
+  readonly changeAudited: AuditedChanges | undefined
   /** Many events at once, in one write (radius:serve); optional: others get recordEvent one by one. */
   recordEvents?(events: AuditRecord[]): Promise<string | undefined>
   readAudit(): Promise<AuditEvent[]>

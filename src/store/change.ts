@@ -1,4 +1,5 @@
 import type {Doc, Settings, UserRecord} from '../core/model.js'
+import {sameSettings} from '../core/settings.js'
 
 // What an update changed, and the mirrors written from it. Every backend's update yields a change
 // set; whatever mirrors the state outside the store (the pam_oath users file) is a projection of
@@ -25,6 +26,17 @@ export const changeSet = (users: Iterable<string>, before: Settings, doc: Doc, w
   after: {...doc.settings},
   whole,
 })
+
+/**
+ * The users the audit trail names for `change`: each user it touched ([] for a change of the
+ * settings alone, recorded as one line without a user); undefined when it changed nothing.
+ * `aside`: users whose records changed without the update's own doing (replay state a users
+ * file out of step gave them), not the command's.
+ */
+export function auditedUsers(change: ChangeSet, aside: (user: string) => boolean = () => false): string[] | undefined {
+  const users = [...change.users].filter((user) => !aside(user))
+  return users.length > 0 || change.whole || !sameSettings(change.before, change.after) ? users : undefined
+}
 
 /** What a backend lets a projection see of one update, besides the document. */
 export interface UpdateView {

@@ -3,9 +3,9 @@
 import {chmodSync, copyFileSync, cpSync, mkdirSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {afterAll, expect} from 'vitest'
+import {afterAll, beforeAll, expect} from 'vitest'
 import {type Run, type RunOptions, tempStore, tfactl} from '../helpers/cli.js'
-import type {PgServer} from '../helpers/postgres.js'
+import {type PgServer, startPostgres} from '../helpers/postgres.js'
 
 export type TempStore = ReturnType<typeof tempStore>
 
@@ -129,6 +129,33 @@ export function trackedStores(): () => TempStore {
     const s = tempStore()
     stores.push(s)
     return s
+  }
+}
+
+/**
+ * A maker of temp stores on either backend for a test file: a store file, or a fresh database
+ * (`<prefix>N`) on a throwaway PostgreSQL started for the file, reached with a key file of its own.
+ * Every store, and the server, is removed once the file is done.
+ */
+export function backendStores(prefix: string): (backend: 'file' | 'postgres') => Promise<TempStore> {
+  let pg: PgServer | undefined
+  const made: TempStore[] = []
+  beforeAll(async () => {
+    pg = await startPostgres()
+  })
+  afterAll(() => {
+    for (const s of made) s.cleanup()
+    pg?.destroy()
+  })
+  let dbs = 0
+  return async (backend) => {
+    const s = tempStore()
+    made.push(s)
+    if (backend === 'file') return s
+    const url = await pg!.database(`${prefix}${++dbs}`)
+    mkdirSync(join(s.dir, 'keys'), {mode: 0o700})
+    const keyFile = join(s.dir, 'keys', 'tfactl.key')
+    return {...s, path: url, run: (args, opts = {}) => tfactl([...args, '--store', url, '--key-file', keyFile], opts)}
   }
 }
 

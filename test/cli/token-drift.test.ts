@@ -2,34 +2,12 @@
 // on it; user:secret:resync (root only, audited) finds a larger one from two consecutive codes.
 // The offset lives in the user's record: both backends keep it (the file store, PostgreSQL).
 import {spawnSync} from 'node:child_process'
-import {mkdirSync} from 'node:fs'
-import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {BIN, oathtool, tempStore, tfactl} from '../helpers/cli.js'
-import {type PgServer, startPostgres} from '../helpers/postgres.js'
-import {check, enable, expectDecision, expectJsonError, type TempStore, withinOneStep} from './support.js'
+import {describe, expect, it} from 'vitest'
+import {BIN, oathtool} from '../helpers/cli.js'
+import {backendStores, check, enable, expectDecision, expectJsonError, type TempStore, withinOneStep} from './support.js'
 
 const SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'
-let pg: PgServer
-const made: TempStore[] = []
-beforeAll(async () => {
-  pg = await startPostgres()
-})
-afterAll(() => {
-  for (const s of made) s.cleanup()
-  pg?.destroy()
-})
-
-let dbs = 0
-async function make(backend: 'file' | 'postgres'): Promise<TempStore> {
-  const s = tempStore()
-  made.push(s)
-  if (backend === 'file') return s
-  const url = await pg.database(`drift${++dbs}`)
-  mkdirSync(join(s.dir, 'keys'), {mode: 0o700})
-  const keyFile = join(s.dir, 'keys', 'tfactl.key')
-  return {...s, path: url, run: (args, opts = {}) => tfactl([...args, '--store', url, '--key-file', keyFile], opts)}
-}
+const make = backendStores('drift')
 
 /** Imports the known secret for alice and turns 2FA on. */
 async function enrolled(backend: 'file' | 'postgres'): Promise<TempStore> {
@@ -94,9 +72,8 @@ describe.each(['file', 'postgres'] as const)('token drift (%s backend)', (backen
 })
 
 const canRunuser = process.getuid?.() === 0 && spawnSync('runuser', ['-u', 'nobody', '--', 'true']).status === 0
-it.skipIf(!canRunuser)('user:secret:resync is for root only (exit 4)', () => {
-  const s = tempStore()
-  made.push(s)
+it.skipIf(!canRunuser)('user:secret:resync is for root only (exit 4)', async () => {
+  const s = await make('file')
   const r = spawnSync(
     'runuser',
     ['-u', 'nobody', '--', process.execPath, BIN, 'user:secret:resync', 'alice', '--code', '123456', '--code', '654321', '--store', s.path],

@@ -50,7 +50,9 @@ async function fresh(backend: Backend) {
     if (backend === 'file') writeFileSync(spec, readFileSync(spec, 'utf8').replace('"digits":6', '"digits":9'))
     else pg.tool('psql', ['-d', `contract${n}`, '-c', `UPDATE tfactl_users SET data = jsonb_set(data, '{digits}', '9') WHERE name = 'alice'`])
   }
-  return {store: await again(), again, atRest, damage, spec}
+  /** Runs SQL in the database store (a database backend only). */
+  const sql = (query: string) => pg.tool('psql', ['-d', `contract${n}`, '-At', '-v', 'ON_ERROR_STOP=1', '-c', query])
+  return {store: await again(), again, atRest, damage, spec, sql}
 }
 
 const enrol = (doc: Doc, user: string, now = Date.now()) => {
@@ -254,6 +256,63 @@ describe.each(['file', 'postgres'] as const)('StoreBackend contract (%s)', (back
     }
   })
 
+  it("audits an update's change from its change set: one line per user it touched, one without a user for settings alone, none when nothing changed or for a login", async () => {
+    const {store} = await fresh(backend)
+    const by = {command: 'test:change', outcome: () => ({outcome: 'ok', reason: null})}
+    store.auditChanges(by)
+    const lines = async () => (await store.readAudit()).map((e) => [e.command, e.user, e.outcome])
+    const secrets = await store.update((doc) => [enrol(doc, 'alice'), enrol(doc, 'bob')])
+    expect((await lines()).sort()).toEqual([
+      ['test:change', 'alice', 'ok'],
+      ['test:change', 'bob', 'ok'],
+    ])
+    expect(store.changeAudited).toEqual({outcome: 'ok', reason: null, users: new Set(['alice', 'bob'])})
+    await store.update((doc) => {
+      doc.settings = {...doc.settings, enabled: true}
+    })
+    await store.updateUser('bob', (doc) => {
+      doc.users.get('bob')!.failures += 1
+    })
+    await store.update(() => undefined) // nothing changed
+    await store.updateUser('alice', () => undefined)
+    await store.login('alice', (doc) => {
+      doc.users.get('alice')!.failures += 1 // a login keeps its own audit path
+    })
+    await expect(
+      store.update((doc) => {
+        enrol(doc, 'carol')
+        throw new Error('refused')
+      }),
+    ).rejects.toThrow('refused')
+    expect((await lines()).slice(2)).toEqual([
+      ['test:change', null, 'ok'],
+      ['test:change', 'bob', 'ok'],
+    ])
+    const trail = JSON.stringify(await store.readAudit())
+    for (const secret of secrets) expect(trail).not.toContain(secret)
+  })
+
+  it("writes an update's audit lines before another writer can take the lock", async () => {
+    const {store, again} = await fresh(backend)
+    const other = await again()
+    store.auditChanges({command: 'test:first', outcome: () => ({outcome: 'ok', reason: null})})
+    let hold!: () => void
+    let held!: () => void
+    const holding = new Promise<void>((resolve) => (held = resolve))
+    const first = store.update(async (doc) => {
+      enrol(doc, 'alice')
+      held()
+      await new Promise<void>((resolve) => (hold = resolve))
+    })
+    await holding
+    // the second writer waits for the first's lock; once it has it, the first's line is there
+    const second = other.update(async () => (await other.readAudit()).map((e) => [e.command, e.user]))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    hold()
+    await first
+    expect(await second).toEqual([['test:first', 'alice']])
+  })
+
   it('validates the whole store in check(), and reports its state in doctor()', async () => {
     const {store} = await fresh(backend)
     await store.update((doc) => {
@@ -290,6 +349,20 @@ describe.each(['file', 'postgres'] as const)('StoreBackend contract (%s)', (back
     expect(events.map((e) => e.user)).toEqual(Array.from({length: 8}, (_, i) => `u${i}`))
     expect(events.every((e) => e.client === '127.0.0.1')).toBe(true)
     expect(warnings).toEqual([])
+  })
+
+  it.runIf(backend === 'postgres')('leaves no audit row for a change whose commit failed, and the change is not there either', async () => {
+    const {store, sql} = await fresh(backend)
+    await store.update((doc) => void enrol(doc, 'alice'))
+    // a check PostgreSQL runs at COMMIT: the transaction's writes (the row, its audit line) all roll back
+    sql(`CREATE FUNCTION refuse_mallory() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.name = 'mallory' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NEW; END $$;
+      CREATE CONSTRAINT TRIGGER refuse_mallory AFTER INSERT ON tfactl_users DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_mallory()`)
+    store.auditChanges({command: 'test:change', outcome: () => ({outcome: 'ok', reason: null})})
+    await expect(store.update((doc) => void enrol(doc, 'mallory'))).rejects.toThrow(/refused at commit/)
+    expect(store.changeAudited).toBeUndefined()
+    expect((await store.read()).users.has('mallory')).toBe(false)
+    expect((await store.readAudit()).map((e) => e.user)).not.toContain('mallory')
+    expect(sql(`SELECT count(*) FROM tfactl_audit WHERE "user" = 'mallory'`).trim()).toBe('0')
   })
 
   it('offers the capabilities of its kind: repairs and the pam_oath users file for a file store, neither for a database', async () => {

@@ -2,8 +2,19 @@ import {statSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {EXIT, TfaError} from '../../core/errors.js'
 import type {Doc, Settings, StatusSummary, UserRecord} from '../../core/model.js'
-import {type AuditEvent, auditLoss, lossMarker, readAudit, recordEvent} from '../audit.js'
-import type {Outcome, Repair, Responder, StoreBackend, StoreCheck, StoreFinding, UsersFileReader} from '../backend.js'
+import {type AuditEvent, auditLoss, type ChangeAudit, lossMarker, readAudit, recordEvent} from '../audit.js'
+import {
+  type AuditedChanges,
+  auditedMore,
+  type Outcome,
+  type Repair,
+  type Responder,
+  type StoreBackend,
+  type StoreCheck,
+  type StoreFinding,
+  type UsersFileReader,
+} from '../backend.js'
+import {notice} from '../notices.js'
 import {leftovers, readUsersFile} from '../oathfile/file.js'
 import {AuditWriter} from './audit-sink.js'
 import {GroupCommit} from './group-commit.js'
@@ -20,6 +31,8 @@ export class FileBackend implements StoreBackend {
   readonly localOathFile = true
   readonly usersFile: UsersFileReader = {read: readUsersFile, leftovers}
   readonly repair: Repair
+  changeAudited: AuditedChanges | undefined
+  private auditBy: ChangeAudit | undefined
   constructor(readonly spec: string) {
     const store = new Store(spec)
     this.store = store
@@ -88,7 +101,23 @@ export class FileBackend implements StoreBackend {
   }
 
   update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
-    return this.store.update(fn)
+    return this.store.update(fn, this.auditCommit())
+  }
+
+  auditChanges(by: ChangeAudit): void {
+    this.auditBy = by
+  }
+
+  /** Appends a saved change's lines to the audit log, under the store lock (a failure is a notice and the loss marker, as for every event). */
+  private auditCommit(): ((users: string[]) => void) | undefined {
+    const by = this.auditBy
+    if (!by) return undefined
+    return (users) => {
+      const outcome = by.outcome()
+      const problem = recordEvent(this.store.files.audit, by.command, users, outcome)
+      this.changeAudited = auditedMore(this.changeAudited, users, outcome)
+      if (problem) notice(problem)
+    }
   }
 
   /**
@@ -98,14 +127,18 @@ export class FileBackend implements StoreBackend {
    * backend, and nothing is written.
    */
   updateUser<T>(user: string, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
-    return this.store.updateOne(user, async (doc) => {
-      // what was changed before `fn` (replay state a users file out of step gave every user) is not its doing
-      const already = doc.users instanceof StoredUsers ? doc.users.changedUsers() : new Set<string>()
-      const result = await fn(doc)
-      if (doc.users instanceof StoredUsers)
-        for (const name of doc.users.changedUsers()) if (name !== user && !already.has(name)) throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
-      return result
-    })
+    return this.store.updateOne(
+      user,
+      async (doc) => {
+        // what was changed before `fn` (replay state a users file out of step gave every user) is not its doing
+        const already = doc.users instanceof StoredUsers ? doc.users.changedUsers() : new Set<string>()
+        const result = await fn(doc)
+        if (doc.users instanceof StoredUsers)
+          for (const name of doc.users.changedUsers()) if (name !== user && !already.has(name)) throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
+        return result
+      },
+      this.auditCommit(),
+    )
   }
 
   login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {

@@ -8,7 +8,7 @@ import {atomicWrite, checkPrivateFile, checkStoreDir, ensureDir, readPrivateFile
 import {appendJournal, compactJournal, entryLine, type Journal, readJournal, resetJournal, shouldCompact} from './journal.js'
 import {KeyFiles} from '../keys.js'
 import {withLock} from './lock.js'
-import {type ChangeSet, changeSet, projectUpdate} from '../change.js'
+import {auditedUsers, type ChangeSet, changeSet, projectUpdate} from '../change.js'
 import {usersFileProjection} from '../oathfile/projection.js'
 import {LoginSync, type SyncReport} from '../oathfile/sync.js'
 import {StoredUsers} from './records.js'
@@ -150,12 +150,14 @@ export class Store {
    * atomically) only when something changed. An error thrown by `fn` writes nothing.
    * The update yields its change set (the users whose records it changed, the settings before
    * and after); the pam_oath users file is a projection of it (../change.ts, ../oathfile/).
+   * `audit`, when given, hears the users an update that wrote a change touched (auditedUsers),
+   * once the store is saved and before the lock is released.
    */
-  async update<T>(fn: (doc: Doc) => T | Promise<T>): Promise<T> {
-    return this.locked((db) => this.apply(db, fn))
+  async update<T>(fn: (doc: Doc) => T | Promise<T>, audit?: (users: string[]) => void): Promise<T> {
+    return this.locked((db) => this.apply(db, fn, audit))
   }
 
-  private async apply<T>(db: Low<Doc>, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+  private async apply<T>(db: Low<Doc>, fn: (doc: Doc) => T | Promise<T>, audit?: (users: string[]) => void): Promise<T> {
     const file = db.adapter as StoreFile
     const users = db.data.users as StoredUsers // the update path reads lazily (lockedFull)
     const before = {...db.data.settings}
@@ -177,14 +179,23 @@ export class Store {
       f.legacyAudit,
     ]
     const view = {mark: oath, onLoad: users.onLoad.bind(users), protect: own, note: f.oathStamp}
+    // Records the users file changed before `fn` (its replay state), as they were then: not the update's doing.
+    let aside = new Map<string, string>()
+    let committed: ChangeSet | undefined
     const {result, change, report} = await projectUpdate(db.data, usersFileProjection, view, {
-      run: async () => fn(db.data),
-      change: () => changeSet(users.changedUsers(), before, db.data),
+      run: async () => {
+        if (audit) aside = new Map([...users.changedUsers()].map((name) => [name, JSON.stringify(users.get(name) ?? null)]))
+        return fn(db.data)
+      },
+      change: () => (committed = changeSet(users.changedUsers(), before, db.data)),
       // Written only when something changed: what the update set, deleted or changed (records.ts),
-      // the settings, or the users file's mark.
+      // the settings, or the users file's mark. The audit lines follow the saved store, under the lock.
       save: async (mark) => {
         if (mark !== undefined) file.oath = mark
-        if (users.changed() || JSON.stringify(db.data.settings) !== settings || file.oath !== oath) await db.write()
+        if (!(users.changed() || JSON.stringify(db.data.settings) !== settings || file.oath !== oath)) return
+        await db.write()
+        const touched = audit && auditedUsers(committed!, (name) => aside.get(name) === JSON.stringify(users.get(name) ?? null))
+        if (touched) audit!(touched)
       },
     })
     this.oathSync = report
@@ -249,12 +260,13 @@ export class Store {
    * Anything else — a record created, deleted or otherwise changed, another user, the settings, a
    * users file to keep in step, a store not in the line layout — runs `fn` again, on the full
    * update path (`fn` changes only the document it is given, so running it twice is safe).
+   * `audit` as for update(): it hears the user once the change is stored, under the lock.
    */
-  async updateOne<T>(user: string, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+  async updateOne<T>(user: string, fn: (doc: Doc) => T | Promise<T>, audit?: (users: string[]) => void): Promise<T> {
     checkStoreDir(dirname(this.path))
     ensureDir(dirname(this.path))
     return withLock(this.files.lock, async () => {
-      const full = () => this.lockedFull((db) => this.apply(db, fn))
+      const full = () => this.lockedFull((db) => this.apply(db, fn, audit))
       let one
       try {
         one = readPrivateFileAt(this.path, (src) => decodeOneUser(src, user, this.path, this.keys))
@@ -274,6 +286,7 @@ export class Store {
       if (!alone || after !== record || (after && (cold(after) !== before!.cold || isEmptyRecord(after)))) return full()
       const hot = after !== undefined && JSON.stringify(hotStateOf(after)) !== before!.hot
       if (hot) await this.record(journal, one.epoch, user, hotStateOf(after))
+      if (hot) audit?.([user]) // journaled: audited before the lock is released
       this.oathSync = undefined // no users file is configured
       this.lastChange = changeSet(hot ? [user] : [], settings, one.doc)
       return result

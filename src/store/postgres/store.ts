@@ -4,9 +4,19 @@ import type pg from 'pg'
 import {pg as client} from './client.js'
 import {storeError, TfaError} from '../../core/errors.js'
 import type {Doc, Settings, StatusSummary, UserRecord} from '../../core/model.js'
-import type {AuditEvent} from '../audit.js'
-import {type ChangeSet, changeSet, noMirror, projectUpdate} from '../change.js'
-import type {AuditRecord, OpenOptions, Outcome, Responder, StoreBackend, StoreCheck, StoreFinding} from '../backend.js'
+import type {AuditEvent, ChangeAudit} from '../audit.js'
+import {auditedUsers, type ChangeSet, changeSet, noMirror, projectUpdate} from '../change.js'
+import {
+  type AuditedChanges,
+  type AuditRecord,
+  auditedMore,
+  type OpenOptions,
+  type Outcome,
+  type Responder,
+  type StoreBackend,
+  type StoreCheck,
+  type StoreFinding,
+} from '../backend.js'
 import {DEFAULT_KEY_FILE} from '../config.js'
 import {checkPrivateFile, ensureDir} from '../../os/files.js'
 import {KeyFiles} from '../keys.js'
@@ -136,6 +146,8 @@ export class PgStore implements StoreBackend {
   readonly oathSync = undefined
   /** What the last update changed (rows written, settings before and after). */
   lastChange: ChangeSet | undefined
+  changeAudited: AuditedChanges | undefined
+  private auditBy: ChangeAudit | undefined
   /** A database keeps no pam_oath users file: SSH codes go through the RADIUS responder. */
   private readonly noUsersFile = noMirror((change) => {
     if (change.after.oathFile) throw storeError(`${this.description}: a database store keeps no pam_oath users file (SSH codes go through tfactl radius:serve)`)
@@ -475,7 +487,9 @@ export class PgStore implements StoreBackend {
 
   /** Read-modify-write of every row (`user` undefined) or of one user's, under the update lock. */
   private async change<T>(user: string | undefined, fn: (doc: Doc) => T | Promise<T>): Promise<T> {
+    let audited: {users: string[]; outcome: Outcome} | undefined
     const {result, change} = await this.tx('the update', async (c) => {
+      audited = undefined // a transaction started over records its own lines
       await c.query(LOCK_UPDATE) // one writer of settings and records at a time, on every host
       const head = await this.head(c)
       this.checkKey(head.keyId)
@@ -488,6 +502,7 @@ export class PgStore implements StoreBackend {
       const settingsBefore = {...doc.settings}
       const settings = JSON.stringify(doc.settings)
       let touched: string[] = []
+      let committed: ChangeSet | undefined
       // the update sequence every backend runs (../change.ts); a database keeps no mirror
       const {result, change} = await projectUpdate(
         doc,
@@ -499,7 +514,7 @@ export class PgStore implements StoreBackend {
             const after = snapshot(doc)
             touched = [...new Set([...before.keys(), ...after.keys()])].filter((name) => before.get(name)?.json !== after.get(name)?.json)
             if (user !== undefined) for (const name of touched) if (name !== user) throw new Error(`a change of ${user} also changed ${name}`) // a caller's bug, never written
-            return changeSet(touched, settingsBefore, doc)
+            return (committed = changeSet(touched, settingsBefore, doc))
           },
           save: async () => {
             const changed = JSON.stringify(doc.settings) !== settings
@@ -516,13 +531,32 @@ export class PgStore implements StoreBackend {
               const mac = settingsMac(key.key, key.id, doc.settings)
               await c.query('UPDATE tfactl_settings SET settings = $1::jsonb, key_id = $2, mac = $3 WHERE id = 1', [JSON.stringify(doc.settings), key.id, mac])
             }
+            // the change's audit lines, in its transaction: committed with it or rolled back with it
+            const users = this.auditBy && auditedUsers(committed!)
+            if (users) {
+              audited = {users, outcome: this.auditBy!.outcome()}
+              await this.insertEvents(c, this.auditBy!.command, users, audited.outcome)
+            }
           },
         },
       )
       return {result, change}
     })
     this.lastChange = change // committed
+    if (audited) this.changeAudited = auditedMore(this.changeAudited, audited.users, audited.outcome)
     return result
+  }
+
+  auditChanges(by: ChangeAudit): void {
+    this.auditBy = by
+  }
+
+  /** One row per user (none: one row without a user), in one statement on `c`. */
+  private async insertEvents(c: Client, command: string, users: Array<string | null>, outcome: Outcome): Promise<void> {
+    await c.query(
+      'INSERT INTO tfactl_audit (time, host, uid, sudo_user, command, "user", outcome, reason) SELECT now(), $1, $2, $3, $4, u, $6, $7 FROM unnest($5::text[]) AS u',
+      [this.host, process.getuid?.() ?? -1, process.env.SUDO_USER || null, command, users.length > 0 ? users : [null], outcome.outcome, outcome.reason],
+    )
   }
 
   /**
@@ -793,16 +827,7 @@ export class PgStore implements StoreBackend {
     const users = Array.isArray(user) ? (user.length > 0 ? user : [null]) : [user]
     try {
       // one statement: one row per user the command acted on (a bulk command names every user)
-      await this.tx(
-        'recording the audit event',
-        async (c) => {
-          await c.query(
-            'INSERT INTO tfactl_audit (time, host, uid, sudo_user, command, "user", outcome, reason) SELECT now(), $1, $2, $3, $4, u, $6, $7 FROM unnest($5::text[]) AS u',
-            [this.host, process.getuid?.() ?? -1, process.env.SUDO_USER || null, command, users, outcome.outcome, outcome.reason],
-          )
-        },
-        {begin: null},
-      )
+      await this.tx('recording the audit event', (c) => this.insertEvents(c, command, users, outcome), {begin: null})
       return undefined
     } catch (error) {
       return `could not record the audit event: ${(error as Error).message}`

@@ -27,6 +27,8 @@ export default class Confirm extends BaseCommand<typeof Confirm> {
         activate(doc, user, doc.users.get(user)!.pending!)
         doc.users.get(user)!.lastUsedStep = found.step
       }
+      // a refused code is counted as it commits: audited as the refusal the run ends with
+      if (found && 'refused' in found) this.auditOutcome = {outcome: 'error', reason: found.refused === 'locked_out' ? 'locked_out' : 'code_invalid'}
       return found
     })
     if (!outcome) throw usageError(`${user} has no pending secret: create one with user:secret:renew ${user} --pending`)
