@@ -433,7 +433,12 @@ async function crashLane(store: TempStore, runs: number, rng: () => number, lane
     if (!killed && m.label.startsWith('check-')) expect(r.json?.reason, where).toMatch(/^(code_accepted|code_invalid|code_replayed|no_secret)$/)
     // A planned kill happens exactly at its operation; a writer with fewer operations completes.
     if (!fromOutside && killed) expect(r.killedAt, `${where}: killed elsewhere`).toBe(crashAt.op)
-    if (!fromOutside && !killed) expect(r.ops.length, where).toBeLessThan(crashAt.op)
+    if (!fromOutside && !killed) {
+      expect(r.ops.length, where).toBeLessThan(crashAt.op)
+      // The same kind of write may take fewer operations from another state (a user enrolled
+      // or not, a journal compacted or not): later kills are drawn within the shortest seen.
+      window.ops = Math.max(1, Math.min(window.ops, r.ops.length))
+    }
 
     // The store is whole, private and valid: the state before, or the state after.
     expect(existsSync(store.path), `${where}: the store is gone`).toBe(true)
