@@ -440,9 +440,13 @@ async function scenario(name, storeArgs, work, pg, responderArgs = []) {
       const ok = r.accepted === BURST_USERS && r.pairsBoth === 0 && r.pairsNone === 0 && r.singlesRefused === 0 && r.timeout === 0 && r.bad === 0
       if (!ok) {
         exact = false
-        problems.push(`warm-up burst ${b + 1}: ${r.accepted} accepted of ${BURST_USERS} codes, ${r.pairsBoth} of ${r.pairs} codes sent twice accepted twice, ${r.pairsNone} never, ${r.timeout} timeouts`)
+        problems.push(
+          `warm-up burst ${b + 1}: ${r.accepted} accepted of ${BURST_USERS} codes, ${r.pairsBoth} of ${r.pairs} codes sent twice accepted twice, ${r.pairsNone} never, ${r.timeout} timeouts`,
+        )
       }
-      console.log(`  warm-up ${b + 1}: ${(r.accepted / r.seconds).toFixed(0).padStart(6)} accepted logins/s (not counted)${ok ? '' : ' — NOT exactly one Accept per code'}`)
+      console.log(
+        `  warm-up ${b + 1}: ${(r.accepted / r.seconds).toFixed(0).padStart(6)} accepted logins/s (not counted)${ok ? '' : ' — NOT exactly one Accept per code'}`,
+      )
     }
     for (let b = 0; b < BURSTS; b++) {
       if (totals.seconds > BUDGET_S) {
