@@ -107,26 +107,31 @@ export async function fastLoginCheck(argv: string[]): Promise<boolean> {
 }
 
 /**
- * `twofactor:status` without oclif's start-up, for plain calls (`--json`, `--store`): it reads
+ * `twofactor:status` without oclif's start-up, for plain calls (`--json`, `--store`, `--key-file`): it reads
  * settings and counts only (Store.summary), and oclif's start-up would be most of its time.
  * Anything else (help, other flags, JSON to colour on a terminal) returns false and goes through
  * the oclif command, which prints the same (src/ui/output.ts statusLines/statusResult).
  */
 export async function fastStatus(argv: string[]): Promise<boolean> {
   let json = false
-  let storeFlag: string | undefined
+  const values: {'--store'?: string; '--key-file'?: string} = {}
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
-    if (arg === '--json' && !json) json = true
-    else if (arg === '--store' && storeFlag === undefined && argv[i + 1] !== undefined && !argv[i + 1].startsWith('-')) storeFlag = argv[++i]
-    else if (arg.startsWith('--store=') && storeFlag === undefined && arg.length > 8) storeFlag = arg.slice(8)
-    else return false
+    if (arg === '--json' && !json) {
+      json = true
+      continue
+    }
+    const name = arg === '--store' || arg.startsWith('--store=') ? '--store' : arg === '--key-file' || arg.startsWith('--key-file=') ? '--key-file' : undefined
+    if (!name || values[name] !== undefined) return false // anything else, or a flag given twice: oclif says what is wrong
+    const value = arg === name ? argv[++i] : arg.slice(name.length + 1)
+    if (value === undefined || value === '' || value.startsWith('-')) return false
+    values[name] = value
   }
   if (json && process.stdout.isTTY) return false
   showNotices()
   let store: StoreBackend | undefined
   try {
-    const {spec, keyFile, ignored} = resolveStore({store: storeFlag})
+    const {spec, keyFile, ignored} = resolveStore({store: values['--store'], keyFile: values['--key-file']})
     warnIgnored(ignored)
     store = await openStore(spec, {keyFile})
     if (!store.summary) return false // a backend without a cheap summary: the oclif command reads it whole

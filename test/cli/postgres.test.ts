@@ -215,7 +215,10 @@ describe('two hosts sharing one database', () => {
       const r = await check(other, 'alice', {code})
       expect(expectJsonError(r, 3)).toMatch(/key/)
       expect(expectJsonError(await check(other, 'bob'), 3)).toMatch(/key/)
+      // status given --key-file (answered without oclif) authenticates the settings with that key too
+      expect(expectJsonError(await other.run(['twofactor:status', '--json']), 3)).toMatch(/key/)
     }
+    expect((await a.run(['twofactor:status', '--json'])).json.users).toEqual({total: 1, configured: 1})
     expectDecision(await check(a, 'alice', {code}), true, 'code_accepted')
   })
 
