@@ -9,7 +9,8 @@
 // would name it.
 import {build} from 'esbuild'
 import {readdirSync, rmSync, writeFileSync} from 'node:fs'
-import {join, relative, sep} from 'node:path'
+import {createRequire} from 'node:module'
+import {dirname, join, relative, sep} from 'node:path'
 
 const COMMANDS_DIR = 'dist/commands'
 const ENTRY = 'dist/cli-entry.cjs'
@@ -20,8 +21,11 @@ function commandFiles(dir) {
   )
 }
 
-// (by file: the plugin's package.json exports nothing else)
-const AUTOCOMPLETE_DIR = '../node_modules/@oclif/plugin-autocomplete/lib/commands/autocomplete'
+// By file, found from where the package resolves (its package.json exports nothing else); the
+// entry below requires them relative to dist/.
+const AUTOCOMPLETE_DIR = relative('dist', join(dirname(createRequire(import.meta.url).resolve('@oclif/plugin-autocomplete')), 'commands', 'autocomplete'))
+  .split(sep)
+  .join('/')
 const AUTOCOMPLETE = {
   autocomplete: `${AUTOCOMPLETE_DIR}/index.js`,
   'autocomplete:create': `${AUTOCOMPLETE_DIR}/create.js`,
