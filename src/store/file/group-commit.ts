@@ -3,6 +3,7 @@ import {dirname} from 'node:path'
 import {type Doc, isEmptyRecord, STORE_VERSION, type UserRecord} from '../../core/model.js'
 import {checkStoreDir, ensureDir, openPrivate} from '../../os/files.js'
 import {KeyFiles} from '../keys.js'
+import {batchedLogins, type LoginOutcome, type PendingLogin} from '../responder.js'
 import {decodeUserText, type Decoded, type HotState, hotStateOf} from '../sealed.js'
 import {type LineIndex, splitStore} from './codec.js'
 import {entryLine, JournalText, parseJournal, resetJournal, shouldCompact} from './journal.js'
@@ -32,13 +33,6 @@ import type {Store} from './store.js'
 
 /** Decoded records kept at most (a record with its opened secret is a few hundred bytes to a few kilobytes). */
 const MAX_RECORDS = 50_000
-
-interface Waiting<T = unknown> {
-  user: string
-  fn: (doc: Doc) => T
-  resolve(value: T): void
-  reject(error: unknown): void
-}
 
 /** What fstat says identifies one version of a file. */
 type Identity = Pick<fs.BigIntStats, 'dev' | 'ino' | 'size' | 'mtimeNs' | 'ctimeNs'>
@@ -70,7 +64,7 @@ interface KnownJournal {
 
 /** A decision waiting for its state to be on disk (or the decision's own error, given after the lock is released too). */
 interface Decided {
-  login: Waiting
+  login: PendingLogin
   result?: unknown
   error?: unknown
 }
@@ -92,8 +86,17 @@ const hotKey = (u: UserRecord): HotKey => [
 const sameHotKey = (a: HotKey, b: HotKey): boolean => a.every((v, i) => v === b[i])
 
 export class GroupCommit {
-  private queue: Waiting[] = []
-  private running = false
+  /**
+   * One batch at a time (one lock): the logins that arrive while a batch is committed, and those
+   * of one turn of the event loop, form the next. No bound here: a login waits for the lock as
+   * every command does.
+   */
+  private readonly batches = batchedLogins((batch) => this.runBatch(batch), {
+    concurrency: 1,
+    maxBatch: Number.POSITIVE_INFINITY,
+    boundMs: Number.POSITIVE_INFINITY,
+    late: () => new Error('unreachable: logins have no deadline here'),
+  })
   private store?: KnownStore
   private journal?: KnownJournal
   /** The journal's live content: the newest entry line per user (what a compaction keeps). */
@@ -113,42 +116,29 @@ export class GroupCommit {
 
   /** The seam's login: resolved once the login's effect is on disk (or it had none). */
   login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({user, fn, resolve, reject} as Waiting)
-      if (!this.running) {
-        this.running = true
-        setImmediate(() => void this.run()) // the logins of this turn of the event loop join the first batch
-      }
-    })
+    return this.batches.login(user, fn)
   }
 
-  private async run(): Promise<void> {
-    try {
-      while (this.queue.length > 0) {
-        const batch = this.queue
-        this.queue = []
-        const rest = await this.commit(batch)
-        for (const w of rest) {
-          this.stats.single++
-          try {
-            w.resolve(await this.file.login(w.user, w.fn))
-          } catch (error) {
-            w.reject(error)
-          }
-        }
+  /** One batch: committed together under the lock, then what this path could not take, one login at a time the per-login way, in order. */
+  private async runBatch(batch: PendingLogin[]): Promise<LoginOutcome[]> {
+    const outcomes = new Map<PendingLogin, LoginOutcome>()
+    const {decided, rest} = await this.commit(batch)
+    for (const d of decided) outcomes.set(d.login, 'error' in d ? {error: d.error} : {value: d.result})
+    for (const w of rest) {
+      this.stats.single++
+      try {
+        outcomes.set(w, {value: await this.file.login(w.user, w.fn)})
+      } catch (error) {
+        outcomes.set(w, {error})
       }
-    } finally {
-      this.running = false
     }
+    return batch.map((w) => outcomes.get(w)!)
   }
 
-  /**
-   * One batch under the lock. Resolves the logins it committed (after the lock is released) and
-   * returns those left to the per-login path, in order.
-   */
-  private async commit(batch: Waiting[]): Promise<Waiting[]> {
+  /** One batch under the lock: the decisions whose state is on disk (or their own errors), and the logins left to the per-login path, in order. */
+  private async commit(batch: PendingLogin[]): Promise<{decided: Decided[]; rest: PendingLogin[]}> {
     let decided: Decided[] = []
-    let rest: Waiting[] = batch
+    let rest: PendingLogin[] = batch
     try {
       checkStoreDir(dirname(this.file.path)) // an untrusted directory is never read
       ensureDir(dirname(this.file.path))
@@ -166,17 +156,14 @@ export class GroupCommit {
       rest = batch // the per-login path gives this batch its answers (and its errors: fail closed)
     }
     if (decided.length > 0) this.stats.batches++
-    for (const d of decided)
-      if ('error' in d) d.login.reject(d.error)
-      else d.login.resolve(d.result)
-    return rest
+    return {decided, rest}
   }
 
   /**
    * Decides each login in arrival order on the known state, changing it in place. A login this
    * path cannot take ends the batch: it and the ones after it go the per-login way.
    */
-  private decide(batch: Waiting[]): {decided: Decided[]; rest: Waiting[]; lines: string[]; stale?: boolean} {
+  private decide(batch: PendingLogin[]): {decided: Decided[]; rest: PendingLogin[]; lines: string[]; stale?: boolean} {
     const store = this.store!
     const settings = store.header.doc.settings
     const decided: Decided[] = []

@@ -690,6 +690,15 @@ export class PgStore implements StoreBackend {
     return {ins, upd, del}
   }
 
+  /** What a login transaction's first round trip brought (BEGIN; HEAD; rows FOR UPDATE): the settings head, its key checked, and the locked rows. */
+  private lockedRows(begun: unknown): {head: Head; rows: Row[]} {
+    const [, headResult, r] = begun as [unknown, pg.QueryResult<HeadRow>, pg.QueryResult<Row>]
+    pgWork.rowsRead += r.rows.length
+    const head = this.parseHead(headResult)
+    this.checkKey(head.keyId)
+    return {head, rows: r.rows}
+  }
+
   async login<T>(user: string, fn: (doc: Doc) => T): Promise<T> {
     // One round trip for the start: BEGIN, the settings row and the user's row, sent together
     // (the name is quoted by the client; usernames are validated before they get here anyway).
@@ -699,15 +708,12 @@ export class PgStore implements StoreBackend {
     return this.tx(
       'the login check',
       async (c, begun) => {
-        const [, headResult, r] = begun as [unknown, pg.QueryResult<HeadRow>, pg.QueryResult<Row>]
-        pgWork.rowsRead += r.rows.length
-        const head = this.parseHead(headResult)
-        this.checkKey(head.keyId)
-        const doc = this.decode(head, r.rows)
-        this.authenticate(head, doc, r.rows)
+        const {head, rows: lockedRows} = this.lockedRows(begun)
+        const doc = this.decode(head, lockedRows)
+        this.authenticate(head, doc, lockedRows)
         const before = snapshot(doc)
         const result = fn(doc)
-        await this.write(c, r.rows, before, doc, head.keyId === null ? undefined : {id: head.keyId, key: this.keys.byId(head.keyId)!})
+        await this.write(c, lockedRows, before, doc, head.keyId === null ? undefined : {id: head.keyId, key: this.keys.byId(head.keyId)!})
         return result
       },
       {begin, boundMs: LOGIN_BOUND_MS},
@@ -732,11 +738,8 @@ export class PgStore implements StoreBackend {
     return this.tx(
       'the login check',
       async (c, begun) => {
-        const [, headResult, r] = begun as [unknown, pg.QueryResult<HeadRow>, pg.QueryResult<Row>]
-        pgWork.rowsRead += r.rows.length
-        const head = this.parseHead(headResult)
-        this.checkKey(head.keyId)
-        const {doc, rows, refused} = this.decodeEach(head, r.rows)
+        const {head, rows: lockedRows} = this.lockedRows(begun)
+        const {doc, rows, refused} = this.decodeEach(head, lockedRows)
         const before = snapshot(doc)
         const ran = new Set<string>() // users a login of this batch already ran on
         const outcomes = batch.map((l): LoginOutcome => {
