@@ -4,35 +4,20 @@
 // from a path another user can swap, the environment under sudo, and STIG mode without anyone
 // able to manage the host.
 import {execFileSync} from 'node:child_process'
-import {chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, symlinkSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
-import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import {hashCodes} from '../../src/core/codes.js'
 import {resolveStore} from '../../src/store/config.js'
 import {oathtool, tempStore, tfactl} from '../helpers/cli.js'
 import {startFakePg} from '../helpers/fakepg.js'
 import {mallory} from '../helpers/mallory.js'
-import {type PgServer, startPostgres} from '../helpers/postgres.js'
-import {check, dbFleet, dbHost, enable, expectDecision, expectJsonError, renew, withinOneStep} from './support.js'
+import {check, dbFleets, enable, expectDecision, expectJsonError, renew, withinOneStep} from './support.js'
 
-let pg: PgServer
-let work: string
-let dbCount = 0
-beforeAll(async () => {
-  pg = await startPostgres()
-  work = mkdtempSync(join(tmpdir(), 'tfactl-trust-'))
-})
-afterAll(() => {
-  pg?.destroy()
-  if (work) rmSync(work, {recursive: true, force: true})
-})
-
-/** A host with its own key file on a database of the fleet. */
-const host = (url: string, keyFile: string) => dbHost(url, keyFile, work)
-/** A fresh database; host A creates the key, `hostB()` copies it (how a host joins). */
-const fleet = () => dbFleet(pg, work, `trust${++dbCount}`)
+/** Fresh databases `trustN`; host A creates the key, `hostB()` copies it (how a host joins). */
+const db = dbFleets('trust')
+const {host, fleet} = db
 
 /** A port nothing listens on. */
 const closedPort = (): Promise<number> =>
@@ -80,7 +65,7 @@ describe('settings the key did not authenticate', () => {
   })
 
   it('refuses, on a host holding a key, a database whose key id is empty or missing (a server answering in its place)', async () => {
-    const {a, psql} = await fleet()
+    const {a, psql, name, keys} = await fleet()
     await enable(a)
     await renew(a, 'alice')
     psql(`UPDATE tfactl_settings SET key_id = '', settings = jsonb_set(settings, '{enabled}', 'false')`)
@@ -90,7 +75,7 @@ describe('settings the key did not authenticate', () => {
     expect(expectJsonError(r, 3)).toMatch(/names no key, but this host holds/)
     expect(r.stdout).not.toMatch(/"allowed": true/)
     // another database altogether (what a local user serves while PostgreSQL is down): the same
-    const other = host(await pg.database(`empty${dbCount}`), join(work, `trust${dbCount}`, 'a', 'tfactl.key'))
+    const other = host(await db.pg.database(`empty${name}`), join(keys, 'a', 'tfactl.key'))
     expect(expectJsonError(await check(other, 'alice'), 3)).toMatch(/names no key/)
   })
 
@@ -131,7 +116,7 @@ describe('a server that asks for the password', () => {
         [`postgresql://tfactl:url-password@127.0.0.1:${fake.port}/db`, {}],
       ] as const) {
         const started = fake.startups
-        const r = await tfactl(['login:check', 'alice', '--json', '--store', url, '--key-file', join(work, 'nokey', 'tfactl.key')], {env})
+        const r = await tfactl(['login:check', 'alice', '--json', '--store', url, '--key-file', join(db.work, 'nokey', 'tfactl.key')], {env})
         expect(expectJsonError(r, 3)).toMatch(/without TLS; refused/)
         expect(fake.startups).toBeGreaterThan(started)
       }
@@ -147,7 +132,7 @@ describe('a server that asks for the password', () => {
     const tcp = await a.run(['doctor', '--json'])
     expect(tcp.json.checks).toContainEqual(expect.objectContaining({check: 'database connection', status: 'finding'}))
     expect(tcp.json.checks.find((c: any) => c.check === 'database connection').message).toMatch(/verify-full/)
-    const socket = host(`postgresql://postgres@/${name}?host=${pg.dir}&port=${pg.port}`, join(keys, 'a', 'tfactl.key'))
+    const socket = host(`postgresql://postgres@/${name}?host=${db.pg.dir}&port=${db.pg.port}`, join(keys, 'a', 'tfactl.key'))
     const viaSocket = await socket.run(['doctor', '--json'])
     expect(viaSocket.json.checks).toContainEqual(expect.objectContaining({check: 'database connection', status: 'ok'}))
   })
@@ -167,7 +152,7 @@ describe('limits', () => {
         '--store',
         `postgresql://postgres@127.0.0.1:${fake.port}/stalled`,
         '--key-file',
-        join(work, 'nokey', 'tfactl.key'),
+        join(db.work, 'nokey', 'tfactl.key'),
       ])
       expect(Date.now() - started).toBeLessThan(10_000)
       expect(expectJsonError(r, 3)).toMatch(/unreachable/)
@@ -188,7 +173,7 @@ describe('limits', () => {
     ]
     for (const [url, fragments] of cases)
       for (const args of [['login:check', 'alice'], ['user:list'], ['doctor']]) {
-        const r = await tfactl([...args, '--json', '--store', url, '--key-file', join(work, 'nokey', 'tfactl.key')])
+        const r = await tfactl([...args, '--json', '--store', url, '--key-file', join(db.work, 'nokey', 'tfactl.key')])
         expect(r.code, `${url}: ${r.stdout}${r.stderr}`).toBeGreaterThan(0)
         for (const f of fragments) expect(r.stdout + r.stderr, url).not.toContain(f)
       }
@@ -201,8 +186,8 @@ describe('the config file', () => {
     const store = tempStore()
     try {
       await enable(store)
-      const mine = mkdtempSync(join(work, 'conf-'))
-      const theirs = mkdtempSync(join(work, 'conf-'))
+      const mine = mkdtempSync(join(db.work, 'conf-'))
+      const theirs = mkdtempSync(join(db.work, 'conf-'))
       chmodSync(theirs, 0o755)
       chownSync(theirs, uid, -1)
       const write = (path: string) => writeFileSync(path, JSON.stringify({store: store.path}), {mode: 0o644})
@@ -236,13 +221,13 @@ describe('store:restore --from', () => {
       await renew(s, 'alice')
       await renew(s, 'alice') // a .bak to restore
       const before = s.bytes()
-      const theirs = mkdtempSync(join(work, 'restore-'))
+      const theirs = mkdtempSync(join(db.work, 'restore-'))
       chmodSync(theirs, 0o755)
       chownSync(theirs, uid, -1)
       copyFileSync(`${s.path}.bak`, join(theirs, 'backup')) // root's genuine backup, in their directory
       const r = await s.run(['store:restore', '--from', join(theirs, 'backup'), '--json'])
       expect(expectJsonError(r, 3)).toContain(theirs)
-      const mine = mkdtempSync(join(work, 'restore-'))
+      const mine = mkdtempSync(join(db.work, 'restore-'))
       symlinkSync(`${s.path}.bak`, join(mine, 'link'))
       expect(expectJsonError(await s.run(['store:restore', '--from', join(mine, 'link'), '--json']), 3)).toMatch(/symbolic link/)
       expect(s.bytes()).toEqual(before)
@@ -266,20 +251,20 @@ describe('the environment under sudo', () => {
       PGPORT: '5999',
       PGPASSFILE: '/home/alice/.pgpass',
     }
-    const r = resolveStore({store: join(work, 'store.json')}, env, 0)
-    expect(r.spec).toBe(join(work, 'store.json'))
+    const r = resolveStore({store: join(db.work, 'store.json')}, env, 0)
+    expect(r.spec).toBe(join(db.work, 'store.json'))
     expect(r.keyFile).toBeUndefined()
     expect(r.ignored).toEqual(['PGHOST', 'PGPASSFILE', 'PGPORT', 'TFACTL_CONFIG', 'TFACTL_KEY_FILE', 'TFACTL_STORE'])
     expect(Object.keys(env)).toEqual(['SUDO_USER'])
-    const plain = {TFACTL_STORE: join(work, 'env.json')}
-    expect(resolveStore({}, plain, 0)).toMatchObject({spec: join(work, 'env.json'), ignored: []})
+    const plain = {TFACTL_STORE: join(db.work, 'env.json')}
+    expect(resolveStore({}, plain, 0)).toMatchObject({spec: join(db.work, 'env.json'), ignored: []})
   })
 
   it('runs a self-service command on the flags, warning that the environment was ignored', async () => {
     const s = tempStore()
     try {
       await enable(s)
-      const env = {SUDO_USER: 'nobody', TFACTL_CONFIG: join(work, 'absent', 'config.json'), TFACTL_STORE: join(work, 'absent', 'store.json')}
+      const env = {SUDO_USER: 'nobody', TFACTL_CONFIG: join(db.work, 'absent', 'config.json'), TFACTL_STORE: join(db.work, 'absent', 'store.json')}
       const asRoot = await s.run(['twofactor:status', '--json'], {env: {TFACTL_CONFIG: env.TFACTL_CONFIG}})
       expectJsonError(asRoot, 2) // without sudo, the named config file is used (and is missing)
       const r = await tfactl(['user:secret:renew', '--qr', 'none', '--json', '--store', s.path], {env})

@@ -4,36 +4,26 @@
 // commits nothing; the next batch works; and two responders on one database accept each code
 // once. The logins go through checkLogin with the responder's `login`, as radius:serve's judge
 // calls it; the two-responder case runs the real radius:serve.
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {hotp} from '../../src/core/totp.js'
 import {checkLogin} from '../../src/login/check.js'
 import {openStore, type Responder} from '../../src/store/backend.js'
 import {pgWork} from '../../src/store/postgres/store.js'
-import {type PgServer, startPostgres} from '../helpers/postgres.js'
 import {radiusClient, startResponder, writeClients} from '../helpers/radius.js'
-import {awayFromBoundary, dbFleet, stepAt} from './support.js'
+import {awayFromBoundary, dbFleets, stepAt} from './support.js'
 
-let pg: PgServer
-let work: string
-let dbCount = 0
+const db = dbFleets('resp')
 const cleanup: (() => Promise<unknown> | unknown)[] = []
-beforeAll(async () => {
-  pg = await startPostgres()
-  work = mkdtempSync(join(tmpdir(), 'tfactl-pg-responder-'))
-})
 afterAll(async () => {
-  for (const f of cleanup.reverse()) await f()
-  pg?.destroy()
-  if (work) rmSync(work, {recursive: true, force: true})
+  for (const f of cleanup.reverse()) await f() // before the server goes (dbFleets' afterAll runs after this one)
 })
 
 /** A fresh database with `users` enrolled (fail delay 0), and a responder on it as radius:serve opens one. */
 async function setUp(users: string[]) {
-  const fleet = await dbFleet(pg, work, `resp${++dbCount}`)
+  const fleet = await db.fleet()
   expect((await fleet.a.run(['twofactor:enable', '--ssh', '--fail-delay', '0', '--window', '1', '--json'])).code).toBe(0)
   const keys = new Map<string, Uint8Array>()
   for (const user of users) keys.set(user, await enrol(fleet.a, user))
@@ -166,13 +156,13 @@ describe('two radius:serve on one PostgreSQL database', () => {
   it('accept each code exactly once when both are sent every code at the same time, twice each', {timeout: 120_000}, async () => {
     const users = Array.from({length: 60}, (_, i) => `u${i}`)
     const {fleet, keys} = await setUp([])
-    const list = join(work, 'two-users')
+    const list = join(db.work, 'two-users')
     writeFileSync(list, users.join('\n'))
     const r = await fleet.a.run(['user:secret:renew', '--users-file', list, '--qr', 'none', '--json'])
     expect(r.code, r.stderr).toBe(0)
     for (const u of r.json.users as {user: string; secret: string}[]) keys.set(u.user, base32Decode(u.secret)!)
     const secret = 'two-responders-secret'
-    const clients = writeClients(join(work, 'two-clients'), [`127.0.0.1 ${secret} code`])
+    const clients = writeClients(join(db.work, 'two-clients'), [`127.0.0.1 ${secret} code`])
     const args = ['--clients', clients, '--store', fleet.url, '--key-file', join(fleet.keys, 'a', 'tfactl.key'), '--db-connections', '4']
     const responders = [await startResponder(args), await startResponder(args)]
     cleanup.push(...responders.map((x) => () => x.stop()))

@@ -1,35 +1,20 @@
 // The fleet store: a real PostgreSQL server, started by the tests. One contract suite
 // runs against both backends; then "two hosts" (two CLI processes, each with its own copy of the
 // key file, one database) check that replay state, failures, recovery and bypass codes are shared.
-import {chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {chmodSync, copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
-import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import {base32Decode} from '../../src/core/base32.js'
 import {hashCodes} from '../../src/core/codes.js'
 import {SCHEMA_VERSION} from '../../src/store/postgres/schema.js'
 import {PgStore} from '../../src/store/postgres/store.js'
 import {oathtool, tempStore, tfactl} from '../helpers/cli.js'
-import {type PgServer, startPostgres} from '../helpers/postgres.js'
-import {check, dbFleet, dbHost, enable, expectDecision, expectJsonError, renew, type TempStore, withinOneStep, wrongCode} from './support.js'
+import {check, dbFleets, enable, expectDecision, expectJsonError, renew, type TempStore, withinOneStep, wrongCode} from './support.js'
 
-let pg: PgServer
-let work: string
-let dbCount = 0
-beforeAll(async () => {
-  pg = await startPostgres()
-  work = mkdtempSync(join(tmpdir(), 'tfactl-pgtest-'))
-})
-afterAll(() => {
-  pg?.destroy()
-  if (work) rmSync(work, {recursive: true, force: true})
-})
-
-/** A host with its own key file on a database of the fleet. */
-const host = (url: string, keyFile: string) => dbHost(url, keyFile, work)
-/** A fresh database and host A on it; `hostB()` copies A's key file (how a host joins) and names it in the environment. */
-const fleet = () => dbFleet(pg, work, `db${++dbCount}`, 'env')
+/** Fresh databases `pgtestN` and host A on each; `hostB()` copies A's key file (how a host joins) and names it in the environment. */
+const db = dbFleets('pgtest', 'env')
+const {host, fleet} = db
 
 const secretOf = async (h: TempStore, user: string): Promise<string> => (await h.run(['user:secret:show', user, '--json'])).json.secret
 
@@ -88,7 +73,7 @@ describe.each(['file', 'postgres'] as const)('store contract (%s backend)', (bac
 
   it('bulk-enrols a users file in one go and unsets a secret', async () => {
     const s = await make()
-    const list = join(work, `users-${backend}-${Date.now()}.txt`)
+    const list = join(db.work, `users-${backend}-${Date.now()}.txt`)
     writeFileSync(list, Array.from({length: 200}, (_, i) => `user${i}`).join('\n'))
     const r = await s.run(['user:secret:renew', '--users-file', list, '--qr', 'none', '--json'])
     expect(r.code, r.stderr).toBe(0)
@@ -195,7 +180,7 @@ describe('two hosts sharing one database', () => {
     await enable(a)
     const secrets = [(await renew(a, 'alice')).secret, (await renew(a, 'bob', '--pending')).secret]
     const codes = (await a.run(['user:recovery:generate', 'alice', '--json'])).json.codes as string[]
-    const dump = pg.tool('pg_dump', [name])
+    const dump = db.pg.tool('pg_dump', [name])
     expect(dump).toContain('tfactl_users')
     for (const s of secrets) {
       expect(dump).not.toContain(s)
@@ -283,12 +268,12 @@ describe('database store: configuration and refusals', () => {
     const {a, name} = await fleet()
     await enable(a)
     await renew(a, 'alice')
-    pg.tool('psql', ['-qc', `UPDATE tfactl_users SET data = jsonb_set(data, '{failures}', '"many"') WHERE name = 'alice'`, name])
+    db.pg.tool('psql', ['-qc', `UPDATE tfactl_users SET data = jsonb_set(data, '{failures}', '"many"') WHERE name = 'alice'`, name])
     expect(expectJsonError(await a.run(['store:check', '--json']), 3)).toContain('users.alice.failures')
     expect(expectJsonError(await check(a, 'alice', {code: '123456'}), 3)).toContain('users.alice.failures')
-    pg.tool('psql', ['-qc', `UPDATE tfactl_users SET data = jsonb_set(data, '{failures}', '0') WHERE name = 'alice'`, name])
+    db.pg.tool('psql', ['-qc', `UPDATE tfactl_users SET data = jsonb_set(data, '{failures}', '0') WHERE name = 'alice'`, name])
     expect((await a.run(['store:check', '--json'])).code).toBe(0)
-    pg.tool('psql', ['-qc', 'INSERT INTO tfactl_schema (version) VALUES (99)', name])
+    db.pg.tool('psql', ['-qc', 'INSERT INTO tfactl_schema (version) VALUES (99)', name])
     expect(expectJsonError(await check(a, 'alice', {code: '123456'}), 3)).toMatch(/newer tfactl/)
   })
 
@@ -373,7 +358,7 @@ describe('database store: configuration and refusals', () => {
     expectDecision(await check(src.a, 'alice', {code: codes[0]}), true, 'recovery_code_accepted')
     // a source the key cannot open: exit 3, the destination left empty
     const other = await fleet()
-    expectJsonError(await other.a.run(['store:migrate', '--from', src.url, '--from-key-file', join(work, 'no-such.key'), '--json']), 3)
+    expectJsonError(await other.a.run(['store:migrate', '--from', src.url, '--from-key-file', join(db.work, 'no-such.key'), '--json']), 3)
     expect((await other.a.run(['user:list', '--json'])).json.users).toEqual([])
     expectJsonError(await src.a.run(['store:migrate', '--from', src.url, '--json']), 2) // itself
   })
@@ -399,7 +384,7 @@ describe('database store: configuration and refusals', () => {
     const {a} = await fleet()
     await enable(a)
     const {secret} = await renew(a, 'alice')
-    pg.stop()
+    db.pg.stop()
     try {
       const started = Date.now()
       const r = await check(a, 'alice', {code: await oathtool(secret)})
@@ -416,7 +401,7 @@ describe('database store: configuration and refusals', () => {
         expect(plain.stderr.trim().split('\n'), args[0]).toEqual([expect.stringMatching(/^tfactl: postgresql:\/\/.*database unreachable/)])
       }
     } finally {
-      pg.start()
+      db.pg.start()
     }
     await withinOneStep(30, async () => expectDecision(await check(a, 'alice', {code: await oathtool(secret)}), true, 'code_accepted'))
   })
@@ -437,7 +422,7 @@ describe('database store: configuration and refusals', () => {
         '--store',
         `postgresql://postgres@127.0.0.1:${port}/hung`,
         '--key-file',
-        join(work, 'hung.key'),
+        join(db.work, 'hung.key'),
       ])
       expect(Date.now() - started).toBeLessThan(10_000)
       expect(expectJsonError(r, 3)).toMatch(/unreachable/)

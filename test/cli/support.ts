@@ -1,6 +1,7 @@
 // Shared by the CLI and interop tests: small wrappers over test/helpers/cli.ts that
 // speak the JSON contract, plus care for TOTP step boundaries.
-import {chmodSync, copyFileSync, cpSync, mkdirSync, writeFileSync} from 'node:fs'
+import {chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, expect} from 'vitest'
@@ -180,4 +181,33 @@ export async function dbFleet(pg: PgServer, work: string, name: string, bHow: 'f
   }
   const psql = (sql: string) => pg.tool('psql', ['-qc', sql, name])
   return {name, url, keys, a, hostB, psql}
+}
+
+/**
+ * A test file's PostgreSQL fleets: a throwaway server and a work directory made before its tests
+ * and removed after them, even when they fail. `fleet()` is a fresh database `<prefix>N` with
+ * host A on it (dbFleet); `host()` another host with a key file of its own.
+ */
+export function dbFleets(prefix: string, bHow: 'flag' | 'env' = 'flag') {
+  let pg: PgServer | undefined
+  let work: string | undefined
+  let count = 0
+  beforeAll(async () => {
+    pg = await startPostgres()
+    work = mkdtempSync(join(tmpdir(), `tfactl-${prefix}-`))
+  })
+  afterAll(() => {
+    pg?.destroy()
+    if (work) rmSync(work, {recursive: true, force: true})
+  })
+  return {
+    get pg(): PgServer {
+      return pg!
+    },
+    get work(): string {
+      return work!
+    },
+    host: (url: string, keyFile: string) => dbHost(url, keyFile, work!),
+    fleet: () => dbFleet(pg!, work!, `${prefix}${++count}`, bHow),
+  }
 }
