@@ -1,16 +1,32 @@
-import {createHmac, timingSafeEqual} from 'node:crypto'
+import {hmacOf} from './mac.js'
 
 export type Algorithm = 'SHA1' | 'SHA256' | 'SHA512'
 export const ALGORITHMS: readonly Algorithm[] = ['SHA1', 'SHA256', 'SHA512']
 
+/**
+ * HMAC (RFC 2104) of 8-byte counters under one key: the key's padded blocks made once for every
+ * counter a check looks at (mac.ts).
+ */
+function counterMac(key: Uint8Array, algorithm: Algorithm): (counter: number) => Buffer {
+  const mac = hmacOf(algorithm.toLowerCase(), key)
+  return (counter) => {
+    if (!Number.isSafeInteger(counter) || counter < 0) throw new RangeError(`HOTP counter out of range: ${counter}`)
+    const msg = Buffer.allocUnsafe(8)
+    msg.writeUInt32BE(Math.floor(counter / 2 ** 32), 0)
+    msg.writeUInt32BE(counter >>> 0, 4)
+    return mac(msg)
+  }
+}
+
+/** RFC 4226 dynamic truncation of one MAC: the code's value (before it is written with `digits` digits). */
+function truncate(mac: Buffer, digits: number): number {
+  const offset = mac[mac.length - 1] & 0x0f
+  return (mac.readUInt32BE(offset) & 0x7fffffff) % 10 ** digits
+}
+
 /** RFC 4226 HOTP value for one counter, as a zero-padded decimal string. */
 export function hotp(key: Uint8Array, counter: number, digits: number, algorithm: Algorithm = 'SHA1'): string {
-  const msg = Buffer.alloc(8)
-  msg.writeBigUInt64BE(BigInt(counter))
-  const mac = createHmac(algorithm.toLowerCase(), key).update(msg).digest()
-  const offset = mac[mac.length - 1] & 0x0f
-  const binary = mac.readUInt32BE(offset) & 0x7fffffff
-  return String(binary % 10 ** digits).padStart(digits, '0')
+  return String(truncate(counterMac(key, algorithm)(counter), digits)).padStart(digits, '0')
 }
 
 /** The RFC 6238 time step that contains `nowMs`. */
@@ -32,10 +48,11 @@ export interface TotpParams {
 export function matchStep(params: TotpParams, code: string, nowMs: number, window: number, centre = 0): number | undefined {
   if (code.length !== params.digits || !/^[0-9]+$/.test(code)) return undefined
   const current = timeStep(nowMs, params.interval) + centre
-  const given = Buffer.from(code)
+  const given = Number(code) // digits only, `digits` of them: one integer, compared in constant time
+  const mac = counterMac(params.key, params.algorithm)
   let found: number | undefined
   for (let step = current - window; step <= current + window; step++) {
-    if (timingSafeEqual(Buffer.from(hotp(params.key, step, params.digits, params.algorithm)), given)) found = step
+    if (truncate(mac(step), params.digits) === given) found = step
   }
   return found
 }
@@ -48,7 +65,8 @@ export function matchStep(params: TotpParams, code: string, nowMs: number, windo
 export function matchPair(params: TotpParams, first: string, second: string, nowMs: number, range: number): number | undefined {
   const current = timeStep(nowMs, params.interval)
   const from = current - range - 1 // the first code's step for t = current - range
-  const codes = Array.from({length: 2 * range + 2}, (_, i) => hotp(params.key, from + i, params.digits, params.algorithm))
+  const mac = counterMac(params.key, params.algorithm)
+  const codes = Array.from({length: 2 * range + 2}, (_, i) => String(truncate(mac(from + i), params.digits)).padStart(params.digits, '0'))
   let best: number | undefined
   for (let i = 1; i < codes.length; i++) {
     if (codes[i - 1] !== first || codes[i] !== second) continue

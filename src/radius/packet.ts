@@ -1,4 +1,5 @@
-import {createHash, createHmac, timingSafeEqual} from 'node:crypto'
+import {timingSafeEqual} from 'node:crypto'
+import {digest, hmacOf, type Mac} from '../core/mac.js'
 
 /**
  * RADIUS packets (RFC 2865), Message-Authenticator (RFC 3579 §3.2) and User-Password hiding
@@ -7,6 +8,14 @@ import {createHash, createHmac, timingSafeEqual} from 'node:crypto'
  * password (revealPassword), build the answer (encodeResponse). Each failure has its own error.
  * The client side (encodeRequest, hidePassword, checkResponse) serves the tests and the bench.
  */
+
+/** HMAC-MD5 under a shared secret, its padded blocks made once per secret (a client's secret is one Buffer for the responder's life). */
+const macs = new WeakMap<Buffer, Mac>()
+function hmacMd5(secret: Buffer): Mac {
+  let mac = macs.get(secret)
+  if (!mac) macs.set(secret, (mac = hmacOf('md5', secret)))
+  return mac
+}
 
 export const CODE = {
   accessRequest: 1,
@@ -98,7 +107,7 @@ function messageAuthenticatorOf(raw: Buffer, authenticator: Buffer, secret: Buff
   const copy = Buffer.from(raw)
   authenticator.copy(copy, 4)
   copy.fill(0, valueOffset, valueOffset + MA_LENGTH)
-  return createHmac('md5', secret).update(copy).digest()
+  return hmacMd5(secret)(copy)
 }
 
 /** Where the Message-Authenticator's value starts in `raw`, or undefined when it has none. */
@@ -122,11 +131,7 @@ export function checkMessageAuthenticator(packet: Packet, secret: Buffer): boole
   // the Message-Authenticator's value read as zeros, without copying the packet.
   const raw = packet.raw
   const at = messageAuthenticatorOffset(raw)!
-  const expected = createHmac('md5', secret)
-    .update(raw.subarray(0, at))
-    .update(ZEROS)
-    .update(raw.subarray(at + MA_LENGTH))
-    .digest()
+  const expected = hmacMd5(secret)(raw.subarray(0, at), ZEROS, raw.subarray(at + MA_LENGTH))
   if (!timingSafeEqual(expected, value)) throw new PacketError('wrong Message-Authenticator (shared secret mismatch or forged packet)')
   return true
 }
@@ -136,7 +141,7 @@ function passwordXor(input: Buffer, secret: Buffer, authenticator: Buffer, hidin
   const out = Buffer.alloc(input.length)
   let previous = authenticator
   for (let at = 0; at < input.length; at += 16) {
-    const b = createHash('md5').update(secret).update(previous).digest()
+    const b = digest('md5', secret, previous)
     for (let i = 0; i < 16; i++) out[at + i] = input[at + i] ^ b[i]
     previous = hiding ? out.subarray(at, at + 16) : input.subarray(at, at + 16)
   }
@@ -207,11 +212,8 @@ function frame(code: number, id: number, authenticator: Buffer, attributes: Attr
  */
 export function encodeResponse(request: {id: number; authenticator: Buffer}, code: number, attributes: Attribute[], secret: Buffer): Buffer {
   const out = frame(code, request.id, request.authenticator, attributes, true)
-  createHmac('md5', secret)
-    .update(out)
-    .digest()
-    .copy(out, HEADER_LENGTH + 2)
-  createHash('md5').update(out).update(secret).digest().copy(out, 4)
+  hmacMd5(secret)(out).copy(out, HEADER_LENGTH + 2)
+  digest('md5', out, secret).copy(out, 4)
   return out
 }
 
@@ -226,11 +228,7 @@ export function encodeRequest(opts: {
 }): Buffer {
   const withMa = opts.messageAuthenticator !== false
   const out = frame(opts.code ?? CODE.accessRequest, opts.id, opts.authenticator, opts.attributes, withMa)
-  if (withMa)
-    createHmac('md5', opts.secret)
-      .update(out)
-      .digest()
-      .copy(out, HEADER_LENGTH + 2)
+  if (withMa) hmacMd5(opts.secret)(out).copy(out, HEADER_LENGTH + 2)
   return out
 }
 
@@ -239,7 +237,7 @@ export function checkResponse(response: Buffer, requestAuthenticator: Buffer, se
   const packet = decodePacket(response)
   const copy = Buffer.from(packet.raw)
   requestAuthenticator.copy(copy, 4)
-  const expected = createHash('md5').update(copy).update(secret).digest()
+  const expected = digest('md5', copy, secret)
   if (!timingSafeEqual(expected, packet.authenticator)) throw new PacketError('wrong Response Authenticator')
   const offset = messageAuthenticatorOffset(packet.raw)
   if (offset === undefined) throw new PacketError('response without Message-Authenticator')

@@ -1,5 +1,6 @@
+import {createHmac, randomBytes} from 'node:crypto'
 import {describe, expect, it} from 'vitest'
-import {type Algorithm, hotp, matchStep, type TotpParams} from '../../src/core/totp.js'
+import {ALGORITHMS, type Algorithm, hotp, matchStep, type TotpParams} from '../../src/core/totp.js'
 
 // RFC 6238 Appendix B: the seeds, as ASCII, for each HMAC.
 const RFC6238_KEYS: Record<Algorithm, Buffer> = {
@@ -64,6 +65,27 @@ describe('hotp with the RFC 4226 Appendix D values', () => {
 
   it('zero-pads to the number of digits (RFC 6238 value 07081804)', () => {
     expect(hotp(RFC6238_KEYS.SHA1, 0x23523ec, 8)).toBe('07081804')
+  })
+
+  // The MAC is built from the key's padded blocks and one-shot digests: the same as Node's HMAC
+  // for keys shorter than, as long as and longer than a block (64 octets; 128 for SHA512), and
+  // for counters past 2^32.
+  it.each(ALGORITHMS)('equals the value computed with createHmac (%s)', (algorithm) => {
+    const reference = (key: Buffer, counter: number): string => {
+      const msg = Buffer.alloc(8)
+      msg.writeBigUInt64BE(BigInt(counter))
+      const mac = createHmac(algorithm.toLowerCase(), key).update(msg).digest()
+      return String((mac.readUInt32BE(mac[mac.length - 1] & 0x0f) & 0x7fffffff) % 1e8).padStart(8, '0')
+    }
+    for (const length of [1, 10, 20, 63, 64, 65, 127, 128, 129, 300]) {
+      const key = randomBytes(length)
+      for (const counter of [0, 1, 0xffffffff, 2 ** 32, 2 ** 32 + 5, 2 ** 40 + 3, Number.MAX_SAFE_INTEGER])
+        expect(hotp(key, counter, 8, algorithm)).toBe(reference(key, counter))
+    }
+  })
+
+  it('refuses a counter that is not a whole number from 0 to 2^53 - 1', () => {
+    for (const counter of [-1, 0.5, 2 ** 53, Number.NaN]) expect(() => hotp(RFC6238_KEYS.SHA1, counter, 6)).toThrow(RangeError)
   })
 })
 

@@ -1,0 +1,37 @@
+import {createHash, createHmac, randomBytes} from 'node:crypto'
+import {describe, expect, it} from 'vitest'
+import {digest, hmacOf} from '../../src/core/mac.js'
+
+// The login path's digests and HMACs (one-shot digests, an HMAC's padded blocks kept) give
+// Node's own bytes: keys shorter than, as long as and longer than a block, messages in parts.
+const ALGORITHMS = ['md5', 'sha1', 'sha256', 'sha512']
+
+describe('digest and hmacOf', () => {
+  it.each(ALGORITHMS)('%s: digest of parts equals createHash', (algorithm) => {
+    for (const lengths of [[0], [1], [16, 20], [64, 0, 3], [200]]) {
+      const parts = lengths.map((n) => randomBytes(n))
+      const h = createHash(algorithm)
+      for (const p of parts) h.update(p)
+      expect(digest(algorithm, ...parts).equals(h.digest())).toBe(true)
+    }
+  })
+
+  it.each(ALGORITHMS)('%s: hmacOf equals createHmac', (algorithm) => {
+    for (const keyLength of [0, 1, 16, 63, 64, 65, 127, 128, 129, 300]) {
+      const key = randomBytes(keyLength)
+      const mac = hmacOf(algorithm, key)
+      for (const lengths of [[0], [8], [20, 16, 44], [1000]]) {
+        const parts = lengths.map((n) => randomBytes(n))
+        const h = createHmac(algorithm, key)
+        for (const p of parts) h.update(p)
+        expect(mac(...parts).equals(h.digest())).toBe(true)
+      }
+    }
+  })
+
+  it('keeps its own copy of the padded key: the same MAC every time', () => {
+    const mac = hmacOf('md5', Buffer.from('secret'))
+    const message = Buffer.from('message')
+    expect(mac(message).equals(mac(message))).toBe(true)
+  })
+})
