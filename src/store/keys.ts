@@ -6,7 +6,13 @@ import {newKey} from './secrets.js'
 import {dirname} from 'node:path'
 
 /** Which key sealed the secrets, without revealing the key. */
-export const keyId = (key: Buffer): string => createHash('sha256').update(key).digest('hex').slice(0, 16)
+export function keyId(key: Buffer): string {
+  let id = keyIds.get(key)
+  if (id === undefined) keyIds.set(key, (id = createHash('sha256').update(key).digest('hex').slice(0, 16)))
+  return id
+}
+/** Ids of the keys read by this process (a responder opens every record's secret by id: the key is hashed once, not per record). */
+const keyIds = new WeakMap<Buffer, string>()
 
 /** Access to the keys that seal secrets: the one a store names, and the one new writes use. */
 export interface KeyRing {
@@ -69,8 +75,11 @@ export class KeyFiles implements KeyRing {
   }
 
   byId(id: string): Buffer | undefined {
-    const found = [this.path, this.next].map((p) => this.load(p)).find((k) => k && keyId(k) === id)
-    if (found || !this.legacy) return found
+    const key = this.load(this.path)
+    const next = this.load(this.next)
+    if (key && keyId(key) === id) return key
+    if (next && keyId(next) === id) return next
+    if (!this.legacy) return undefined
     const old = this.load(this.legacy)
     return old && keyId(old) === id ? old : undefined
   }
