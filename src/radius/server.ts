@@ -88,6 +88,13 @@ const CODE_CHECKED: ReadonlySet<Reason> = new Set<Reason>(['code_accepted', 'rec
 export const codeClientAllows = (decision: {allowed: boolean; reason: Reason}, client: Pick<Client, 'allowNoSecret'>): boolean =>
   decision.allowed && (CODE_CHECKED.has(decision.reason) || client.allowNoSecret)
 
+/** What is remembered of a request for its retransmissions. */
+interface Remembered {
+  at: number
+  authenticator: Buffer
+  answer?: Buffer
+}
+
 interface Answer {
   code: number
   attributes: Attribute[]
@@ -101,8 +108,14 @@ export class RadiusServer {
   private readonly states: StateBook
   private socket?: Socket
   private readonly inFlight = new Set<Promise<void>>()
-  /** Duplicate detection: source + id + Request Authenticator → the answer (undefined while deciding). */
-  private readonly recent = new Map<string, {at: number; answer?: Buffer}>()
+  /**
+   * Duplicate detection (RFC 5080 §2.2.2), as FreeRADIUS keeps it: source address, port and id →
+   * the request's authenticator and its answer (undefined while deciding). The same authenticator
+   * again is a retransmission; another one is a new request on a reused id, which replaces the
+   * entry (the client has given up on the old one), so a long-lived client socket holds at most
+   * 256 entries however many requests it sends.
+   */
+  private readonly recent = new Map<string, Remembered>()
   private readonly lastLogged = new Map<string, number>()
   private sweeper?: NodeJS.Timeout
   /** Counters for the operator and the tests. */
@@ -256,16 +269,18 @@ export class RadiusServer {
     if ((mayChallenge ? LARGEST_CHALLENGE : LARGEST_ANSWER) + proxyLength > MAX_LENGTH)
       return this.drop('big', `from ${from}: ${proxyLength} octets of Proxy-State leave no room for an answer`, client)
 
-    const key = `${from}|${rinfo.port}|${packet.id}|${packet.authenticator.toString('hex')}`
+    const key = `${from}|${rinfo.port}|${packet.id}`
     const seen = this.recent.get(key)
-    if (seen) {
+    if (seen?.authenticator.equals(packet.authenticator)) {
       this.stats.duplicates++
       this.opts.observe?.({client: client.network, outcome: 'duplicate', reason: 'retransmission', seconds: 0})
       if (seen.answer) await this.send(seen.answer, rinfo)
       return // still deciding: the answer goes out once
     }
-    const entry: {at: number; answer?: Buffer} = {at: Date.now()}
-    if (this.recent.size >= (this.opts.maxRemembered ?? MAX_REMEMBERED)) this.recent.delete(this.recent.keys().next().value!)
+    const entry: Remembered = {at: Date.now(), authenticator: Buffer.from(packet.authenticator)} // a copy: not the whole datagram kept
+    if (seen)
+      this.recent.delete(key) // a new request on a reused id: the newest entry, at the end
+    else if (this.recent.size >= (this.opts.maxRemembered ?? MAX_REMEMBERED)) this.recent.delete(this.recent.keys().next().value!)
     this.recent.set(key, entry)
     try {
       let answer: Answer

@@ -246,6 +246,35 @@ describe('RadiusServer with a real file store', () => {
     expect(checkResponse(a as Buffer, auth, Buffer.from(secret)).code).toBe(CODE.accessAccept)
   })
 
+  it('on one client socket: a retransmission gets the same answer once decided, a new request on a reused id is decided anew', async () => {
+    const socket = createSocket('udp4')
+    onTestFinished(() => socket.close())
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve))
+    const replies: Buffer[] = []
+    socket.on('message', (m) => replies.push(m))
+    const exchange = async (datagram: Buffer): Promise<Buffer> => {
+      const before = replies.length
+      socket.send(datagram, port, '127.0.0.1')
+      for (let i = 0; i < 300 && replies.length === before; i++) await new Promise((r) => setTimeout(r, 10))
+      expect(replies.length).toBe(before + 1)
+      return replies.at(-1)!
+    }
+    const request = (id: number, authenticator: Buffer) =>
+      encodeRequest({id, authenticator, attributes: [{type: ATTR.userName, value: text('nora')}], secret: Buffer.from(secret)})
+    const [a, b] = [randomBytes(16), randomBytes(16)]
+    const duplicates = server.stats.duplicates
+    const first = await exchange(request(7, a))
+    expect(checkResponse(first, a, Buffer.from(secret)).code).toBe(CODE.accessAccept)
+    const reused = await exchange(request(7, b)) // the same id, another authenticator: another request
+    expect(checkResponse(reused, b, Buffer.from(secret)).code).toBe(CODE.accessAccept)
+    expect(server.stats.duplicates).toBe(duplicates)
+    expect((await exchange(request(7, b))).equals(reused)).toBe(true) // a retransmission: the answer remembered
+    expect(server.stats.duplicates).toBe(duplicates + 1)
+    const remembered = server.remembered
+    for (let i = 0; i < 300; i++) await exchange(request(i % 256, randomBytes(16)))
+    expect(server.remembered - remembered).toBeLessThanOrEqual(256) // one entry per id of this socket
+  })
+
   it('drops requests from addresses not in the clients file; sends Proxy-State back', async () => {
     const other = new RadiusServer({
       clients: parseClients(`10.0.0.0/8 ${secret}\n`, 'c'),
