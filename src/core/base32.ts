@@ -1,4 +1,6 @@
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
+/** Base32 as tfactl writes it (and as the login path decodes it every time): nothing to clean. */
+const PLAIN = /^[A-Z2-7]*$/
 
 /** RFC 4648 base32 without padding, as authenticator apps expect in otpauth URIs. */
 export function base32Encode(bytes: Uint8Array): string {
@@ -22,19 +24,20 @@ export function base32Encode(bytes: Uint8Array): string {
  * Returns undefined when a character is outside the alphabet.
  */
 export function base32Decode(text: string): Buffer | undefined {
-  const clean = text.replace(/[\s=-]/g, '').replace(/[a-z]/g, (c) => c.toUpperCase())
-  const out: number[] = []
+  const clean = PLAIN.test(text) ? text : text.replace(/[\s=-]/g, '').replace(/[a-z]/g, (c) => c.toUpperCase())
+  const out = Buffer.allocUnsafe(Math.floor((clean.length * 5) / 8)) // every octet written below
+  let n = 0
   let bits = 0
   let value = 0
-  for (const ch of clean) {
-    const index = ALPHABET.indexOf(ch)
+  for (let i = 0; i < clean.length; i++) {
+    const index = ALPHABET.indexOf(clean[i])
     if (index < 0) return undefined
     value = ((value << 5) | index) & 0xffff
     bits += 5
     if (bits >= 8) {
-      out.push((value >>> (bits - 8)) & 0xff)
+      out[n++] = (value >>> (bits - 8)) & 0xff
       bits -= 8
     }
   }
-  return Buffer.from(out)
+  return out
 }

@@ -8,7 +8,11 @@ import * as crypto from 'node:crypto'
  * third of a login's TOTP time. The bytes are Node's own (test/unit/mac.test.ts).
  */
 
-const oneShot = (crypto as {hash?: (algorithm: string, data: Buffer, encoding: 'buffer') => Buffer}).hash
+type OneShot = {
+  (algorithm: string, data: Buffer, encoding: 'buffer'): Buffer
+  (algorithm: string, data: Buffer, encoding: 'binary'): string
+}
+const oneShot = (crypto as {hash?: OneShot}).hash
 
 /** The digest of `parts` one after the other. */
 export function digest(algorithm: string, ...parts: Buffer[]): Buffer {
@@ -21,23 +25,46 @@ export function digest(algorithm: string, ...parts: Buffer[]): Buffer {
 /** HMAC under one key: a function of the message's parts (one after the other). */
 export type Mac = (...parts: Buffer[]) => Buffer
 
-/** Block sizes of the digests HMAC is used with here. */
-const BLOCK: Record<string, number> = {md5: 64, sha1: 64, sha256: 64, sha512: 128}
+/** Block and digest sizes of the digests HMAC is used with here. */
+const SIZES: Record<string, {block: number; size: number}> = {
+  md5: {block: 64, size: 16},
+  sha1: {block: 64, size: 20},
+  sha256: {block: 64, size: 32},
+  sha512: {block: 128, size: 64},
+}
+
+/** Messages up to this long are laid after the inner pad in a buffer kept for the key (the rest are joined anew). */
+const SCRATCH = 512
 
 export function hmacOf(algorithm: string, key: Uint8Array): Mac {
-  const block = BLOCK[algorithm]
-  if (!oneShot || block === undefined)
+  const sizes = SIZES[algorithm]
+  const hash = oneShot
+  if (!hash || sizes === undefined)
     return (...parts) => {
       const h = crypto.createHmac(algorithm, key)
       for (const part of parts) h.update(part)
       return h.digest()
     }
+  const {block, size} = sizes
   const k = key.length > block ? digest(algorithm, Buffer.from(key)) : key
-  const inner = Buffer.alloc(block)
-  const outer = Buffer.alloc(block)
+  // inner pad, then the message; outer pad, then the inner digest (written as one latin1 string:
+  // a digest as text costs a third of one as a Buffer of its own)
+  const inner = Buffer.alloc(block + SCRATCH)
+  const outer = Buffer.alloc(block + size)
   for (let i = 0; i < block; i++) {
     inner[i] = (k[i] ?? 0) ^ 0x36
     outer[i] = (k[i] ?? 0) ^ 0x5c
   }
-  return (...parts) => digest(algorithm, outer, digest(algorithm, inner, ...parts))
+  return (...parts) => {
+    let length = block
+    for (const part of parts) length += part.length
+    let input: Buffer
+    if (length <= inner.length) {
+      let at = block
+      for (const part of parts) at += part.copy(inner, at)
+      input = inner.subarray(0, length)
+    } else input = Buffer.concat([inner.subarray(0, block), ...parts], length)
+    outer.write(hash(algorithm, input, 'binary'), block, 'latin1')
+    return hash(algorithm, outer, 'buffer')
+  }
 }

@@ -212,7 +212,7 @@ export class GroupCommit {
       if (i >= 0) {
         const {buf, nameEnds, ends} = store.lines
         const text = buf.toString('utf8', nameEnds[i] + 2, ends[i]) // after `"name":`
-        record = decodeUserText(user, text, this.file.path, store.header, this.keys, new Map())
+        record = decodeUserText(user, text, this.file.path, store.header, this.keys)
         Object.assign(record, this.undecoded.get(user))
       }
       this.undecoded.delete(user)
