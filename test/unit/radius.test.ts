@@ -248,7 +248,9 @@ describe('RadiusServer with a real file store', () => {
 
   it('on one client socket: a retransmission gets the same answer once decided, a new request on a reused id is decided anew', async () => {
     const socket = createSocket('udp4')
-    onTestFinished(() => socket.close())
+    onTestFinished(() => {
+      socket.close()
+    })
     await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve))
     const replies: Buffer[] = []
     socket.on('message', (m) => replies.push(m))
