@@ -241,6 +241,10 @@ export class GroupCommit {
    * the store (none yet, no journal epoch, not in the line layout).
    */
   private refreshStore(): boolean {
+    // The path still names the file held open, unchanged (its inode cannot be reused while it is
+    // held): nothing to open. Anything else (another file, a link, a change of mode or owner,
+    // which moves ctime) is opened and judged again.
+    if (this.store && sameFile(this.file.path, this.store.id)) return true
     const fd = openPrivate(this.file.path, fs.constants.O_RDONLY) // judged by what was opened
     if (fd === undefined) {
       this.forget()
@@ -269,17 +273,21 @@ export class GroupCommit {
   private refreshJournal(): boolean {
     const store = this.store!
     const path = this.file.files.journal
+    const known = this.journal
+    if (known && known.fd >= 0) {
+      // the path still names the journal held open (grown, if another process appended): its tail
+      const st = fs.lstatSync(path, {bigint: true, throwIfNoEntry: false})
+      const size = Number(st?.size ?? 0)
+      if (st && isPrivate(st) && st.dev === known.dev && st.ino === known.ino && size >= known.size) {
+        if (size > known.size && known.current) this.apply(parseJournal(readAt(known.fd, known.size, size - known.size), path).entries)
+        known.size = size
+        return true
+      }
+    }
     const fd = openPrivate(path, fs.constants.O_RDWR | fs.constants.O_APPEND)
     const st = fd === undefined ? undefined : fs.fstatSync(fd, {bigint: true})
     const size = Number(st?.size ?? 0)
-    const known = this.journal
     if (fd === undefined && known?.fd === -1) return true // still none
-    if (st && known && known.fd >= 0 && known.dev === st.dev && known.ino === st.ino && size >= known.size) {
-      fs.closeSync(fd!)
-      if (size > known.size && known.current) this.apply(parseJournal(readAt(known.fd, known.size, size - known.size), path).entries)
-      known.size = size
-      return true
-    }
     // Another file (compacted or reset by another process, removed, or the first read): what was
     // known of the journal goes, the records back to the store's text, and the file is read whole.
     this.dropJournal()
@@ -362,6 +370,16 @@ export class GroupCommit {
     this.newest.clear()
   }
 }
+
+/** Whether `path` names, without a link, a private regular file of this identity (the version held open). */
+function sameFile(path: string, id: Identity): boolean {
+  const st = fs.lstatSync(path, {bigint: true, throwIfNoEntry: false})
+  return st !== undefined && isPrivate(st) && sameVersion(id, identity(st))
+}
+
+/** What openPrivate requires of what it opens (a regular file, the caller's or root's, 0600 or less), on an lstat: anything else is opened and judged for its message. */
+const me = BigInt(process.getuid?.() ?? 0)
+const isPrivate = (st: fs.BigIntStats): boolean => st.isFile() && (st.uid === me || st.uid === 0n) && (st.mode & 0o077n) === 0n
 
 /** Binary search of the sorted names of a store's lines. */
 function findLine(lines: LineIndex, name: string): number {
