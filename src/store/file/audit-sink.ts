@@ -24,8 +24,13 @@ export class AuditWriter implements AuditSink {
     private readonly warn: (message: string) => void,
   ) {}
 
+  /** The time of the last line, written once per millisecond (thousands of lines a second share it). */
+  private clock = {ms: Number.NaN, iso: ''}
+
   record(event: Omit<AuditEvent, 'time' | 'actor'>): void {
-    const line: AuditEvent = {time: new Date().toISOString(), actor: this.actor, ...event}
+    const ms = Date.now()
+    if (ms !== this.clock.ms) this.clock = {ms, iso: new Date(ms).toISOString()}
+    const line: AuditEvent = {time: this.clock.iso, actor: this.actor, ...event}
     this.pending.push(`${JSON.stringify(line)}\n`)
     this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush())
   }
