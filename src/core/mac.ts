@@ -9,15 +9,19 @@ import * as crypto from 'node:crypto'
  * steps a third of its time). The bytes are Node's own (test/unit/mac.test.ts).
  */
 
-type OneShot = {
-  (algorithm: string, data: Buffer, encoding: 'buffer'): Buffer
-  (algorithm: string, data: Buffer, encoding: 'binary'): string
-}
+/** Node's one-shot digest as text (crypto.hash); undefined before Node 20.12, where hashing contexts do the work. */
+export type OneShot = (algorithm: string, data: Buffer, encoding: 'binary') => string
 const oneShot = (crypto as {hash?: OneShot}).hash
 
 /** The digest of `parts` one after the other. */
-export function digest(algorithm: string, ...parts: Buffer[]): Buffer {
-  if (oneShot) return Buffer.from(oneShot(algorithm, parts.length === 1 ? parts[0] : Buffer.concat(parts), 'binary'), 'latin1')
+export const digest = (algorithm: string, ...parts: Buffer[]): Buffer => digestWith(oneShot, algorithm, parts)
+
+/** HMAC under `key` (RFC 2104), its padded blocks made once. */
+export const hmacOf = (algorithm: string, key: Uint8Array): Mac => hmacWith(oneShot, algorithm, key)
+
+/** digest, with the one-shot given (the tests give none too: Node before 20.12). */
+export function digestWith(hash: OneShot | undefined, algorithm: string, parts: Buffer[]): Buffer {
+  if (hash) return Buffer.from(hash(algorithm, parts.length === 1 ? parts[0] : Buffer.concat(parts), 'binary'), 'latin1')
   const h = crypto.createHash(algorithm)
   for (const part of parts) h.update(part)
   return h.digest()
@@ -37,9 +41,9 @@ const SIZES: Record<string, {block: number; size: number}> = {
 /** Messages up to this long are laid after the inner pad in a buffer kept for the key (the rest are joined anew). */
 const SCRATCH = 512
 
-export function hmacOf(algorithm: string, key: Uint8Array): Mac {
+/** hmacOf, with the one-shot given (as digestWith). */
+export function hmacWith(hash: OneShot | undefined, algorithm: string, key: Uint8Array): Mac {
   const sizes = SIZES[algorithm]
-  const hash = oneShot
   if (!hash || sizes === undefined)
     return (...parts) => {
       const h = crypto.createHmac(algorithm, key)
@@ -47,7 +51,7 @@ export function hmacOf(algorithm: string, key: Uint8Array): Mac {
       return h.digest()
     }
   const {block, size} = sizes
-  const k = key.length > block ? digest(algorithm, Buffer.from(key)) : key
+  const k = key.length > block ? digestWith(hash, algorithm, [Buffer.from(key)]) : key
   // inner pad, then the message; outer pad, then the inner digest. Digests come as latin1 text:
   // measured here, a digest as text and then a Buffer from Node's pool costs half of one handed
   // back as a Buffer of its own.
