@@ -14,11 +14,19 @@ import {FileBackend} from '../../src/store/file/backend.js'
 import {GroupCommit} from '../../src/store/file/group-commit.js'
 import {compactJournal} from '../../src/store/file/journal.js'
 import {Store} from '../../src/store/file/store.js'
+import {secretWork} from '../../src/store/secrets.js'
 
 const dirs: string[] = []
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, {recursive: true, force: true})
 })
+
+/** Waits (a turn of the event loop at a time, 5 s at most) until `done` holds. */
+async function until(done: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000
+  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 1))
+  expect(done()).toBe(true)
+}
 
 async function setUp(users: string[], opts: {oathFile?: boolean} = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'tfactl-group-'))
@@ -91,6 +99,41 @@ describe('group commit of a responder’s logins (file store)', () => {
     expect(await new Store(path).login('u1', (doc) => doc.users.get('u1')?.failures)).toBe(2)
     for (const user of users) expect((await login(user, code(user, 0))).allowed).toBe(true)
     expect(await new Store(path).login('u1', (doc) => doc.users.get('u1')?.failures)).toBe(0) // reset by the accepted code
+  })
+
+  it('records are decoded ahead, between requests: later logins open no secret; a rewritten store is decoded ahead again, with its new secrets', async () => {
+    const users = Array.from({length: 300}, (_, i) => `u${String(i).padStart(3, '0')}`)
+    const {path, code} = await setUp(users)
+    const commits = new GroupCommit(new Store(path))
+    const login = (user: string, c: string) =>
+      checkLogin({login: (u, fn) => commits.login(u, fn)}, {user, service: 'ui', method: 'password', code: c}).then((r) => r.result)
+    expect(commits.stats.preloaded).toBe(0) // nothing read before the first login
+    expect((await login('u000', code('u000', -1))).allowed).toBe(true)
+    await until(() => commits.stats.preloaded === users.length)
+    const opened = secretWork.decrypted
+    const some = users.slice(1, 60)
+    expect((await Promise.all(some.map((u) => login(u, code(u, -1))))).every((r) => r.allowed)).toBe(true)
+    expect(secretWork.decrypted).toBe(opened) // every record was open already
+    expect((await login('u001', code('u001', -1))).reason).toBe('code_replayed')
+
+    // another process renews u001: a new store file, read at the next batch and decoded ahead again
+    const fresh = newEnrolment(30, 6, Date.now())
+    await new Store(path).update((doc) => activate(doc, 'u001', fresh))
+    const newKey = base32Decode(fresh.secret)!
+    expect((await login('u002', code('u002', 0))).allowed).toBe(true)
+    await until(() => commits.stats.preloaded === 2 * users.length)
+    expect((await login('u001', code('u001', 0))).allowed).toBe(false) // the old secret's code
+    expect((await login('u001', hotp(newKey, timeStep(Date.now(), 30), 6))).allowed).toBe(true)
+  })
+
+  it('decoding ahead stops at the bound on records kept', async () => {
+    const users = ['a1', 'a2', 'a3', 'a4', 'a5', 'a6']
+    const {path, code} = await setUp(users)
+    const commits = new GroupCommit(new Store(path), 3)
+    const result = await checkLogin({login: (u, fn) => commits.login(u, fn)}, {user: 'a6', service: 'ui', method: 'password', code: code('a6', -1)})
+    expect(result.result.allowed).toBe(true)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(commits.stats.preloaded).toBe(2) // a6, decoded by its login, and two more: three kept
   })
 
   it("with a pam_oath users file, logins keep it in step (the per-login path): a code used through the responder is pam_oath's last one too", async () => {
