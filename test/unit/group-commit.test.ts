@@ -1,7 +1,7 @@
 // The file store's responder logins (src/store/file/group-commit.ts) through the seam a responder
 // uses — FileBackend.responder().login — and the one login check (checkLogin), on a real store in
 // a temporary directory. Logins started in the same turn of the event loop form one batch.
-import {chmodSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
@@ -99,6 +99,22 @@ describe('group commit of a responder’s logins (file store)', () => {
     expect(await new Store(path).login('u1', (doc) => doc.users.get('u1')?.failures)).toBe(2)
     for (const user of users) expect((await login(user, code(user, 0))).allowed).toBe(true)
     expect(await new Store(path).login('u1', (doc) => doc.users.get('u1')?.failures)).toBe(0) // reset by the accepted code
+  })
+
+  it('a store made readable by others, or swapped for a link, while the responder holds it open: refused at the next batch', async () => {
+    const {path, login, code} = await setUp(['alice'])
+    expect((await login('alice', code('alice', -1))).allowed).toBe(true) // the store known, held open
+    chmodSync(path, 0o644)
+    const refused = await Promise.allSettled([login('alice', code('alice', 0))])
+    expect(refused[0].status).toBe('rejected')
+    expect(String((refused[0] as PromiseRejectedResult).reason.message)).toMatch(/chmod 600/)
+    chmodSync(path, 0o600)
+    expect((await login('alice', code('alice', 0))).allowed).toBe(true)
+    renameSync(path, `${path}.real`)
+    symlinkSync(`${path}.real`, path)
+    const linked = await Promise.allSettled([login('alice', code('alice', 1))])
+    expect(linked[0].status).toBe('rejected')
+    expect(String((linked[0] as PromiseRejectedResult).reason.message)).toMatch(/link/)
   })
 
   it('records are decoded ahead, between requests: later logins open no secret; a rewritten store is decoded ahead again, with its new secrets', async () => {
