@@ -22,7 +22,8 @@ function commandFiles(dir) {
 }
 
 // By file, found from where the package resolves (its package.json exports nothing else); the
-// entry below requires them relative to dist/.
+// entry below requires them relative to dist/, and esbuild takes them into the bundle: the package
+// is a build input (a development dependency), never required at run time.
 const AUTOCOMPLETE_DIR = relative('dist', join(dirname(createRequire(import.meta.url).resolve('@oclif/plugin-autocomplete')), 'commands', 'autocomplete'))
   .split(sep)
   .join('/')
