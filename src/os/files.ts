@@ -22,6 +22,18 @@ export function checkPrivateFile(path: string): boolean {
   return true
 }
 
+/**
+ * The file `path` names now, without following a link, when it is one checkPrivateFile would take
+ * (a regular file, the caller's or root's, nothing for group or others); undefined for anything
+ * else, which the caller opens and judges for its message. For a process that keeps a private
+ * file open and asks, once a batch, whether the path still names it (compare dev and ino).
+ */
+export function lstatPrivate(path: string): fs.BigIntStats | undefined {
+  const st = fs.lstatSync(path, {bigint: true, throwIfNoEntry: false})
+  const me = BigInt(process.getuid?.() ?? 0)
+  return st?.isFile() && (st.uid === me || st.uid === 0n) && (st.mode & 0o077n) === 0n ? st : undefined
+}
+
 /** What checkPrivateFile requires of a file, judged on what stat or fstat returned. */
 function judgePrivate(st: fs.Stats, path: string): void {
   if (!st.isFile()) throw storeError(`${path} is not a regular file`)

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs'
 import {dirname} from 'node:path'
 import type {AuditEvent} from '../audit.js'
-import {checkPrivateFile, ensureDir} from '../../os/files.js'
+import {checkPrivateFile, ensureDir, lstatPrivate} from '../../os/files.js'
 import type {AuditSink} from '../backend.js'
 
 /**
@@ -15,7 +15,7 @@ export class AuditWriter implements AuditSink {
   private pending: string[] = []
   private flushing: Promise<void> | undefined
   private lastProblem = 0
-  private file?: {fd: number; dev: number; ino: number}
+  private file?: {fd: number; dev: bigint; ino: bigint}
   /** The responder's own identity, the same for every line. */
   private readonly actor = {uid: process.getuid?.() ?? -1, sudoUser: null}
 
@@ -63,18 +63,15 @@ export class AuditWriter implements AuditSink {
   private open(): number {
     if (this.file) {
       // the path still names the private file held open: one lstat, nothing to create or judge anew
-      const st = fs.lstatSync(this.path, {throwIfNoEntry: false})
-      const me = process.getuid?.() ?? 0
-      if (st?.isFile() && st.ino === this.file.ino && st.dev === this.file.dev && (st.uid === me || st.uid === 0) && (st.mode & 0o077) === 0)
-        return this.file.fd
+      const st = lstatPrivate(this.path)
+      if (st && st.ino === this.file.ino && st.dev === this.file.dev) return this.file.fd
     }
+    // another file, none, or one to refuse (a link, another's, one others can read): judged, then opened anew
     ensureDir(dirname(this.path))
-    const exists = checkPrivateFile(this.path)
-    const now = exists ? fs.lstatSync(this.path) : undefined
-    if (this.file && now && now.ino === this.file.ino && now.dev === this.file.dev) return this.file.fd
+    checkPrivateFile(this.path)
     this.close()
     const fd = fs.openSync(this.path, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600)
-    const st = fs.fstatSync(fd)
+    const st = fs.fstatSync(fd, {bigint: true})
     this.file = {fd, dev: st.dev, ino: st.ino}
     return fd
   }

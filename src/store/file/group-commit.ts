@@ -1,7 +1,7 @@
 import * as fs from 'node:fs'
 import {dirname} from 'node:path'
 import {type Doc, isEmptyRecord, STORE_VERSION, type UserRecord} from '../../core/model.js'
-import {checkStoreDir, ensureDir, openPrivate} from '../../os/files.js'
+import {checkStoreDir, ensureDir, lstatPrivate, openPrivate} from '../../os/files.js'
 import {KeyFiles} from '../keys.js'
 import {batchedLogins, type LoginOutcome, type PendingLogin} from '../responder.js'
 import {decodeUserText, type Decoded, type HotState, hotStateOf} from '../sealed.js'
@@ -308,9 +308,9 @@ export class GroupCommit {
     const known = this.journal
     if (known && known.fd >= 0) {
       // the path still names the journal held open (grown, if another process appended): its tail
-      const st = fs.lstatSync(path, {bigint: true, throwIfNoEntry: false})
+      const st = lstatPrivate(path)
       const size = Number(st?.size ?? 0)
-      if (st && isPrivate(st) && st.dev === known.dev && st.ino === known.ino && size >= known.size) {
+      if (st && st.dev === known.dev && st.ino === known.ino && size >= known.size) {
         if (size > known.size && known.current) this.apply(parseJournal(readAt(known.fd, known.size, size - known.size), path).entries)
         known.size = size
         return true
@@ -406,13 +406,9 @@ export class GroupCommit {
 
 /** Whether `path` names, without a link, a private regular file of this identity (the version held open). */
 function sameFile(path: string, id: Identity): boolean {
-  const st = fs.lstatSync(path, {bigint: true, throwIfNoEntry: false})
-  return st !== undefined && isPrivate(st) && sameVersion(id, identity(st))
+  const st = lstatPrivate(path)
+  return st !== undefined && sameVersion(id, identity(st))
 }
-
-/** What openPrivate requires of what it opens (a regular file, the caller's or root's, 0600 or less), on an lstat: anything else is opened and judged for its message. */
-const me = BigInt(process.getuid?.() ?? 0)
-const isPrivate = (st: fs.BigIntStats): boolean => st.isFile() && (st.uid === me || st.uid === 0n) && (st.mode & 0o077n) === 0n
 
 /** Binary search of the sorted names of a store's lines. */
 function findLine(lines: LineIndex, name: string): number {
