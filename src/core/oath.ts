@@ -2,7 +2,7 @@ import {isAbsolute} from 'node:path'
 import {secretKey} from './codes.js'
 import {EXIT, TfaError, usageError} from './errors.js'
 import type {Digits, Doc, Interval, UserRecord} from './model.js'
-import {hotp, timeStep} from './totp.js'
+import {hotp, hotpOf, timeStep} from './totp.js'
 import {quote} from './validate.js'
 import {findAuthLine, type PamLine} from './pam.js'
 
@@ -186,12 +186,13 @@ export function recordedStep(
   const t = parseOathTime(time)
   if (t) centres.push(timeStep(t.local, interval), timeStep(t.utc, interval))
   const seen = new Set<number>()
+  const code = hotpOf(key, lastOtp.length)
   let found: number | undefined
   for (const centre of centres)
     for (let step = centre - radius; step <= Math.min(centre + radius, latest); step++) {
       if (seen.has(step) || step < 0) continue
       seen.add(step)
-      if ((found === undefined || step > found) && hotp(key, step, lastOtp.length) === lastOtp) found = step
+      if ((found === undefined || step > found) && code(step) === lastOtp) found = step
     }
   return found
 }

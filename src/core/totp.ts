@@ -24,10 +24,14 @@ function truncate(mac: Buffer, digits: number): number {
   return (mac.readUInt32BE(offset) & 0x7fffffff) % 10 ** digits
 }
 
-/** RFC 4226 HOTP value for one counter, as a zero-padded decimal string. */
-export function hotp(key: Uint8Array, counter: number, digits: number, algorithm: Algorithm = 'SHA1'): string {
-  return String(truncate(counterMac(key, algorithm)(counter), digits)).padStart(digits, '0')
+/** RFC 4226 HOTP values of one key, as zero-padded decimal strings: the key prepared once for every counter asked. */
+export function hotpOf(key: Uint8Array, digits: number, algorithm: Algorithm = 'SHA1'): (counter: number) => string {
+  const mac = counterMac(key, algorithm)
+  return (counter) => String(truncate(mac(counter), digits)).padStart(digits, '0')
 }
+
+/** RFC 4226 HOTP value for one counter, as a zero-padded decimal string. */
+export const hotp = (key: Uint8Array, counter: number, digits: number, algorithm: Algorithm = 'SHA1'): string => hotpOf(key, digits, algorithm)(counter)
 
 /** The RFC 6238 time step that contains `nowMs`. */
 export const timeStep = (nowMs: number, interval: number): number => Math.floor(nowMs / 1000 / interval)
@@ -65,8 +69,8 @@ export function matchStep(params: TotpParams, code: string, nowMs: number, windo
 export function matchPair(params: TotpParams, first: string, second: string, nowMs: number, range: number): number | undefined {
   const current = timeStep(nowMs, params.interval)
   const from = current - range - 1 // the first code's step for t = current - range
-  const mac = counterMac(params.key, params.algorithm)
-  const codes = Array.from({length: 2 * range + 2}, (_, i) => String(truncate(mac(from + i), params.digits)).padStart(params.digits, '0'))
+  const code = hotpOf(params.key, params.digits, params.algorithm)
+  const codes = Array.from({length: 2 * range + 2}, (_, i) => code(from + i))
   let best: number | undefined
   for (let i = 1; i < codes.length; i++) {
     if (codes[i - 1] !== first || codes[i] !== second) continue
