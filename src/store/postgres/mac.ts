@@ -1,4 +1,5 @@
-import {createHmac, timingSafeEqual} from 'node:crypto'
+import {timingSafeEqual} from 'node:crypto'
+import {hmacOf, type Mac} from '../../core/mac.js'
 import {DEFAULT_SETTINGS, type Settings} from '../../core/model.js'
 
 /**
@@ -17,19 +18,22 @@ export function canonicalSettings(keyId: string, settings: Settings): string {
   return JSON.stringify([keyId, FIELDS.map((f) => [f, settings[f]])])
 }
 
-/** Subkeys derived from each store key, by label: derived once, not once a row (a responder checks thousands a second). */
-const subkeys = new WeakMap<Buffer, Map<string, Buffer>>()
+/**
+ * HMAC-SHA256 under each store key's subkey for a label, made once, not once a row (a responder
+ * checks thousands a second): the subkey derived and its padded blocks kept (src/core/mac.ts).
+ */
+const macs = new WeakMap<Buffer, Map<string, Mac>>()
 
-function subkeyOf(key: Buffer, label: string): Buffer {
-  let byLabel = subkeys.get(key)
-  if (!byLabel) subkeys.set(key, (byLabel = new Map()))
-  let subkey = byLabel.get(label)
-  if (!subkey) byLabel.set(label, (subkey = createHmac('sha256', key).update(label).digest()))
-  return subkey
+function macOf(key: Buffer, label: string): Mac {
+  let byLabel = macs.get(key)
+  if (!byLabel) macs.set(key, (byLabel = new Map()))
+  let mac = byLabel.get(label)
+  if (!mac) byLabel.set(label, (mac = hmacOf('sha256', hmacOf('sha256', key)(Buffer.from(label)))))
+  return mac
 }
 
 export function settingsMac(key: Buffer, keyId: string, settings: Settings): string {
-  return createHmac('sha256', subkeyOf(key, SUBKEY_LABEL)).update(canonicalSettings(keyId, settings)).digest('base64url')
+  return macOf(key, SUBKEY_LABEL)(Buffer.from(canonicalSettings(keyId, settings))).toString('base64url')
 }
 
 export function macMatches(key: Buffer, keyId: string, settings: Settings, mac: string | null): boolean {
@@ -57,9 +61,7 @@ function canonical(value: unknown): string {
  * a lockout. What it cannot tell: a row put back as it was earlier, or removed (docs/security-database.md).
  */
 export function rowMac(key: Buffer, keyId: string, name: string, data: string): string {
-  return createHmac('sha256', subkeyOf(key, 'tfactl user row mac v1'))
-    .update(JSON.stringify([keyId, name, canonical(JSON.parse(data))]))
-    .digest('base64url')
+  return macOf(key, 'tfactl user row mac v1')(Buffer.from(JSON.stringify([keyId, name, canonical(JSON.parse(data))]))).toString('base64url')
 }
 
 export function rowMacMatches(key: Buffer, keyId: string, name: string, data: string, mac: string | null): boolean {
